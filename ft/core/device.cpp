@@ -1,0 +1,112 @@
+#include "ft/core/device.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <mlx/backend/cuda/cuda.h>
+#include <mlx/backend/metal/metal.h>
+#include <mlx/memory.h>
+#include <mlx/version.h>
+
+#include "ft/core/error.h"
+
+namespace ft {
+namespace {
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+size_t physical_memory() {
+  long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page_size) : 0;
+}
+
+template <typename T>
+T info_value(const std::unordered_map<std::string, std::variant<std::string, size_t>>& info,
+             const std::string& key, T fallback) {
+  auto it = info.find(key);
+  if (it == info.end()) return fallback;
+  if (auto value = std::get_if<T>(&it->second)) return *value;
+  return fallback;
+}
+
+}  // namespace
+
+std::string backend_name() {
+  if (mx::cu::is_available()) return "cuda";
+  if (mx::metal::is_available()) return "metal";
+  return "cpu";
+}
+
+SystemInfo system_info() {
+  SystemInfo info;
+  info.mlx_version = mx::version();
+  info.backend = backend_name();
+  if (info.backend != "cpu") {
+    int count = mx::device_count(mx::Device::gpu);
+    for (int i = 0; i < count; ++i) {
+      const auto& d = mx::device_info(mx::Device(mx::Device::gpu, i));
+      GpuInfo gpu;
+      gpu.index = i;
+      gpu.name = info_value<std::string>(d, "device_name", "unknown");
+      gpu.architecture = info_value<std::string>(d, "architecture", "");
+      gpu.total_memory = info_value<size_t>(d, "total_memory", info_value<size_t>(d, "memory_size", 0));
+      gpu.free_memory = info_value<size_t>(d, "free_memory", 0);
+      info.gpus.push_back(gpu);
+    }
+  }
+  info.cpu_model = cpu_model_name();
+  info.cpu_cores = static_cast<int>(std::thread::hardware_concurrency());
+  info.system_memory = physical_memory();
+  info.mlx_memory_limit = mx::get_memory_limit();
+  info.mlx_active_memory = mx::get_active_memory();
+  info.mlx_cache_memory = mx::get_cache_memory();
+  return info;
+}
+
+mx::Device preferred_device() {
+  bool have_gpu = mx::is_available(mx::Device::gpu);
+  if (const char* env = std::getenv("FT_DEVICE")) {
+    std::string choice = env;
+    if (choice == "cpu") return mx::Device::cpu;
+    FT_CHECK(choice == "gpu", "device", "FT_DEVICE must be 'cpu' or 'gpu', got '", choice, "'");
+    FT_CHECK(have_gpu, "device", "FT_DEVICE=gpu but MLX's ", backend_name(), " backend has no GPU");
+    return mx::Device::gpu;
+  }
+  return have_gpu ? mx::Device::gpu : mx::Device::cpu;
+}
+
+std::string use_preferred_device() {
+  auto device = preferred_device();
+  mx::set_default_device(device);
+  if (device.type == mx::Device::cpu) return "cpu (" + cpu_model_name() + ")";
+  const auto& d = mx::device_info(device);
+  return "gpu " + std::to_string(device.index) + " (" + backend_name() + ", " +
+         info_value<std::string>(d, "device_name", "unknown") + ")";
+}
+
+std::string format_bytes(size_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024.0 && unit < 4) value /= 1024.0, ++unit;
+  std::ostringstream out;
+  out.precision(unit == 0 ? 0 : 1);
+  out << std::fixed << value << " " << units[unit];
+  return out.str();
+}
+
+}  // namespace ft

@@ -1,0 +1,45 @@
+// The machine ft runs on: MLX's backend, its devices and memory, and device choice.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <mlx/device.h>
+
+namespace ft {
+
+namespace mx = mlx::core;
+
+struct GpuInfo {
+  int index = 0;
+  std::string name;
+  std::string architecture;
+  size_t total_memory = 0;  // bytes
+  size_t free_memory = 0;   // bytes; 0 when the backend does not say
+};
+
+struct SystemInfo {
+  std::string mlx_version;
+  std::string backend;  // "cuda", "metal" or "cpu"
+  std::vector<GpuInfo> gpus;
+  std::string cpu_model;
+  int cpu_cores = 0;
+  size_t system_memory = 0;      // bytes
+  size_t mlx_memory_limit = 0;   // bytes, MLX's allocator limit
+  size_t mlx_active_memory = 0;  // bytes
+  size_t mlx_cache_memory = 0;   // bytes
+};
+
+SystemInfo system_info();
+// "cuda" with an NVIDIA GPU, "metal" on Apple silicon, else "cpu".
+std::string backend_name();
+// The device work runs on: the GPU when the backend has one, else the CPU.
+// FT_DEVICE=cpu|gpu overrides; an unavailable choice is an ft::Error.
+mx::Device preferred_device();
+// Makes preferred_device() MLX's default; returns a one-line description of it.
+std::string use_preferred_device();
+// "12.3 GiB"
+std::string format_bytes(size_t bytes);
+
+}  // namespace ft

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Sets up ft on a fresh machine and builds it:
+#   - Debian packages via apt-get (skipped when already installed),
+#   - MLX's C++ library from PyPI into the project-local virtual environment .venv/
+#     (mlx[cpu] by default, mlx[cuda13] with an NVIDIA GPU and CUDA 13, mlx on macOS),
+#   - a CMake build in build/ (FT_BUILD_DIR overrides).
+# Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+MLX_VERSION=0.32.4
+BUILD_DIR=${FT_BUILD_DIR:-build}
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config python3 python3-venv
+              nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+
+say() { echo "setup: $*"; }
+
+install_debian_packages() {
+  [[ -f /etc/debian_version ]] || return 0
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  say "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+mlx_flavour() {
+  if [[ -n "${FT_MLX_FLAVOUR:-}" ]]; then echo "$FT_MLX_FLAVOUR"; return; fi
+  if [[ $(uname) == Darwin ]]; then echo ""; return; fi
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 &&
+     { [[ -x /usr/local/cuda/bin/nvcc ]] && /usr/local/cuda/bin/nvcc --version | grep -q "release 13"; }; then
+    echo "cuda13"
+  else
+    echo "cpu"
+  fi
+}
+
+install_mlx() {
+  local flavour spec
+  flavour=$(mlx_flavour)
+  spec="mlx==${MLX_VERSION}"
+  [[ -n "$flavour" ]] && spec="mlx[${flavour}]==${MLX_VERSION}"
+  if [[ ! -x .venv/bin/python ]]; then
+    say "creating .venv"
+    python3 -m venv .venv
+  fi
+  local have
+  have=$(.venv/bin/python -c "import mlx.core as m; print(m.__version__)" 2>/dev/null || true)
+  if [[ "$have" != "$MLX_VERSION" || ! -f .venv/.mlx-$flavour ]]; then
+    say "installing $spec into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check "$spec"
+    rm -f .venv/.mlx-*; touch ".venv/.mlx-$flavour"
+  fi
+}
+
+build() {
+  local mlx_dir
+  mlx_dir=$(.venv/bin/python -m mlx --cmake-dir)
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${FT_BUILD_TYPE:-Release}" \
+        -DMLX_ROOT="$mlx_dir" >/dev/null
+  cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || sysctl -n hw.ncpu)"
+}
+
+install_debian_packages
+install_mlx
+build
+say "built $BUILD_DIR/ft"
