@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Sets up ft on a fresh machine and builds it:
+# Sets up ft on a fresh machine and builds it, then runs what is asked:
+#   ./setup.sh          set up and build
+#   ./setup.sh demo     ... then train the demo model on bundled data
+#   ./setup.sh test     ... then run the whole test suite
 #   - Debian packages via apt-get (skipped when already installed),
 #   - MLX's C++ library from PyPI into the project-local virtual environment .venv/
 #     (mlx[cpu] by default, mlx[cuda13] with an NVIDIA GPU and CUDA 13, mlx on macOS),
@@ -66,7 +69,17 @@ build() {
   cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || sysctl -n hw.ncpu)"
 }
 
+ACTION=${1:-}
+case "$ACTION" in
+  ""|demo|test) ;;
+  *) echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;
+esac
+
 install_debian_packages
 install_mlx
 build
 say "built $BUILD_DIR/ft"
+case "$ACTION" in
+  demo) exec "$BUILD_DIR/ft" demo ;;
+  test) exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" ;;
+esac

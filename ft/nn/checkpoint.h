@@ -1,0 +1,21 @@
+// Gradient checkpointing of a module's forward.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <mlx/array.h>
+
+#include "ft/nn/module.h"
+
+namespace ft::nn {
+
+using ArrayFn = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
+
+// `fn` (which runs `module`) without keeping its intermediate activations: they are
+// recomputed in the backward pass. The module's trainable parameters become explicit
+// inputs of the checkpointed function so their gradients flow; the returned function
+// reads them from the module at each call.
+ArrayFn checkpoint(Module& module, ArrayFn fn);
+
+}  // namespace ft::nn
