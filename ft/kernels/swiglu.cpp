@@ -20,6 +20,12 @@ extern const char* const swiglu;  // ft/kernels/cuda/swiglu.cu, embedded at buil
 namespace ft::kernels {
 namespace {
 
+#ifdef FT_HAVE_PTX
+constexpr bool kHavePtx = true;
+#else
+constexpr bool kHavePtx = false;
+#endif
+
 // The kernels' name suffix for a storage dtype; empty where no kernel exists.
 std::string kernel_suffix(mx::Dtype dtype) {
   if (dtype == mx::float32) return "f32";
@@ -109,13 +115,8 @@ mx::array swiglu_composite(const mx::array& gate, const mx::array& up, mx::Strea
 }
 
 bool swiglu_uses_cuda_kernel(const mx::array& gate, mx::StreamOrDevice s) {
-#ifdef FT_HAVE_PTX
-  return mx::to_stream(s).device.type == mx::Device::gpu && mx::cu::is_available() &&
+  return kHavePtx && mx::to_stream(s).device.type == mx::Device::gpu && mx::cu::is_available() &&
          !kernel_suffix(gate.dtype()).empty() && gate.size() > 0 && gate.size() <= INT_MAX;
-#else
-  (void)gate, (void)s;
-  return false;
-#endif
 }
 
 mx::array swiglu(const mx::array& gate, const mx::array& up, mx::StreamOrDevice s) {
