@@ -1,7 +1,6 @@
 #include "ft/train/optimizer.h"
 
 #include <cmath>
-#include <set>
 
 #include <mlx/ops.h>  // defines: zeros, astype
 
@@ -59,22 +58,30 @@ std::vector<mx::array> Optimizer::slot_values(const std::string& param, const mx
 }
 
 ParamMap Optimizer::update(const ParamMap& params, const ParamMap& grads) {
-  const int64_t step = step_ + 1;
-  const std::vector<mx::array> scalars = step_scalars(step, rate(step));
-  ParamMap out = params;
+  // Every check runs before any state changes, so a failed update leaves none behind.
+  std::vector<std::vector<mx::array>> slot_arrays;
+  slot_arrays.reserve(grads.size());
   for (const auto& [name, grad] : grads) {
     const mx::array* param = params.find(name);
     FT_CHECK(param != nullptr, kPlace, "gradient for '", name, "', which is not a parameter");
     FT_CHECK(grad.shape() == param->shape(), kPlace, "gradient for '", name, "' has shape ",
              shape_str(grad.shape()), " but the parameter has ", shape_str(param->shape()));
-    std::vector<mx::array> slot_arrays = slot_values(name, param->shape());
-    std::vector<mx::array> result =
-        apply(mx::astype(*param, mx::float32), mx::astype(grad, mx::float32), slot_arrays, scalars);
-    FT_ASSERT(result.size() == slot_arrays.size() + 1);
-    out.set(name, mx::astype(result[0], param->dtype()));
-    std::vector<Slot> wanted = slots(param->shape());
-    for (size_t i = 0; i < wanted.size(); ++i)
-      state_.set(name + "." + wanted[i].name, result[i + 1]);
+    slot_arrays.push_back(slot_values(name, param->shape()));
+  }
+  const int64_t step = step_ + 1;
+  const std::vector<mx::array> scalars = step_scalars(step, rate(step));
+  ParamMap out = params;
+  size_t i = 0;
+  for (const auto& [name, grad] : grads) {
+    const mx::array& param = params.at(name);
+    std::vector<mx::array> result = apply(mx::astype(param, mx::float32),
+                                          mx::astype(grad, mx::float32), slot_arrays[i], scalars);
+    FT_ASSERT(result.size() == slot_arrays[i].size() + 1);
+    out.set(name, mx::astype(result[0], param.dtype()));
+    const std::vector<Slot> wanted = slots(param.shape());
+    for (size_t j = 0; j < wanted.size(); ++j)
+      state_.set(name + "." + wanted[j].name, result[j + 1]);
+    ++i;
   }
   step_ = step;
   return out;

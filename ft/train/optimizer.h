@@ -80,6 +80,7 @@ class Optimizer {
   void init(const ParamMap& params);
 
   // The rate the next update() will use (call it before update() to log a step).
+  // For adafactor this is the step size before its per-parameter RMS scaling.
   float learning_rate() const;
   // Updates done so far.
   int64_t step() const { return step_; }

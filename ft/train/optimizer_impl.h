@@ -1,6 +1,7 @@
 // Internal: the optimizer families behind make_optimizer, and helpers they share.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <vector>
 

@@ -1,7 +1,7 @@
 """Fixtures for tests/train/optimizer_test.cpp and schedule_test.cpp.
 
-Runs each optimizer for a few steps on two small parameters (one 2-D, so Adafactor
-factors it, one 1-D) with fixed gradients, and records the parameters after every
+Runs each optimizer for a few steps on three small parameters (2-D, so Adafactor
+factors them, and 1-D) with fixed gradients, and records the parameters after every
 step. References: torch.optim.SGD / Adam / AdamW; transformers' Adafactor (the
 algorithm ft follows); Lion written here with torch ops from the paper's algorithm
 (PyTorch has none). Schedules: transformers' warmup schedules and torch's StepLR and
@@ -26,7 +26,9 @@ from transformers.optimization import (
 
 OUT = os.path.join("tests", "golden", "optimizers")
 STEPS = 5
-SHAPES = {"model.layers.0.proj.weight": (3, 4), "model.norm.weight": (5,)}
+# Two 2-D shapes check that one compiled (shapeless) rule serves several shapes.
+SHAPES = {"model.layers.0.proj.weight": (3, 4), "model.norm.weight": (5,),
+          "model.layers.0.gate.weight": (2, 6)}
 
 
 class Lion(torch.optim.Optimizer):

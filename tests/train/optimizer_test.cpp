@@ -108,7 +108,7 @@ TEST(Optimizer, MatchesPyTorchEveryStep) {
     }
     auto opt = ft::make_optimizer(config);
     ft::ParamMap params = data.strip_prefix("params");
-    ASSERT_EQ(params.size(), 2u);
+    ASSERT_EQ(params.size(), 3u);
     for (int k = 1; k <= steps; ++k) {
       params = opt->update(params, data.strip_prefix("grads." + std::to_string(k)));
       params.eval();
@@ -291,7 +291,11 @@ TEST(Optimizer, BadGradientsAreErrors) {
         opt->update(params, {{"b.bias", mx::zeros({5})}});
       },
       "gradient for 'b.bias' has shape (5) but the parameter has (6)");
+  // A valid gradient before the bad one leaves no state behind either.
+  ft::ParamMap mixed{{"a.weight", mx::zeros({4, 3})}, {"b.bias", mx::zeros({5})}};
+  EXPECT_THROW(opt->update(params, mixed), ft::Error);
   EXPECT_EQ(opt->step(), 0);
+  EXPECT_EQ(opt->state().names(), (std::vector<std::string>{"step"}));
 }
 
 TEST(Optimizer, MismatchedStateIsAnError) {
