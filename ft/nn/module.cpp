@@ -36,6 +36,10 @@ void Module::register_parameter(const std::string& name, mx::array* slot) {
   params_.emplace_back(name, slot);
 }
 
+void Module::adopt_parameters(const Module& other) {
+  for (const auto& [name, slot] : other.params_) register_parameter(name, slot);
+}
+
 void Module::visit_parameters(
     const std::string& prefix,
     const std::function<void(const std::string&, mx::array*, bool)>& fn) const {
