@@ -11,7 +11,9 @@
 namespace ft::nn {
 
 // Constants are made in x's dtype so a bf16 input stays bf16.
-mx::array silu(const mx::array& x) { return mx::multiply(x, mx::sigmoid(x)); }
+mx::array silu(const mx::array& x) {
+  return mx::multiply(x, mx::sigmoid(x));
+}
 
 mx::array gelu(const mx::array& x) {
   auto inv_sqrt2 = mx::array(static_cast<float>(M_SQRT1_2), x.dtype());
@@ -33,7 +35,9 @@ mx::array quick_gelu(const mx::array& x) {
   return mx::multiply(x, mx::sigmoid(mx::multiply(mx::array(1.702f, x.dtype()), x)));
 }
 
-mx::array relu(const mx::array& x) { return mx::maximum(x, mx::array(0.0f, x.dtype())); }
+mx::array relu(const mx::array& x) {
+  return mx::maximum(x, mx::array(0.0f, x.dtype()));
+}
 
 Activation activation_by_name(const std::string& name) {
   static const std::vector<std::pair<std::string, Activation>> table = {

@@ -39,7 +39,9 @@ mx::array Dropout::operator()(const mx::array& x, const mx::array& key) const {
   return mx::where(keep, mx::multiply(x, scale), mx::zeros_like(x));
 }
 
-void Dropout::reseed(const mx::array& key) { key_ = checked_key(key); }
+void Dropout::reseed(const mx::array& key) {
+  key_ = checked_key(key);
+}
 
 void reseed_dropout(Module& root, const mx::array& key) {
   std::vector<Dropout*> dropouts;
@@ -47,7 +49,8 @@ void reseed_dropout(Module& root, const mx::array& key) {
     if (auto* dropout = dynamic_cast<Dropout*>(module)) dropouts.push_back(dropout);
   if (dropouts.empty()) return;
   auto keys = mx::random::split(key, static_cast<int>(dropouts.size()));  // (n, 2)
-  for (size_t i = 0; i < dropouts.size(); ++i) dropouts[i]->reseed(mx::take(keys, static_cast<int>(i), 0));
+  for (size_t i = 0; i < dropouts.size(); ++i)
+    dropouts[i]->reseed(mx::take(keys, static_cast<int>(i), 0));
 }
 
 }  // namespace ft::nn

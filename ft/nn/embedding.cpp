@@ -71,9 +71,8 @@ QuantizedEmbedding::QuantizedEmbedding(mx::array weight, mx::array scales, mx::a
   FT_CHECK(bits > 0, "quantized_embedding", "bits must be 2, 3, 4, 5, 6 or 8, got ", bits);
   check_quantization("quantized_embedding", dim(), group_size, bits);
   mx::Shape group_shape{num_embeddings(), dim() / group_size};
-  FT_CHECK(scales_.shape() == group_shape && biases_.shape() == group_shape,
-           "quantized_embedding", "scales and biases must have shape (", group_shape[0], ", ",
-           group_shape[1], ")");
+  FT_CHECK(scales_.shape() == group_shape && biases_.shape() == group_shape, "quantized_embedding",
+           "scales and biases must have shape (", group_shape[0], ", ", group_shape[1], ")");
   register_all();
 }
 
@@ -101,8 +100,7 @@ mx::array QuantizedEmbedding::operator()(const mx::array& ids) {
 
 mx::array QuantizedEmbedding::as_linear(const mx::array& x) const {
   check_input("quantized_embedding", x, dim());
-  return mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_,
-                              bits_);
+  return mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_, bits_);
 }
 
 mx::array QuantizedEmbedding::dequantized_weight() const {

@@ -21,9 +21,9 @@ void check_adapter_args(int rank, float alpha, float dropout) {
 
 const std::shared_ptr<Layer>& checked_base(const std::shared_ptr<Layer>& base) {
   FT_CHECK(base != nullptr, "lora", "the base layer is null");
-  FT_CHECK(std::dynamic_pointer_cast<Linear>(base) ||
-               std::dynamic_pointer_cast<QuantizedLinear>(base),
-           "lora", "can only wrap a Linear or a QuantizedLinear, got a ", base->type_name());
+  FT_CHECK(
+      std::dynamic_pointer_cast<Linear>(base) || std::dynamic_pointer_cast<QuantizedLinear>(base),
+      "lora", "can only wrap a Linear or a QuantizedLinear, got a ", base->type_name());
   return base;
 }
 
@@ -38,7 +38,9 @@ int base_out_features(const Layer& base) {
 }
 
 // Row norms over the inputs: (out, in) -> (out,).
-mx::array row_norms(const mx::array& w) { return mx::sqrt(mx::sum(mx::square(w), 1)); }
+mx::array row_norms(const mx::array& w) {
+  return mx::sqrt(mx::sum(mx::square(w), 1));
+}
 
 }  // namespace
 
@@ -82,9 +84,8 @@ mx::array LoRALinear::delta_weight() const {
 
 mx::array LoRALinear::base_product(const mx::array& x) const {
   if (quantized_)
-    return mx::quantized_matmul(x, quantized_->weight(), quantized_->scales(),
-                                quantized_->biases(), /*transpose=*/true,
-                                quantized_->group_size(), quantized_->bits());
+    return mx::quantized_matmul(x, quantized_->weight(), quantized_->scales(), quantized_->biases(),
+                                /*transpose=*/true, quantized_->group_size(), quantized_->bits());
   return mx::matmul(x, mx::transpose(linear_->weight()));
 }
 

@@ -69,10 +69,9 @@ void QuantizedLinear::register_all() {
 
 mx::array QuantizedLinear::operator()(const mx::array& x) {
   FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "quantized_linear",
-           "input's last dimension is ", x.ndim() ? x.shape(-1) : 0, ", expected ",
-           in_features());
-  auto y = mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_,
-                                bits_);
+           "input's last dimension is ", x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
+  auto y =
+      mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_, bits_);
   return bias_ ? mx::add(y, *bias_) : y;
 }
 

@@ -22,8 +22,8 @@ class QuantizedLinear : public Layer {
  public:
   // Zero-filled arrays of the right shapes, to be filled by load(): how a quantized
   // checkpoint is read.
-  QuantizedLinear(int in_features, int out_features, bool bias, int group_size = 64,
-                  int bits = 4, mx::Dtype dtype = mx::float32);
+  QuantizedLinear(int in_features, int out_features, bool bias, int group_size = 64, int bits = 4,
+                  mx::Dtype dtype = mx::float32);
   // Wraps arrays as mx::quantize returns them; checks their shapes and dtypes.
   QuantizedLinear(mx::array weight, mx::array scales, mx::array biases,
                   std::optional<mx::array> bias, int group_size, int bits);
