@@ -36,6 +36,10 @@ void Module::register_parameter(const std::string& name, mx::array* slot) {
   params_.emplace_back(name, slot);
 }
 
+void Module::adopt_parameters(const Module& other) {
+  for (const auto& [name, slot] : other.params_) register_parameter(name, slot);
+}
+
 void Module::visit_parameters(
     const std::string& prefix,
     const std::function<void(const std::string&, mx::array*, bool)>& fn) const {
@@ -171,7 +175,9 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
   for (const auto& child : children_) {
     auto module = child.get();
     if (!module) continue;
-    for (auto& [path, m] : module->named_modules()) out.emplace_back(join(child.name, path), m);
+    // The child's own entry has path "": its full path is just its name.
+    for (auto& [path, m] : module->named_modules())
+      out.emplace_back(path.empty() ? child.name : child.name + "." + path, m);
   }
   return out;
 }
@@ -201,6 +207,7 @@ std::shared_ptr<Module> Module::find_module(const std::string& path) const {
 }
 
 void Module::replace_module(const std::string& path, std::shared_ptr<Module> module) {
+  FT_CHECK(module != nullptr, "module", "cannot put a null module at '", path, "'");
   size_t dot = path.rfind('.');
   Module* parent = this;
   std::shared_ptr<Module> holder;

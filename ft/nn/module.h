@@ -79,6 +79,10 @@ class Module {
  protected:
   // Registers a parameter held in a member of the subclass (it must outlive us).
   void register_parameter(const std::string& name, mx::array* slot);
+  // Registers `other`'s own parameters (not its children's) under the same names.
+  // The slots stay in `other`, which this module must keep alive: a LoRA wrapper
+  // shows its base layer's "weight" as its own, so Hugging Face names survive.
+  void adopt_parameters(const Module& other);
   // Registers a child held in a member `std::shared_ptr<T>`; replace_module writes
   // into that member, so a LoRA wrapper can take the place of a Linear.
   template <typename T>

@@ -1,0 +1,258 @@
+#include "ft/nn/lora.h"
+
+#include <algorithm>
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include <mlx/ops.h>
+#include <mlx/random.h>
+
+#include "ft/nn/init.h"
+
+namespace ft::nn {
+namespace {
+
+void check_adapter_args(int rank, float alpha, float dropout) {
+  FT_CHECK(rank > 0, "lora", "rank must be positive, got ", rank);
+  FT_CHECK(alpha > 0.0f, "lora", "alpha must be positive, got ", alpha);
+  FT_CHECK(dropout >= 0.0f && dropout < 1.0f, "lora", "dropout must be in [0, 1), got ", dropout);
+}
+
+const std::shared_ptr<Layer>& checked_base(const std::shared_ptr<Layer>& base) {
+  FT_CHECK(base != nullptr, "lora", "the base layer is null");
+  FT_CHECK(
+      std::dynamic_pointer_cast<Linear>(base) || std::dynamic_pointer_cast<QuantizedLinear>(base),
+      "lora", "can only wrap a Linear or a QuantizedLinear, got a ", base->type_name());
+  return base;
+}
+
+int base_in_features(const Layer& base) {
+  if (auto* q = dynamic_cast<const QuantizedLinear*>(&base)) return q->in_features();
+  return dynamic_cast<const Linear&>(base).in_features();
+}
+
+int base_out_features(const Layer& base) {
+  if (auto* q = dynamic_cast<const QuantizedLinear*>(&base)) return q->out_features();
+  return dynamic_cast<const Linear&>(base).out_features();
+}
+
+// Row norms over the inputs: (out, in) -> (out,).
+mx::array row_norms(const mx::array& w) {
+  return mx::sqrt(mx::sum(mx::square(w), 1));
+}
+
+}  // namespace
+
+LoRALinear::LoRALinear(std::shared_ptr<Layer> base, int rank, float alpha, const mx::array& key,
+                       float dropout, bool rslora, mx::Dtype dtype)
+    : base_(checked_base(base)),
+      linear_(std::dynamic_pointer_cast<Linear>(base_)),
+      quantized_(std::dynamic_pointer_cast<QuantizedLinear>(base_)),
+      scale_(0.0f),
+      lora_A_(mx::array(0.0f)),
+      lora_B_(mx::array(0.0f)) {
+  check_adapter_args(rank, alpha, dropout);
+  scale_ = rslora ? alpha / std::sqrt(static_cast<float>(rank)) : alpha / static_cast<float>(rank);
+  int in = base_in_features(*base_), out = base_out_features(*base_);
+  auto [a_key, dropout_key] = mx::random::split(key);
+  lora_A_ = init::kaiming_uniform({rank, in}, in, std::sqrt(5.0f), a_key, dtype);
+  lora_B_ = mx::zeros({out, rank}, dtype);
+  dropout_ = std::make_shared<Dropout>(dropout, dropout_key);
+
+  // See Note [LoRA parameter names] in lora.h.
+  adopt_parameters(*base_);
+  freeze();
+  register_parameter("lora_A", &lora_A_);
+  register_parameter("lora_B", &lora_B_);
+  register_module("dropout", &dropout_);
+  train(base_->training());
+}
+
+const std::optional<mx::array>& LoRALinear::base_bias() const {
+  return quantized_ ? quantized_->bias() : linear_->bias();
+}
+
+mx::array LoRALinear::base_weight() const {
+  return quantized_ ? quantized_->dequantized_weight() : linear_->weight();
+}
+
+mx::array LoRALinear::delta_weight() const {
+  auto product = mx::matmul(lora_B_, lora_A_);  // (out, in)
+  return mx::multiply(mx::array(scale_, product.dtype()), product);
+}
+
+mx::array LoRALinear::base_product(const mx::array& x) const {
+  if (quantized_)
+    return mx::quantized_matmul(x, quantized_->weight(), quantized_->scales(), quantized_->biases(),
+                                /*transpose=*/true, quantized_->group_size(), quantized_->bits());
+  return mx::matmul(x, mx::transpose(linear_->weight()));
+}
+
+mx::array LoRALinear::operator()(const mx::array& x) {
+  auto y = (*base_)(x);  // checks x's shape
+  auto xd = (*dropout_)(x);
+  auto z = mx::matmul(mx::matmul(xd, mx::transpose(lora_A_)), mx::transpose(lora_B_));
+  z = mx::multiply(mx::array(scale_, z.dtype()), z);
+  return mx::add(y, mx::astype(z, y.dtype()));
+}
+
+mx::array LoRALinear::merged_weight() const {
+  auto w = base_weight();
+  return mx::add(mx::astype(w, mx::promote_types(w.dtype(), lora_A_.dtype())), delta_weight());
+}
+
+std::shared_ptr<Layer> LoRALinear::fuse(bool dequantize) const {
+  mx::Dtype dtype = quantized_ ? quantized_->scales().dtype() : linear_->weight().dtype();
+  auto fused = std::make_shared<Linear>(mx::astype(merged_weight(), dtype), base_bias());
+  if (!quantized_ || dequantize) return fused;
+  return QuantizedLinear::from_linear(*fused, quantized_->group_size(), quantized_->bits());
+}
+
+DoRALinear::DoRALinear(std::shared_ptr<Layer> base, int rank, float alpha, const mx::array& key,
+                       float dropout, bool rslora, mx::Dtype dtype)
+    : LoRALinear(std::move(base), rank, alpha, key, dropout, rslora, dtype),
+      lora_magnitude_(mx::array(0.0f)) {
+  // B is zero, so W + s B A = W here.
+  lora_magnitude_ = mx::astype(row_norms(mx::astype(base_weight(), mx::float32)), dtype);
+  register_parameter("lora_magnitude", &lora_magnitude_);
+}
+
+mx::array DoRALinear::magnitude_scale() const {
+  auto adapted = LoRALinear::merged_weight();  // (out, in)
+  auto norms = mx::stop_gradient(row_norms(adapted));
+  return mx::divide(lora_magnitude_, norms);
+}
+
+mx::array DoRALinear::operator()(const mx::array& x) {
+  FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "lora", "input's last dimension is ",
+           x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
+  auto g = magnitude_scale();  // (out,)
+  auto xd = (*dropout_)(x);
+  auto lora = mx::matmul(mx::matmul(xd, mx::transpose(lora_A_)), mx::transpose(lora_B_));
+  lora = mx::multiply(mx::array(scale_, lora.dtype()), lora);
+  mx::array y = x;
+  if (!dropout_->active()) {
+    // (m/n) (x W^T + s x A^T B^T) + bias: one base product.
+    y = mx::multiply(g, mx::add(base_product(x), lora));
+    if (base_bias()) y = mx::add(y, *base_bias());
+  } else {
+    // PEFT's form: the base sees x, the magnitude correction and the adapter see the
+    // dropped-out input.
+    auto base_out = (*base_)(x);
+    auto correction = mx::multiply(mx::subtract(g, mx::array(1.0f, g.dtype())), base_product(xd));
+    y = mx::add(mx::add(base_out, correction), mx::multiply(g, lora));
+  }
+  mx::Dtype out_dtype = quantized_ ? quantized_->scales().dtype() : linear_->weight().dtype();
+  return mx::astype(y, mx::promote_types(out_dtype, x.dtype()));
+}
+
+mx::array DoRALinear::merged_weight() const {
+  auto g = magnitude_scale();
+  return mx::multiply(mx::expand_dims(g, 1), LoRALinear::merged_weight());
+}
+
+namespace {
+
+std::regex compile_regex(const std::string& regex) {
+  try {
+    return std::regex(regex);
+  } catch (const std::regex_error& e) {
+    throw Error("lora", "invalid target_regex '" + regex + "': " + e.what());
+  }
+}
+
+// The i of a ".layers.<i>." component, or -1.
+int layer_index(const std::string& path) {
+  static const std::regex layers_re(R"((^|\.)layers\.(\d+)(\.|$))");
+  std::smatch match;
+  if (!std::regex_search(path, match, layers_re)) return -1;
+  return std::stoi(match[2].str());
+}
+
+std::string last_component(const std::string& path) {
+  size_t dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+}  // namespace
+
+std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
+  check_adapter_args(config.rank, config.alpha, config.dropout);
+  FT_CHECK(!config.target_modules.empty() || !config.target_regex.empty(), "lora",
+           "give target_modules or target_regex");
+  FT_CHECK(config.num_layers >= 0, "lora", "num_layers must be >= 0, got ", config.num_layers);
+  std::optional<std::regex> target_re;
+  if (!config.target_regex.empty()) target_re = compile_regex(config.target_regex);
+
+  auto modules = root.named_modules();
+  int min_layer = -1;
+  if (config.num_layers > 0) {
+    std::set<int> indices;
+    for (const auto& [path, module] : modules)
+      if (int i = layer_index(path); i >= 0) indices.insert(i);
+    FT_CHECK(!indices.empty(), "lora", "num_layers is ", config.num_layers,
+             " but no module path has a '.layers.<i>.' component");
+    auto it = indices.end();
+    std::advance(it, -std::min<int>(config.num_layers, static_cast<int>(indices.size())));
+    min_layer = *it;
+  }
+
+  std::vector<std::string> paths;
+  for (const auto& [path, module] : modules) {
+    if (path.empty()) continue;
+    if (!dynamic_cast<Linear*>(module) && !dynamic_cast<QuantizedLinear*>(module)) continue;
+    const auto& targets = config.target_modules;
+    bool named = std::find(targets.begin(), targets.end(), last_component(path)) != targets.end();
+    if (!named && !(target_re && std::regex_search(path, *target_re))) continue;
+    if (min_layer >= 0 && layer_index(path) < min_layer) continue;
+    paths.push_back(path);
+  }
+  FT_CHECK(!paths.empty(), "lora", "no Linear or QuantizedLinear matches the targets");
+
+  auto keys = mx::random::split(mx::random::key(config.seed), static_cast<int>(paths.size()));
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> replaced;
+  std::vector<std::shared_ptr<LoRALinear>> wrappers;
+  try {
+    for (size_t i = 0; i < paths.size(); ++i) {
+      auto base = std::dynamic_pointer_cast<Layer>(root.find_module(paths[i]));
+      FT_ASSERT(base != nullptr);
+      auto key = mx::take(keys, static_cast<int>(i), 0);
+      std::shared_ptr<LoRALinear> wrapper =
+          config.dora ? std::make_shared<DoRALinear>(base, config.rank, config.alpha, key,
+                                                     config.dropout, config.rslora, config.dtype)
+                      : std::make_shared<LoRALinear>(base, config.rank, config.alpha, key,
+                                                     config.dropout, config.rslora, config.dtype);
+      root.replace_module(paths[i], wrapper);
+      replaced.emplace_back(paths[i], base);
+      wrappers.push_back(wrapper);
+    }
+  } catch (...) {
+    for (auto& [path, base] : replaced) root.replace_module(path, base);
+    throw;
+  }
+
+  root.freeze();
+  for (auto& wrapper : wrappers) {
+    std::string names;
+    for (const auto& name : wrapper->adapter_names()) names += (names.empty() ? "" : "|") + name;
+    wrapper->unfreeze("^(" + names + ")$");
+  }
+  return paths;
+}
+
+std::vector<std::string> fuse_lora(Module& root, bool dequantize) {
+  std::vector<std::pair<std::string, std::shared_ptr<Layer>>> fused;
+  for (const auto& [path, module] : root.named_modules())
+    if (auto* wrapper = dynamic_cast<LoRALinear*>(module))
+      fused.emplace_back(path, wrapper->fuse(dequantize));
+  std::vector<std::string> paths;
+  for (auto& [path, layer] : fused) {
+    if (path.empty()) continue;  // root itself cannot be replaced in place
+    root.replace_module(path, layer);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+}  // namespace ft::nn

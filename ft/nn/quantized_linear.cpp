@@ -1,0 +1,82 @@
+#include "ft/nn/quantized_linear.h"
+
+#include <mlx/ops.h>
+
+namespace ft::nn {
+
+void check_quantization(const char* place, int features, int group_size, int bits) {
+  FT_CHECK(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8, place,
+           "bits must be 2, 3, 4, 5, 6 or 8, got ", bits);
+  FT_CHECK(group_size == 32 || group_size == 64 || group_size == 128, place,
+           "group_size must be 32, 64 or 128, got ", group_size);
+  FT_CHECK(features > 0 && features % group_size == 0, place, "group_size ", group_size,
+           " does not divide the quantized dimension ", features);
+}
+
+QuantizedLinear::QuantizedLinear(int in_features, int out_features, bool bias, int group_size,
+                                 int bits, mx::Dtype dtype)
+    : group_size_(group_size),
+      bits_(bits),
+      weight_(mx::array(0u)),
+      scales_(mx::array(0.0f)),
+      biases_(mx::array(0.0f)) {
+  FT_CHECK(out_features > 0, "quantized_linear", "out_features must be positive, got ",
+           out_features);
+  check_quantization("quantized_linear", in_features, group_size, bits);
+  weight_ = mx::zeros({out_features, in_features * bits / 32}, mx::uint32);
+  scales_ = mx::zeros({out_features, in_features / group_size}, dtype);
+  biases_ = mx::zeros({out_features, in_features / group_size}, dtype);
+  if (bias) bias_ = mx::zeros({out_features}, dtype);
+  register_all();
+}
+
+QuantizedLinear::QuantizedLinear(mx::array weight, mx::array scales, mx::array biases,
+                                 std::optional<mx::array> bias, int group_size, int bits)
+    : group_size_(group_size),
+      bits_(bits),
+      weight_(std::move(weight)),
+      scales_(std::move(scales)),
+      biases_(std::move(biases)),
+      bias_(std::move(bias)) {
+  FT_CHECK(weight_.ndim() == 2 && weight_.dtype() == mx::uint32, "quantized_linear",
+           "weight must be a 2-D uint32 array");
+  // Checked before in_features(), which divides by bits.
+  FT_CHECK(bits > 0, "quantized_linear", "bits must be 2, 3, 4, 5, 6 or 8, got ", bits);
+  check_quantization("quantized_linear", in_features(), group_size, bits);
+  mx::Shape group_shape{out_features(), in_features() / group_size};
+  FT_CHECK(scales_.shape() == group_shape && biases_.shape() == group_shape, "quantized_linear",
+           "scales and biases must have shape (", group_shape[0], ", ", group_shape[1], ")");
+  FT_CHECK(!bias_ || (bias_->ndim() == 1 && bias_->shape(0) == out_features()), "quantized_linear",
+           "bias must have shape (", out_features(), ",)");
+  register_all();
+}
+
+std::shared_ptr<QuantizedLinear> QuantizedLinear::from_linear(const Linear& linear, int group_size,
+                                                              int bits) {
+  check_quantization("quantized_linear", linear.in_features(), group_size, bits);
+  auto packed = mx::quantize(linear.weight(), group_size, bits);
+  return std::make_shared<QuantizedLinear>(packed[0], packed[1], packed[2], linear.bias(),
+                                           group_size, bits);
+}
+
+void QuantizedLinear::register_all() {
+  register_parameter("weight", &weight_);
+  register_parameter("scales", &scales_);
+  register_parameter("biases", &biases_);
+  if (bias_) register_parameter("bias", &*bias_);
+  freeze("^(weight|scales|biases)$");
+}
+
+mx::array QuantizedLinear::operator()(const mx::array& x) {
+  FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "quantized_linear",
+           "input's last dimension is ", x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
+  auto y =
+      mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_, bits_);
+  return bias_ ? mx::add(y, *bias_) : y;
+}
+
+mx::array QuantizedLinear::dequantized_weight() const {
+  return mx::dequantize(weight_, scales_, biases_, group_size_, bits_);
+}
+
+}  // namespace ft::nn
