@@ -4,6 +4,7 @@
 #include <mlx/ops.h>
 #include <mlx/transforms.h>
 
+#include "ft/nn/dropout.h"
 #include "ft/train/clip.h"
 #include "ft/train/optimizer.h"
 
@@ -25,6 +26,8 @@ TrainStep::TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, St
   auto forward = [this, n_params](const std::vector<mx::array>& inputs) {
     model_.update(ParamMap::zip(names_, {inputs.begin(), inputs.begin() + n_params}));
     Batch batch(inputs.begin() + n_params + 1, inputs.end());
+    // The key is an input of the traced graph, so each step draws new dropout masks.
+    nn::reseed_dropout(model_, inputs[n_params]);
     LossOutput out = loss_fn_(model_, batch, inputs[n_params]);
     return std::vector<mx::array>{out.loss_sum, mx::stop_gradient(out.tokens)};
   };
@@ -49,6 +52,7 @@ std::pair<LossOutput, ParamMap> TrainStep::loss_and_grads(const Batch& batch, co
   std::vector<mx::array> outputs = traced_(inputs);
   // Tracing left placeholders in the model; put the real arrays back.
   model_.update(current);
+  nn::reseed_dropout(model_, key);
   LossOutput loss{outputs[0], outputs[1]};
   return {loss, ParamMap::zip(names_, {outputs.begin() + 2, outputs.end()})};
 }
