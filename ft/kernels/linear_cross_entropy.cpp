@@ -38,6 +38,7 @@ struct Plan {
   int chunk;
   int ignore_index;
   float label_smoothing;
+  bool weight_grad;
   mx::Dtype compute_dtype;  // the matmuls: promoted dtype of hidden and weight
   mx::Dtype loss_dtype;     // logsumexp, softmax and the loss: f32 (f64 for f64)
 };
@@ -97,26 +98,26 @@ mx::array forward(const mx::array& hidden, const mx::array& weight, const mx::ar
 }
 
 // d loss_i / d z_ij = g_i * (softmax(z_i)_j - (1 - s) [j == t_i] - s / V), 0 for ignored i.
-// Returns {grad_hidden (N, H), grad_weight (V, H)} in the loss dtype.
+// Returns grad_hidden (N, H) and, if plan.weight_grad, grad_weight (V, H), in the loss dtype.
 // See Note [Chunk order in the lazy graph].
-std::pair<mx::array, mx::array> backward(const mx::array& hidden, const mx::array& weight,
-                                         const mx::array& targets,
-                                         const mx::array& cotangent,       // (N,)
-                                         const mx::array& forward_output,  // (N,)
-                                         const Plan& plan) {
+std::pair<mx::array, std::optional<mx::array>> backward(const mx::array& hidden,
+                                                        const mx::array& weight,
+                                                        const mx::array& targets,
+                                                        const mx::array& cotangent,       // (N,)
+                                                        const mx::array& forward_output,  // (N,)
+                                                        const Plan& plan) {
   const float s = plan.label_smoothing;
   const auto ldt = plan.loss_dtype;
   std::vector<mx::array> grad_hidden;
-  std::optional<mx::array> grad_weight;  // (V, H), accumulated over chunks
+  std::optional<mx::array> grad_weight;             // (V, H), accumulated over chunks
+  std::vector<mx::array> previous{forward_output};  // what the next chunk waits for
   for (int start = 0; start < plan.num_tokens; start += plan.chunk) {
     int stop = std::min(start + plan.chunk, plan.num_tokens);
     int n = stop - start;
     auto h = rows(hidden, start, stop);   // (n, H)
     auto t = rows(targets, start, stop);  // (n,)
     // Note [Chunk order in the lazy graph]: start after the forward and the previous chunk.
-    auto h_after = grad_weight ? mx::depends({h}, {grad_hidden.back(), *grad_weight})[0]
-                               : mx::depends({h}, {forward_output})[0];
-    auto z = chunk_logits(h_after, weight, plan);    // (n, V)
+    auto z = chunk_logits(mx::depends({h}, previous)[0], weight, plan);  // (n, V)
     auto dz = mx::softmax(z, -1, /*precise=*/true);  // one primitive: reuses z's buffer
     if (s > 0.0f) dz = mx::subtract(dz, mx::array(s / plan.vocab, ldt));
     auto valid = mx::not_equal(t, mx::array(plan.ignore_index, t.dtype()));
@@ -125,13 +126,16 @@ std::pair<mx::array, mx::array> backward(const mx::array& hidden, const mx::arra
     auto scale = mx::where(valid, rows(cotangent, start, stop), mx::array(0.0f, ldt));  // (n,)
     dz = mx::astype(mx::multiply(dz, mx::expand_dims(scale, -1)), plan.compute_dtype);
 
-    auto dh = mx::astype(mx::matmul(dz, weight), ldt);            // (n, H)
-    auto dw = mx::astype(mx::matmul(mx::transpose(dz), h), ldt);  // (V, H)
-    grad_weight = grad_weight ? mx::add(*grad_weight, dw) : dw;
-    grad_hidden.push_back(dh);
+    grad_hidden.push_back(mx::astype(mx::matmul(dz, weight), ldt));  // (n, H)
+    previous = {grad_hidden.back()};
+    if (plan.weight_grad) {
+      auto dw = mx::astype(mx::matmul(mx::transpose(dz), h), ldt);  // (V, H)
+      grad_weight = grad_weight ? mx::add(*grad_weight, dw) : dw;
+      previous.push_back(*grad_weight);
+    }
   }
   auto gh = grad_hidden.size() == 1 ? grad_hidden[0] : mx::concatenate(grad_hidden, 0);
-  return {gh, *grad_weight};
+  return {gh, grad_weight};
 }
 
 }  // namespace
@@ -156,6 +160,7 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
       linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0), options.chunk_size),
       options.ignore_index,
       options.label_smoothing,
+      options.weight_grad,
       compute_dtype,
       train::loss_dtype(compute_dtype)};
 
@@ -171,9 +176,10 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
         auto w = mx::astype(primals[1], plan.compute_dtype);
         auto [gh, gw] = backward(h, w, primals[2], mx::astype(cotangents[0], plan.loss_dtype),
                                  outputs[0], plan);
-        return std::vector<mx::array>{mx::astype(gh, primals[0].dtype()),
-                                      mx::astype(gw, primals[1].dtype()),
-                                      mx::zeros_like(primals[2])};
+        return std::vector<mx::array>{
+            mx::astype(gh, primals[0].dtype()),
+            gw ? mx::astype(*gw, primals[1].dtype()) : mx::zeros_like(primals[1]),
+            mx::zeros_like(primals[2])};
       });
   auto per_token = fused({flat_hidden, weight, flat_targets})[0];  // (N,)
 

@@ -18,13 +18,17 @@ struct LinearCrossEntropyOptions {
   int chunk_size = 0;
   // mean: over non-ignored tokens; sum; none: per-token losses shaped like targets (f32).
   train::Reduction reduction = train::Reduction::mean;
+  // false when the weight is frozen (an lm_head under LoRA): the backward skips the dW
+  // matmuls (a quarter of the work) and gives the weight a zero cotangent.
+  bool weight_grad = true;
 };
 
 // cross_entropy(hidden @ weight^T, targets) without materialising the logits.
 // hidden (..., H) and weight (V, H) floating (bf16 allowed: the matmuls run in their promoted
 // dtype, logsumexp and the loss in f32); targets (...) integer, ignore_index skipped.
-// Differentiable w.r.t. hidden and weight (the weight gradient is always computed, since
-// the caller's argnums are unknown here); targets get a zero cotangent.
+// Differentiable w.r.t. hidden and weight (the weight gradient is computed unless
+// options.weight_grad is false: a custom vjp cannot see which gradients the caller wants);
+// targets get a zero cotangent.
 mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
                                const mx::array& targets,
                                const LinearCrossEntropyOptions& options = {});

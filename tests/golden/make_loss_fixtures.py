@@ -36,7 +36,9 @@ def main():
     # ignore_index = 3: the -100s become real classes there.
     targets3 = torch.where(targets == -100, torch.zeros_like(targets), targets)
     t["ce_ignore3.targets"] = targets3
-    t["ce_ignore3.mean"] = F.cross_entropy(x.reshape(-1, 11), targets3.reshape(-1), ignore_index=3).float()
+    t["ce_ignore3.mean"] = F.cross_entropy(
+        x.reshape(-1, 11), targets3.reshape(-1), ignore_index=3
+    ).float()
     # Gradient of the smoothed mean loss w.r.t. the logits (checks the autodiff path).
     xg = x.clone().requires_grad_(True)
     F.cross_entropy(xg.reshape(-1, 11), targets.reshape(-1), label_smoothing=0.1).backward()
@@ -67,7 +69,8 @@ def main():
         t[f"mse.{red}"] = F.mse_loss(pred.double(), target.double(), reduction=red).float()
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in t.items()}, OUT, metadata={"made_by": "make_loss_fixtures.py"})
+    tensors = {k: v.contiguous() for k, v in t.items()}
+    save_file(tensors, OUT, metadata={"made_by": "make_loss_fixtures.py"})
     print(f"wrote {OUT}: {len(t)} tensors")
 
 

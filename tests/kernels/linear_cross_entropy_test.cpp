@@ -96,6 +96,17 @@ TEST(LinearCrossEntropy, MatchesCompositeForChunkSizesReductionsAndSmoothing) {
   }
 }
 
+TEST(LinearCrossEntropy, FrozenWeightGetsZeroGradientAndHiddenStaysExact) {
+  auto c = make_case(37, 16, 50, mx::float32, 1);
+  LinearCrossEntropyOptions options{.label_smoothing = 0.1f, .chunk_size = 10};
+  auto expected = loss_and_grads(ft::kernels::linear_cross_entropy_composite, c, options);
+  options.weight_grad = false;
+  auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
+  EXPECT_TRUE(close(actual.loss, expected.loss, 1e-5, 1e-5));
+  EXPECT_TRUE(close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
+  EXPECT_EQ(mx::max(mx::abs(actual.grad_weight)).item<float>(), 0.0f);
+}
+
 TEST(LinearCrossEntropy, PerTokenLossesKeepTheTargetsShape) {
   auto c = make_case(12, 8, 20);
   auto hidden = mx::reshape(c.hidden, {3, 4, 8});
