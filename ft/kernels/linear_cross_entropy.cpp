@@ -1,0 +1,209 @@
+#include "ft/kernels/linear_cross_entropy.h"
+
+#include <algorithm>
+
+#include <mlx/ops.h>
+#include <mlx/transforms.h>
+#include <mlx/utils.h>  // operator<< for Dtype in messages
+
+#include "ft/core/error.h"
+
+namespace ft::kernels {
+
+// Note [Chunk order in the lazy graph]
+// Splitting the tokens into chunks saves nothing by itself: the chunks are independent
+// subgraphs, and MLX's eval orders its tape breadth-first (up to a width limit), so it runs
+// every chunk's matmul before any chunk's softmax and all (chunk, V) logits are alive at
+// once. Measured (N=512, V=8000, 8 chunks of 64): the forward alone peaked at the full
+// N x V logits. So each chunk's input is threaded through mx::depends on the previous
+// chunk's result (the forward on its losses; the backward's first chunk on the forward's
+// output, each later one on the previous dh and the running dW). Any schedule must then
+// finish a chunk before starting the next, and the intermediates die chunk by chunk.
+// MLX still allocates an op's output when it schedules the op, a little ahead of the
+// workers, so a few chunks are alive at once (about five measured on the CPU): the peak
+// is bounded by the chunk size, not by N.
+// Evaluating each chunk inside the vjp would bound it more tightly, but eval is not
+// allowed under mx::compile and the training step is compiled; mx::checkpoint only
+// changes what is kept for the backward, not the order. The backward also uses
+// mx::softmax (one primitive, which can write into z's buffer) rather than exp(z - lse).
+
+namespace {
+
+constexpr const char* kPlace = "linear_cross_entropy";
+
+// Everything the forward and the backward of one call share.
+struct Plan {
+  int num_tokens;
+  int vocab;
+  int chunk;
+  int ignore_index;
+  float label_smoothing;
+  bool weight_grad;
+  mx::Dtype compute_dtype;  // the matmuls: promoted dtype of hidden and weight
+  mx::Dtype loss_dtype;     // logsumexp, softmax and the loss: f32 (f64 for f64)
+};
+
+// Checks the shapes and returns hidden as (N, H) and targets as (N,).
+std::pair<mx::array, mx::array> flatten_inputs(const mx::array& hidden, const mx::array& weight,
+                                               const mx::array& targets,
+                                               const LinearCrossEntropyOptions& options) {
+  FT_CHECK(hidden.ndim() >= 1, kPlace, "hidden must have a feature axis, got a scalar");
+  FT_CHECK(weight.ndim() == 2, kPlace, "weight must be (vocab, hidden), got ", weight.ndim(), "-D");
+  FT_CHECK(
+      mx::issubdtype(hidden.dtype(), mx::floating) && mx::issubdtype(weight.dtype(), mx::floating),
+      kPlace, "hidden and weight must be floating, got ", hidden.dtype(), " and ", weight.dtype());
+  FT_CHECK(mx::issubdtype(targets.dtype(), mx::integer), kPlace,
+           "targets must be integer token ids, got ", targets.dtype());
+  FT_CHECK(hidden.shape(-1) == weight.shape(1), kPlace, "hidden has ", hidden.shape(-1),
+           " features but weight (", weight.shape(0), ", ", weight.shape(1), ") expects ",
+           weight.shape(1));
+  mx::Shape token_shape(hidden.shape().begin(), hidden.shape().end() - 1);
+  FT_CHECK(targets.shape() == token_shape, kPlace, "targets have ", targets.ndim(), " dims and ",
+           targets.size(), " elements but hidden has ", hidden.ndim(),
+           " dims and needs one target per row");
+  FT_CHECK(options.label_smoothing >= 0.0f && options.label_smoothing <= 1.0f, kPlace,
+           "label_smoothing must be in [0, 1], got ", options.label_smoothing);
+  FT_CHECK(options.chunk_size >= 0, kPlace, "chunk_size must be >= 0, got ", options.chunk_size);
+  FT_CHECK(targets.size() > 0, kPlace, "no tokens");
+  int n = static_cast<int>(targets.size());
+  return {mx::reshape(hidden, {n, hidden.shape(-1)}), mx::reshape(targets, {n})};
+}
+
+// One chunk's logits (rows, V) in the loss dtype; the matmul runs in the compute dtype.
+mx::array chunk_logits(const mx::array& hidden_chunk, const mx::array& weight, const Plan& plan) {
+  return mx::astype(mx::matmul(hidden_chunk, mx::transpose(weight)), plan.loss_dtype);
+}
+
+mx::array rows(const mx::array& a, int start, int stop) {
+  mx::Shape lo(a.ndim(), 0), hi = a.shape();
+  lo[0] = start;
+  hi[0] = stop;
+  return mx::slice(a, lo, hi);
+}
+
+// Per-token losses (N,) in the loss dtype, chunk by chunk.
+mx::array forward(const mx::array& hidden, const mx::array& weight, const mx::array& targets,
+                  const Plan& plan) {
+  train::CrossEntropyOptions ce{plan.ignore_index, plan.label_smoothing, train::Reduction::none};
+  std::vector<mx::array> losses;
+  for (int start = 0; start < plan.num_tokens; start += plan.chunk) {
+    int stop = std::min(start + plan.chunk, plan.num_tokens);
+    // Note [Chunk order in the lazy graph]: this chunk waits for the previous one.
+    auto h = losses.empty() ? rows(hidden, start, stop)
+                            : mx::depends({rows(hidden, start, stop)}, {losses.back()})[0];
+    auto logits = chunk_logits(h, weight, plan);  // (rows, V)
+    losses.push_back(train::cross_entropy(logits, rows(targets, start, stop), ce));
+  }
+  return losses.size() == 1 ? losses[0] : mx::concatenate(losses, 0);
+}
+
+// d loss_i / d z_ij = g_i * (softmax(z_i)_j - (1 - s) [j == t_i] - s / V), 0 for ignored i.
+// Returns grad_hidden (N, H) and, if plan.weight_grad, grad_weight (V, H), in the loss dtype.
+// See Note [Chunk order in the lazy graph].
+std::pair<mx::array, std::optional<mx::array>> backward(const mx::array& hidden,
+                                                        const mx::array& weight,
+                                                        const mx::array& targets,
+                                                        const mx::array& cotangent,       // (N,)
+                                                        const mx::array& forward_output,  // (N,)
+                                                        const Plan& plan) {
+  const float s = plan.label_smoothing;
+  const auto ldt = plan.loss_dtype;
+  std::vector<mx::array> grad_hidden;
+  std::optional<mx::array> grad_weight;             // (V, H), accumulated over chunks
+  std::vector<mx::array> previous{forward_output};  // what the next chunk waits for
+  for (int start = 0; start < plan.num_tokens; start += plan.chunk) {
+    int stop = std::min(start + plan.chunk, plan.num_tokens);
+    int n = stop - start;
+    auto h = rows(hidden, start, stop);   // (n, H)
+    auto t = rows(targets, start, stop);  // (n,)
+    // Note [Chunk order in the lazy graph]: start after the forward and the previous chunk.
+    auto z = chunk_logits(mx::depends({h}, previous)[0], weight, plan);  // (n, V)
+    auto dz = mx::softmax(z, -1, /*precise=*/true);  // one primitive: reuses z's buffer
+    if (s > 0.0f) dz = mx::subtract(dz, mx::array(s / plan.vocab, ldt));
+    auto valid = mx::not_equal(t, mx::array(plan.ignore_index, t.dtype()));
+    auto safe_t = mx::expand_dims(mx::where(valid, t, mx::array(0, t.dtype())), -1);  // (n, 1)
+    if (s < 1.0f) dz = mx::scatter_add_axis(dz, safe_t, mx::full({n, 1}, -(1.0f - s), ldt), 1);
+    auto scale = mx::where(valid, rows(cotangent, start, stop), mx::array(0.0f, ldt));  // (n,)
+    dz = mx::astype(mx::multiply(dz, mx::expand_dims(scale, -1)), plan.compute_dtype);
+
+    grad_hidden.push_back(mx::astype(mx::matmul(dz, weight), ldt));  // (n, H)
+    previous = {grad_hidden.back()};
+    if (plan.weight_grad) {
+      auto dw = mx::astype(mx::matmul(mx::transpose(dz), h), ldt);  // (V, H)
+      grad_weight = grad_weight ? mx::add(*grad_weight, dw) : dw;
+      previous.push_back(*grad_weight);
+    }
+  }
+  auto gh = grad_hidden.size() == 1 ? grad_hidden[0] : mx::concatenate(grad_hidden, 0);
+  return {gh, grad_weight};
+}
+
+}  // namespace
+
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested) {
+  // About 8M logits (32 MiB in f32) per chunk; a few chunks are in flight at once (Note
+  // [Chunk order in the lazy graph]). At least 128 tokens, so the matmuls stay efficient
+  // for large vocabularies.
+  constexpr long kChunkValues = 1L << 23;
+  constexpr long kMinTokens = 128;
+  long chunk = requested > 0 ? requested : std::max(kMinTokens, kChunkValues / std::max(vocab, 1));
+  return static_cast<int>(std::clamp<long>(chunk, 1, std::max(num_tokens, 1)));
+}
+
+mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
+                               const mx::array& targets, const LinearCrossEntropyOptions& options) {
+  auto [flat_hidden, flat_targets] = flatten_inputs(hidden, weight, targets, options);
+  auto compute_dtype = mx::promote_types(hidden.dtype(), weight.dtype());
+  Plan plan{
+      static_cast<int>(flat_targets.size()),
+      weight.shape(0),
+      linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0), options.chunk_size),
+      options.ignore_index,
+      options.label_smoothing,
+      options.weight_grad,
+      compute_dtype,
+      train::loss_dtype(compute_dtype)};
+
+  auto fused = mx::custom_vjp(
+      [plan](const std::vector<mx::array>& in) {
+        auto h = mx::astype(in[0], plan.compute_dtype);
+        auto w = mx::astype(in[1], plan.compute_dtype);
+        return std::vector<mx::array>{forward(h, w, in[2], plan)};
+      },
+      [plan](const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
+             const std::vector<mx::array>& outputs) {
+        auto h = mx::astype(primals[0], plan.compute_dtype);
+        auto w = mx::astype(primals[1], plan.compute_dtype);
+        auto [gh, gw] = backward(h, w, primals[2], mx::astype(cotangents[0], plan.loss_dtype),
+                                 outputs[0], plan);
+        return std::vector<mx::array>{
+            mx::astype(gh, primals[0].dtype()),
+            gw ? mx::astype(*gw, primals[1].dtype()) : mx::zeros_like(primals[1]),
+            mx::zeros_like(primals[2])};
+      });
+  auto per_token = fused({flat_hidden, weight, flat_targets})[0];  // (N,)
+
+  switch (options.reduction) {
+    case train::Reduction::none:
+      return mx::reshape(per_token, targets.shape());
+    case train::Reduction::sum:
+      return mx::sum(per_token);
+    case train::Reduction::mean: {
+      auto count = train::num_valid_tokens(flat_targets, options.ignore_index);
+      return mx::divide(mx::sum(per_token), mx::astype(count, per_token.dtype()));
+    }
+  }
+  FT_ASSERT(false);
+}
+
+mx::array linear_cross_entropy_composite(const mx::array& hidden, const mx::array& weight,
+                                         const mx::array& targets,
+                                         const LinearCrossEntropyOptions& options) {
+  auto [flat_hidden, flat_targets] = flatten_inputs(hidden, weight, targets, options);
+  auto logits = mx::matmul(flat_hidden, mx::transpose(weight));  // (N, V)
+  auto loss = train::cross_entropy(
+      logits, flat_targets, {options.ignore_index, options.label_smoothing, options.reduction});
+  return options.reduction == train::Reduction::none ? mx::reshape(loss, targets.shape()) : loss;
+}
+
+}  // namespace ft::kernels

@@ -1,0 +1,44 @@
+// The output projection fused with cross-entropy, in chunks of tokens, so the full
+// (tokens, vocab) logits never exist: neither in the forward nor in the backward, which is
+// hand-written (custom_vjp) and recomputes each chunk's logits.
+#pragma once
+
+#include <mlx/array.h>
+
+#include "ft/train/losses.h"
+
+namespace ft::kernels {
+
+namespace mx = mlx::core;
+
+struct LinearCrossEntropyOptions {
+  int ignore_index = -100;
+  float label_smoothing = 0.0f;  // in [0, 1]
+  // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32), at least 128 tokens.
+  int chunk_size = 0;
+  // mean: over non-ignored tokens; sum; none: per-token losses shaped like targets (f32).
+  train::Reduction reduction = train::Reduction::mean;
+  // false when the weight is frozen (an lm_head under LoRA): the backward skips the dW
+  // matmuls (a quarter of the work) and gives the weight a zero cotangent.
+  bool weight_grad = true;
+};
+
+// cross_entropy(hidden @ weight^T, targets) without materialising the logits.
+// hidden (..., H) and weight (V, H) floating (bf16 allowed: the matmuls run in their promoted
+// dtype, logsumexp and the loss in f32); targets (...) integer, ignore_index skipped.
+// Differentiable w.r.t. hidden and weight (the weight gradient is computed unless
+// options.weight_grad is false: a custom vjp cannot see which gradients the caller wants);
+// targets get a zero cotangent.
+mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
+                               const mx::array& targets,
+                               const LinearCrossEntropyOptions& options = {});
+
+// Reference: the plain matmul, then train::cross_entropy (chunk_size is ignored).
+mx::array linear_cross_entropy_composite(const mx::array& hidden, const mx::array& weight,
+                                         const mx::array& targets,
+                                         const LinearCrossEntropyOptions& options = {});
+
+// The chunk size linear_cross_entropy uses for num_tokens tokens and vocab classes.
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested);
+
+}  // namespace ft::kernels
