@@ -173,7 +173,7 @@ class WordPieceDecoder : public Decoder {
         if (t.compare(0, prefix_.size(), prefix_) == 0)
           t.erase(0, prefix_.size());
         else
-          t.insert(0, " ");
+          t.insert(0, 1, ' ');
       }
       if (cleanup_) {
         static const std::pair<const char*, const char*> rules[] = {

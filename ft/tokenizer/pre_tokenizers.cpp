@@ -181,7 +181,7 @@ class ByteLevelPreTokenizer : public PreTokenizer {
   void pre_tokenize(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_)
       for (auto& p : pieces)
-        if (p.text.empty() || p.text[0] != ' ') p.text.insert(0, " ");
+        if (p.text.empty() || p.text[0] != ' ') p.text.insert(0, 1, ' ');
     if (splitter_) splitter_->pre_tokenize(pieces);
     for (auto& p : pieces) {
       std::string mapped;
