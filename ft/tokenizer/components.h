@@ -26,6 +26,9 @@ class Normalizer {
  public:
   virtual ~Normalizer() = default;
   virtual void normalize(std::string& text) const = 0;
+  // Whether normalizing text removes its first character, so that the normalized text no
+  // longer starts at the original's offset 0 (Metaspace's "first" scheme depends on it).
+  virtual bool drops_start(std::string_view text) const { return false; }
 };
 
 class PreTokenizer {

@@ -51,6 +51,10 @@ class LowercaseNormalizer : public Normalizer {
 class StripNormalizer : public Normalizer {
  public:
   StripNormalizer(bool left, bool right) : left_(left), right_(right) {}
+  bool drops_start(std::string_view text) const override {
+    size_t i = 0;
+    return left_ && !text.empty() && is_whitespace(utf8_next(text, i));
+  }
   void normalize(std::string& text) const override {
     size_t begin = 0, end = text.size();
     if (left_) {
@@ -95,6 +99,13 @@ class Replacer {
       : pattern_(pattern.text), content_(std::move(content)) {
     if (pattern.is_regex) regex_ = std::make_unique<Regex>(pattern.text);
   }
+  bool removes_start(std::string_view text) const {
+    if (!content_.empty() || text.empty()) return false;
+    if (!regex_) return !pattern_.empty() && text.substr(0, pattern_.size()) == pattern_;
+    std::vector<std::pair<size_t, size_t>> matches;
+    regex_->find_all(text, matches);
+    return !matches.empty() && matches[0].first == 0;
+  }
   void apply(std::string& text) const {
     std::vector<std::pair<size_t, size_t>> matches;
     if (regex_) {
@@ -128,6 +139,7 @@ class ReplaceNormalizer : public Normalizer {
       : replacer_(parse_pattern(j.at("pattern"), "Replace normalizer"),
                   j.at("content").get<std::string>()) {}
   void normalize(std::string& text) const override { replacer_.apply(text); }
+  bool drops_start(std::string_view text) const override { return replacer_.removes_start(text); }
 
  private:
   Replacer replacer_;
@@ -159,6 +171,12 @@ class BertNormalizer : public Normalizer {
     lowercase_ = j.value("lowercase", true);
     const json& sa = j.contains("strip_accents") ? j["strip_accents"] : json();
     strip_accents_ = sa.is_null() ? lowercase_ : sa.get<bool>();
+  }
+  bool drops_start(std::string_view text) const override {
+    if (!clean_text_ || text.empty()) return false;
+    size_t i = 0;
+    const char32_t c = utf8_next(text, i);
+    return c == 0 || c == 0xFFFD || (c != '\t' && c != '\n' && c != '\r' && is_control(c));
   }
   void normalize(std::string& text) const override {
     std::string out;
@@ -200,6 +218,14 @@ class SequenceNormalizer : public Normalizer {
       : parts_(std::move(parts)) {}
   void normalize(std::string& text) const override {
     for (const auto& p : parts_) p->normalize(text);
+  }
+  bool drops_start(std::string_view text) const override {
+    std::string current(text);
+    for (const auto& p : parts_) {
+      if (p->drops_start(current)) return true;
+      p->normalize(current);
+    }
+    return false;
   }
 
  private:

@@ -61,6 +61,7 @@ struct Tokenizer::Impl {
         continue;
       }
       std::string normalized(text.substr(seg.begin, seg.end - seg.begin));
+      const bool at_start = seg.begin == 0 && !(normalizer && normalizer->drops_start(normalized));
       if (normalizer) normalizer->normalize(normalized);
       inner.clear();
       normalized_matcher.split(normalized, inner);
@@ -71,7 +72,7 @@ struct Tokenizer::Impl {
         }
         pieces.clear();
         pieces.push_back(
-            {normalized.substr(sub.begin, sub.end - sub.begin), seg.begin == 0 && sub.begin == 0});
+            {normalized.substr(sub.begin, sub.end - sub.begin), at_start && sub.begin == 0});
         if (pre_tokenizer) pre_tokenizer->pre_tokenize(pieces);
         for (const Piece& p : pieces) model->tokenize(p.text, ids);
       }

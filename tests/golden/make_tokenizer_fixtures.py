@@ -143,6 +143,36 @@ def train_sp_bpe(path):
     return tok
 
 
+def train_byte_level(path):
+    """GPT-2 style: ByteLevel with its own regex and a prefix space, lowercased NFKD text."""
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKD(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(path)
+    return tok
+
+
+def train_metaspace_first(path):
+    """Unigram behind WhitespaceSplit and a Metaspace that marks only the text's first word."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(),
+                                           normalizers.Strip()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)])
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    trainer = trainers.UnigramTrainer(vocab_size=250, special_tokens=["<unk>", "<s>"],
+                                      unk_token="<unk>")
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(path)
+    return tok
+
+
 def main():
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.makedirs(OUT, exist_ok=True)
@@ -162,12 +192,14 @@ def main():
     finally:
         shutil.rmtree(tmp)
 
-    synthetic = {"unigram": train_unigram, "wordpiece": train_wordpiece, "sp_bpe": train_sp_bpe}
+    synthetic = {"unigram": train_unigram, "wordpiece": train_wordpiece, "sp_bpe": train_sp_bpe,
+                 "byte_level": train_byte_level, "metaspace_first": train_metaspace_first}
     for name, make in synthetic.items():
         os.makedirs(os.path.join(OUT, name), exist_ok=True)
         tok = make(os.path.join(OUT, name, "tokenizer.json"))
         extra = [("added_tokens", b"say hello world [word] x[word] <mask> a  <mask>b<sep>   c"),
-                 ("specials", b"<s>one</s> two <unk>")]
+                 ("specials", b"<s>one</s> two <unk>"),
+                 ("specials_first", b"<s>first word <|endoftext|> next")]
         out[name] = [case(tok, n, raw) for n, raw in TEXTS + extra]
 
     with open(os.path.join(OUT, "cases.json"), "w") as f:

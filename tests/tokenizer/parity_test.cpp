@@ -36,7 +36,7 @@ TEST_P(Parity, DecodeMatchesHuggingFace) {
 
 INSTANTIATE_TEST_SUITE_P(Tokenizers, Parity,
                          ::testing::Values("qwen3", "llama3", "gemma3", "unigram", "wordpiece",
-                                           "sp_bpe"));
+                                           "sp_bpe", "byte_level", "metaspace_first"));
 
 }  // namespace
 }  // namespace ft::tokenizer
