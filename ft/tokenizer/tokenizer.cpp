@@ -19,7 +19,14 @@
 namespace ft::tokenizer {
 
 std::unique_ptr<Model> make_model(const json& j) {
-  const std::string type = json_type(j, "model");
+  // Files written by older versions may leave out the model's type; it follows from the fields.
+  std::string type;
+  if (j.is_object() && !j.contains("type"))
+    type = j.contains("merges")                                             ? "BPE"
+           : j.contains("vocab") && j["vocab"].is_array()                   ? "Unigram"
+           : j.contains("vocab") && j.contains("continuing_subword_prefix") ? "WordPiece"
+                                                                            : "";
+  if (type.empty()) type = json_type(j, "model");
   if (type == "BPE") return make_bpe(j);
   if (type == "Unigram") return make_unigram(j);
   if (type == "WordPiece") return make_wordpiece(j);

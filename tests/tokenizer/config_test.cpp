@@ -121,6 +121,16 @@ TEST(Errors, MalformedJsonNamesTheFile) {
             std::string::npos);
 }
 
+TEST(Config, ModelTypeFollowsFromTheFieldsWhenLeftOut) {
+  for (const char* name : {"wordpiece", "unigram", "sp_bpe"}) {
+    auto j = nlohmann::json::parse(synthetic_json(name));
+    j["model"].erase("type");
+    const auto tok = Tokenizer::from_json_text(j.dump());
+    for (const auto& c : cases()[name])
+      EXPECT_EQ(tok.encode(from_hex(c["text_hex"])), c["ids"].get<std::vector<int>>()) << name;
+  }
+}
+
 TEST(Errors, UnknownVersion) {
   auto j = nlohmann::json::parse(synthetic_json("wordpiece"));
   j["version"] = "2.0";
