@@ -11,6 +11,8 @@ Texts may hold invalid UTF-8. The Rust library only takes valid strings, so each
 sequence is replaced by U+FFFD the way ft does it (Python's errors="replace", the maximal
 subpart rule, the same as Rust's String::from_utf8_lossy) before encoding; ft is given the raw
 bytes and must reach the same ids.
+Training is not bit-for-bit repeatable across runs, so a new run may write different synthetic
+tokenizers; the cases always match the files written with them. Commit both together.
 """
 import gzip
 import json
