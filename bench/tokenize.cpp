@@ -8,8 +8,8 @@
 // The English text used so far: the Vim manual, cut at 4 MB:
 //   cat /usr/share/vim/vim90/doc/*.txt | head -c 4000000 > /tmp/bench_en.txt
 //   ./build/bench/bench_tokenize ../shared/tokenizers/llama3 /tmp/bench_en.txt 3
-//   TOKENIZERS_PARALLELISM=false python bench/tokenize_hf.py ../shared/tokenizers/llama3 \
-//       /tmp/bench_en.txt 3
+//   export TOKENIZERS_PARALLELISM=false
+//   python bench/tokenize_hf.py ../shared/tokenizers/llama3 /tmp/bench_en.txt 3
 #include <chrono>
 #include <cstdint>
 #include <fstream>
