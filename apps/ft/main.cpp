@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   ft::cli::add_info_command(app);
   ft::cli::add_demo_command(app);
+  ft::cli::add_template_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -31,7 +31,8 @@ inline std::string string_arg(Interpreter& in, const Value& v, const std::string
 }
 
 inline int64_t int_arg(Interpreter& in, const Value& v, const std::string& name) {
-  if (!v.is_int() && !v.is_bool()) in.fail("argument '" + name + "' must be an integer, not " + v.type_name());
+  if (!v.is_int() && !v.is_bool())
+    in.fail("argument '" + name + "' must be an integer, not " + v.type_name());
   return v.as_int();
 }
 

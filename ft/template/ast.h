@@ -52,16 +52,16 @@ struct MacroParam {
 
 struct Node {
   enum class Kind {
-    Text,        // text
-    Output,      // {{ expr }}
-    If,          // branches: (condition, body), the else branch with a null condition
-    For,         // for targets in expr [if condition]: body [else: else_body]
-    Set,         // set targets = expr, or set targets[0].attr = expr
-    SetBlock,    // set targets[0] %}body{% endset, optional filter chain in expr
-    Macro,       // macro name(params): body
-    CallBlock,   // call expr: body (the body is the macro's caller())
-    FilterBlock, // filter expr(body output): expr is a Filter with a null operand
-    Generation,  // generation: body, rendered as is
+    Text,         // text
+    Output,       // {{ expr }}
+    If,           // branches: (condition, body), the else branch with a null condition
+    For,          // for targets in expr [if condition]: body [else: else_body]
+    Set,          // set targets = expr, or set targets[0].attr = expr
+    SetBlock,     // set targets[0] %}body{% endset, optional filter chain in expr
+    Macro,        // macro name(params): body
+    CallBlock,    // call expr: body (the body is the macro's caller())
+    FilterBlock,  // filter expr(body output): expr is a Filter with a null operand
+    Generation,   // generation: body, rendered as is
     Break,
     Continue
   };

@@ -20,7 +20,9 @@ Value string_list(const std::vector<std::string>& parts) {
 
 bool matches_affix(Interpreter& in, const std::string& s, const Value& affix, bool prefix) {
   auto one = [&](const Value& a) {
-    if (!a.is_string()) in.fail(std::string(prefix ? "startswith" : "endswith") + " first arg must be str or a tuple of str");
+    if (!a.is_string())
+      in.fail(std::string(prefix ? "startswith" : "endswith") +
+              " first arg must be str or a tuple of str");
     const std::string& x = a.as_string();
     return x.size() <= s.size() && s.compare(prefix ? 0 : s.size() - x.size(), x.size(), x) == 0;
   };
@@ -52,7 +54,8 @@ std::string py_format(Interpreter& in, const std::string& fmt, CallArgs& a) {
         in.fail("format specifications in str.format are not supported");
       Value v;
       if (field.empty()) {
-        if (auto_index >= a.args.size()) in.fail("Replacement index " + std::to_string(auto_index) + " out of range");
+        if (auto_index >= a.args.size())
+          in.fail("Replacement index " + std::to_string(auto_index) + " out of range");
         v = a.args[auto_index++];
       } else if (std::isdigit(static_cast<unsigned char>(field[0]))) {
         size_t k = std::stoul(field);
@@ -76,7 +79,8 @@ std::string py_format(Interpreter& in, const std::string& fmt, CallArgs& a) {
 std::optional<Value> string_method(const Value& self, const std::string& name) {
   const std::string s = self.as_string();
   auto method = [&](auto body) {
-    return Value::function("str." + name, [s, body](Interpreter& in, CallArgs& a) { return body(in, s, a); });
+    return Value::function("str." + name,
+                           [s, body](Interpreter& in, CallArgs& a) { return body(in, s, a); });
   };
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     bool left = name != "rstrip", right = name != "lstrip";
@@ -89,7 +93,8 @@ std::optional<Value> string_method(const Value& self, const std::string& name) {
   if (name == "split" || name == "rsplit") {
     return method([name](Interpreter& in, const std::string& s, CallArgs& a) {
       Value sep = arg(in, a, 0, "sep", Value::none());
-      long maxsplit = static_cast<long>(int_arg(in, arg(in, a, 1, "maxsplit", Value(-1)), "maxsplit"));
+      long maxsplit =
+          static_cast<long>(int_arg(in, arg(in, a, 1, "maxsplit", Value(-1)), "maxsplit"));
       std::string sep_text = sep.is_none() ? "" : string_arg(in, sep, "sep");
       if (!sep.is_none() && sep_text.empty()) in.fail("empty separator");
       if (name == "rsplit" && maxsplit >= 0) in.fail("rsplit with maxsplit is not supported");
@@ -97,18 +102,24 @@ std::optional<Value> string_method(const Value& self, const std::string& name) {
     });
   }
   if (name == "splitlines")
-    return method([](Interpreter&, const std::string& s, CallArgs&) { return string_list(py_splitlines(s)); });
+    return method([](Interpreter&, const std::string& s, CallArgs&) {
+      return string_list(py_splitlines(s));
+    });
   if (name == "startswith" || name == "endswith") {
     bool prefix = name == "startswith";
     return method([prefix](Interpreter& in, const std::string& s, CallArgs& a) {
       return Value(matches_affix(in, s, arg(in, a, 0, "prefix"), prefix));
     });
   }
-  if (name == "upper") return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_upper(s)); });
-  if (name == "lower") return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_lower(s)); });
-  if (name == "title") return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_title(s)); });
+  if (name == "upper")
+    return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_upper(s)); });
+  if (name == "lower")
+    return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_lower(s)); });
+  if (name == "title")
+    return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_title(s)); });
   if (name == "capitalize")
-    return method([](Interpreter&, const std::string& s, CallArgs&) { return Value(py_capitalize(s)); });
+    return method(
+        [](Interpreter&, const std::string& s, CallArgs&) { return Value(py_capitalize(s)); });
   if (name == "replace") {
     return method([](Interpreter& in, const std::string& s, CallArgs& a) {
       std::string from = string_arg(in, arg(in, a, 0, "old"), "old");
@@ -127,7 +138,8 @@ std::optional<Value> string_method(const Value& self, const std::string& name) {
         return Value(n);
       }
       size_t p = name == "find" ? s.find(sub) : s.rfind(sub);
-      return Value(p == std::string::npos ? int64_t{-1} : static_cast<int64_t>(py_length(s.substr(0, p))));
+      return Value(p == std::string::npos ? int64_t{-1}
+                                          : static_cast<int64_t>(py_length(s.substr(0, p))));
     });
   }
   if (name == "join") {
@@ -135,8 +147,9 @@ std::optional<Value> string_method(const Value& self, const std::string& name) {
       std::string out;
       List items = in.iterate(arg(in, a, 0, "iterable"));
       for (size_t i = 0; i < items.size(); ++i) {
-        if (!items[i].is_string()) in.fail("sequence item " + std::to_string(i) + ": expected str instance, " +
-                                           items[i].type_name() + " found");
+        if (!items[i].is_string())
+          in.fail("sequence item " + std::to_string(i) + ": expected str instance, " +
+                  items[i].type_name() + " found");
         out += (i ? s : "") + items[i].as_string();
       }
       return Value(out);
@@ -150,18 +163,22 @@ std::optional<Value> string_method(const Value& self, const std::string& name) {
       return Value(prefix ? s.substr(x.size()) : s.substr(0, s.size() - x.size()));
     });
   }
-  if (name == "isspace" || name == "isdigit" || name == "isalpha" || name == "isalnum" || name == "isupper" ||
-      name == "islower") {
+  if (name == "isspace" || name == "isdigit" || name == "isalpha" || name == "isalnum" ||
+      name == "isupper" || name == "islower") {
     return method([name](Interpreter&, const std::string& s, CallArgs&) {
       std::u32string u = utf8_decode(s);
       if (u.empty()) return Value(false);
       bool any_cased = false;
       for (char32_t c : u) {
         bool ok = true;
-        if (name == "isspace") ok = is_py_space(c);
-        else if (name == "isdigit") ok = c >= '0' && c <= '9';
-        else if (name == "isalpha") ok = c >= 0x80 || std::isalpha(static_cast<int>(c));
-        else if (name == "isalnum") ok = c >= 0x80 || std::isalnum(static_cast<int>(c));
+        if (name == "isspace")
+          ok = is_py_space(c);
+        else if (name == "isdigit")
+          ok = c >= '0' && c <= '9';
+        else if (name == "isalpha")
+          ok = c >= 0x80 || std::isalpha(static_cast<int>(c));
+        else if (name == "isalnum")
+          ok = c >= 0x80 || std::isalnum(static_cast<int>(c));
         else {
           std::string one = utf8_encode(c);
           bool upper = py_lower(one) != one, lower = py_upper(one) != one;
@@ -174,7 +191,9 @@ std::optional<Value> string_method(const Value& self, const std::string& name) {
     });
   }
   if (name == "format") {
-    return method([](Interpreter& in, const std::string& s, CallArgs& a) { return Value(py_format(in, s, a)); });
+    return method([](Interpreter& in, const std::string& s, CallArgs& a) {
+      return Value(py_format(in, s, a));
+    });
   }
   return std::nullopt;
 }
@@ -184,9 +203,12 @@ std::optional<Value> dict_method(const Value& self, const std::string& name) {
     return Value::function("dict." + name, [self, name](Interpreter&, CallArgs&) {
       List out;
       for (const auto& [k, v] : self.as_dict()) {
-        if (name == "items") out.push_back(Value::list({Value(k), v}, true));
-        else if (name == "keys") out.emplace_back(k);
-        else out.push_back(v);
+        if (name == "items")
+          out.push_back(Value::list({Value(k), v}, true));
+        else if (name == "keys")
+          out.emplace_back(k);
+        else
+          out.push_back(v);
       }
       return Value::list(std::move(out));
     });
@@ -204,8 +226,9 @@ std::optional<Value> dict_method(const Value& self, const std::string& name) {
 }
 
 bool is_mutator(const std::string& name) {
-  static const char* names[] = {"append", "extend", "insert", "pop", "remove", "clear", "update",
-                                "setdefault", "popitem", "sort", "reverse", "add", "discard"};
+  static const char* names[] = {"append",  "extend", "insert",     "pop",     "remove",
+                                "clear",   "update", "setdefault", "popitem", "sort",
+                                "reverse", "add",    "discard"};
   for (const char* n : names)
     if (name == n) return true;
   return false;
@@ -225,7 +248,8 @@ Value no_attribute(const std::string& type, const std::string& name) {
 
 Value Interpreter::get_attr(const Value& obj, const std::string& name) {
   switch (obj.kind()) {
-    case Value::Kind::Undefined: fail(obj.undefined_hint());
+    case Value::Kind::Undefined:
+      fail(obj.undefined_hint());
     case Value::Kind::Dict: {
       if (auto m = dict_method(obj, name)) return *m;
       if (is_mutator(name)) fail("access to attribute '" + name + "' of 'dict' object is unsafe.");
@@ -240,9 +264,11 @@ Value Interpreter::get_attr(const Value& obj, const std::string& name) {
       if (auto m = string_method(obj, name)) return *m;
       break;
     case Value::Kind::List:
-      if (is_mutator(name)) fail("access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe.");
+      if (is_mutator(name))
+        fail("access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe.");
       break;
-    default: break;
+    default:
+      break;
   }
   return no_attribute(obj.type_name(), name);
 }
@@ -277,8 +303,10 @@ Value Interpreter::get_item(const Value& obj, const Value& key) {
 
 List Interpreter::iterate(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::Undefined: return {};
-    case Value::Kind::List: return v.as_list();
+    case Value::Kind::Undefined:
+      return {};
+    case Value::Kind::List:
+      return v.as_list();
     case Value::Kind::Dict: {
       List keys;
       for (const auto& [k, _] : v.as_dict()) keys.emplace_back(k);
@@ -289,7 +317,8 @@ List Interpreter::iterate(const Value& v) {
       for (char32_t c : utf8_decode(v.as_string())) chars.emplace_back(utf8_encode(c));
       return chars;
     }
-    default: fail("'" + v.type_name() + "' object is not iterable");
+    default:
+      fail("'" + v.type_name() + "' object is not iterable");
   }
 }
 
@@ -311,12 +340,17 @@ std::optional<Value> Interpreter::builtin_global(const std::string& name) {
     return Value::function(name, [ns](Interpreter& in, CallArgs& a) {
       Value out = ns ? Value::namespace_() : Value::dict();
       for (const Value& init : a.args) {
-        if (!init.is_mapping_like()) in.fail(std::string(ns ? "namespace" : "dict") + "() takes mappings as positional arguments");
+        if (!init.is_mapping_like())
+          in.fail(std::string(ns ? "namespace" : "dict") +
+                  "() takes mappings as positional arguments");
         for (const auto& [k, v] : init.as_dict()) out.set(k, v);
       }
       for (const auto& [k, v] : a.kwargs) {
         if (ns && !k.empty() && k[0] == '_')
-          in.fail("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '" + k + "'.");
+          in.fail(
+              "Chat templates cannot store underscore-prefixed attributes on a namespace, but got "
+              "'" +
+              k + "'.");
         out.set(k, v);
       }
       return out;

@@ -38,11 +38,13 @@ const char* const special_token_names[] = {"bos_token", "eos_token", "unk_token"
 // A token entry is a string or an AddedToken dict {"content": ...}.
 std::optional<std::string> token_text(const nlohmann::ordered_json& v) {
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
   return std::nullopt;
 }
 
-void add_special_tokens(const nlohmann::ordered_json& config, nlohmann::ordered_json& vars, bool only_missing) {
+void add_special_tokens(const nlohmann::ordered_json& config, nlohmann::ordered_json& vars,
+                        bool only_missing) {
   if (!config.is_object()) return;
   for (const char* name : special_token_names)
     if (config.contains(name) && !(only_missing && vars.contains(name)))
@@ -63,7 +65,8 @@ std::shared_ptr<const jinja::Body> compile(const std::string& source, const std:
 
 }  // namespace
 
-ChatTemplate ChatTemplate::from_string(const std::string& source, nlohmann::ordered_json variables) {
+ChatTemplate ChatTemplate::from_string(const std::string& source,
+                                       nlohmann::ordered_json variables) {
   FT_CHECK(variables.is_object(), "chat_template", "variables must be a JSON object");
   ChatTemplate t;
   t.templates_.push_back({"default", source, compile(source, "template")});
@@ -74,11 +77,13 @@ ChatTemplate ChatTemplate::from_string(const std::string& source, nlohmann::orde
 ChatTemplate ChatTemplate::from_tokenizer_dir(const fs::path& dir, const std::string& name) {
   ChatTemplate t;
   fs::path config_path = dir / "tokenizer_config.json";
-  nlohmann::ordered_json config = fs::exists(config_path) ? read_json(config_path) : nlohmann::ordered_json::object();
+  nlohmann::ordered_json config =
+      fs::exists(config_path) ? read_json(config_path) : nlohmann::ordered_json::object();
   FT_CHECK(config.is_object(), "chat_template", config_path.string(), ": expected a JSON object");
 
   std::vector<std::pair<std::string, std::string>> sources;  // (name, source)
-  if (fs::exists(dir / "chat_template.jinja")) sources.emplace_back("default", read_file(dir / "chat_template.jinja"));
+  if (fs::exists(dir / "chat_template.jinja"))
+    sources.emplace_back("default", read_file(dir / "chat_template.jinja"));
   if (fs::is_directory(dir / "additional_chat_templates")) {
     std::vector<fs::path> files;
     for (const auto& entry : fs::directory_iterator(dir / "additional_chat_templates"))
@@ -92,40 +97,50 @@ ChatTemplate ChatTemplate::from_tokenizer_dir(const fs::path& dir, const std::st
       sources.emplace_back("default", ct.get<std::string>());
     } else if (ct.is_array()) {
       for (const auto& entry : ct) {
-        FT_CHECK(entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
-                     entry.contains("template") && entry["template"].is_string(),
-                 "chat_template", config_path.string(),
-                 ": each entry of 'chat_template' must be {\"name\": string, \"template\": string}");
-        sources.emplace_back(entry["name"].get<std::string>(), entry["template"].get<std::string>());
+        FT_CHECK(
+            entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
+                entry.contains("template") && entry["template"].is_string(),
+            "chat_template", config_path.string(),
+            ": each entry of 'chat_template' must be {\"name\": string, \"template\": string}");
+        sources.emplace_back(entry["name"].get<std::string>(),
+                             entry["template"].get<std::string>());
       }
     } else if (!ct.is_null()) {
-      throw Error("chat_template", config_path.string() + ": 'chat_template' must be a string or a list");
+      throw Error("chat_template",
+                  config_path.string() + ": 'chat_template' must be a string or a list");
     }
   }
   FT_CHECK(!sources.empty(), "chat_template", dir.string(),
-           ": no chat template (no chat_template.jinja, and tokenizer_config.json has no 'chat_template')");
+           ": no chat template (no chat_template.jinja, and tokenizer_config.json has no "
+           "'chat_template')");
   for (auto& [template_name, source] : sources)
-    t.templates_.push_back({template_name, source, compile(source, template_name + " template of " + dir.string())});
+    t.templates_.push_back(
+        {template_name, source, compile(source, template_name + " template of " + dir.string())});
   if (!name.empty()) {
-    bool found = std::any_of(t.templates_.begin(), t.templates_.end(), [&](const Template& x) { return x.name == name; });
+    bool found = std::any_of(t.templates_.begin(), t.templates_.end(),
+                             [&](const Template& x) { return x.name == name; });
     if (!found) {
       std::string known;
       for (const auto& n : t.names()) known += (known.empty() ? "" : ", ") + n;
-      throw Error("chat_template", dir.string() + ": no chat template named '" + name + "' (have: " + known + ")");
+      throw Error("chat_template",
+                  dir.string() + ": no chat template named '" + name + "' (have: " + known + ")");
     }
     t.chosen_ = name;
   }
 
   add_special_tokens(config, t.variables_, false);
-  if (fs::exists(dir / "special_tokens_map.json")) add_special_tokens(read_json(dir / "special_tokens_map.json"), t.variables_, true);
+  if (fs::exists(dir / "special_tokens_map.json"))
+    add_special_tokens(read_json(dir / "special_tokens_map.json"), t.variables_, true);
   return t;
 }
 
 std::vector<std::string> ChatTemplate::names() const {
   std::vector<std::string> out;
   for (const auto& t : templates_)
-    if (t.name == "default") out.insert(out.begin(), t.name);
-    else out.push_back(t.name);
+    if (t.name == "default")
+      out.insert(out.begin(), t.name);
+    else
+      out.push_back(t.name);
   return out;
 }
 
@@ -140,12 +155,16 @@ const ChatTemplate::Template& ChatTemplate::pick(bool with_tools) const {
   if (with_tools)
     if (const Template* t = find("tool_use")) return *t;
   if (const Template* t = find("default")) return *t;
-  throw Error("chat_template", "several chat templates and none named 'default'; choose one of them by name");
+  throw Error("chat_template",
+              "several chat templates and none named 'default'; choose one of them by name");
 }
 
-const std::string& ChatTemplate::source(bool with_tools) const { return pick(with_tools).source; }
+const std::string& ChatTemplate::source(bool with_tools) const {
+  return pick(with_tools).source;
+}
 
-std::string ChatTemplate::render(const nlohmann::ordered_json& messages, const RenderOptions& options) const {
+std::string ChatTemplate::render(const nlohmann::ordered_json& messages,
+                                 const RenderOptions& options) const {
   FT_CHECK(messages.is_array(), "chat_template", "messages must be a JSON list");
   FT_CHECK(options.variables.is_object(), "chat_template", "variables must be a JSON object");
   const Template& t = pick(!options.tools.is_null());

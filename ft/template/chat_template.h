@@ -22,7 +22,7 @@ namespace ft::chat {
 // output (tojson, dict iteration), and it must be the order the input was written in.
 struct RenderOptions {
   bool add_generation_prompt = false;
-  nlohmann::ordered_json tools;      // a list of JSON-schema tools; null: none (the template sees None)
+  nlohmann::ordered_json tools;  // a list of JSON-schema tools; null: none (the template sees None)
   nlohmann::ordered_json documents;  // a list of {"title", "text"} objects; null: none
   // More template variables, as apply_chat_template's **kwargs (e.g. enable_thinking);
   // they override the tokenizer's special tokens of the same name.
@@ -37,14 +37,16 @@ class ChatTemplate {
   // Special tokens (bos_token, eos_token, ...) come from tokenizer_config.json and
   // special_tokens_map.json. `name` picks a named template; empty picks "tool_use"
   // when tools are given and it exists, else "default".
-  static ChatTemplate from_tokenizer_dir(const std::filesystem::path& dir, const std::string& name = "");
+  static ChatTemplate from_tokenizer_dir(const std::filesystem::path& dir,
+                                         const std::string& name = "");
   // One template from its source; variables are what every render sees.
-  static ChatTemplate from_string(const std::string& source,
-                                  nlohmann::ordered_json variables = nlohmann::ordered_json::object());
+  static ChatTemplate from_string(const std::string& source, nlohmann::ordered_json variables =
+                                                                 nlohmann::ordered_json::object());
 
   // messages: a list of {"role", "content", ...} objects. Throws ft::Error for a
   // template error (with line and column) and for raise_exception(msg) (fact() == msg).
-  std::string render(const nlohmann::ordered_json& messages, const RenderOptions& options = {}) const;
+  std::string render(const nlohmann::ordered_json& messages,
+                     const RenderOptions& options = {}) const;
 
   // The names of the templates, "default" first when present.
   std::vector<std::string> names() const;

@@ -44,7 +44,8 @@ bool run_test(Interpreter& in, const Value& v, const CallArgs& a, size_t test_in
   return in.apply_test(test, v, rest);
 }
 
-List sorted(Interpreter& in, List items, bool reverse, bool case_sensitive, const Value* attribute) {
+List sorted(Interpreter& in, List items, bool reverse, bool case_sensitive,
+            const Value* attribute) {
   auto key = [&](const Value& v) {
     return sort_key(attribute ? get_path(in, v, *attribute) : v, case_sensitive);
   };
@@ -62,12 +63,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -82,20 +94,24 @@ double py_round(double x, int64_t digits) {
 }
 
 const char* const filter_names[] = {
-    "trim", "tojson", "length", "count", "items", "selectattr", "rejectattr", "select", "reject", "map", "join",
-    "default", "d", "upper", "lower", "capitalize", "title", "replace", "first", "last", "list", "string", "safe",
-    "escape", "e", "int", "float", "abs", "round", "indent", "unique", "sort", "dictsort", "reverse", "sum", "min",
-    "max", "attr", "center", "wordcount"};
+    "trim",     "tojson",  "length", "count",   "items", "selectattr", "rejectattr", "select",
+    "reject",   "map",     "join",   "default", "d",     "upper",      "lower",      "capitalize",
+    "title",    "replace", "first",  "last",    "list",  "string",     "safe",       "escape",
+    "e",        "int",     "float",  "abs",     "round", "indent",     "unique",     "sort",
+    "dictsort", "reverse", "sum",    "min",     "max",   "attr",       "center",     "wordcount"};
 const char* const test_names[] = {
-    "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false",
-    "mapping", "iterable", "sequence", "callable", "equalto", "eq", "==", "ne", "!=", "lt", "lessthan", "<",
-    "le", "<=", "gt", "greaterthan", ">", "ge", ">=", "in", "odd", "even", "divisibleby", "sameas", "lower",
-    "upper", "escaped"};
+    "defined", "undefined", "none",  "string",  "number",      "integer",  "float",
+    "boolean", "true",      "false", "mapping", "iterable",    "sequence", "callable",
+    "equalto", "eq",        "==",    "ne",      "!=",          "lt",       "lessthan",
+    "<",       "le",        "<=",    "gt",      "greaterthan", ">",        "ge",
+    ">=",      "in",        "odd",   "even",    "divisibleby", "sameas",   "lower",
+    "upper",   "escaped"};
 
 }  // namespace
 
 bool is_filter(const std::string& name) {
-  return std::find(std::begin(filter_names), std::end(filter_names), name) != std::end(filter_names);
+  return std::find(std::begin(filter_names), std::end(filter_names), name) !=
+         std::end(filter_names);
 }
 
 bool is_test(const std::string& name) {
@@ -103,7 +119,9 @@ bool is_test(const std::string& name) {
 }
 
 Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArgs& a) {
-  auto flag = [&](size_t index, const char* kw, bool dflt) { return arg(*this, a, index, kw, Value(dflt)).truthy(); };
+  auto flag = [&](size_t index, const char* kw, bool dflt) {
+    return arg(*this, a, index, kw, Value(dflt)).truthy();
+  };
   if (name == "trim") {
     Value chars = arg(*this, a, 0, "chars", Value::none());
     std::string set = chars.is_none() ? "" : string_arg(*this, chars, "chars");
@@ -115,7 +133,8 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     bool sort_keys = flag(3, "sort_keys", false);
     std::string item_sep, key_sep;
     if (!separators.is_none()) {
-      if (!separators.is_list() || separators.as_list().size() != 2) fail("separators must be a pair of strings");
+      if (!separators.is_list() || separators.as_list().size() != 2)
+        fail("separators must be a pair of strings");
       item_sep = string_arg(*this, separators.as_list()[0], "separators");
       key_sep = string_arg(*this, separators.as_list()[1], "separators");
     }
@@ -174,7 +193,8 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     std::string out;
     List items = iterate(v);
     for (size_t i = 0; i < items.size(); ++i)
-      out += (i ? sep : "") + (attribute.is_none() ? items[i] : get_path(*this, items[i], attribute)).str();
+      out += (i ? sep : "") +
+             (attribute.is_none() ? items[i] : get_path(*this, items[i], attribute)).str();
     return Value(out);
   }
   if (name == "default" || name == "d") {
@@ -202,7 +222,9 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   if (name == "replace") {
     std::string from = arg(*this, a, 0, "old").str(), to = arg(*this, a, 1, "new").str();
     Value count = arg(*this, a, 2, "count", Value::none());
-    return Value(py_replace(v.str(), from, to, count.is_none() ? -1 : static_cast<long>(int_arg(*this, count, "count"))));
+    return Value(
+        py_replace(v.str(), from, to,
+                   count.is_none() ? -1 : static_cast<long>(int_arg(*this, count, "count"))));
   }
   if (name == "first" || name == "last") {
     List items = iterate(v);
@@ -221,7 +243,9 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
       std::string s = py_strip(v.as_string(), nullptr, true, true);
       try {
         size_t used = 0;
-        int64_t i = std::stoll(s, &used, static_cast<int>(int_arg(*this, arg(*this, a, 1, "base", Value(10)), "base")));
+        int64_t i = std::stoll(
+            s, &used,
+            static_cast<int>(int_arg(*this, arg(*this, a, 1, "base", Value(10)), "base")));
         if (used == s.size()) return Value(i);
       } catch (const std::exception&) {
       }
@@ -250,7 +274,8 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   }
   if (name == "abs") {
     if (!v.is_number()) fail("bad operand type for abs(): '" + v.type_name() + "'");
-    return v.is_float() ? Value(std::fabs(v.as_double())) : Value(static_cast<int64_t>(std::llabs(v.as_int())));
+    return v.is_float() ? Value(std::fabs(v.as_double()))
+                        : Value(static_cast<int64_t>(std::llabs(v.as_int())));
   }
   if (name == "round") {
     int64_t precision = int_arg(*this, arg(*this, a, 0, "precision", Value(0)), "precision");
@@ -264,7 +289,9 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   }
   if (name == "indent") {
     Value width = arg(*this, a, 0, "width", Value(4));
-    std::string pad = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(int_arg(*this, width, "width")), ' ');
+    std::string pad = width.is_string()
+                          ? width.as_string()
+                          : std::string(static_cast<size_t>(int_arg(*this, width, "width")), ' ');
     bool first = flag(1, "first", false), blank = flag(2, "blank", false);
     std::vector<std::string> lines = py_splitlines(v.str() + "\n");
     std::string out;
@@ -280,7 +307,8 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     Value attribute = arg(*this, a, 1, "attribute", Value::none());
     List out, seen;
     for (const Value& item : iterate(v)) {
-      Value key = sort_key(attribute.is_none() ? item : get_path(*this, item, attribute), case_sensitive);
+      Value key =
+          sort_key(attribute.is_none() ? item : get_path(*this, item, attribute), case_sensitive);
       if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) {
         seen.push_back(key);
         out.push_back(item);
@@ -290,7 +318,8 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   }
   if (name == "sort") {
     Value attribute = arg(*this, a, 2, "attribute", Value::none());
-    return Value::list(sorted(*this, iterate(v), flag(0, "reverse", false), flag(1, "case_sensitive", false),
+    return Value::list(sorted(*this, iterate(v), flag(0, "reverse", false),
+                              flag(1, "case_sensitive", false),
                               attribute.is_none() ? nullptr : &attribute));
   }
   if (name == "dictsort") {
@@ -338,9 +367,11 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     int64_t n = static_cast<int64_t>(py_length(s));
     if (width <= n) return Value(s);
     int64_t total = width - n, left = total / 2 + (total & width & 1);
-    return Value(std::string(static_cast<size_t>(left), ' ') + s + std::string(static_cast<size_t>(total - left), ' '));
+    return Value(std::string(static_cast<size_t>(left), ' ') + s +
+                 std::string(static_cast<size_t>(total - left), ' '));
   }
-  if (name == "wordcount") return Value(static_cast<int64_t>(py_split(v.str(), nullptr, -1).size()));
+  if (name == "wordcount")
+    return Value(static_cast<int64_t>(py_split(v.str(), nullptr, -1).size()));
   fail("no filter named '" + name + "'");
 }
 
@@ -362,8 +393,8 @@ bool Interpreter::apply_test(const std::string& name, const Value& v, CallArgs& 
   if (name == "callable") return v.is_function();
   if (name == "equalto" || name == "eq" || name == "==") return equals(v, other());
   if (name == "ne" || name == "!=") return !equals(v, other());
-  if (name == "lt" || name == "lessthan" || name == "<" || name == "le" || name == "<=" || name == "gt" ||
-      name == "greaterthan" || name == ">" || name == "ge" || name == ">=") {
+  if (name == "lt" || name == "lessthan" || name == "<" || name == "le" || name == "<=" ||
+      name == "gt" || name == "greaterthan" || name == ">" || name == "ge" || name == ">=") {
     Value o = other();
     try {
       if (name == "lt" || name == "lessthan" || name == "<") return less(v, o);
@@ -376,14 +407,16 @@ bool Interpreter::apply_test(const std::string& name, const Value& v, CallArgs& 
   }
   if (name == "in") {
     Value seq = other();
-    if (seq.is_string()) return v.is_string() && seq.as_string().find(v.as_string()) != std::string::npos;
+    if (seq.is_string())
+      return v.is_string() && seq.as_string().find(v.as_string()) != std::string::npos;
     if (seq.is_mapping_like()) return v.is_string() && seq.find(v.as_string());
     for (const Value& x : iterate(seq))
       if (equals(v, x)) return true;
     return false;
   }
   if (name == "odd" || name == "even" || name == "divisibleby") {
-    if (!v.is_int() && !v.is_bool()) fail("test '" + name + "' expects an integer, not " + v.type_name());
+    if (!v.is_int() && !v.is_bool())
+      fail("test '" + name + "' expects an integer, not " + v.type_name());
     if (name == "divisibleby") {
       int64_t d = int_arg(*this, arg(*this, a, 0, "num"), "num");
       if (d == 0) fail("integer division or modulo by zero");
@@ -398,8 +431,12 @@ bool Interpreter::apply_test(const std::string& name, const Value& v, CallArgs& 
     if (v.is_mapping_like()) return &v.as_dict() == &o.as_dict();
     return equals(v, o);
   }
-  if (name == "lower") return v.is_string() && py_upper(v.as_string()) != v.as_string() && py_lower(v.as_string()) == v.as_string();
-  if (name == "upper") return v.is_string() && py_lower(v.as_string()) != v.as_string() && py_upper(v.as_string()) == v.as_string();
+  if (name == "lower")
+    return v.is_string() && py_upper(v.as_string()) != v.as_string() &&
+           py_lower(v.as_string()) == v.as_string();
+  if (name == "upper")
+    return v.is_string() && py_lower(v.as_string()) != v.as_string() &&
+           py_upper(v.as_string()) == v.as_string();
   if (name == "escaped") return false;
   fail("no test named '" + name + "'");
 }

@@ -18,7 +18,9 @@ int64_t floor_div(int64_t a, int64_t b) {
 }
 }  // namespace
 
-void Interpreter::fail(const std::string& message) const { syntax_error(line_, column_, message); }
+void Interpreter::fail(const std::string& message) const {
+  syntax_error(line_, column_, message);
+}
 
 std::string Interpreter::render(const Body& body, const Value& variables) {
   FT_ASSERT(variables.is_dict());
@@ -74,8 +76,8 @@ void Interpreter::assign_targets(const std::vector<std::string>& targets, const 
   List items = iterate(v);
   if (items.size() != targets.size())
     fail(items.size() < targets.size()
-             ? "not enough values to unpack (expected " + std::to_string(targets.size()) + ", got " +
-                   std::to_string(items.size()) + ")"
+             ? "not enough values to unpack (expected " + std::to_string(targets.size()) +
+                   ", got " + std::to_string(items.size()) + ")"
              : "too many values to unpack (expected " + std::to_string(targets.size()) + ")");
   for (size_t i = 0; i < targets.size(); ++i) assign(targets[i], items[i]);
 }
@@ -83,13 +85,19 @@ void Interpreter::assign_targets(const std::vector<std::string>& targets, const 
 Interpreter::Flow Interpreter::exec_node(const Node& node) {
   at(node.line, node.column);
   switch (node.kind) {
-    case Node::Kind::Text: *out_ += node.text; break;
-    case Node::Kind::Output: *out_ += eval(*node.expr).str(); break;
+    case Node::Kind::Text:
+      *out_ += node.text;
+      break;
+    case Node::Kind::Output:
+      *out_ += eval(*node.expr).str();
+      break;
     case Node::Kind::If:
       for (const auto& [cond, body] : node.branches)
         if (!cond || eval(*cond).truthy()) return exec(body);
       break;
-    case Node::Kind::For: exec_for(node); break;
+    case Node::Kind::For:
+      exec_for(node);
+      break;
     case Node::Kind::Set: {
       Value v = eval(*node.expr);
       if (node.attr.empty()) {
@@ -120,7 +128,8 @@ Interpreter::Flow Interpreter::exec_node(const Node& node) {
       Value callee = eval(*call.items[0]);
       CallArgs args;
       collect_args(call, args);
-      args.kwargs.emplace_back("caller", make_macro(node, frame_, node.params, node.body, "caller"));
+      args.kwargs.emplace_back("caller",
+                               make_macro(node, frame_, node.params, node.body, "caller"));
       at(call.line, call.column);
       *out_ += this->call(callee, args).str();
       break;
@@ -133,9 +142,12 @@ Interpreter::Flow Interpreter::exec_node(const Node& node) {
       *out_ += result.str();
       break;
     }
-    case Node::Kind::Generation: return exec(node.body);
-    case Node::Kind::Break: return Flow::Break;
-    case Node::Kind::Continue: return Flow::Continue;
+    case Node::Kind::Generation:
+      return exec(node.body);
+    case Node::Kind::Break:
+      return Flow::Break;
+    case Node::Kind::Continue:
+      return Flow::Continue;
   }
   return Flow::Normal;
 }
@@ -161,9 +173,11 @@ void Interpreter::exec_for(const Node& node) {
   for (int64_t i = 0; i < n; ++i) {
     // Each iteration starts a fresh scope: a `set` inside the body does not outlive it.
     frame_ = std::make_shared<Frame>(Frame{{}, outer});
-    Dict loop{{"index", Value(i + 1)},      {"index0", Value(i)},           {"revindex", Value(n - i)},
-              {"revindex0", Value(n - i - 1)}, {"first", Value(i == 0)},   {"last", Value(i == n - 1)},
-              {"length", Value(n)},         {"depth", Value(int64_t{1})}, {"depth0", Value(int64_t{0})}};
+    Dict loop{{"index", Value(i + 1)},      {"index0", Value(i)},
+              {"revindex", Value(n - i)},   {"revindex0", Value(n - i - 1)},
+              {"first", Value(i == 0)},     {"last", Value(i == n - 1)},
+              {"length", Value(n)},         {"depth", Value(int64_t{1})},
+              {"depth0", Value(int64_t{0})}};
     if (i > 0) loop.emplace_back("previtem", items[static_cast<size_t>(i - 1)]);
     if (i + 1 < n) loop.emplace_back("nextitem", items[static_cast<size_t>(i + 1)]);
     loop.emplace_back("cycle", Value::function("loop.cycle", [i](Interpreter& in, CallArgs& a) {
@@ -196,7 +210,8 @@ Value Interpreter::make_macro(const Node& node, std::shared_ptr<Frame> scope,
     auto saved = in.frame_;
     in.frame_ = std::make_shared<Frame>(Frame{{}, scope});
     if (a.args.size() > params.size())
-      in.fail("macro '" + name + "' takes not more than " + std::to_string(params.size()) + " argument(s)");
+      in.fail("macro '" + name + "' takes not more than " + std::to_string(params.size()) +
+              " argument(s)");
     for (size_t i = 0; i < params.size(); ++i) {
       const MacroParam& p = params[i];
       Value v;
@@ -211,7 +226,8 @@ Value Interpreter::make_macro(const Node& node, std::shared_ptr<Frame> scope,
           found = true;
         }
       if (!found && p.default_value) v = in.eval(*p.default_value);
-      if (!found && !p.default_value) v = Value::undefined("parameter '" + p.name + "' was not provided");
+      if (!found && !p.default_value)
+        v = Value::undefined("parameter '" + p.name + "' was not provided");
       in.assign(p.name, v);
     }
     for (auto& [k, kv] : a.kwargs) {
@@ -232,14 +248,17 @@ void Interpreter::collect_args(const Expr& e, CallArgs& args) {
   size_t n_kw = e.kwarg_names.size();
   size_t n_pos = e.items.size() - 1 - n_kw;
   for (size_t i = 1; i <= n_pos; ++i) args.args.push_back(eval(*e.items[i]));
-  for (size_t k = 0; k < n_kw; ++k) args.kwargs.emplace_back(e.kwarg_names[k], eval(*e.items[1 + n_pos + k]));
+  for (size_t k = 0; k < n_kw; ++k)
+    args.kwargs.emplace_back(e.kwarg_names[k], eval(*e.items[1 + n_pos + k]));
 }
 
 Value Interpreter::eval(const Expr& e) {
   at(e.line, e.column);
   switch (e.kind) {
-    case Expr::Kind::Literal: return e.value;
-    case Expr::Kind::Name: return lookup(e.name);
+    case Expr::Kind::Literal:
+      return e.value;
+    case Expr::Kind::Name:
+      return lookup(e.name);
     case Expr::Kind::List:
     case Expr::Kind::Tuple: {
       List items;
@@ -293,9 +312,12 @@ Value Interpreter::eval(const Expr& e) {
       if (step == 0) fail("slice step cannot be zero");
       std::u32string chars;
       bool is_str = obj.is_string();
-      if (is_str) chars = utf8_decode(obj.as_string());
-      else if (!obj.is_list()) fail("'" + obj.type_name() + "' object is not subscriptable");
-      int64_t n = is_str ? static_cast<int64_t>(chars.size()) : static_cast<int64_t>(obj.as_list().size());
+      if (is_str)
+        chars = utf8_decode(obj.as_string());
+      else if (!obj.is_list())
+        fail("'" + obj.type_name() + "' object is not subscriptable");
+      int64_t n =
+          is_str ? static_cast<int64_t>(chars.size()) : static_cast<int64_t>(obj.as_list().size());
       auto clamp = [&](std::optional<int64_t> b, int64_t dflt) {
         if (!b) return dflt;
         int64_t v = *b < 0 ? *b + n : *b;
@@ -307,8 +329,10 @@ Value Interpreter::eval(const Expr& e) {
       std::u32string sub;
       List items;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-        if (is_str) sub.push_back(chars[static_cast<size_t>(i)]);
-        else items.push_back(obj.as_list()[static_cast<size_t>(i)]);
+        if (is_str)
+          sub.push_back(chars[static_cast<size_t>(i)]);
+        else
+          items.push_back(obj.as_list()[static_cast<size_t>(i)]);
       }
       return is_str ? Value(utf8_encode(sub)) : Value::list(std::move(items), obj.is_tuple());
     }
@@ -338,11 +362,13 @@ Value Interpreter::eval(const Expr& e) {
       at(e.line, e.column);
       if (e.name == "not") return Value(!v.truthy());
       if (v.is_undefined()) fail(v.undefined_hint());
-      if (!v.is_number()) fail("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
+      if (!v.is_number())
+        fail("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
       if (e.name == "+") return v.is_float() ? v : Value(v.as_int());
       return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
     }
-    case Expr::Kind::Binary: return eval_binary(e);
+    case Expr::Kind::Binary:
+      return eval_binary(e);
     case Expr::Kind::Compare: {
       Value left = eval(*e.items[0]);
       for (size_t i = 0; i < e.ops.size(); ++i) {
@@ -369,7 +395,8 @@ bool Interpreter::compare(const std::string& op, const Value& a, const Value& b)
   if (op == "in" || op == "not in") {
     bool found = false;
     if (b.is_string()) {
-      if (!a.is_string()) fail("'in <string>' requires string as left operand, not " + a.type_name());
+      if (!a.is_string())
+        fail("'in <string>' requires string as left operand, not " + a.type_name());
       found = b.as_string().find(a.as_string()) != std::string::npos;
     } else if (b.is_list()) {
       for (const Value& item : b.as_list()) found = found || equals(a, item);
@@ -404,19 +431,24 @@ Value Interpreter::eval_binary(const Expr& e) {
   if (a.is_undefined()) fail(a.undefined_hint());
   if (b.is_undefined()) fail(b.undefined_hint());
   auto unsupported = [&]() {
-    return "unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" + b.type_name() + "'";
+    return "unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" +
+           b.type_name() + "'";
   };
   if (a.is_number() && b.is_number()) {
     bool floats = a.is_float() || b.is_float();
-    if (op == "+") return floats ? Value(a.as_double() + b.as_double()) : Value(a.as_int() + b.as_int());
-    if (op == "-") return floats ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
-    if (op == "*") return floats ? Value(a.as_double() * b.as_double()) : Value(a.as_int() * b.as_int());
+    if (op == "+")
+      return floats ? Value(a.as_double() + b.as_double()) : Value(a.as_int() + b.as_int());
+    if (op == "-")
+      return floats ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
+    if (op == "*")
+      return floats ? Value(a.as_double() * b.as_double()) : Value(a.as_int() * b.as_int());
     if (op == "/") {
       if (b.as_double() == 0) fail("division by zero");
       return Value(a.as_double() / b.as_double());
     }
     if (op == "//" || op == "%") {
-      if (b.as_double() == 0) fail(op == "%" ? "modulo by zero" : "integer division or modulo by zero");
+      if (b.as_double() == 0)
+        fail(op == "%" ? "modulo by zero" : "integer division or modulo by zero");
       if (!floats) {
         int64_t q = floor_div(a.as_int(), b.as_int());
         return op == "//" ? Value(q) : Value(a.as_int() - q * b.as_int());
@@ -449,7 +481,8 @@ Value Interpreter::eval_binary(const Expr& e) {
       return Value(std::move(s));
     }
     List items;
-    for (int64_t i = 0; i < b.as_int(); ++i) items.insert(items.end(), a.as_list().begin(), a.as_list().end());
+    for (int64_t i = 0; i < b.as_int(); ++i)
+      items.insert(items.end(), a.as_list().begin(), a.as_list().end());
     return Value::list(std::move(items));
   }
   fail(unsupported());

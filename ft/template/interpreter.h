@@ -50,8 +50,9 @@ class Interpreter {
   Value eval_binary(const Expr& e);
   bool compare(const std::string& op, const Value& a, const Value& b);
   void collect_args(const Expr& e, CallArgs& args);
-  Value make_macro(const Node& node, std::shared_ptr<Frame> scope, const std::vector<MacroParam>& params,
-                   const Body& body, const std::string& name);
+  Value make_macro(const Node& node, std::shared_ptr<Frame> scope,
+                   const std::vector<MacroParam>& params, const Body& body,
+                   const std::string& name);
   std::string capture(const Body& body);
   Value lookup(const std::string& name);
   void assign(const std::string& name, Value v);

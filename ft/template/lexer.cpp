@@ -15,7 +15,9 @@ void syntax_error(int line, int column, const std::string& message) {
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // Python's "unicode-escape" decoding, which Jinja applies to string literals;
 // unknown escapes keep their backslash.
@@ -35,24 +37,52 @@ std::string unescape(const std::string& raw, int line, int column) {
       return static_cast<char32_t>(std::stoul(digits, nullptr, 16));
     };
     switch (c) {
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case '\\': out += '\\'; break;
-      case '\'': out += '\''; break;
-      case '"': out += '"'; break;
-      case 'a': out += '\a'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'v': out += '\v'; break;
-      case '\n': break;  // line continuation
-      case 'x': out += utf8_encode(hex(2)); break;
-      case 'u': out += utf8_encode(hex(4)); break;
-      case 'U': out += utf8_encode(hex(8)); break;
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case '\'':
+        out += '\'';
+        break;
+      case '"':
+        out += '"';
+        break;
+      case 'a':
+        out += '\a';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'v':
+        out += '\v';
+        break;
+      case '\n':
+        break;  // line continuation
+      case 'x':
+        out += utf8_encode(hex(2));
+        break;
+      case 'u':
+        out += utf8_encode(hex(4));
+        break;
+      case 'U':
+        out += utf8_encode(hex(8));
+        break;
       default:
         if (c >= '0' && c <= '7') {
           int v = 0, n = 0;
-          for (; n < 3 && i < raw.size() && raw[i] >= '0' && raw[i] <= '7'; ++n, ++i) v = v * 8 + (raw[i] - '0');
+          for (; n < 3 && i < raw.size() && raw[i] >= '0' && raw[i] <= '7'; ++n, ++i)
+            v = v * 8 + (raw[i] - '0');
           --i;
           out += utf8_encode(static_cast<char32_t>(v));
         } else {
@@ -73,7 +103,8 @@ class Lexer {
     bool strip_next = false;  // a `-` closed the previous tag
     while (pos < src_.size()) {
       size_t open = find_tag(pos);
-      std::string text = src_.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
+      std::string text =
+          src_.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
       if (strip_next) {
         size_t k = 0;
         while (k < text.size() && is_space(text[k])) ++k;
@@ -121,7 +152,8 @@ class Lexer {
  private:
   size_t find_tag(size_t pos) const {
     for (size_t i = src_.find('{', pos); i != std::string::npos; i = src_.find('{', i + 1))
-      if (i + 1 < src_.size() && (src_[i + 1] == '{' || src_[i + 1] == '%' || src_[i + 1] == '#')) return i;
+      if (i + 1 < src_.size() && (src_[i + 1] == '{' || src_[i + 1] == '%' || src_[i + 1] == '#'))
+        return i;
     return std::string::npos;
   }
 
@@ -137,7 +169,9 @@ class Lexer {
     text.erase(line_start);
   }
 
-  size_t trim_newline(size_t pos) const { return pos < src_.size() && src_[pos] == '\n' ? pos + 1 : pos; }
+  size_t trim_newline(size_t pos) const {
+    return pos < src_.size() && src_[pos] == '\n' ? pos + 1 : pos;
+  }
 
   void emit_text(const std::string& text, size_t pos) {
     if (!text.empty()) push(Token::Type::Text, text, pos);
@@ -174,8 +208,9 @@ class Lexer {
     int depth = 0;  // open brackets: `}}` inside `{'a': {'b': 1}}` does not end the tag
     while (true) {
       while (pos < src_.size() && is_space(src_[pos])) ++pos;
-      if (pos >= src_.size()) error_at(pos, close == '%' ? "unexpected end of template, expected '%}'"
-                                                          : "unexpected end of template, expected '}}'");
+      if (pos >= src_.size())
+        error_at(pos, close == '%' ? "unexpected end of template, expected '%}'"
+                                   : "unexpected end of template, expected '}}'");
       char c = src_[pos];
       char next = pos + 1 < src_.size() ? src_[pos + 1] : '\0';
       char after = pos + 2 < src_.size() ? src_[pos + 2] : '\0';
@@ -191,7 +226,9 @@ class Lexer {
       }
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t end = pos;
-        while (end < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[end])) || src_[end] == '_')) ++end;
+        while (end < src_.size() &&
+               (std::isalnum(static_cast<unsigned char>(src_[end])) || src_[end] == '_'))
+          ++end;
         push(Token::Type::Name, src_.substr(pos, end - pos), pos);
         pos = end;
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
@@ -201,8 +238,9 @@ class Lexer {
         while (end < src_.size() && src_[end] != c) end += src_[end] == '\\' ? 2 : 1;
         if (end >= src_.size()) error_at(pos, "unterminated string");
         auto [line, column] = location(pos);
-        tokens_.push_back({Token::Type::String, unescape(src_.substr(pos + 1, end - pos - 1), line, column),
-                           line, column});
+        tokens_.push_back({Token::Type::String,
+                           unescape(src_.substr(pos + 1, end - pos - 1), line, column), line,
+                           column});
         pos = end + 1;
       } else {
         std::string op;
@@ -220,14 +258,18 @@ class Lexer {
 
   size_t lex_number(size_t pos) {
     auto digits = [&](size_t p) {
-      while (p < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[p])) || src_[p] == '_')) ++p;
+      while (p < src_.size() &&
+             (std::isdigit(static_cast<unsigned char>(src_[p])) || src_[p] == '_'))
+        ++p;
       return p;
     };
     size_t end = digits(pos);
-    bool after_dot = !tokens_.empty() && tokens_.back().type == Token::Type::Op && tokens_.back().value == ".";
+    bool after_dot =
+        !tokens_.empty() && tokens_.back().type == Token::Type::Op && tokens_.back().value == ".";
     bool is_float = false;
     if (!after_dot) {
-      if (end + 1 < src_.size() && src_[end] == '.' && std::isdigit(static_cast<unsigned char>(src_[end + 1]))) {
+      if (end + 1 < src_.size() && src_[end] == '.' &&
+          std::isdigit(static_cast<unsigned char>(src_[end + 1]))) {
         end = digits(end + 1);
         is_float = true;
       }
@@ -261,10 +303,14 @@ class Lexer {
       if (strip_after) ++p;
       if (src_.compare(p, 2, "%}") != 0) continue;
       std::string text = src_.substr(pos, i - pos);
-      if (strip_start) text.erase(0, text.find_first_not_of(" \t\n\r\f\v") == std::string::npos
-                                          ? text.size() : text.find_first_not_of(" \t\n\r\f\v"));
-      if (strip_end) while (!text.empty() && is_space(text.back())) text.pop_back();
-      else if (src_[i + 2] != '+') lstrip_block(text, pos);
+      if (strip_start)
+        text.erase(0, text.find_first_not_of(" \t\n\r\f\v") == std::string::npos
+                          ? text.size()
+                          : text.find_first_not_of(" \t\n\r\f\v"));
+      if (strip_end)
+        while (!text.empty() && is_space(text.back())) text.pop_back();
+      else if (src_[i + 2] != '+')
+        lstrip_block(text, pos);
       emit_text(text, pos);
       p += 2;
       if (strip_after) {

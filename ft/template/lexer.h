@@ -9,7 +9,19 @@
 namespace ft::jinja {
 
 struct Token {
-  enum class Type { Text, VarBegin, VarEnd, BlockBegin, BlockEnd, Name, String, Int, Float, Op, End };
+  enum class Type {
+    Text,
+    VarBegin,
+    VarEnd,
+    BlockBegin,
+    BlockEnd,
+    Name,
+    String,
+    Int,
+    Float,
+    Op,
+    End
+  };
   Type type;
   std::string value;  // text, name, operator, or the decoded string literal
   int line;

@@ -42,14 +42,22 @@ class Parser {
 
   static std::string describe(const Token& t) {
     switch (t.type) {
-      case T::Text: return "text";
-      case T::VarBegin: return "'{{'";
-      case T::VarEnd: return "'}}'";
-      case T::BlockBegin: return "'{%'";
-      case T::BlockEnd: return "'%}'";
-      case T::End: return "end of template";
-      case T::String: return "string";
-      default: return "'" + t.value + "'";
+      case T::Text:
+        return "text";
+      case T::VarBegin:
+        return "'{{'";
+      case T::VarEnd:
+        return "'}}'";
+      case T::BlockBegin:
+        return "'{%'";
+      case T::BlockEnd:
+        return "'%}'";
+      case T::End:
+        return "end of template";
+      case T::String:
+        return "string";
+      default:
+        return "'" + t.value + "'";
     }
   }
 
@@ -78,7 +86,8 @@ class Parser {
     while (true) {
       const Token& t = cur();
       if (t.type == T::End) {
-        if (!end_tags.empty()) fail(t, "unexpected end of template, expected '" + end_tags.back() + "'");
+        if (!end_tags.empty())
+          fail(t, "unexpected end of template, expected '" + end_tags.back() + "'");
         return body;
       }
       if (t.type == T::Text) {
@@ -175,7 +184,8 @@ class Parser {
         expect_block_end();
         return node;
       }
-      if (!node->attr.empty() || node->targets.size() != 1) fail(target, "a block set assigns one name");
+      if (!node->attr.empty() || node->targets.size() != 1)
+        fail(target, "a block set assigns one name");
       node->kind = Node::Kind::SetBlock;
       if (is_op("|")) node->expr = parse_filter_chain(nullptr);
       expect_block_end();
@@ -327,8 +337,9 @@ class Parser {
     ExprPtr cmp;
     while (true) {
       std::string op;
-      if (cur().type == T::Op && (cur().value == "==" || cur().value == "!=" || cur().value == "<" ||
-                                  cur().value == ">" || cur().value == "<=" || cur().value == ">=")) {
+      if (cur().type == T::Op &&
+          (cur().value == "==" || cur().value == "!=" || cur().value == "<" || cur().value == ">" ||
+           cur().value == "<=" || cur().value == ">=")) {
         op = next().value;
       } else if (is_name("in")) {
         ++pos_;
@@ -405,9 +416,12 @@ class Parser {
       case T::Name: {
         ++pos_;
         auto e = make_expr(Expr::Kind::Literal, t);
-        if (t.value == "true" || t.value == "True") e->value = Value(true);
-        else if (t.value == "false" || t.value == "False") e->value = Value(false);
-        else if (t.value == "none" || t.value == "None") e->value = Value::none();
+        if (t.value == "true" || t.value == "True")
+          e->value = Value(true);
+        else if (t.value == "false" || t.value == "False")
+          e->value = Value(false);
+        else if (t.value == "none" || t.value == "None")
+          e->value = Value::none();
         else {
           e->kind = Expr::Kind::Name;
           e->name = t.value;
@@ -477,7 +491,8 @@ class Parser {
           return dict;
         }
         break;
-      default: break;
+      default:
+        break;
     }
     fail(t, "unexpected " + describe(t));
   }
@@ -567,7 +582,7 @@ class Parser {
       if (!is_filter(e->name)) fail(toks_[pos_ - 1], "no filter named '" + e->name + "'");
       e->items.push_back(std::move(operand));
       if (is_op("(")) {
-            parse_args(*e);
+        parse_args(*e);
       }
       operand = std::move(e);
     }
@@ -587,10 +602,10 @@ class Parser {
         if (!is_test(e->name)) fail(toks_[pos_ - 1], "no test named '" + e->name + "'");
         e->items.push_back(std::move(node));
         if (is_op("(")) {
-                parse_args(*e);
+          parse_args(*e);
         } else if ((cur().type == T::Name && cur().value != "else" && cur().value != "or" &&
-                    cur().value != "and" && cur().value != "if" && cur().value != "is" && cur().value != "in" &&
-                    cur().value != "not") ||
+                    cur().value != "and" && cur().value != "if" && cur().value != "is" &&
+                    cur().value != "in" && cur().value != "not") ||
                    cur().type == T::String || cur().type == T::Int || cur().type == T::Float ||
                    is_op("[") || is_op("{")) {
           e->items.push_back(parse_postfix(parse_primary()));
@@ -610,6 +625,8 @@ class Parser {
 
 }  // namespace
 
-Body parse(const std::string& source) { return Parser(tokenize(source)).parse_template(); }
+Body parse(const std::string& source) {
+  return Parser(tokenize(source)).parse_template();
+}
 
 }  // namespace ft::jinja

@@ -5,15 +5,17 @@
 namespace ft::jinja {
 
 bool is_py_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
-         c == 0x3000;
+  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+         c == 0x205f || c == 0x3000;
 }
 
 std::string py_strip(const std::string& s, const std::string* chars, bool left, bool right) {
   std::u32string u = utf8_decode(s);
   std::u32string set = chars ? utf8_decode(*chars) : std::u32string();
-  auto strip = [&](char32_t c) { return chars ? set.find(c) != std::u32string::npos : is_py_space(c); };
+  auto strip = [&](char32_t c) {
+    return chars ? set.find(c) != std::u32string::npos : is_py_space(c);
+  };
   size_t b = 0, e = u.size();
   if (left)
     while (b < e && strip(u[b])) ++b;
@@ -60,8 +62,8 @@ std::vector<std::string> py_splitlines(const std::string& s) {
   size_t start = 0;
   for (size_t i = 0; i < u.size(); ++i) {
     char32_t c = u[i];
-    bool brk = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e) || c == 0x85 ||
-               c == 0x2028 || c == 0x2029;
+    bool brk = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e) ||
+               c == 0x85 || c == 0x2028 || c == 0x2029;
     if (!brk) continue;
     out.push_back(utf8_encode(u.substr(start, i - start)));
     if (c == '\r' && i + 1 < u.size() && u[i + 1] == '\n') ++i;
@@ -71,7 +73,8 @@ std::vector<std::string> py_splitlines(const std::string& s) {
   return out;
 }
 
-std::string py_replace(const std::string& s, const std::string& from, const std::string& to, long count) {
+std::string py_replace(const std::string& s, const std::string& from, const std::string& to,
+                       long count) {
   std::string out;
   size_t pos = 0;
   long done = 0;
@@ -119,7 +122,9 @@ char32_t to_lower(char32_t c) {
   if (c >= 0x100 && c <= 0x17f && !(c & 1) && c != 0x130 && c != 0x138) return c + 1;
   return c;
 }
-bool is_cased(char32_t c) { return to_upper(c) != c || to_lower(c) != c; }
+bool is_cased(char32_t c) {
+  return to_upper(c) != c || to_lower(c) != c;
+}
 }  // namespace
 
 std::string py_upper(const std::string& s) {

@@ -12,7 +12,8 @@ std::string py_strip(const std::string& s, const std::string* chars, bool left, 
 // str.split(sep, maxsplit); sep == nullptr splits on whitespace runs.
 std::vector<std::string> py_split(const std::string& s, const std::string* sep, long maxsplit);
 std::vector<std::string> py_splitlines(const std::string& s);
-std::string py_replace(const std::string& s, const std::string& from, const std::string& to, long count);
+std::string py_replace(const std::string& s, const std::string& from, const std::string& to,
+                       long count);
 std::string py_upper(const std::string& s);
 std::string py_lower(const std::string& s);
 std::string py_capitalize(const std::string& s);

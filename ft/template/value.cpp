@@ -57,12 +57,18 @@ Value Value::function(std::string name, Function fn) {
 
 Value Value::from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return none();
-    case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value(j.get<int64_t>());
-    case nlohmann::ordered_json::value_t::number_unsigned: return Value(static_cast<int64_t>(j.get<uint64_t>()));
-    case nlohmann::ordered_json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::null:
+      return none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::number_unsigned:
+      return Value(static_cast<int64_t>(j.get<uint64_t>()));
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List items;
       items.reserve(j.size());
@@ -75,11 +81,14 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
       for (const auto& [k, e] : j.items()) items.emplace_back(k, from_json(e));
       return dict(std::move(items));
     }
-    default: throw Error("template", "a JSON value of this type cannot be passed to a template");
+    default:
+      throw Error("template", "a JSON value of this type cannot be passed to a template");
   }
 }
 
-int64_t Value::as_int() const { return kind_ == Kind::Bool ? (bool_ ? 1 : 0) : int_; }
+int64_t Value::as_int() const {
+  return kind_ == Kind::Bool ? (bool_ ? 1 : 0) : int_;
+}
 
 double Value::as_double() const {
   if (kind_ == Kind::Float) return float_;
@@ -102,14 +111,22 @@ void Value::set(const std::string& key, Value v) const {
 bool Value::truthy() const {
   switch (kind_) {
     case Kind::Undefined:
-    case Kind::None: return false;
-    case Kind::Bool: return bool_;
-    case Kind::Int: return int_ != 0;
-    case Kind::Float: return float_ != 0.0;
-    case Kind::String: return !str_.empty();
-    case Kind::List: return !list_->empty();
-    case Kind::Dict: return !dict_->empty();
-    default: return true;
+    case Kind::None:
+      return false;
+    case Kind::Bool:
+      return bool_;
+    case Kind::Int:
+      return int_ != 0;
+    case Kind::Float:
+      return float_ != 0.0;
+    case Kind::String:
+      return !str_.empty();
+    case Kind::List:
+      return !list_->empty();
+    case Kind::Dict:
+      return !dict_->empty();
+    default:
+      return true;
   }
 }
 
@@ -138,7 +155,8 @@ std::string float_repr(double f) {
   }
   if (exp10 < 0) return sign + "0." + std::string(-exp10 - 1, '0') + digits;
   size_t int_len = static_cast<size_t>(exp10) + 1;
-  if (digits.size() <= int_len) return sign + digits + std::string(int_len - digits.size(), '0') + ".0";
+  if (digits.size() <= int_len)
+    return sign + digits + std::string(int_len - digits.size(), '0') + ".0";
   return sign + digits.substr(0, int_len) + "." + digits.substr(int_len);
 }
 
@@ -148,16 +166,22 @@ std::string repr_string(const std::string& s) {
   char quote = (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
   std::string out(1, quote);
   for (unsigned char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == static_cast<unsigned char>(quote)) out += std::string("\\") + quote;
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c == '\t') out += "\\t";
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == static_cast<unsigned char>(quote))
+      out += std::string("\\") + quote;
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c == '\t')
+      out += "\\t";
     else if (c < 0x20 || c == 0x7f) {
       char buf[8];
       std::snprintf(buf, sizeof(buf), "\\x%02x", c);
       out += buf;
-    } else out += static_cast<char>(c);
+    } else
+      out += static_cast<char>(c);
   }
   return out + quote;
 }
@@ -166,13 +190,27 @@ std::string json_string(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -194,17 +232,28 @@ void dump_json(const Value& v, int indent, int depth, const std::string& item_se
     out.append(static_cast<size_t>(indent * level), ' ');
   };
   switch (v.kind()) {
-    case Value::Kind::None: out += "null"; return;
-    case Value::Kind::Bool: out += v.as_bool() ? "true" : "false"; return;
-    case Value::Kind::Int: out += std::to_string(v.as_int()); return;
+    case Value::Kind::None:
+      out += "null";
+      return;
+    case Value::Kind::Bool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Value::Kind::Int:
+      out += std::to_string(v.as_int());
+      return;
     case Value::Kind::Float: {
       double f = v.as_double();
-      if (std::isnan(f)) out += "NaN";
-      else if (std::isinf(f)) out += f < 0 ? "-Infinity" : "Infinity";
-      else out += float_repr(f);
+      if (std::isnan(f))
+        out += "NaN";
+      else if (std::isinf(f))
+        out += f < 0 ? "-Infinity" : "Infinity";
+      else
+        out += float_repr(f);
       return;
     }
-    case Value::Kind::String: out += json_string(v.as_string()); return;
+    case Value::Kind::String:
+      out += json_string(v.as_string());
+      return;
     case Value::Kind::List: {
       const List& items = v.as_list();
       if (items.empty()) {
@@ -251,20 +300,29 @@ void dump_json(const Value& v, int indent, int depth, const std::string& item_se
 
 std::string Value::str() const {
   switch (kind_) {
-    case Kind::Undefined: return "";
-    case Kind::String: return str_;
-    default: return repr();
+    case Kind::Undefined:
+      return "";
+    case Kind::String:
+      return str_;
+    default:
+      return repr();
   }
 }
 
 std::string Value::repr() const {
   switch (kind_) {
-    case Kind::Undefined: return "Undefined";
-    case Kind::None: return "None";
-    case Kind::Bool: return bool_ ? "True" : "False";
-    case Kind::Int: return std::to_string(int_);
-    case Kind::Float: return float_repr(float_);
-    case Kind::String: return repr_string(str_);
+    case Kind::Undefined:
+      return "Undefined";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return bool_ ? "True" : "False";
+    case Kind::Int:
+      return std::to_string(int_);
+    case Kind::Float:
+      return float_repr(float_);
+    case Kind::String:
+      return repr_string(str_);
     case Kind::List: {
       std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) out += (i ? ", " : "") + (*list_)[i].repr();
@@ -279,7 +337,8 @@ std::string Value::repr() const {
       out += "}";
       return kind_ == Kind::Namespace ? "<Namespace " + out + ">" : out;
     }
-    case Kind::Function: return "<function " + str_ + ">";
+    case Kind::Function:
+      return "<function " + str_ + ">";
   }
   return "";
 }
@@ -295,16 +354,26 @@ std::string Value::to_json(int indent, const std::string* item_sep, const std::s
 
 std::string Value::type_name() const {
   switch (kind_) {
-    case Kind::Undefined: return "Undefined";
-    case Kind::None: return "NoneType";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::String: return "str";
-    case Kind::List: return tuple_ ? "tuple" : "list";
-    case Kind::Dict: return "dict";
-    case Kind::Namespace: return "Namespace";
-    case Kind::Function: return "function";
+    case Kind::Undefined:
+      return "Undefined";
+    case Kind::None:
+      return "NoneType";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::String:
+      return "str";
+    case Kind::List:
+      return tuple_ ? "tuple" : "list";
+    case Kind::Dict:
+      return "dict";
+    case Kind::Namespace:
+      return "Namespace";
+    case Kind::Function:
+      return "function";
   }
   return "";
 }
@@ -317,8 +386,10 @@ bool equals(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case Value::Kind::Undefined:
-    case Value::Kind::None: return true;
-    case Value::Kind::String: return a.as_string() == b.as_string();
+    case Value::Kind::None:
+      return true;
+    case Value::Kind::String:
+      return a.as_string() == b.as_string();
     case Value::Kind::List: {
       const List &x = a.as_list(), &y = b.as_list();
       if (x.size() != y.size()) return false;
@@ -335,8 +406,10 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    case Value::Kind::Function: return &a.as_function() == &b.as_function();
-    default: return false;
+    case Value::Kind::Function:
+      return &a.as_function() == &b.as_function();
+    default:
+      return false;
   }
 }
 

@@ -32,7 +32,18 @@ using Function = std::function<Value(Interpreter&, CallArgs&)>;
 class Value {
  public:
   // Namespace is a Dict whose attributes can be assigned with `set ns.x = ...`.
-  enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, String, List, Dict, Function, Namespace };
+  enum class Kind : uint8_t {
+    Undefined,
+    None,
+    Bool,
+    Int,
+    Float,
+    String,
+    List,
+    Dict,
+    Function,
+    Namespace
+  };
 
   Value() = default;  // undefined
   static Value undefined(std::string hint = {});
@@ -55,7 +66,9 @@ class Value {
   bool is_bool() const { return kind_ == Kind::Bool; }
   bool is_int() const { return kind_ == Kind::Int; }
   bool is_float() const { return kind_ == Kind::Float; }
-  bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool; }
+  bool is_number() const {
+    return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool;
+  }
   bool is_string() const { return kind_ == Kind::String; }
   bool is_list() const { return kind_ == Kind::List; }
   bool is_tuple() const { return kind_ == Kind::List && tuple_; }
@@ -65,8 +78,8 @@ class Value {
   bool is_function() const { return kind_ == Kind::Function; }
 
   bool as_bool() const { return bool_; }
-  int64_t as_int() const;     // Int or Bool
-  double as_double() const;   // Int, Bool or Float
+  int64_t as_int() const;    // Int or Bool
+  double as_double() const;  // Int, Bool or Float
   const std::string& as_string() const { return str_; }
   // Why an undefined value is undefined ("'x' is undefined"), for error messages.
   const std::string& undefined_hint() const { return str_; }

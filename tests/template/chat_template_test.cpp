@@ -31,10 +31,11 @@ const ChatTemplate& template_named(const std::string& name) {
   auto it = cache.find(name);
   if (it != cache.end()) return it->second;
   const json& spec = fixtures()["templates"][name];
-  ChatTemplate t = spec.contains("dir")
-                       ? ChatTemplate::from_tokenizer_dir(std::string(FT_SHARED_DIR) + "/tokenizers/" +
-                                                          spec["dir"].get<std::string>())
-                       : ChatTemplate::from_string(spec["source"].get<std::string>(), spec["variables"]);
+  ChatTemplate t =
+      spec.contains("dir")
+          ? ChatTemplate::from_tokenizer_dir(std::string(FT_SHARED_DIR) + "/tokenizers/" +
+                                             spec["dir"].get<std::string>())
+          : ChatTemplate::from_string(spec["source"].get<std::string>(), spec["variables"]);
   return cache.emplace(name, std::move(t)).first->second;
 }
 
@@ -54,7 +55,8 @@ TEST_P(ChatTemplateParity, RendersLikeTransformers) {
     std::string what = name + " / " + c["conversation"].get<std::string>() +
                        " / add_generation_prompt=" + std::to_string(options.add_generation_prompt) +
                        " tools=" + std::to_string(!options.tools.is_null()) +
-                       " documents=" + std::to_string(!options.documents.is_null()) + " " + c["kwargs"].dump();
+                       " documents=" + std::to_string(!options.documents.is_null()) + " " +
+                       c["kwargs"].dump();
     ++checked;
     if (c.contains("expected")) {
       try {
@@ -77,14 +79,15 @@ TEST_P(ChatTemplateParity, RendersLikeTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Templates, ChatTemplateParity,
-                         ::testing::Values("qwen3", "llama3", "gemma3", "chatml", "llama2", "mistral", "phi3",
-                                           "language"));
+                         ::testing::Values("qwen3", "llama3", "gemma3", "chatml", "llama2",
+                                           "mistral", "phi3", "language"));
 
 TEST(ChatTemplateDir, SpecialTokensMatchTransformers) {
   for (const char* name : {"qwen3", "llama3", "gemma3"}) {
     const json& expected = fixtures()["templates"][name]["special_tokens_map"];
     const json& vars = template_named(name).variables();
-    for (const auto& [k, v] : vars.items()) EXPECT_EQ(expected.value(k, json()), v) << name << " " << k;
+    for (const auto& [k, v] : vars.items())
+      EXPECT_EQ(expected.value(k, json()), v) << name << " " << k;
     EXPECT_TRUE(vars.contains("eos_token")) << name;
   }
 }
