@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
@@ -89,6 +91,49 @@ TEST(ChatTemplateDir, SpecialTokensMatchTransformers) {
     for (const auto& [k, v] : vars.items())
       EXPECT_EQ(expected.value(k, json()), v) << name << " " << k;
     EXPECT_TRUE(vars.contains("eos_token")) << name;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// A tokenizer folder written by the test: named templates in tokenizer_config.json,
+// then a chat_template.jinja beside it, which transformers reads instead.
+TEST(ChatTemplateDir, NamedTemplatesAndJinjaFile) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("ft_chat_dir_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  json config = {{"bos_token", {{"content", "<B>"}, {"lstrip", false}}},
+                 {"eos_token", "<E>"},
+                 {"chat_template",
+                  {{{"name", "default"}, {"template", "D{{ bos_token }}{{ messages | length }}"}},
+                   {{"name", "tool_use"},
+                    {"template", "T{{ tools | length if tools else 0 }}{{ eos_token }}"}}}}};
+  std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  json messages = json::array({{{"role", "user"}, {"content", "x"}}});
+  auto t = ChatTemplate::from_tokenizer_dir(dir);
+  EXPECT_EQ(t.names(), (std::vector<std::string>{"default", "tool_use"}));
+  EXPECT_EQ(t.render(messages), "D<B>1");
+  RenderOptions with_tools;
+  with_tools.tools = json::array({json::object(), json::object()});
+  EXPECT_EQ(t.render(messages, with_tools), "T2<E>");
+  EXPECT_EQ(ChatTemplate::from_tokenizer_dir(dir, "tool_use").render(messages), "T0<E>");
+  EXPECT_THROW(ChatTemplate::from_tokenizer_dir(dir, "nope"), ft::Error);
+
+  std::ofstream(dir / "chat_template.jinja") << "J{{ messages[0].content }}\n";
+  auto file_template = ChatTemplate::from_tokenizer_dir(dir);
+  EXPECT_EQ(file_template.names(), (std::vector<std::string>{"default"}));
+  EXPECT_EQ(file_template.render(messages, with_tools), "Jx");  // the final newline is dropped
+  fs::remove_all(dir);
+}
+
+TEST(ChatTemplateDir, ErrorsNameTheTemplatePlace) {
+  try {
+    ChatTemplate::from_string("{% for m in messages %}\n{{ m.content | bogus }}{% endfor %}");
+    FAIL();
+  } catch (const ft::Error& e) {
+    EXPECT_STREQ(e.what(), "[chat_template] template: line 2, column 16: no filter named 'bogus'");
   }
 }
 
