@@ -201,8 +201,7 @@ void Interpreter::exec_for(const Node& node) {
 Value Interpreter::make_macro(const Node& node, std::shared_ptr<Frame> scope,
                               const std::vector<MacroParam>& params, const Body& body,
                               const std::string& name) {
-  const Node* where = &node;
-  return Value::function(name, [where, scope, &params, &body, name](Interpreter& in, CallArgs& a) {
+  return Value::function(name, [scope, &params, &body, name](Interpreter& in, CallArgs& a) {
     if (++in.depth_ > max_call_depth) {
       --in.depth_;
       in.fail("macro '" + name + "' called itself too deeply");
@@ -239,7 +238,6 @@ Value Interpreter::make_macro(const Node& node, std::shared_ptr<Frame> scope,
     std::string out = in.capture(body);
     in.frame_ = saved;
     --in.depth_;
-    (void)where;
     return Value(std::move(out));
   });
 }
