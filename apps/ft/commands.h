@@ -8,5 +8,6 @@ namespace ft::cli {
 void add_info_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_template_command(CLI::App& app);
 
 }  // namespace ft::cli

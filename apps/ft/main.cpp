@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   ft::cli::add_info_command(app);
   ft::cli::add_demo_command(app);
   ft::cli::add_tokenize_command(app);
+  ft::cli::add_template_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
