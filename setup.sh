@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 MLX_VERSION=0.32.4
 BUILD_DIR=${FT_BUILD_DIR:-build}
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config python3 python3-venv
-              nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+              libopenblas0-pthread nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
               libpcre2-dev libutf8proc-dev zlib1g-dev)
 
 say() { echo "setup: $*"; }
@@ -62,6 +62,28 @@ install_mlx() {
   fi
 }
 
+# Note [OpenBLAS under mlx[cpu]]
+# The mlx-cpu wheel bundles the reference (netlib) BLAS and LAPACK, whose matrix
+# products are several times slower than an optimised BLAS. libmlx.so finds them by
+# file name through its rpath, so pointing those names at Debian's OpenBLAS (same
+# BLAS/CBLAS/LAPACK interface) speeds up every CPU matmul. FT_REFERENCE_BLAS=1 keeps
+# the bundled ones.
+use_openblas() {
+  [[ "$(uname)" == Linux && -z "${FT_REFERENCE_BLAS:-}" ]] || return 0
+  local openblas=/usr/lib/$(uname -m)-linux-gnu/openblas-pthread
+  [[ -f $openblas/libblas.so.3 && -f $openblas/liblapack.so.3 ]] || return 0
+  local libs
+  libs=$(.venv/bin/python -c "import mlx, os; print(os.path.join(os.path.dirname(mlx.__path__[0]), 'mlx_cpu.libs'))" 2>/dev/null || true)
+  [[ -d "$libs" ]] || return 0
+  local f name
+  for f in "$libs"/libblas-*.so.* "$libs"/liblapack-*.so.*; do
+    [[ $f == *.reference || -L $f ]] && continue
+    name=$(basename "$f" | sed 's/-.*//')
+    mv "$f" "$f.reference"
+    ln -s "$openblas/$name.so.3" "$f"
+  done
+}
+
 build() {
   local mlx_dir
   mlx_dir=$(.venv/bin/python -m mlx --cmake-dir)
@@ -78,6 +100,7 @@ esac
 
 install_debian_packages
 install_mlx
+use_openblas
 build
 say "built $BUILD_DIR/ft"
 case "$ACTION" in

@@ -7,6 +7,7 @@
 
 #include "ft/kernels/swiglu.h"
 #include "ft/nn/checkpoint.h"
+#include "ft/nn/init.h"
 
 namespace ft::models {
 
@@ -101,7 +102,9 @@ mx::array DecoderLayer::operator()(const mx::array& x) {
 }
 
 LlamaBackbone::LlamaBackbone(const LlamaConfig& config, Rng& rng, mx::Dtype dtype) {
-  embed_tokens_ = std::make_shared<nn::Embedding>(config.vocab_size, config.hidden_size, rng.next(), dtype);
+  // Small embeddings keep the first logits near uniform when the head is tied.
+  embed_tokens_ = std::make_shared<nn::Embedding>(nn::init::normal(
+      {config.vocab_size, config.hidden_size}, config.initializer_range, rng.next(), dtype));
   layers_ = std::make_shared<nn::ModuleList<DecoderLayer>>();
   for (int i = 0; i < config.num_hidden_layers; ++i)
     layers_->push_back(std::make_shared<DecoderLayer>(config, rng, dtype));

@@ -27,6 +27,7 @@ struct LlamaConfig {
   float rms_norm_eps = 1e-5f;
   bool tie_word_embeddings = false;
   bool attention_bias = false;
+  float initializer_range = 0.02f;  // std of the embedding's normal initialisation
 
   int resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
   // Throws ft::Error naming the first inconsistent field.
