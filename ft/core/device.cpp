@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -90,6 +91,11 @@ mx::Device preferred_device() {
 }
 
 std::string use_preferred_device() {
+  // MLX compiles some CUDA kernels at run time and looks for the toolkit's headers
+  // through CUDA_HOME or CUDA_PATH; point it at the usual place when neither is set.
+  if (backend_name() == "cuda" && !std::getenv("CUDA_HOME") && !std::getenv("CUDA_PATH") &&
+      std::filesystem::exists("/usr/local/cuda/include/cuda.h"))
+    setenv("CUDA_HOME", "/usr/local/cuda", 0);
   auto device = preferred_device();
   mx::set_default_device(device);
   if (device.type == mx::Device::cpu) return "cpu (" + cpu_model_name() + ")";

@@ -2,6 +2,8 @@
 // against central finite differences in f64, and its peak memory against the composite's.
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -67,6 +69,7 @@ LossAndGrads loss_and_grads(LossFn fn, const Case& c, const LinearCrossEntropyOp
 ::testing::AssertionResult close(const mx::array& actual, const mx::array& expected, double atol,
                                  double rtol) {
   if (actual.shape() != expected.shape()) return ::testing::AssertionFailure() << "shapes differ";
+  ft::testing::OnCpu on_cpu;
   auto a = mx::astype(actual, mx::float64), e = mx::astype(expected, mx::float64);
   if (mx::allclose(a, e, rtol, atol).item<bool>()) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
@@ -154,6 +157,7 @@ std::vector<T> values(const mx::array& a) {
 }
 
 TEST(LinearCrossEntropy, GradientsMatchCentralFiniteDifferencesInF64) {
+  ft::testing::OnCpu on_cpu;
   const int n = 6, hidden = 4, vocab = 7;
   auto c = make_case(n, hidden, vocab, mx::float64, 3);
   const float smoothing = 0.1f;

@@ -2,6 +2,8 @@
 // differences, autodiff of the composite version, and (on a CUDA machine) the CPU result.
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include <cmath>
 #include <functional>
 #include <iostream>
@@ -136,6 +138,7 @@ TEST(Swiglu, GradientsMatchAutodiffOfComposite) {
 }
 
 TEST(Swiglu, GradientsMatchFiniteDifferences) {
+  ft::testing::OnCpu on_cpu;
   auto gate = normal({3, 4}, mx::float64, 6);
   auto up = normal({3, 4}, mx::float64, 7);
   auto weight = normal({3, 4}, mx::float64, 8, 1.0f);

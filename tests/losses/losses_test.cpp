@@ -1,6 +1,8 @@
 // ft::train losses against torch.nn.functional (tests/golden/make_loss_fixtures.py).
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include <cmath>
 #include <string>
 
@@ -35,6 +37,7 @@ mx::array fx(const std::string& name) {
            << "shapes differ: " << actual.ndim() << "-D " << actual.size() << " vs "
            << expected.ndim() << "-D " << expected.size();
   }
+  ft::testing::OnCpu on_cpu;
   auto a = mx::astype(actual, mx::float64), e = mx::astype(expected, mx::float64);
   double max_err = mx::max(mx::abs(mx::subtract(a, e))).item<double>();
   if (mx::allclose(a, e, rtol, atol).item<bool>()) return ::testing::AssertionSuccess();

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include <mlx/ops.h>
 #include <mlx/random.h>
 
@@ -30,7 +32,7 @@ TEST_P(QuantizedLinearCases, ForwardEqualsDequantizedMatmul) {
   auto w = q->dequantized_weight();
   auto expected = mx::matmul(x, mx::transpose(w));
   if (bias) expected = mx::add(expected, *dense.bias());
-  EXPECT_LT(max_abs_diff((*q)(x), expected), 2e-4f);
+  EXPECT_LT(max_abs_diff((*q)(x), expected), ft::testing::quantized_matmul_tolerance(2e-4f));
 
   // Dequantization itself: w = scale * code + bias per group, codes in [0, 2^bits).
   auto groups = mx::reshape(w, {24, 256 / group_size, group_size});
