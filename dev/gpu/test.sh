@@ -2,6 +2,8 @@
 # Run on the GPU machine after install.sh: build, the whole test suite, the CUDA
 # kernel tests verbosely, a short demo and the fused-loss benchmark. Logs go to $OUT.
 set -uo pipefail
+# Real tokenizer files travel in .carry/shared; tests read them from ../shared.
+[[ -d .carry/shared && ! -d ../shared/tokenizers ]] && mkdir -p ../shared && cp -r .carry/shared/tokenizers ../shared/
 OUT=${OUT:-/tmp/ft-gpu-out}
 mkdir -p "$OUT"
 nvidia-smi -L | tee "$OUT/device.txt"
