@@ -11,6 +11,12 @@ if [[ -d .carry/debs ]]; then
   for f in .carry/debs/*.deb; do dpkg -x "$f" "$STAGE/prefix"; done
 fi
 SITE=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+# MLX compiles some kernels at run time against the headers of the nvidia-* wheels,
+# which lack the toolkit's crt/ folder; lend it the one in /usr/local/cuda.
+CU_INCLUDE="$SITE/nvidia/cu13/include"
+if [[ -d "$CU_INCLUDE" && ! -e "$CU_INCLUDE/crt" && -d /usr/local/cuda/include/crt ]]; then
+  ln -s /usr/local/cuda/include/crt "$CU_INCLUDE/crt"
+fi
 if [[ -f "$SITE/mlx/lib/libmlx.so" ]]; then echo "install: mlx-cuda already installed"; exit 0; fi
 if [[ ! -f "$STAGE/part.01" ]]; then echo "install: first half staged; send the second"; exit 0; fi
 WHEEL=$(cut -d' ' -f3- "$STAGE/wheel.sha256" | tr -d ' *')
