@@ -45,6 +45,9 @@ int64_t trained_tokens(const Sample& s) {
 SampleTokenizer::SampleTokenizer(const tokenizer::Tokenizer& tok, const chat::ChatTemplate* chat,
                                  SampleOptions options)
     : tok_(tok), chat_(options.use_template ? chat : nullptr), options_(options) {
+  for (int id : tok_.special_token_ids()) {
+    if (auto text = tok_.id_to_token(id)) special_texts_.push_back(*text);
+  }
   FT_CHECK(options_.max_seq_length >= 0, "data", "max_seq_length must be >= 0, got ",
            options_.max_seq_length);
 }
@@ -119,14 +122,45 @@ Sample SampleTokenizer::tokenize_plain(const Record& record) const {
   return s;
 }
 
-// Note [Assistant spans]: the trained part of assistant turn i is the text between
-// render(messages[:i], add_generation_prompt) and render(messages[:i+1]), both found as
-// prefixes of the whole rendering. Templates that render the last turn differently
-// (Qwen3's empty <think> block) make the second not a prefix; the span then ends after
-// the turn's content and the end-of-turn text that follows it in render(messages[:i+1]).
+// Note [Assistant spans]: a trained span starts where render(messages[:i],
+// add_generation_prompt) ends, which must be a prefix of the whole rendering. It ends
+// after the turn's content and the end-of-turn text: what follows the content in
+// render(messages[:i+1]) and also in the whole, up to and including its first special
+// token (<|im_end|>, <|eot_id|>, <end_of_turn>). Stopping there matters: templates such
+// as Llama 3's always append the next header, and Qwen3 renders a last turn with an
+// empty <think> block, so render(messages[:i+1]) is not always a prefix of the whole.
+// A turn without string content (tool calls only) ends where render(messages[:i+1])
+// does, when that is a prefix.
 // Character spans become token spans by encoding each boundary's prefix, which must
 // tokenize as a prefix of the whole; when one does not, the pieces between boundaries
 // are encoded separately and concatenated.
+size_t SampleTokenizer::turn_end(const std::string& full, const std::string& upto,
+                                 const std::string& content, size_t begin, size_t turn,
+                                 const std::string& where) const {
+  size_t at = content.empty() ? std::string::npos : full.find(content, begin);
+  size_t in_upto = content.empty() ? std::string::npos : upto.rfind(content);
+  if (at != std::string::npos && in_upto != std::string::npos) {
+    size_t end = at + content.size();
+    size_t tail_at = in_upto + content.size();
+    size_t common = 0;
+    while (tail_at + common < upto.size() && end + common < full.size() &&
+           upto[tail_at + common] == full[end + common])
+      ++common;
+    std::string_view ext = std::string_view(full).substr(end, common);
+    size_t cut = std::string::npos;
+    for (const std::string& special : special_texts_) {
+      size_t pos = ext.find(special);
+      if (pos != std::string::npos) cut = std::min(cut, pos + special.size());
+    }
+    if (cut != std::string::npos) return end + cut;
+    if (starts_with(full, upto) && upto.size() > end) return upto.size();
+    return end + common;
+  }
+  FT_CHECK(starts_with(full, upto), "data", where, ": cannot find the end of assistant message ",
+           turn, " in the rendered chat template");
+  return upto.size();
+}
+
 Sample SampleTokenizer::tokenize_chat(const Record& record, const std::string& where) const {
   chat::RenderOptions ro;
   ro.tools = record.tools;
@@ -148,19 +182,7 @@ Sample SampleTokenizer::tokenize_chat(const Record& record, const std::string& w
     FT_CHECK(starts_with(full, before), "data", where, ": the chat template renders message ", i,
              " differently in context; cannot find the assistant turn");
     size_t begin = before.size();
-    size_t end = 0;
-    if (starts_with(full, upto) && upto.size() >= begin) {
-      end = upto.size();
-    } else {
-      std::string content = content_text(msgs[i]);
-      size_t at = content.empty() ? std::string::npos : full.find(content, begin);
-      size_t in_upto = content.empty() ? std::string::npos : upto.rfind(content);
-      FT_CHECK(at != std::string::npos && in_upto != std::string::npos, "data", where,
-               ": cannot find the content of assistant message ", i, " in the rendered text");
-      end = at + content.size();
-      std::string tail = upto.substr(in_upto + content.size());
-      if (full.compare(end, tail.size(), tail) == 0) end += tail.size();
-    }
+    size_t end = turn_end(full, upto, content_text(msgs[i]), begin, i, where);
     if (end > begin) spans.emplace_back(begin, end);
   }
   std::vector<size_t> cuts{0};

@@ -44,10 +44,13 @@ class SampleTokenizer {
   Sample tokenize_text(const std::string& text) const;
   Sample tokenize_chat(const Record& record, const std::string& where) const;
   Sample tokenize_plain(const Record& record) const;
+  size_t turn_end(const std::string& full, const std::string& upto, const std::string& content,
+                  size_t begin, size_t turn, const std::string& where) const;
 
   const tokenizer::Tokenizer& tok_;
   const chat::ChatTemplate* chat_;
   SampleOptions options_;
+  std::vector<std::string> special_texts_;  // text of every special added token
 };
 
 // Number of trained targets of a sample (mask[i] for i >= 1: token 0 has no predecessor).
