@@ -94,13 +94,21 @@ std::vector<std::vector<std::vector<int64_t>>> Batcher::plan(int64_t epoch) cons
   return batches;
 }
 
+const Batcher::Plan& Batcher::cached_plan(int64_t epoch) const {
+  if (epoch != cached_epoch_) {
+    cached_ = plan(epoch);
+    cached_epoch_ = epoch;
+  }
+  return cached_;
+}
+
 Position Batcher::next(Position at) const {
-  if (at.index + 1 >= batches_per_epoch()) return {at.epoch + 1, 0};
+  if (at.index + 1 >= batches_per_epoch(at.epoch)) return {at.epoch + 1, 0};
   return {at.epoch, at.index + 1};
 }
 
 Batch Batcher::batch(Position at) const {
-  auto batches = plan(at.epoch);
+  const Plan& batches = cached_plan(at.epoch);
   FT_CHECK(at.index >= 0 && at.index < int64_t(batches.size()), "data", "batch index ", at.index,
            " out of range (", batches.size(), " batches per epoch)");
   const auto& rows = batches[size_t(at.index)];

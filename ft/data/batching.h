@@ -45,13 +45,15 @@ struct Position {
   bool operator==(const Position&) const = default;
 };
 
+// Not thread-safe: it keeps the plan of the last epoch asked for.
 class Batcher {
  public:
   // data must outlive the Batcher.
   Batcher(const TokenizedData& data, BatchOptions options);
 
-  // Batches per epoch (the same every epoch).
-  int64_t batches_per_epoch() const { return int64_t(plan(0).size()); }
+  // Batches in an epoch: the same every epoch unless packing, where how many rows the
+  // samples fill depends on their order.
+  int64_t batches_per_epoch(int64_t epoch = 0) const { return int64_t(cached_plan(epoch).size()); }
   // The batch at a position: a pure function of (data, options, position).
   Batch batch(Position at) const;
   // The position after `at`, moving to the next epoch past the last batch.
@@ -61,8 +63,13 @@ class Batcher {
   std::vector<std::vector<std::vector<int64_t>>> plan(int64_t epoch) const;
 
  private:
+  using Plan = std::vector<std::vector<std::vector<int64_t>>>;
+  const Plan& cached_plan(int64_t epoch) const;
+
   const TokenizedData& data_;
   BatchOptions options_;
+  mutable int64_t cached_epoch_ = -1;
+  mutable Plan cached_;
 };
 
 // A deterministic permutation of 0..n-1 (Fisher-Yates on a splitmix64 stream), the same

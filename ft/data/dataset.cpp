@@ -1,6 +1,7 @@
 #include "ft/data/dataset.h"
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -16,12 +17,25 @@ using Json = nlohmann::ordered_json;
 constexpr size_t kMaxReasons = 20;
 constexpr int kCacheVersion = 1;
 
-// FNV-1a, 64-bit: a cache key, not a defence against crafted collisions.
+// A 64-bit hash for cache keys, eight bytes a step so that hashing a large dataset
+// costs little next to reading it; not a defence against crafted collisions.
 struct Hasher {
   uint64_t h = 0xcbf29ce484222325ull;
+  void mix(uint64_t w) {
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 32;
+  }
   void add(const void* data, size_t n) {
     auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      mix(w);
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, p + i, n - i);
+    mix(tail ^ (uint64_t(n - i) << 56));
   }
   void add(const std::string& s) {
     uint64_t n = s.size();
@@ -118,33 +132,41 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
 
 Split DataLoader::load_file(const fs::path& file, const std::string& name) const {
   FT_CHECK(fs::is_regular_file(file), "data", file.string(), ": no such file");
-  if (options_.cache_dir.empty()) return tokenize_file(file, name);
+  Split split{name, file, TokenizedData(), DataStats()};
+  if (options_.cache_dir.empty()) {
+    split.stats =
+        tokenize_file(file, [&](const Sample& s, int64_t line) { split.data.add(s, line); });
+    return split;
+  }
   fs::path cached = cache_file(file);
   fs::path meta = cached;
   meta += ".json";
   if (fs::exists(cached) && fs::exists(meta)) {
     std::ifstream in(meta);
-    Split s{name, file, TokenizedData::map(cached), stats_from_json(Json::parse(in))};
-    s.stats.from_cache = true;
-    return s;
+    split.data = TokenizedData::map(cached);
+    split.stats = stats_from_json(Json::parse(in));
+    split.stats.from_cache = true;
+    return split;
   }
-  Split s = tokenize_file(file, name);
+  // Samples stream to the cache file as they are made, then the file is mapped.
   fs::create_directories(options_.cache_dir);
-  s.data.save(cached);
+  TokenizedWriter writer(cached);
+  split.stats = tokenize_file(file, [&](const Sample& s, int64_t line) { writer.add(s, line); });
+  writer.finish();
   fs::path tmp = meta;
   tmp += ".tmp";
-  std::ofstream(tmp) << stats_to_json(s.stats).dump(1);
+  std::ofstream(tmp) << stats_to_json(split.stats).dump(1);
   fs::rename(tmp, meta);
-  // Read back through the map so both runs see the same storage.
-  s.data = TokenizedData::map(cached);
-  return s;
+  split.data = TokenizedData::map(cached);
+  return split;
 }
 
-Split DataLoader::tokenize_file(const fs::path& file, const std::string& name) const {
+DataStats DataLoader::tokenize_file(const fs::path& file,
+                                    const std::function<void(const Sample&, int64_t)>& sink) const {
   std::ifstream in(file, std::ios::binary);
   FT_CHECK(in, "data", file.string(), ": cannot open");
-  Split split{name, file, TokenizedData(), DataStats()};
-  DataStats& stats = split.stats;
+  DataStats stats;
+  int64_t kept = 0;
   Format format = options_.format;
   std::string line;
   int64_t line_no = 0;
@@ -166,7 +188,8 @@ Split DataLoader::tokenize_file(const fs::path& file, const std::string& name) c
       if (format == Format::kAuto) format = detect_format(record, where);
       Sample sample = samples_.tokenize(to_record(record, format, where), where);
       count(stats, sample);
-      split.data.add(sample, line_no);
+      sink(sample, line_no);
+      ++kept;
     } catch (const Error& e) {
       if (!options_.skip_bad_records) throw;
       ++stats.skipped;
@@ -174,10 +197,10 @@ Split DataLoader::tokenize_file(const fs::path& file, const std::string& name) c
     }
   }
   FT_CHECK(non_blank > 0, "data", file.string(), ": empty file (no records)");
-  FT_CHECK(split.data.size() > 0, "data", file.string(), ": every record was skipped (",
-           stats.skipped, "); first: ", stats.skip_reasons.empty() ? "" : stats.skip_reasons[0]);
+  FT_CHECK(kept > 0, "data", file.string(), ": every record was skipped (", stats.skipped,
+           "); first: ", stats.skip_reasons.empty() ? "" : stats.skip_reasons[0]);
   stats.format = format;
-  return split;
+  return stats;
 }
 
 std::vector<Split> DataLoader::load(const fs::path& path) const {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -67,7 +68,9 @@ class DataLoader {
   std::filesystem::path cache_file(const std::filesystem::path& file) const;
 
  private:
-  Split tokenize_file(const std::filesystem::path& file, const std::string& name) const;
+  // Reads the file line by line, handing each sample to `sink`; fills stats.
+  DataStats tokenize_file(const std::filesystem::path& file,
+                          const std::function<void(const Sample&, int64_t)>& sink) const;
 
   std::filesystem::path tokenizer_dir_;
   DataOptions options_;

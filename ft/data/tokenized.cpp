@@ -135,4 +135,59 @@ TokenizedData TokenizedData::map(const std::filesystem::path& file) {
   return d;
 }
 
+TokenizedWriter::TokenizedWriter(const std::filesystem::path& file) : file_(file) {
+  std::string suffix = ".part" + std::to_string(::getpid());
+  ids_path_ = file;
+  ids_path_ += suffix + ".ids";
+  mask_path_ = file;
+  mask_path_ += suffix + ".mask";
+  ids_ = std::make_unique<std::ofstream>(ids_path_, std::ios::binary);
+  mask_ = std::make_unique<std::ofstream>(mask_path_, std::ios::binary);
+  FT_CHECK(*ids_ && *mask_, "data", file.string(), ": cannot write beside it");
+}
+
+TokenizedWriter::~TokenizedWriter() {
+  ids_.reset();
+  mask_.reset();
+  std::error_code ec;
+  std::filesystem::remove(ids_path_, ec);
+  std::filesystem::remove(mask_path_, ec);
+}
+
+void TokenizedWriter::add(const Sample& sample, int64_t line) {
+  FT_ASSERT(!finished_ && sample.ids.size() == sample.mask.size());
+  ids_->write(reinterpret_cast<const char*>(sample.ids.data()),
+              std::streamsize(4 * sample.ids.size()));
+  mask_->write(reinterpret_cast<const char*>(sample.mask.data()),
+               std::streamsize(sample.mask.size()));
+  offsets_.push_back(offsets_.back() + sample.ids.size());
+  lines_.push_back(line);
+}
+
+void TokenizedWriter::finish() {
+  FT_ASSERT(!finished_);
+  finished_ = true;
+  ids_->close();
+  mask_->close();
+  FT_CHECK(ids_->good() && mask_->good(), "data", file_.string(), ": write failed");
+  std::filesystem::path tmp = file_;
+  tmp += ".tmp" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    FT_CHECK(out, "data", tmp.string(), ": cannot write");
+    uint64_t count = lines_.size(), total = offsets_.back();
+    out.write(kMagic, 8);
+    out.write(reinterpret_cast<const char*>(&count), 8);
+    out.write(reinterpret_cast<const char*>(&total), 8);
+    out.write(reinterpret_cast<const char*>(offsets_.data()), std::streamsize(8 * (count + 1)));
+    out.write(reinterpret_cast<const char*>(lines_.data()), std::streamsize(8 * count));
+    for (const auto& part : {ids_path_, mask_path_}) {
+      std::ifstream in(part, std::ios::binary);
+      out << in.rdbuf();
+    }
+    FT_CHECK(out.good(), "data", tmp.string(), ": write failed");
+  }
+  std::filesystem::rename(tmp, file_);
+}
+
 }  // namespace ft::data

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <iosfwd>
 #include <memory>
 #include <span>
 #include <vector>
@@ -52,6 +53,29 @@ class TokenizedData {
   const int64_t* lines_ = nullptr;
   const int32_t* ids_ = nullptr;
   const uint8_t* mask_ = nullptr;
+};
+
+// Writes samples to a file TokenizedData::map reads, as they come: the tokens go to
+// side files and only offsets and line numbers (16 bytes a sample) stay in memory, so a
+// dataset larger than memory can be tokenized. finish() assembles and renames the file;
+// a writer destroyed before finish() leaves nothing behind.
+class TokenizedWriter {
+ public:
+  explicit TokenizedWriter(const std::filesystem::path& file);
+  ~TokenizedWriter();
+  TokenizedWriter(const TokenizedWriter&) = delete;
+  TokenizedWriter& operator=(const TokenizedWriter&) = delete;
+
+  void add(const Sample& sample, int64_t line);
+  size_t size() const { return lines_.size(); }
+  void finish();
+
+ private:
+  std::filesystem::path file_, ids_path_, mask_path_;
+  std::unique_ptr<std::ofstream> ids_, mask_;
+  std::vector<uint64_t> offsets_{0};  // (n + 1,)
+  std::vector<int64_t> lines_;        // (n,)
+  bool finished_ = false;
 };
 
 }  // namespace ft::data

@@ -199,6 +199,48 @@ TEST(Batching, PackRowsFirstFit) {
   auto rows = ft::data::pack_rows({5, 6, 4, 3, 2}, 10);
   EXPECT_EQ(rows, (std::vector<std::vector<int64_t>>{{0, 2}, {1, 3}, {4}}));
   EXPECT_THROW(ft::data::pack_rows({11}, 10), ft::Error);
+  // Against a plain scan over the rows, on many lengths.
+  std::vector<int64_t> lengths;
+  for (int i = 0; i < 1000; ++i) lengths.push_back(1 + (i * 2654435761u) % 97);
+  std::vector<std::vector<int64_t>> naive;
+  std::vector<int64_t> room;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    size_t r = 0;
+    while (r < naive.size() && room[r] < lengths[i]) ++r;
+    if (r == naive.size()) {
+      naive.emplace_back();
+      room.push_back(100);
+    }
+    naive[r].push_back(int64_t(i));
+    room[r] -= lengths[i];
+  }
+  EXPECT_EQ(ft::data::pack_rows(lengths, 100), naive);
+}
+
+TEST(Batching, StreamedWriterMatchesInMemoryData) {
+  auto d = make_data(some_lengths());
+  auto file = std::filesystem::temp_directory_path() / "ft_data_test_writer.tok";
+  {
+    ft::data::TokenizedWriter abandoned(file);
+    ft::data::Sample s{{1, 2}, {1, 1}, false};
+    abandoned.add(s, 1);
+  }
+  EXPECT_FALSE(std::filesystem::exists(file));
+  ft::data::TokenizedWriter w(file);
+  for (size_t k = 0; k < d.size(); ++k) {
+    ft::data::Sample s{
+        {d.ids(k).begin(), d.ids(k).end()}, {d.mask(k).begin(), d.mask(k).end()}, false};
+    w.add(s, d.line(k));
+  }
+  w.finish();
+  auto m = TokenizedData::map(file);
+  ASSERT_EQ(m.size(), d.size());
+  for (size_t k = 0; k < d.size(); ++k) {
+    EXPECT_TRUE(std::ranges::equal(m.ids(k), d.ids(k)));
+    EXPECT_TRUE(std::ranges::equal(m.mask(k), d.mask(k)));
+    EXPECT_EQ(m.line(k), d.line(k));
+  }
+  std::filesystem::remove(file);
 }
 
 TEST(Batching, ToMxHasTheBatchShape) {
