@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "ft/core/error.h"
 #include "ft/data/batching.h"
 
@@ -99,6 +101,19 @@ DataStats stats_from_json(const Json& j) {
   return s;
 }
 
+// The documents of a corpus folder, sorted so their order does not depend on the
+// file system.
+std::vector<fs::path> corpus_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::string ext = entry.path().extension().string();
+    if (ext == ".md" || ext == ".txt" || ext == ".markdown") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 }  // namespace
 
 DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
@@ -114,7 +129,14 @@ DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
 fs::path DataLoader::cache_file(const fs::path& file) const {
   Hasher h;
   h.add("ft-data-cache-" + std::to_string(kCacheVersion));
-  h.add_file(file);
+  if (fs::is_directory(file)) {
+    for (const fs::path& doc : corpus_files(file)) {
+      h.add(fs::relative(doc, file).string());
+      h.add_file(doc);
+    }
+  } else {
+    h.add_file(file);
+  }
   for (const char* name :
        {"tokenizer.json", "tokenizer.json.gz", "tokenizer_config.json", "special_tokens_map.json",
         "generation_config.json", "chat_template.jinja"}) {
@@ -132,32 +154,36 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
 
 Split DataLoader::load_file(const fs::path& file, const std::string& name) const {
   FT_CHECK(fs::is_regular_file(file), "data", file.string(), ": no such file");
-  Split split{name, file, TokenizedData(), DataStats()};
+  return cached(file, name, [&](const Sink& sink) { return tokenize_file(file, sink); });
+}
+
+Split DataLoader::cached(const fs::path& source, const std::string& name,
+                         const std::function<DataStats(const Sink&)>& produce) const {
+  Split split{name, source, TokenizedData(), DataStats()};
   if (options_.cache_dir.empty()) {
-    split.stats =
-        tokenize_file(file, [&](const Sample& s, int64_t line) { split.data.add(s, line); });
+    split.stats = produce([&](const Sample& s, int64_t line) { split.data.add(s, line); });
     return split;
   }
-  fs::path cached = cache_file(file);
-  fs::path meta = cached;
+  fs::path file = cache_file(source);
+  fs::path meta = file;
   meta += ".json";
-  if (fs::exists(cached) && fs::exists(meta)) {
+  if (fs::exists(file) && fs::exists(meta)) {
     std::ifstream in(meta);
-    split.data = TokenizedData::map(cached);
+    split.data = TokenizedData::map(file);
     split.stats = stats_from_json(Json::parse(in));
     split.stats.from_cache = true;
     return split;
   }
   // Samples stream to the cache file as they are made, then the file is mapped.
   fs::create_directories(options_.cache_dir);
-  TokenizedWriter writer(cached);
-  split.stats = tokenize_file(file, [&](const Sample& s, int64_t line) { writer.add(s, line); });
+  TokenizedWriter writer(file);
+  split.stats = produce([&](const Sample& s, int64_t line) { writer.add(s, line); });
   writer.finish();
   fs::path tmp = meta;
-  tmp += ".tmp";
+  tmp += ".tmp" + std::to_string(::getpid());
   std::ofstream(tmp) << stats_to_json(split.stats).dump(1);
   fs::rename(tmp, meta);
-  split.data = TokenizedData::map(cached);
+  split.data = TokenizedData::map(file);
   return split;
 }
 
@@ -251,18 +277,19 @@ std::vector<Split> DataLoader::load(const fs::path& path) const {
 }
 
 Split DataLoader::load_corpus(const fs::path& dir) const {
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::string ext = entry.path().extension().string();
-    if (ext == ".md" || ext == ".txt" || ext == ".markdown") files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());
+  std::vector<fs::path> files = corpus_files(dir);
   FT_CHECK(!files.empty(), "data", dir.string(),
            ": no train.jsonl/valid.jsonl/test.jsonl and no .md or .txt files");
-  Split split{"train", dir, TokenizedData(), DataStats()};
-  split.stats.format = Format::kText;
+  return cached(dir, "train", [&](const Sink& sink) { return tokenize_corpus(files, sink); });
+}
+
+DataStats DataLoader::tokenize_corpus(const std::vector<fs::path>& files, const Sink& sink) const {
+  DataStats stats;
+  stats.format = Format::kText;
   int64_t chunk = options_.sample.max_seq_length;
+  SampleOptions whole = options_.sample;
+  whole.max_seq_length = 0;
+  SampleTokenizer documents(tok_, nullptr, whole);
   for (size_t d = 0; d < files.size(); ++d) {
     std::ifstream in(files[d], std::ios::binary);
     FT_CHECK(in, "data", files[d].string(), ": cannot open");
@@ -270,10 +297,8 @@ Split DataLoader::load_corpus(const fs::path& dir) const {
     if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
     Record record;
     record.is_text = true;
-    record.text = text;
-    SampleOptions whole = options_.sample;
-    whole.max_seq_length = 0;
-    Sample doc = SampleTokenizer(tok_, nullptr, whole).tokenize(record, files[d].string());
+    record.text = std::move(text);
+    Sample doc = documents.tokenize(record, files[d].string());
     int64_t n = int64_t(doc.ids.size());
     int64_t step = chunk > 0 ? chunk : n;
     for (int64_t at = 0; at < n; at += step) {
@@ -282,13 +307,14 @@ Split DataLoader::load_corpus(const fs::path& dir) const {
       if (end - at < 2) break;  // a lone token has nothing to predict
       piece.ids.assign(doc.ids.begin() + at, doc.ids.begin() + end);
       piece.mask.assign(size_t(end - at), 1);
-      count(split.stats, piece);
+      count(stats, piece);
       // The "line" of a corpus chunk is its document's number (1-based).
-      split.data.add(piece, int64_t(d + 1));
+      sink(piece, int64_t(d + 1));
     }
   }
-  FT_CHECK(split.data.size() > 0, "data", dir.string(), ": every document is empty");
-  return split;
+  FT_CHECK(stats.records > 0, "data", files.front().parent_path().string(),
+           ": every document is empty");
+  return stats;
 }
 
 TokenizedData select(const TokenizedData& data, const std::vector<int64_t>& indices) {

@@ -64,13 +64,19 @@ class DataLoader {
   const tokenizer::Tokenizer& tokenizer() const { return tok_; }
   const chat::ChatTemplate* chat_template() const { return chat_ ? &*chat_ : nullptr; }
   const SampleTokenizer& sample_tokenizer() const { return samples_; }
-  // The cache file a JSONL file maps to under these options.
+  // The cache file a JSONL file (or a corpus folder) maps to under these options.
   std::filesystem::path cache_file(const std::filesystem::path& file) const;
 
  private:
-  // Reads the file line by line, handing each sample to `sink`; fills stats.
-  DataStats tokenize_file(const std::filesystem::path& file,
-                          const std::function<void(const Sample&, int64_t)>& sink) const;
+  using Sink = std::function<void(const Sample&, int64_t line)>;
+  // Reads the file line by line, handing each sample to `sink`.
+  DataStats tokenize_file(const std::filesystem::path& file, const Sink& sink) const;
+  DataStats tokenize_corpus(const std::vector<std::filesystem::path>& files,
+                            const Sink& sink) const;
+  // The split from the cache when there, else made by `produce` (into the cache when
+  // there is a cache folder).
+  Split cached(const std::filesystem::path& source, const std::string& name,
+               const std::function<DataStats(const Sink&)>& produce) const;
 
   std::filesystem::path tokenizer_dir_;
   DataOptions options_;

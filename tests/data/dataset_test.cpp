@@ -217,3 +217,24 @@ TEST(Dataset, CacheHitIsIdenticalAndFaster) {
   EXPECT_EQ(l.load_file(file).data.size(), 201u);
   fs::remove_all(dir);
 }
+
+TEST(Dataset, CorpusIsCachedByItsDocuments) {
+  fs::path dir = temp_dir("corpus_cache");
+  fs::copy(fixture("corpus"), dir / "corpus", fs::copy_options::recursive);
+  DataOptions o;
+  o.sample.max_seq_length = 16;
+  o.cache_dir = dir / "cache";
+  DataLoader l(tokenizer_dir("qwen3"), o);
+  auto first = l.load(dir / "corpus");
+  auto second = l.load(dir / "corpus");
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_TRUE(second[0].stats.from_cache);
+  ASSERT_EQ(first[0].data.size(), second[0].data.size());
+  for (size_t k = 0; k < first[0].data.size(); ++k)
+    EXPECT_TRUE(std::ranges::equal(first[0].data.ids(k), second[0].data.ids(k)));
+  fs::path before = l.cache_file(dir / "corpus");
+  std::ofstream(dir / "corpus" / "sub" / "notes.txt", std::ios::app) << "More.\n";
+  EXPECT_NE(l.cache_file(dir / "corpus"), before);
+  EXPECT_FALSE(l.load(dir / "corpus")[0].stats.from_cache);
+  fs::remove_all(dir);
+}

@@ -173,3 +173,26 @@ TEST(Sample, TemplateRejectingRolesNamesTheRecord) {
     EXPECT_NE(e.fact().find("Conversation roles must alternate"), std::string::npos) << e.what();
   }
 }
+
+TEST(Sample, BoundaryInsideAWordFallsBackToSeparatePieces) {
+  const auto& l = load("qwen3");
+  // A template that joins turns with nothing between them, so the assistant span starts
+  // inside the word "hello".
+  auto chat =
+      ft::chat::ChatTemplate::from_string("{% for m in messages %}{{ m.content }}{% endfor %}");
+  auto whole = l.tok.encode("hello world", false);
+  auto hel = l.tok.encode("hel", false);
+  ASSERT_FALSE(std::equal(hel.begin(), hel.end(), whole.begin()));  // not a token prefix
+  ft::data::SampleOptions o;
+  o.mask_prompt = true;
+  ft::data::SampleTokenizer st(l.tok, &chat, o);
+  Json line = Json::parse(R"({"prompt": "hel", "completion": "lo world"})");
+  auto s = st.tokenize(ft::data::to_record(line, ft::data::Format::kCompletions, "t:1"), "t:1");
+  auto rest = l.tok.encode("lo world", false);
+  std::vector<int> expect = hel;
+  expect.insert(expect.end(), rest.begin(), rest.end());
+  EXPECT_EQ(s.ids, i32(expect));
+  std::vector<uint8_t> mask(hel.size(), 0);
+  mask.resize(expect.size(), 1);
+  EXPECT_EQ(s.mask, mask);
+}
