@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -128,9 +130,10 @@ void run(const DataCommandOptions& opt) {
               << len["p50"] << "  p90 " << len["p90"] << "  p99 " << len["p99"] << "  max "
               << len["max"] << "\n";
   }
-  std::cout << "\nsample (" << splits.front().source.string() << ", record on line "
-            << first.line(0) << ", trained tokens " << (opt.colour ? "in green" : "in [[ ]]")
-            << "):\n"
+  bool corpus = std::filesystem::is_directory(splits.front().source);
+  std::cout << "\nsample (" << splits.front().source.string()
+            << (corpus ? ", document " : ", record on line ") << first.line(0)
+            << ", trained tokens " << (opt.colour ? "in green" : "in [[ ]]") << "):\n"
             << marked_text(first, 0, loader.tokenizer(), opt.colour) << "\n";
 }
 
