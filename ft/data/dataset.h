@@ -50,6 +50,9 @@ class DataLoader {
  public:
   // Loads the tokenizer and, when the folder has one, its chat template.
   DataLoader(const std::filesystem::path& tokenizer_dir, DataOptions options);
+  // Fixed in place: the sample tokenizer refers to the tokenizer and template it holds.
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
 
   // One JSONL file, read line by line. Throws ft::Error naming file:line for a bad
   // record unless skip_bad_records, and for an empty file.
