@@ -1,0 +1,333 @@
+#include "ft/data/dataset.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "ft/core/error.h"
+#include "ft/data/batching.h"
+
+namespace ft::data {
+namespace fs = std::filesystem;
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr size_t kMaxReasons = 20;
+constexpr int kCacheVersion = 1;
+
+// A 64-bit hash for cache keys, eight bytes a step so that hashing a large dataset
+// costs little next to reading it; not a defence against crafted collisions.
+struct Hasher {
+  uint64_t h = 0xcbf29ce484222325ull;
+  void mix(uint64_t w) {
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 32;
+  }
+  void add(const void* data, size_t n) {
+    auto* p = static_cast<const unsigned char*>(data);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      mix(w);
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, p + i, n - i);
+    mix(tail ^ (uint64_t(n - i) << 56));
+  }
+  void add(const std::string& s) {
+    uint64_t n = s.size();
+    add(&n, 8);
+    add(s.data(), s.size());
+  }
+  void add_file(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      add("<absent>");
+      return;
+    }
+    std::vector<char> buf(1 << 20);
+    while (in) {
+      in.read(buf.data(), std::streamsize(buf.size()));
+      add(buf.data(), size_t(in.gcount()));
+    }
+  }
+};
+
+std::optional<chat::ChatTemplate> load_template(const fs::path& dir) {
+  // A tokenizer without a chat template is fine: conversations are then concatenated.
+  bool has = fs::exists(dir / "chat_template.jinja");
+  if (!has && fs::exists(dir / "tokenizer_config.json")) {
+    std::ifstream in(dir / "tokenizer_config.json");
+    try {
+      Json config = Json::parse(in);
+      has = config.is_object() && config.contains("chat_template") &&
+            !config["chat_template"].is_null();
+    } catch (const nlohmann::json::exception&) {
+      has = true;  // let the template loader report the broken file
+    }
+  }
+  if (!has) return std::nullopt;
+  return chat::ChatTemplate::from_tokenizer_dir(dir);
+}
+
+void count(DataStats& stats, const Sample& s) {
+  ++stats.records;
+  stats.tokens += int64_t(s.ids.size());
+  stats.trained_tokens += trained_tokens(s);
+  stats.truncated += s.truncated ? 1 : 0;
+}
+
+Json stats_to_json(const DataStats& s) {
+  return Json{
+      {"format", format_name(s.format)},    {"records", s.records},     {"tokens", s.tokens},
+      {"trained_tokens", s.trained_tokens}, {"truncated", s.truncated}, {"skipped", s.skipped},
+      {"skip_reasons", s.skip_reasons}};
+}
+
+DataStats stats_from_json(const Json& j) {
+  DataStats s;
+  s.format = parse_format(j.at("format").get<std::string>());
+  s.records = j.at("records");
+  s.tokens = j.at("tokens");
+  s.trained_tokens = j.at("trained_tokens");
+  s.truncated = j.at("truncated");
+  s.skipped = j.at("skipped");
+  s.skip_reasons = j.at("skip_reasons").get<std::vector<std::string>>();
+  return s;
+}
+
+// The documents of a corpus folder, sorted so their order does not depend on the
+// file system.
+std::vector<fs::path> corpus_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::string ext = entry.path().extension().string();
+    if (ext == ".md" || ext == ".txt" || ext == ".markdown") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
+    : tokenizer_dir_(tokenizer_dir),
+      options_(std::move(options)),
+      tok_(tokenizer::Tokenizer::from_dir(tokenizer_dir)),
+      chat_(load_template(tokenizer_dir)),
+      samples_(tok_, chat_ ? &*chat_ : nullptr, options_.sample) {
+  FT_CHECK(options_.valid_fraction >= 0 && options_.valid_fraction < 1, "data",
+           "valid_fraction must be in [0, 1), got ", options_.valid_fraction);
+}
+
+fs::path DataLoader::cache_file(const fs::path& file) const {
+  Hasher h;
+  h.add("ft-data-cache-" + std::to_string(kCacheVersion));
+  if (fs::is_directory(file)) {
+    for (const fs::path& doc : corpus_files(file)) {
+      h.add(fs::relative(doc, file).string());
+      h.add_file(doc);
+    }
+  } else {
+    h.add_file(file);
+  }
+  for (const char* name :
+       {"tokenizer.json", "tokenizer.json.gz", "tokenizer_config.json", "special_tokens_map.json",
+        "generation_config.json", "chat_template.jinja"}) {
+    h.add(name);
+    h.add_file(tokenizer_dir_ / name);
+  }
+  const SampleOptions& so = options_.sample;
+  h.add(format_name(options_.format) + "|" + std::to_string(so.mask_prompt) + "|" +
+        std::to_string(so.use_template) + "|" + std::to_string(so.max_seq_length) + "|" +
+        std::to_string(options_.skip_bad_records));
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.h));
+  return options_.cache_dir / (file.stem().string() + "-" + hex + ".tok");
+}
+
+Split DataLoader::load_file(const fs::path& file, const std::string& name) const {
+  FT_CHECK(fs::is_regular_file(file), "data", file.string(), ": no such file");
+  return cached(file, name, [&](const Sink& sink) { return tokenize_file(file, sink); });
+}
+
+Split DataLoader::cached(const fs::path& source, const std::string& name,
+                         const std::function<DataStats(const Sink&)>& produce) const {
+  Split split{name, source, TokenizedData(), DataStats()};
+  if (options_.cache_dir.empty()) {
+    split.stats = produce([&](const Sample& s, int64_t line) { split.data.add(s, line); });
+    return split;
+  }
+  fs::path file = cache_file(source);
+  fs::path meta = file;
+  meta += ".json";
+  if (fs::exists(file) && fs::exists(meta)) {
+    std::ifstream in(meta);
+    split.data = TokenizedData::map(file);
+    split.stats = stats_from_json(Json::parse(in));
+    split.stats.from_cache = true;
+    return split;
+  }
+  // Samples stream to the cache file as they are made, then the file is mapped.
+  fs::create_directories(options_.cache_dir);
+  TokenizedWriter writer(file);
+  split.stats = produce([&](const Sample& s, int64_t line) { writer.add(s, line); });
+  writer.finish();
+  fs::path tmp = meta;
+  tmp += ".tmp" + std::to_string(::getpid());
+  std::ofstream(tmp) << stats_to_json(split.stats).dump(1);
+  fs::rename(tmp, meta);
+  split.data = TokenizedData::map(file);
+  return split;
+}
+
+DataStats DataLoader::tokenize_file(const fs::path& file,
+                                    const std::function<void(const Sample&, int64_t)>& sink) const {
+  std::ifstream in(file, std::ios::binary);
+  FT_CHECK(in, "data", file.string(), ": cannot open");
+  DataStats stats;
+  int64_t kept = 0;
+  Format format = options_.format;
+  std::string line;
+  int64_t line_no = 0;
+  int64_t non_blank = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    ++non_blank;
+    std::string where = file.string() + ":" + std::to_string(line_no);
+    try {
+      Json record;
+      try {
+        record = Json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error("data", where + ": not valid JSON: " + e.what());
+      }
+      // The first record fixes the format (when not given) for the whole file.
+      if (format == Format::kAuto) format = detect_format(record, where);
+      Sample sample = samples_.tokenize(to_record(record, format, where), where);
+      count(stats, sample);
+      sink(sample, line_no);
+      ++kept;
+    } catch (const Error& e) {
+      if (!options_.skip_bad_records) throw;
+      ++stats.skipped;
+      if (stats.skip_reasons.size() < kMaxReasons) stats.skip_reasons.push_back(e.fact());
+    }
+  }
+  FT_CHECK(non_blank > 0, "data", file.string(), ": empty file (no records)");
+  FT_CHECK(kept > 0, "data", file.string(), ": every record was skipped (", stats.skipped,
+           "); first: ", stats.skip_reasons.empty() ? "" : stats.skip_reasons[0]);
+  stats.format = format;
+  return stats;
+}
+
+std::vector<Split> DataLoader::load(const fs::path& path) const {
+  FT_CHECK(fs::exists(path), "data", path.string(), ": no such file or folder");
+  std::vector<Split> out;
+  if (fs::is_directory(path)) {
+    bool any = false;
+    for (const char* name : {"train", "valid", "test"}) {
+      fs::path file = path / (std::string(name) + ".jsonl");
+      if (!fs::exists(file)) continue;
+      any = true;
+      out.push_back(load_file(file, name));
+    }
+    if (any) return out;
+    out.push_back(load_corpus(path));
+    return out;
+  }
+  Split all = load_file(path, "train");
+  if (options_.valid_fraction <= 0) {
+    out.push_back(std::move(all));
+    return out;
+  }
+  // The valid records are a seeded random subset; both splits keep file order.
+  int64_t n = int64_t(all.data.size());
+  int64_t n_valid = std::max<int64_t>(1, int64_t(double(n) * options_.valid_fraction + 0.5));
+  FT_CHECK(n_valid < n, "data", path.string(), ": ", n,
+           " records are too few to split off a valid share of ", options_.valid_fraction);
+  std::vector<int64_t> p = permutation(n, options_.seed);
+  std::vector<int64_t> valid(p.begin(), p.begin() + n_valid), train(p.begin() + n_valid, p.end());
+  std::sort(valid.begin(), valid.end());
+  std::sort(train.begin(), train.end());
+  for (auto [name, idx] : {std::pair{"train", &train}, std::pair{"valid", &valid}}) {
+    Split s{name, path, select(all.data, *idx), DataStats()};
+    s.stats.format = all.stats.format;
+    s.stats.from_cache = all.stats.from_cache;
+    for (size_t i = 0; i < s.data.size(); ++i) {
+      ++s.stats.records;
+      s.stats.tokens += s.data.length(i);
+      auto mask = s.data.mask(i);
+      for (size_t t = 1; t < mask.size(); ++t) s.stats.trained_tokens += mask[t];
+    }
+    out.push_back(std::move(s));
+  }
+  out[0].stats.truncated = all.stats.truncated;  // not tracked per record
+  out[0].stats.skipped = all.stats.skipped;
+  out[0].stats.skip_reasons = all.stats.skip_reasons;
+  return out;
+}
+
+Split DataLoader::load_corpus(const fs::path& dir) const {
+  std::vector<fs::path> files = corpus_files(dir);
+  FT_CHECK(!files.empty(), "data", dir.string(),
+           ": no train.jsonl/valid.jsonl/test.jsonl and no .md or .txt files");
+  return cached(dir, "train", [&](const Sink& sink) { return tokenize_corpus(files, sink); });
+}
+
+DataStats DataLoader::tokenize_corpus(const std::vector<fs::path>& files, const Sink& sink) const {
+  DataStats stats;
+  stats.format = Format::kText;
+  int64_t chunk = options_.sample.max_seq_length;
+  SampleOptions whole = options_.sample;
+  whole.max_seq_length = 0;
+  SampleTokenizer documents(tok_, nullptr, whole);
+  for (size_t d = 0; d < files.size(); ++d) {
+    std::ifstream in(files[d], std::ios::binary);
+    FT_CHECK(in, "data", files[d].string(), ": cannot open");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+    Record record;
+    record.is_text = true;
+    record.text = std::move(text);
+    Sample doc = documents.tokenize(record, files[d].string());
+    int64_t n = int64_t(doc.ids.size());
+    int64_t step = chunk > 0 ? chunk : n;
+    for (int64_t at = 0; at < n; at += step) {
+      Sample piece;
+      int64_t end = std::min(n, at + step);
+      if (end - at < 2) break;  // a lone token has nothing to predict
+      piece.ids.assign(doc.ids.begin() + at, doc.ids.begin() + end);
+      piece.mask.assign(size_t(end - at), 1);
+      count(stats, piece);
+      // The "line" of a corpus chunk is its document's number (1-based).
+      sink(piece, int64_t(d + 1));
+    }
+  }
+  FT_CHECK(stats.records > 0, "data", files.front().parent_path().string(),
+           ": every document is empty");
+  return stats;
+}
+
+TokenizedData select(const TokenizedData& data, const std::vector<int64_t>& indices) {
+  TokenizedData out;
+  for (int64_t i : indices) {
+    Sample s;
+    auto ids = data.ids(size_t(i));
+    auto mask = data.mask(size_t(i));
+    s.ids.assign(ids.begin(), ids.end());
+    s.mask.assign(mask.begin(), mask.end());
+    out.add(s, data.line(size_t(i)));
+  }
+  return out;
+}
+
+}  // namespace ft::data

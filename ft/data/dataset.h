@@ -1,0 +1,94 @@
+// Datasets on disk to tokenized splits: a JSONL file, a folder with
+// train.jsonl/valid.jsonl/test.jsonl, one file split by a ratio, or a folder of
+// Markdown/plain text read as a raw corpus. Tokenized splits are cached on disk and
+// memory-mapped, keyed by a hash of the data, the tokenizer files and the options.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ft/data/records.h"
+#include "ft/data/tokenize_sample.h"
+#include "ft/data/tokenized.h"
+#include "ft/template/chat_template.h"
+#include "ft/tokenizer/tokenizer.h"
+
+namespace ft::data {
+
+struct DataOptions {
+  Format format = Format::kAuto;
+  SampleOptions sample;
+  bool skip_bad_records = false;    // count and report bad records instead of stopping
+  std::filesystem::path cache_dir;  // empty: no cache
+  double valid_fraction = 0.0;      // one JSONL file: this share becomes "valid"
+  uint64_t seed = 0;                // picks the valid records of a split file
+};
+
+struct DataStats {
+  Format format = Format::kAuto;  // detected or given
+  int64_t records = 0;            // samples kept
+  int64_t tokens = 0;
+  int64_t trained_tokens = 0;
+  int64_t truncated = 0;
+  int64_t skipped = 0;
+  std::vector<std::string> skip_reasons;  // the first few, each naming file:line
+  bool from_cache = false;
+};
+
+struct Split {
+  std::string name;  // "train", "valid", "test"
+  std::filesystem::path source;
+  TokenizedData data;
+  DataStats stats;
+};
+
+class DataLoader {
+ public:
+  // Loads the tokenizer and, when the folder has one, its chat template.
+  DataLoader(const std::filesystem::path& tokenizer_dir, DataOptions options);
+  // Fixed in place: the sample tokenizer refers to the tokenizer and template it holds.
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // One JSONL file, read line by line. Throws ft::Error naming file:line for a bad
+  // record unless skip_bad_records, and for an empty file.
+  Split load_file(const std::filesystem::path& file, const std::string& name = "train") const;
+  // A file (split by valid_fraction when positive), a folder with train/valid/test.jsonl,
+  // or a folder of .md/.txt files (a raw corpus). Splits come out train, valid, test.
+  std::vector<Split> load(const std::filesystem::path& path) const;
+  // Every .md/.txt file under dir, sorted, each a document cut into chunks of
+  // max_seq_length tokens (the whole document when 0); every token is trained.
+  Split load_corpus(const std::filesystem::path& dir) const;
+
+  const tokenizer::Tokenizer& tokenizer() const { return tok_; }
+  const chat::ChatTemplate* chat_template() const { return chat_ ? &*chat_ : nullptr; }
+  const SampleTokenizer& sample_tokenizer() const { return samples_; }
+  // The cache file a JSONL file (or a corpus folder) maps to under these options.
+  std::filesystem::path cache_file(const std::filesystem::path& file) const;
+
+ private:
+  using Sink = std::function<void(const Sample&, int64_t line)>;
+  // Reads the file line by line, handing each sample to `sink`.
+  DataStats tokenize_file(const std::filesystem::path& file, const Sink& sink) const;
+  DataStats tokenize_corpus(const std::vector<std::filesystem::path>& files,
+                            const Sink& sink) const;
+  // The split from the cache when there, else made by `produce` (into the cache when
+  // there is a cache folder).
+  Split cached(const std::filesystem::path& source, const std::string& name,
+               const std::function<DataStats(const Sink&)>& produce) const;
+
+  std::filesystem::path tokenizer_dir_;
+  DataOptions options_;
+  tokenizer::Tokenizer tok_;
+  std::optional<chat::ChatTemplate> chat_;
+  SampleTokenizer samples_;
+};
+
+// The records of `data` at `indices`, copied into memory.
+TokenizedData select(const TokenizedData& data, const std::vector<int64_t>& indices);
+
+}  // namespace ft::data

@@ -1,0 +1,240 @@
+// Loading files, folders and corpora; bad input; the on-disk cache.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "ft/core/error.h"
+#include "ft/data/dataset.h"
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+using ft::data::DataLoader;
+using ft::data::DataOptions;
+using ft::data::Format;
+
+fs::path tokenizer_dir(const char* name) {
+  return fs::path(FT_SHARED_DIR) / "tokenizers" / name;
+}
+fs::path fixture(const std::string& name) {
+  return fs::path(FT_TEST_DATA) / "data" / name;
+}
+
+std::vector<int32_t> i32(const std::vector<int>& v) {
+  return {v.begin(), v.end()};
+}
+std::vector<int32_t> ids_of(const ft::data::TokenizedData& d, size_t k) {
+  return {d.ids(k).begin(), d.ids(k).end()};
+}
+
+Json msg(const char* role, const std::string& content) {
+  return Json{{"role", role}, {"content", content}};
+}
+
+const DataLoader& qwen(bool mask_prompt) {
+  static DataLoader* loaders[2] = {nullptr, nullptr};
+  if (!loaders[mask_prompt]) {
+    DataOptions o;
+    o.sample.mask_prompt = mask_prompt;
+    loaders[mask_prompt] = new DataLoader(tokenizer_dir("qwen3"), o);
+  }
+  return *loaders[mask_prompt];
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ft::Error& e) {
+    return e.fact();
+  }
+  return "<no error>";
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("ft_data_test_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+}  // namespace
+
+TEST(Dataset, AlpacaAndShareGptBecomeTheirConversations) {
+  const auto& l = qwen(true);
+  auto alpaca = l.load_file(fixture("alpaca.jsonl"));
+  EXPECT_EQ(alpaca.stats.format, Format::kAlpaca);
+  ASSERT_EQ(alpaca.data.size(), 2u);
+  Json conv = Json::array({msg("user", "Add the numbers.\n\n2 and 3"), msg("assistant", "5")});
+  EXPECT_EQ(ids_of(alpaca.data, 0),
+            i32(l.tokenizer().encode(l.chat_template()->render(conv), false)));
+  auto share = l.load_file(fixture("sharegpt.jsonl"));
+  EXPECT_EQ(share.stats.format, Format::kShareGpt);
+  Json conv2 = Json::array(
+      {msg("system", "Be brief."), msg("user", "Name a color."), msg("assistant", "Blue.")});
+  EXPECT_EQ(ids_of(share.data, 1),
+            i32(l.tokenizer().encode(l.chat_template()->render(conv2), false)));
+  EXPECT_EQ(share.data.line(1), 2);
+}
+
+TEST(Dataset, CountsAndBlankLines) {
+  const auto& l = qwen(true);
+  auto chat = l.load_file(fixture("chat.jsonl"));
+  EXPECT_EQ(chat.stats.format, Format::kChat);
+  ASSERT_EQ(chat.data.size(), 3u);
+  EXPECT_EQ(chat.data.line(2), 4);  // line 3 is blank
+  int64_t tokens = 0, trained = 0;
+  for (size_t k = 0; k < chat.data.size(); ++k) {
+    tokens += chat.data.length(k);
+    auto m = chat.data.mask(k);
+    for (size_t t = 1; t < m.size(); ++t) trained += m[t];
+  }
+  EXPECT_EQ(chat.stats.tokens, tokens);
+  EXPECT_EQ(chat.stats.trained_tokens, trained);
+  EXPECT_LT(trained, tokens);
+  auto text = qwen(false).load_file(fixture("text.jsonl"));
+  EXPECT_EQ(text.stats.format, Format::kText);
+  // Text samples end with EOS and train every token after the first.
+  EXPECT_EQ(text.data.ids(0).back(), l.tokenizer().eos_token()->id);
+  EXPECT_EQ(text.stats.trained_tokens, text.stats.tokens - 4);
+}
+
+TEST(Dataset, BadLinesNameFileAndLineOrAreSkipped) {
+  const auto& l = qwen(false);
+  std::string e = error_of([&] { l.load_file(fixture("bad.jsonl")); });
+  EXPECT_NE(e.find("bad.jsonl:3: not valid JSON"), std::string::npos) << e;
+  DataOptions o;
+  o.skip_bad_records = true;
+  DataLoader skipping(tokenizer_dir("qwen3"), o);
+  auto s = skipping.load_file(fixture("bad.jsonl"));
+  EXPECT_EQ(s.stats.records, 3);
+  EXPECT_EQ(s.stats.skipped, 2);
+  ASSERT_EQ(s.stats.skip_reasons.size(), 2u);
+  EXPECT_NE(s.stats.skip_reasons[0].find("bad.jsonl:3"), std::string::npos);
+  EXPECT_NE(s.stats.skip_reasons[1].find("bad.jsonl:4: field \"text\" must be a string"),
+            std::string::npos)
+      << s.stats.skip_reasons[1];
+  EXPECT_EQ(s.data.line(2), 5);
+  e = error_of([&] { l.load_file(fixture("empty.jsonl")); });
+  EXPECT_NE(e.find("empty.jsonl: empty file"), std::string::npos) << e;
+  e = error_of([&] { l.load_file(fixture("missing.jsonl")); });
+  EXPECT_NE(e.find("no such file"), std::string::npos) << e;
+  // A format forced by the user that the records do not have.
+  DataOptions forced;
+  forced.format = Format::kCompletions;
+  e = error_of(
+      [&] { DataLoader(tokenizer_dir("qwen3"), forced).load_file(fixture("text.jsonl")); });
+  EXPECT_NE(e.find("text.jsonl:1: missing field \"prompt\""), std::string::npos) << e;
+}
+
+TEST(Dataset, FolderSplitsAndRatioSplit) {
+  const auto& l = qwen(false);
+  auto splits = l.load(fixture("folder"));
+  ASSERT_EQ(splits.size(), 2u);
+  EXPECT_EQ(splits[0].name, "train");
+  EXPECT_EQ(splits[0].data.size(), 4u);
+  EXPECT_EQ(splits[1].name, "valid");
+  EXPECT_EQ(splits[1].data.size(), 1u);
+  DataOptions o;
+  o.valid_fraction = 0.25;
+  o.seed = 9;
+  DataLoader ratio(tokenizer_dir("qwen3"), o);
+  auto two = ratio.load(fixture("text.jsonl"));
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].data.size(), 3u);
+  ASSERT_EQ(two[1].data.size(), 1u);
+  std::set<int64_t> lines;
+  for (const auto& s : two)
+    for (size_t k = 0; k < s.data.size(); ++k) lines.insert(s.data.line(k));
+  EXPECT_EQ(lines, (std::set<int64_t>{1, 2, 3, 4}));
+  // The same seed picks the same valid record.
+  EXPECT_EQ(ratio.load(fixture("text.jsonl"))[1].data.line(0), two[1].data.line(0));
+}
+
+TEST(Dataset, CorpusFolderIsChunkedDocuments) {
+  DataOptions o;
+  o.sample.max_seq_length = 16;
+  DataLoader l(tokenizer_dir("qwen3"), o);
+  auto splits = l.load(fixture("corpus"));
+  ASSERT_EQ(splits.size(), 1u);
+  const auto& d = splits[0].data;
+  std::ifstream in(fixture("corpus/intro.md"));
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto expect = i32(l.tokenizer().encode(text, true));
+  expect.push_back(l.tokenizer().eos_token()->id);
+  std::vector<int32_t> joined;
+  int64_t docs = 0;
+  for (size_t k = 0; k < d.size(); ++k) {
+    EXPECT_LE(d.length(k), 16);
+    docs = std::max(docs, d.line(k));
+    if (d.line(k) == 1) joined.insert(joined.end(), d.ids(k).begin(), d.ids(k).end());
+  }
+  EXPECT_EQ(joined, expect);
+  EXPECT_EQ(docs, 2);  // intro.md and sub/notes.txt; the .csv is not read
+}
+
+TEST(Dataset, CacheHitIsIdenticalAndFaster) {
+  fs::path dir = temp_dir("cache");
+  fs::path file = dir / "many.jsonl";
+  {
+    std::ofstream out(file);
+    for (int i = 0; i < 200; ++i) {
+      Json conv = Json::array({msg("user", "Question number " + std::to_string(i) + "?"),
+                               msg("assistant", "Answer " + std::to_string(i * 7) + ".")});
+      out << Json{{"messages", conv}}.dump() << "\n";
+    }
+  }
+  DataOptions o;
+  o.sample.mask_prompt = true;
+  o.cache_dir = dir / "cache";
+  DataLoader l(tokenizer_dir("qwen3"), o);
+  auto t0 = std::chrono::steady_clock::now();
+  auto first = l.load_file(file);
+  auto t1 = std::chrono::steady_clock::now();
+  auto second = l.load_file(file);
+  auto t2 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(first.stats.from_cache);
+  EXPECT_TRUE(second.stats.from_cache);
+  EXPECT_TRUE(second.data.is_mapped());
+  ASSERT_EQ(first.data.size(), 200u);
+  ASSERT_EQ(second.data.size(), 200u);
+  for (size_t k = 0; k < 200; ++k) {
+    EXPECT_TRUE(std::ranges::equal(first.data.ids(k), second.data.ids(k)));
+    EXPECT_TRUE(std::ranges::equal(first.data.mask(k), second.data.mask(k)));
+  }
+  EXPECT_EQ(first.stats.trained_tokens, second.stats.trained_tokens);
+  EXPECT_LT((t2 - t1) * 3, t1 - t0);
+  // Other options or other bytes give another key.
+  DataOptions unmasked = o;
+  unmasked.sample.mask_prompt = false;
+  EXPECT_NE(DataLoader(tokenizer_dir("qwen3"), unmasked).cache_file(file), l.cache_file(file));
+  fs::path before = l.cache_file(file);
+  std::ofstream(file, std::ios::app)
+      << R"({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]})"
+      << "\n";
+  EXPECT_NE(l.cache_file(file), before);
+  EXPECT_EQ(l.load_file(file).data.size(), 201u);
+  fs::remove_all(dir);
+}
+
+TEST(Dataset, CorpusIsCachedByItsDocuments) {
+  fs::path dir = temp_dir("corpus_cache");
+  fs::copy(fixture("corpus"), dir / "corpus", fs::copy_options::recursive);
+  DataOptions o;
+  o.sample.max_seq_length = 16;
+  o.cache_dir = dir / "cache";
+  DataLoader l(tokenizer_dir("qwen3"), o);
+  auto first = l.load(dir / "corpus");
+  auto second = l.load(dir / "corpus");
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_TRUE(second[0].stats.from_cache);
+  ASSERT_EQ(first[0].data.size(), second[0].data.size());
+  for (size_t k = 0; k < first[0].data.size(); ++k)
+    EXPECT_TRUE(std::ranges::equal(first[0].data.ids(k), second[0].data.ids(k)));
+  fs::path before = l.cache_file(dir / "corpus");
+  std::ofstream(dir / "corpus" / "sub" / "notes.txt", std::ios::app) << "More.\n";
+  EXPECT_NE(l.cache_file(dir / "corpus"), before);
+  EXPECT_FALSE(l.load(dir / "corpus")[0].stats.from_cache);
+  fs::remove_all(dir);
+}
