@@ -62,9 +62,10 @@ mx::array sample_windows(const mx::array& corpus, int batch, int length, const m
 }
 
 void run_demo(const DemoOptions& o) {
-  std::cout << "ft demo on " << use_preferred_device() << "\n";
-  Rng rng(o.seed);
+  std::string device = use_preferred_device();
   mx::array corpus = read_bytes(o.data);
+  std::cout << "ft demo on " << device << "\n";
+  Rng rng(o.seed);
 
   models::LlamaConfig config;
   config.vocab_size = 256;

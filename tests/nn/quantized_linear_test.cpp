@@ -100,3 +100,31 @@ TEST(QuantizedLinear, Errors) {
   QuantizedLinear q(packed[0], packed[1], packed[2], std::nullopt, 32, 4);
   EXPECT_FT_ERROR(q(randn({2, 64}, 1)), "input's last dimension is 64, expected 96");
 }
+
+// Rows and sizes small and large: the backends pick different matmul kernels by
+// shape (MLX's CUDA backend has separate paths for few rows and narrow outputs).
+class QuantizedLinearShapes
+    : public ::testing::TestWithParam<std::tuple<int, int, int, mx::Dtype>> {};
+
+TEST_P(QuantizedLinearShapes, ForwardEqualsDequantizedMatmulOnTheCpu) {
+  auto [rows, in, out, dtype] = GetParam();
+  Linear dense(in, out, false, mx::random::key(rows + in + out));
+  auto q = QuantizedLinear::from_linear(dense, 64, 4);
+  auto x = mx::astype(randn({rows, in}, 3), dtype);
+  mx::array expected = mx::array(0.0f);
+  {
+    ft::testing::OnCpu on_cpu;
+    expected = mx::matmul(mx::astype(x, mx::float32), mx::transpose(q->dequantized_weight()));
+    mx::eval(expected);
+  }
+  float scale = ft_test::max_abs(expected);
+  float tolerance = dtype == mx::float32 ? ft::testing::quantized_matmul_tolerance(2e-5f) : 2e-2f;
+  EXPECT_LT(max_abs_diff(mx::astype((*q)(x), mx::float32), expected), tolerance * scale)
+      << rows << " x " << in << " -> " << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(RowsAndSizes, QuantizedLinearShapes,
+                         ::testing::Combine(::testing::Values(1, 5, 40),
+                                            ::testing::Values(64, 256),
+                                            ::testing::Values(32, 96),
+                                            ::testing::Values(mx::float32, mx::bfloat16)));
