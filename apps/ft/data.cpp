@@ -26,7 +26,8 @@ struct DataCommandOptions {
   bool skip_bad_records = false;
   bool no_template = false;
   double valid_fraction = 0.0;
-  std::string cache_dir;
+  std::string cache_dir = data::default_cache_dir().string();
+  bool no_cache = false;
   bool json = false;
   bool colour = false;
 };
@@ -84,7 +85,7 @@ void run(const DataCommandOptions& opt) {
   o.sample.max_seq_length = opt.max_seq_length;
   o.skip_bad_records = opt.skip_bad_records;
   o.valid_fraction = opt.valid_fraction;
-  o.cache_dir = opt.cache_dir;
+  if (!opt.no_cache) o.cache_dir = opt.cache_dir;
   data::DataLoader loader(opt.tokenizer, o);
   std::vector<data::Split> splits = loader.load(opt.data);
 
@@ -157,7 +158,11 @@ void add_data_command(CLI::App& app) {
                 "Concatenate turns instead of rendering the chat template");
   cmd->add_option("--valid-fraction", opt->valid_fraction,
                   "Split this share of one file off as the valid split");
-  cmd->add_option("--cache-dir", opt->cache_dir, "Cache tokenized data in this folder");
+  cmd->add_option("--cache-dir", opt->cache_dir,
+                  "Cache tokenized data here (default: $FT_CACHE_DIR, else $XDG_CACHE_HOME/ft/data, "
+                  "else ~/.cache/ft/data)")
+      ->capture_default_str();
+  cmd->add_flag("--no-cache", opt->no_cache, "Tokenize in memory; write no cache");
   cmd->add_flag("--json", opt->json, "Print one JSON object");
   cmd->callback([opt] {
     opt->colour = ::isatty(STDOUT_FILENO) != 0;

@@ -1,5 +1,7 @@
 #include "ft/data/dataset.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -150,6 +152,13 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.h));
   return options_.cache_dir / (file.stem().string() + "-" + hex + ".tok");
+}
+
+fs::path default_cache_dir() {
+  if (const char* dir = std::getenv("FT_CACHE_DIR"); dir && *dir) return dir;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "ft" / "data";
+  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "ft" / "data";
+  return fs::temp_directory_path() / "ft-cache" / "data";
 }
 
 Split DataLoader::load_file(const fs::path& file, const std::string& name) const {

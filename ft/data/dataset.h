@@ -28,6 +28,10 @@ struct DataOptions {
   uint64_t seed = 0;                // picks the valid records of a split file
 };
 
+// Where commands cache tokenized data: $FT_CACHE_DIR, else $XDG_CACHE_HOME/ft/data,
+// else ~/.cache/ft/data (a folder under the system's temp folder without a home).
+std::filesystem::path default_cache_dir();
+
 struct DataStats {
   Format format = Format::kAuto;  // detected or given
   int64_t records = 0;            // samples kept

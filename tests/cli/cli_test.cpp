@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -18,8 +19,9 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
-Result run(const std::string& args, const std::string& input = "") {
-  std::string command = std::string(FT_BINARY) + " " + args + " 2>&1";
+// Runs "ft ARGS" (or, raw, the shell command ARGS) with stdout and stderr captured.
+Result run(const std::string& args, const std::string& input = "", bool raw = false) {
+  std::string command = (raw ? args : std::string(FT_BINARY) + " " + args) + " 2>&1";
   if (!input.empty()) {
     std::string path = ::testing::TempDir() + "/ft_cli_stdin.txt";
     std::ofstream(path) << input;
@@ -93,12 +95,21 @@ TEST(Cli, TemplatePrintsTheRenderingExactly) {
   EXPECT_EQ(r.out.substr(r.out.size() - 22), "<|im_start|>assistant\n");
 }
 
-TEST(Cli, DataReportsCountsAsJson) {
-  auto r = run("data --tokenizer " + kTokenizers + "/qwen3 --data " + kData +
-               "/chat.jsonl --mask-prompt --json");
+TEST(Cli, DataReportsCountsAsJsonAndCachesByDefault) {
+  std::string cache = ::testing::TempDir() + "/ft_cli_cache";
+  std::filesystem::remove_all(cache);
+  std::string args = "data --tokenizer " + kTokenizers + "/qwen3 --data " + kData +
+                     "/chat.jsonl --mask-prompt --json";
+  auto r = run("FT_CACHE_DIR=" + cache + " " + FT_BINARY + " " + args, "", /*raw=*/true);
   ASSERT_EQ(r.status, 0) << r.out;
   auto json = nlohmann::json::parse(r.out);
   const auto& split = json["splits"][0];
+  EXPECT_FALSE(split["from_cache"].get<bool>());
+  auto again = run("FT_CACHE_DIR=" + cache + " " + FT_BINARY + " " + args, "", /*raw=*/true);
+  auto cached = nlohmann::json::parse(again.out)["splits"][0];
+  EXPECT_TRUE(cached["from_cache"].get<bool>());
+  EXPECT_EQ(cached["tokens"], split["tokens"]);
+  EXPECT_EQ(cached["trained_tokens"], split["trained_tokens"]);
   EXPECT_EQ(split["format"], "chat");
   EXPECT_EQ(split["records"], 3);
   EXPECT_GT(split["tokens"].get<int>(), split["trained_tokens"].get<int>());
