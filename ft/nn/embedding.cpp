@@ -100,7 +100,7 @@ mx::array QuantizedEmbedding::operator()(const mx::array& ids) {
 
 mx::array QuantizedEmbedding::as_linear(const mx::array& x) const {
   check_input("quantized_embedding", x, dim());
-  return mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_, bits_);
+  return quantized_matmul_t(x, weight_, scales_, biases_, group_size_, bits_);
 }
 
 mx::array QuantizedEmbedding::dequantized_weight() const {

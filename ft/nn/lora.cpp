@@ -84,8 +84,8 @@ mx::array LoRALinear::delta_weight() const {
 
 mx::array LoRALinear::base_product(const mx::array& x) const {
   if (quantized_)
-    return mx::quantized_matmul(x, quantized_->weight(), quantized_->scales(), quantized_->biases(),
-                                /*transpose=*/true, quantized_->group_size(), quantized_->bits());
+    return quantized_matmul_t(x, quantized_->weight(), quantized_->scales(), quantized_->biases(),
+                              quantized_->group_size(), quantized_->bits());
   return mx::matmul(x, mx::transpose(linear_->weight()));
 }
 

@@ -4,6 +4,22 @@
 
 namespace ft::nn {
 
+// Note [Few groups on CUDA]
+// MLX 0.32.4's CUDA quantized matmul returns wrong values when a row holds a single
+// quantization group (in_features == group_size, e.g. 64 with groups of 64) and there is
+// more than one row of x; with 4 groups (256) it is right. tests/nn/quantized_linear_test
+// sweeps these shapes. Such narrow layers are tiny, so on a GPU we multiply by the
+// dequantized matrix below 4 groups per row instead.
+mx::array quantized_matmul_t(const mx::array& x, const mx::array& weight, const mx::array& scales,
+                             const mx::array& biases, int group_size, int bits) {
+  int groups_per_row = scales.shape(-1);
+  if (groups_per_row < 4 && mx::default_device() == mx::Device::gpu) {
+    mx::array w = mx::dequantize(weight, scales, biases, group_size, bits);
+    return mx::matmul(x, mx::transpose(mx::astype(w, x.dtype())));
+  }
+  return mx::quantized_matmul(x, weight, scales, biases, /*transpose=*/true, group_size, bits);
+}
+
 void check_quantization(const char* place, int features, int group_size, int bits) {
   FT_CHECK(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8, place,
            "bits must be 2, 3, 4, 5, 6 or 8, got ", bits);
@@ -71,7 +87,7 @@ mx::array QuantizedLinear::operator()(const mx::array& x) {
   FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "quantized_linear",
            "input's last dimension is ", x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
   auto y =
-      mx::quantized_matmul(x, weight_, scales_, biases_, /*transpose=*/true, group_size_, bits_);
+      quantized_matmul_t(x, weight_, scales_, biases_, group_size_, bits_);
   return bias_ ? mx::add(y, *bias_) : y;
 }
 

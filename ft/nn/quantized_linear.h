@@ -18,6 +18,11 @@ namespace ft::nn {
 // (2, 3, 4, 5, 6, 8), group_size is 32, 64 or 128, and group_size divides features.
 void check_quantization(const char* place, int features, int group_size, int bits);
 
+// x (..., in) times the transpose of a quantized (out, in) matrix. Every quantized layer
+// multiplies through this one function (Note [Few groups on CUDA] in quantized_linear.cpp).
+mx::array quantized_matmul_t(const mx::array& x, const mx::array& weight, const mx::array& scales,
+                             const mx::array& biases, int group_size, int bits);
+
 class QuantizedLinear : public Layer {
  public:
   // Zero-filled arrays of the right shapes, to be filled by load(): how a quantized
