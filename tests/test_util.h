@@ -9,7 +9,9 @@ namespace ft::testing {
 // references computed in double (finite differences, comparisons) run there.
 class OnCpu {
  public:
-  OnCpu() : saved_(mlx::core::default_device()) { mlx::core::set_default_device(mlx::core::Device::cpu); }
+  OnCpu() : saved_(mlx::core::default_device()) {
+    mlx::core::set_default_device(mlx::core::Device::cpu);
+  }
   ~OnCpu() { mlx::core::set_default_device(saved_); }
   OnCpu(const OnCpu&) = delete;
   OnCpu& operator=(const OnCpu&) = delete;
@@ -19,7 +21,9 @@ class OnCpu {
 };
 
 // Whether tests run on a GPU (the default device test_main chose).
-inline bool on_gpu() { return mlx::core::default_device() == mlx::core::Device::gpu; }
+inline bool on_gpu() {
+  return mlx::core::default_device() == mlx::core::Device::gpu;
+}
 
 // MLX's quantized matmul on NVIDIA GPUs multiplies float32 activations as TF32
 // (10-bit mantissa, about 1e-3 relative error), which no setting turns off: an

@@ -158,9 +158,10 @@ void add_data_command(CLI::App& app) {
                 "Concatenate turns instead of rendering the chat template");
   cmd->add_option("--valid-fraction", opt->valid_fraction,
                   "Split this share of one file off as the valid split");
-  cmd->add_option("--cache-dir", opt->cache_dir,
-                  "Cache tokenized data here (default: $FT_CACHE_DIR, else $XDG_CACHE_HOME/ft/data, "
-                  "else ~/.cache/ft/data)")
+  cmd->add_option(
+         "--cache-dir", opt->cache_dir,
+         "Cache tokenized data here (default: $FT_CACHE_DIR, else $XDG_CACHE_HOME/ft/data, "
+         "else ~/.cache/ft/data)")
       ->capture_default_str();
   cmd->add_flag("--no-cache", opt->no_cache, "Tokenize in memory; write no cache");
   cmd->add_flag("--json", opt->json, "Print one JSON object");

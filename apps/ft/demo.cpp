@@ -79,8 +79,8 @@ void run_demo(const DemoOptions& o) {
   model.backbone().gradient_checkpointing = o.checkpointing;
   mx::eval(model.parameters().arrays());
   std::cout << "model: Llama-style, " << o.layers << " layers, hidden " << o.hidden << ", "
-            << model.num_parameters() << " parameters; data: " << o.data << " ("
-            << corpus.shape(0) << " bytes)\n";
+            << model.num_parameters() << " parameters; data: " << o.data << " (" << corpus.shape(0)
+            << " bytes)\n";
 
   OptimizerConfig opt;
   opt.name = "adamw";
@@ -121,7 +121,8 @@ void run_demo(const DemoOptions& o) {
     if (i == 1) first = r.loss;
     last = r.loss;
     if (i == 1 || i % o.log_every == 0 || i == o.steps) {
-      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::printf("%6d %9.4f %10.2e %9.3f %10.0f\n", i, r.loss, r.learning_rate, r.grad_norm,
                   tokens / seconds);
       std::fflush(stdout);
@@ -136,20 +137,38 @@ void run_demo(const DemoOptions& o) {
 void add_demo_command(CLI::App& app) {
   auto o = std::make_shared<DemoOptions>();
   auto* cmd = app.add_subcommand("demo", "Train a small model on bundled text and print the loss");
-  cmd->add_option("--data", o->data, "Text file to learn (bytes are tokens)")->capture_default_str();
-  cmd->add_option("--steps", o->steps, "Optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", o->batch, "Sequences per micro-batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--length", o->length, "Tokens per sequence")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--accumulate", o->accumulate, "Micro-batches per step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--lr", o->learning_rate, "Peak learning rate (warmup, then cosine decay)")->capture_default_str();
+  cmd->add_option("--data", o->data, "Text file to learn (bytes are tokens)")
+      ->capture_default_str();
+  cmd->add_option("--steps", o->steps, "Optimizer steps")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", o->batch, "Sequences per micro-batch")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--length", o->length, "Tokens per sequence")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--accumulate", o->accumulate, "Micro-batches per step")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", o->learning_rate, "Peak learning rate (warmup, then cosine decay)")
+      ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warmup steps")->capture_default_str();
-  cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip gradients to this global norm")->capture_default_str();
-  cmd->add_option("--layers", o->layers, "Decoder layers")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--hidden", o->hidden, "Hidden size (a multiple of 8)")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_flag("--checkpointing", o->checkpointing, "Recompute each layer's activations in the backward pass");
+  cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip gradients to this global norm")
+      ->capture_default_str();
+  cmd->add_option("--layers", o->layers, "Decoder layers")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--hidden", o->hidden, "Hidden size (a multiple of 8)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--checkpointing", o->checkpointing,
+                "Recompute each layer's activations in the backward pass");
   cmd->add_flag("--no-compile", o->no_compile, "Run the step without mlx::core::compile");
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
-  cmd->add_option("--log-every", o->log_every, "Print every N steps")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--log-every", o->log_every, "Print every N steps")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->callback([o] { run_demo(*o); });
 }
 

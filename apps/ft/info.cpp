@@ -18,8 +18,11 @@ void print_info(bool as_json) {
     out["backend"] = info.backend;
     out["gpus"] = nlohmann::json::array();
     for (const auto& g : info.gpus)
-      out["gpus"].push_back({{"index", g.index}, {"name", g.name}, {"architecture", g.architecture},
-                             {"total_memory", g.total_memory}, {"free_memory", g.free_memory}});
+      out["gpus"].push_back({{"index", g.index},
+                             {"name", g.name},
+                             {"architecture", g.architecture},
+                             {"total_memory", g.total_memory},
+                             {"free_memory", g.free_memory}});
     out["cpu"] = {{"model", info.cpu_model}, {"cores", info.cpu_cores}};
     out["system_memory"] = info.system_memory;
     out["mlx_memory_limit"] = info.mlx_memory_limit;

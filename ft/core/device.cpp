@@ -32,7 +32,8 @@ std::string cpu_model_name() {
 
 size_t physical_memory() {
   long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page_size > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page_size) : 0;
+  return pages > 0 && page_size > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page_size)
+                                    : 0;
 }
 
 template <typename T>
@@ -64,7 +65,8 @@ SystemInfo system_info() {
       gpu.index = i;
       gpu.name = info_value<std::string>(d, "device_name", "unknown");
       gpu.architecture = info_value<std::string>(d, "architecture", "");
-      gpu.total_memory = info_value<size_t>(d, "total_memory", info_value<size_t>(d, "memory_size", 0));
+      gpu.total_memory =
+          info_value<size_t>(d, "total_memory", info_value<size_t>(d, "memory_size", 0));
       gpu.free_memory = info_value<size_t>(d, "free_memory", 0);
       info.gpus.push_back(gpu);
     }

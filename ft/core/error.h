@@ -37,17 +37,17 @@ std::string concat(const Args&... args) {
 }  // namespace detail
 
 // Throws ft::Error("place", "the pieces joined") unless cond holds.
-#define FT_CHECK(cond, place, ...) \
-  do {                             \
+#define FT_CHECK(cond, place, ...)                                            \
+  do {                                                                        \
     if (!(cond)) throw ::ft::Error(place, ::ft::detail::concat(__VA_ARGS__)); \
   } while (0)
 
 // Internal invariant: throws ft::InternalError naming file and line; never aborts.
-#define FT_ASSERT(cond)                                                                   \
-  do {                                                                                    \
-    if (!(cond))                                                                          \
-      throw ::ft::InternalError(::ft::detail::concat(__FILE__, ":", __LINE__,            \
-                                                     ": internal invariant failed: ", #cond)); \
+#define FT_ASSERT(cond)                                                                           \
+  do {                                                                                            \
+    if (!(cond))                                                                                  \
+      throw ::ft::InternalError(                                                                  \
+          ::ft::detail::concat(__FILE__, ":", __LINE__, ": internal invariant failed: ", #cond)); \
   } while (0)
 
 }  // namespace ft

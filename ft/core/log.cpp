@@ -25,8 +25,12 @@ std::atomic<Level>& current() {
 
 }  // namespace
 
-void set_level(Level level) { current() = level; }
-Level level() { return current(); }
+void set_level(Level level) {
+  current() = level;
+}
+Level level() {
+  return current();
+}
 
 Level parse_level(const std::string& name) {
   if (name == "debug") return Level::debug;

@@ -16,12 +16,20 @@ Level parse_level(const std::string& name);
 void write(Level level, const std::string& message);
 
 template <typename... Args>
-void debug(const Args&... args) { if (level() <= Level::debug) write(Level::debug, detail::concat(args...)); }
+void debug(const Args&... args) {
+  if (level() <= Level::debug) write(Level::debug, detail::concat(args...));
+}
 template <typename... Args>
-void info(const Args&... args) { if (level() <= Level::info) write(Level::info, detail::concat(args...)); }
+void info(const Args&... args) {
+  if (level() <= Level::info) write(Level::info, detail::concat(args...));
+}
 template <typename... Args>
-void warn(const Args&... args) { if (level() <= Level::warn) write(Level::warn, detail::concat(args...)); }
+void warn(const Args&... args) {
+  if (level() <= Level::warn) write(Level::warn, detail::concat(args...));
+}
 template <typename... Args>
-void error(const Args&... args) { write(Level::error, detail::concat(args...)); }
+void error(const Args&... args) {
+  write(Level::error, detail::concat(args...));
+}
 
 }  // namespace ft::log

@@ -80,9 +80,8 @@ ParamMap ParamMap::filter(const std::string& regex) const {
   } catch (const std::regex_error& e) {
     throw Error("params", "invalid regex '" + regex + "': " + e.what());
   }
-  return filter([&](const std::string& name, const mx::array&) {
-    return std::regex_search(name, re);
-  });
+  return filter(
+      [&](const std::string& name, const mx::array&) { return std::regex_search(name, re); });
 }
 
 ParamMap ParamMap::filter(
@@ -113,10 +112,12 @@ size_t ParamMap::numel() const {
   return n;
 }
 
-void ParamMap::eval() const { mx::eval(arrays()); }
+void ParamMap::eval() const {
+  mx::eval(arrays());
+}
 
-void ParamMap::save_safetensors(const std::string& path,
-                                const std::unordered_map<std::string, std::string>& metadata) const {
+void ParamMap::save_safetensors(
+    const std::string& path, const std::unordered_map<std::string, std::string>& metadata) const {
   std::unordered_map<std::string, mx::array> tensors;
   for (const auto& [name, value] : entries_) tensors.emplace(name, value);
   try {

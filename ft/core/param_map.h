@@ -59,8 +59,8 @@ class ParamMap {
   // safetensors on disk; metadata is the file's string map.
   void save_safetensors(const std::string& path,
                         const std::unordered_map<std::string, std::string>& metadata = {}) const;
-  static ParamMap load_safetensors(const std::string& path,
-                                   std::unordered_map<std::string, std::string>* metadata = nullptr);
+  static ParamMap load_safetensors(
+      const std::string& path, std::unordered_map<std::string, std::string>* metadata = nullptr);
 
  private:
   std::vector<Entry> entries_;

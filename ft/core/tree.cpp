@@ -8,7 +8,8 @@ namespace ft {
 namespace {
 
 bool is_index(const std::string& key) {
-  return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+  return !key.empty() &&
+         std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // Builds a node from (remaining path, value) pairs that share a prefix.
@@ -23,7 +24,9 @@ Tree build(const std::vector<std::pair<std::vector<std::string>, mx::array>>& it
     all_index = all_index && is_index(key);
     groups[key].push_back(item);
   }
-  auto child_where = [&](const std::string& key) { return where.empty() ? key : where + "." + key; };
+  auto child_where = [&](const std::string& key) {
+    return where.empty() ? key : where + "." + key;
+  };
   if (all_index) {
     Tree::List list(groups.size());
     for (auto& [key, group] : groups) {

@@ -156,8 +156,10 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
 
 fs::path default_cache_dir() {
   if (const char* dir = std::getenv("FT_CACHE_DIR"); dir && *dir) return dir;
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return fs::path(xdg) / "ft" / "data";
-  if (const char* home = std::getenv("HOME"); home && *home) return fs::path(home) / ".cache" / "ft" / "data";
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return fs::path(xdg) / "ft" / "data";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return fs::path(home) / ".cache" / "ft" / "data";
   return fs::temp_directory_path() / "ft-cache" / "data";
 }
 

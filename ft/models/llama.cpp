@@ -22,12 +22,13 @@ void LlamaConfig::validate() const {
   positive(num_attention_heads, "num_attention_heads");
   positive(num_key_value_heads, "num_key_value_heads");
   FT_CHECK(num_attention_heads % num_key_value_heads == 0, "config", "num_attention_heads (",
-           num_attention_heads, ") is not a multiple of num_key_value_heads (",
-           num_key_value_heads, ")");
+           num_attention_heads, ") is not a multiple of num_key_value_heads (", num_key_value_heads,
+           ")");
   FT_CHECK(head_dim > 0 || hidden_size % num_attention_heads == 0, "config", "hidden_size (",
            hidden_size, ") is not a multiple of num_attention_heads (", num_attention_heads, ")");
   FT_CHECK(resolved_head_dim() % 2 == 0, "config", "head_dim must be even for rotary embeddings");
-  FT_CHECK(rope_theta > 0 && rms_norm_eps > 0, "config", "rope_theta and rms_norm_eps must be positive");
+  FT_CHECK(rope_theta > 0 && rms_norm_eps > 0, "config",
+           "rope_theta and rms_norm_eps must be positive");
 }
 
 namespace {
@@ -120,7 +121,9 @@ mx::array LlamaBackbone::operator()(const mx::array& ids) {
   for (size_t i = 0; i < layers_->size(); ++i) {
     DecoderLayer& layer = (*layers_)[i];
     if (gradient_checkpointing && training()) {
-      auto run = [&layer](const std::vector<mx::array>& in) { return std::vector<mx::array>{layer(in[0])}; };
+      auto run = [&layer](const std::vector<mx::array>& in) {
+        return std::vector<mx::array>{layer(in[0])};
+      };
       h = nn::checkpoint(layer, run)({h})[0];
     } else {
       h = layer(h);

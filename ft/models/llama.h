@@ -29,7 +29,9 @@ struct LlamaConfig {
   bool attention_bias = false;
   float initializer_range = 0.02f;  // std of the embedding's normal initialisation
 
-  int resolved_head_dim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
+  int resolved_head_dim() const {
+    return head_dim > 0 ? head_dim : hidden_size / num_attention_heads;
+  }
   // Throws ft::Error naming the first inconsistent field.
   void validate() const;
 };

@@ -4,8 +4,7 @@
 
 namespace ft::nn {
 
-ArrayFn checkpoint(
-    Module& module, ArrayFn fn) {
+ArrayFn checkpoint(Module& module, ArrayFn fn) {
   std::vector<std::string> names = module.trainable_parameters().names();
   size_t n_params = names.size();
   auto inner = [&module, names, n_params, fn](const std::vector<mx::array>& inputs) {

@@ -17,7 +17,8 @@ mx::array symmetric_uniform(const mx::Shape& shape, float bound, const mx::array
 
 }  // namespace
 
-mx::array uniform_fan_in(const mx::Shape& shape, int fan_in, const mx::array& key, mx::Dtype dtype) {
+mx::array uniform_fan_in(const mx::Shape& shape, int fan_in, const mx::array& key,
+                         mx::Dtype dtype) {
   FT_CHECK(fan_in > 0, "init", "fan_in must be positive, got ", fan_in);
   return symmetric_uniform(shape, 1.0f / std::sqrt(static_cast<float>(fan_in)), key, dtype);
 }

@@ -50,7 +50,8 @@ void Module::visit_parameters(
 
 ParamMap Module::parameters() const {
   ParamMap out;
-  visit_parameters("", [&](const std::string& name, mx::array* slot, bool) { out.set(name, *slot); });
+  visit_parameters("",
+                   [&](const std::string& name, mx::array* slot, bool) { out.set(name, *slot); });
   return out;
 }
 
@@ -121,7 +122,9 @@ void Module::load_safetensors(const std::string& path, bool strict) {
   }
 }
 
-void Module::save_safetensors(const std::string& path) const { parameters().save_safetensors(path); }
+void Module::save_safetensors(const std::string& path) const {
+  parameters().save_safetensors(path);
+}
 
 void Module::cast(mx::Dtype dtype) {
   visit_parameters("", [&](const std::string&, mx::array* slot, bool) {
@@ -141,24 +144,34 @@ void Module::set_frozen(bool frozen, const std::function<bool(const std::string&
                         const std::string& prefix) {
   for (const auto& [name, slot] : params_) {
     if (!match(join(prefix, name))) continue;
-    if (frozen) frozen_.insert(name);
-    else frozen_.erase(name);
+    if (frozen)
+      frozen_.insert(name);
+    else
+      frozen_.erase(name);
   }
   for (const auto& child : children_)
     if (auto module = child.get()) module->set_frozen(frozen, match, join(prefix, child.name));
 }
 
-void Module::freeze() { set_frozen(true, [](const std::string&) { return true; }, ""); }
-void Module::unfreeze() { set_frozen(false, [](const std::string&) { return true; }, ""); }
+void Module::freeze() {
+  set_frozen(
+      true, [](const std::string&) { return true; }, "");
+}
+void Module::unfreeze() {
+  set_frozen(
+      false, [](const std::string&) { return true; }, "");
+}
 
 void Module::freeze(const std::string& regex) {
   auto re = compile_regex(regex);
-  set_frozen(true, [&](const std::string& name) { return std::regex_search(name, re); }, "");
+  set_frozen(
+      true, [&](const std::string& name) { return std::regex_search(name, re); }, "");
 }
 
 void Module::unfreeze(const std::string& regex) {
   auto re = compile_regex(regex);
-  set_frozen(false, [&](const std::string& name) { return std::regex_search(name, re); }, "");
+  set_frozen(
+      false, [&](const std::string& name) { return std::regex_search(name, re); }, "");
 }
 
 bool Module::is_frozen(const std::string& name) const {

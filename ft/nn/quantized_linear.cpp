@@ -86,8 +86,7 @@ void QuantizedLinear::register_all() {
 mx::array QuantizedLinear::operator()(const mx::array& x) {
   FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "quantized_linear",
            "input's last dimension is ", x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
-  auto y =
-      quantized_matmul_t(x, weight_, scales_, biases_, group_size_, bits_);
+  auto y = quantized_matmul_t(x, weight_, scales_, biases_, group_size_, bits_);
   return bias_ ? mx::add(y, *bias_) : y;
 }
 

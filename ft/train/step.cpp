@@ -42,7 +42,8 @@ TrainStep::TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, St
   traced_ = config_.compile ? mx::compile(traced) : traced;
 }
 
-std::pair<LossOutput, ParamMap> TrainStep::loss_and_grads(const Batch& batch, const mx::array& key) {
+std::pair<LossOutput, ParamMap> TrainStep::loss_and_grads(const Batch& batch,
+                                                          const mx::array& key) {
   ParamMap current = model_.trainable_parameters();
   std::vector<mx::array> inputs = current.arrays();
   FT_CHECK(inputs.size() == names_.size(), "train",
@@ -57,7 +58,8 @@ std::pair<LossOutput, ParamMap> TrainStep::loss_and_grads(const Batch& batch, co
   return {loss, ParamMap::zip(names_, {outputs.begin() + 2, outputs.end()})};
 }
 
-StepResult TrainStep::run(const std::vector<Batch>& micro_batches, const std::vector<mx::array>& keys) {
+StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
+                          const std::vector<mx::array>& keys) {
   FT_CHECK(!micro_batches.empty(), "train", "a step needs at least one micro-batch");
   FT_CHECK(keys.size() == micro_batches.size(), "train", "one random key per micro-batch");
   std::optional<ParamMap> grad_sum;
@@ -66,9 +68,8 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches, const std::ve
     auto [loss, grads] = loss_and_grads(micro_batches[i], keys[i]);
     loss_sum = loss_sum + loss.loss_sum;
     tokens = tokens + mx::astype(loss.tokens, mx::float32);
-    grad_sum = grad_sum ? tree_map(*grad_sum, grads, [](const mx::array& a, const mx::array& b) {
-      return a + b;
-    })
+    grad_sum = grad_sum ? tree_map(*grad_sum, grads,
+                                   [](const mx::array& a, const mx::array& b) { return a + b; })
                         : grads;
     // Evaluating here keeps one micro-batch's activations alive at a time.
     if (micro_batches.size() > 1) {
@@ -79,9 +80,8 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches, const std::ve
     }
   }
   mx::array denominator = mx::maximum(tokens, mx::array(1.0f));
-  ParamMap grads = tree_map(*grad_sum, [&](const mx::array& g) {
-    return mx::astype(g / denominator, g.dtype());
-  });
+  ParamMap grads = tree_map(
+      *grad_sum, [&](const mx::array& g) { return mx::astype(g / denominator, g.dtype()); });
   mx::array norm = mx::array(0.0f);
   if (config_.max_grad_norm) {
     ClippedGrads clipped = clip_grad_norm(grads, *config_.max_grad_norm);

@@ -33,17 +33,18 @@ struct LossOutput {
 
 // Runs the model on a batch. `key` is a fresh random key for this micro-batch
 // (dropout), an input of the traced graph so compiled steps draw new masks.
-using LossFn = std::function<LossOutput(nn::Module& model, const Batch& batch, const mx::array& key)>;
+using LossFn =
+    std::function<LossOutput(nn::Module& model, const Batch& batch, const mx::array& key)>;
 
 struct StepConfig {
-  bool compile = true;           // trace value_and_grad once per batch shape
+  bool compile = true;                 // trace value_and_grad once per batch shape
   std::optional<float> max_grad_norm;  // global-norm clipping
 };
 
 struct StepResult {
-  float loss = 0;         // mean loss per trained token over the accumulated batches
-  double tokens = 0;      // trained tokens in the step
-  float grad_norm = 0;    // before clipping
+  float loss = 0;       // mean loss per trained token over the accumulated batches
+  double tokens = 0;    // trained tokens in the step
+  float grad_norm = 0;  // before clipping
   float learning_rate = 0;
 };
 

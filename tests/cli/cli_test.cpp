@@ -62,7 +62,8 @@ TEST(Cli, UsageErrorsExitTwoAndFailuresOne) {
   auto missing = run("tokenize --tokenizer /nonexistent/tok --json hi");
   EXPECT_EQ(missing.status, 1);
   // One line: "ft: error: [place] fact".
-  EXPECT_TRUE(std::regex_match(missing.out, std::regex("ft: error: \\[[a-z_]+\\] [^\n]*/nonexistent/tok[^\n]*\n")))
+  EXPECT_TRUE(std::regex_match(
+      missing.out, std::regex("ft: error: \\[[a-z_]+\\] [^\n]*/nonexistent/tok[^\n]*\n")))
       << missing.out;
 }
 
@@ -75,7 +76,8 @@ TEST(Cli, TokenizePrintsTheLibrarysIdsAndPieces) {
   EXPECT_EQ(json["ids"].get<std::vector<int>>(), expected.ids);
   EXPECT_EQ(json["pieces"].get<std::vector<std::string>>(), expected.pieces);
   // TEXT "-" reads stdin.
-  auto from_stdin = run("tokenize --tokenizer " + kTokenizers + "/llama3 --json -", "Hello world, 12345!");
+  auto from_stdin =
+      run("tokenize --tokenizer " + kTokenizers + "/llama3 --json -", "Hello world, 12345!");
   EXPECT_EQ(from_stdin.out, r.out);
 }
 

@@ -31,7 +31,8 @@ TEST(ParamMap, MissingNameIsAnError) {
 }
 
 TEST(ParamMap, FilterAndPrefix) {
-  ft::ParamMap p{{"layers.0.q.weight", mx::zeros({2})}, {"layers.0.k.weight", mx::zeros({3})},
+  ft::ParamMap p{{"layers.0.q.weight", mx::zeros({2})},
+                 {"layers.0.k.weight", mx::zeros({3})},
                  {"norm.weight", mx::zeros({4})}};
   EXPECT_EQ(p.filter("\\.q\\.").names(), (std::vector<std::string>{"layers.0.q.weight"}));
   EXPECT_EQ(p.with_prefix("model").names()[2], "model.norm.weight");
@@ -69,7 +70,8 @@ TEST(ParamMap, CorruptSafetensorsIsAnError) {
 }
 
 TEST(Tree, UnflattenAndFlattenRoundTrip) {
-  ft::ParamMap p{{"layers.0.w", mx::array(1.0f)}, {"layers.1.w", mx::array(2.0f)},
+  ft::ParamMap p{{"layers.0.w", mx::array(1.0f)},
+                 {"layers.1.w", mx::array(2.0f)},
                  {"norm.weight", mx::array(3.0f)}};
   auto tree = ft::tree_unflatten(p);
   ASSERT_TRUE(tree.is_dict());

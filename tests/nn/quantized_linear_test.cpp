@@ -124,7 +124,6 @@ TEST_P(QuantizedLinearShapes, ForwardEqualsDequantizedMatmulOnTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RowsAndSizes, QuantizedLinearShapes,
-                         ::testing::Combine(::testing::Values(1, 5, 40),
-                                            ::testing::Values(64, 256),
+                         ::testing::Combine(::testing::Values(1, 5, 40), ::testing::Values(64, 256),
                                             ::testing::Values(32, 96),
                                             ::testing::Values(mx::float32, mx::bfloat16)));

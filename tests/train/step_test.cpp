@@ -29,7 +29,8 @@ ft::models::LlamaConfig tiny_config() {
 ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array&) {
   auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
   mx::array logits = model(batch[0]);
-  mx::array loss = ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
+  mx::array loss =
+      ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
   return {loss, ft::train::num_valid_tokens(batch[1])};
 }
 
@@ -101,7 +102,10 @@ TEST(TrainStep, GradientMatchesFiniteDifferences) {
   mx::array w = model.parameters().at(name);
   const float eps = 1e-2f;
   for (int flat : {0, 7, 100, 511}) {
-    mx::array delta = mx::reshape(mx::astype(mx::arange(static_cast<int>(w.size())) == flat, mx::float32), w.shape()) * eps;
+    mx::array delta =
+        mx::reshape(mx::astype(mx::arange(static_cast<int>(w.size())) == flat, mx::float32),
+                    w.shape()) *
+        eps;
     model.update({{name, w + delta}});
     float plus = llama_loss(model, batch, key).loss_sum.item<float>();
     model.update({{name, w - delta}});
