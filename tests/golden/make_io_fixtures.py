@@ -1,0 +1,102 @@
+"""Fixtures for tests/io: model folders in the formats ft reads.
+
+Run from the repo root: python tests/golden/make_io_fixtures.py
+Writes tests/golden/io/:
+  torch_bin/pytorch_model.bin   torch.save of a state dict (f32, f16, bf16, a transposed
+                                view, two tensors sharing one storage, an int64 tensor)
+  torch_bin/expected.safetensors  the same tensors, made contiguous, for comparison
+  llama_sharded/                save_pretrained of a tiny random LlamaForCausalLM, sharded
+  llama_sharded/expected.safetensors  its state dict in one file
+  arrays.npz, arrays_expected.safetensors
+  forbidden_global.pkl          a pickle calling os.system (bytes only, never loaded here)
+"""
+import io
+import json
+import os
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "io")
+
+
+def contiguous(sd):
+    return {k: v.contiguous().clone() for k, v in sd.items()}
+
+
+def torch_bin():
+    d = os.path.join(OUT, "torch_bin")
+    os.makedirs(d, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4, 6, generator=g)
+    shared = torch.randn(10, generator=g)
+    sd = {
+        "a.weight": base,
+        "a.weight_t": base.t(),  # a non-contiguous view of the same storage
+        "b.half": torch.randn(3, 5, generator=g).half(),
+        "c.bf16": torch.randn(2, 3, 4, generator=g).bfloat16(),
+        "d.first": shared[:4],  # shares a storage with d.second, at an offset
+        "d.second": shared[4:].view(2, 3),
+        "e.index": torch.arange(7, dtype=torch.int64) * 3 - 5,
+        "f.scalar": torch.tensor(2.5),
+    }
+    torch.save(sd, os.path.join(d, "pytorch_model.bin"))
+    save_file(contiguous(sd), os.path.join(d, "expected.safetensors"))
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"model_type": "toy", "hidden_size": 6}, f)
+
+
+def llama_sharded():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, vocab_size=64,
+                      max_position_embeddings=64, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    d = os.path.join(OUT, "llama_sharded")
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d, max_shard_size="4KB", safe_serialization=True)
+    for name in ("generation_config.json",):
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            os.remove(p)
+    save_file(contiguous(model.state_dict()), os.path.join(d, "..", "llama_expected.safetensors"))
+
+
+def npz():
+    rng = np.random.default_rng(0)
+    arrays = {
+        "w": rng.standard_normal((3, 4)).astype(np.float32),
+        "h": rng.standard_normal((5,)).astype(np.float16),
+        "i": np.arange(6, dtype=np.int32).reshape(2, 3),
+        "f": np.asfortranarray(rng.standard_normal((2, 3)).astype(np.float32)),
+    }
+    np.savez(os.path.join(OUT, "arrays.npz"), **arrays)
+    save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+              os.path.join(OUT, "arrays_expected.safetensors"))
+
+
+def forbidden_pickle():
+    # PROTO 2, GLOBAL 'os system', BINUNICODE 'echo hi', TUPLE1, REDUCE, STOP.
+    cmd = b"echo hi"
+    data = (b"\x80\x02" + b"cos\nsystem\n" + b"X" + len(cmd).to_bytes(4, "little") + cmd
+            + b"\x85" + b"R" + b".")
+    # Put it where torch puts its pickle, inside a zip, as torch_bad/pytorch_model.bin.
+    d = os.path.join(OUT, "torch_bad")
+    os.makedirs(d, exist_ok=True)
+    with zipfile.ZipFile(os.path.join(d, "pytorch_model.bin"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", data)
+        z.writestr("archive/version", "3\n")
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    torch_bin()
+    llama_sharded()
+    npz()
+    forbidden_pickle()
