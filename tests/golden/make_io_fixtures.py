@@ -3,14 +3,15 @@
 Run from the repo root: python tests/golden/make_io_fixtures.py
 Writes tests/golden/io/:
   torch_bin/pytorch_model.bin   torch.save of a state dict (f32, f16, bf16, a transposed
-                                view, two tensors sharing one storage, an int64 tensor)
+                                view, two tensors sharing one storage, an int64 tensor,
+                                a scalar, an nn.Parameter; OrderedDict with _metadata)
   torch_bin/expected.safetensors  the same tensors, made contiguous, for comparison
   llama_sharded/                save_pretrained of a tiny random LlamaForCausalLM, sharded
   llama_sharded/expected.safetensors  its state dict in one file
   arrays.npz, arrays_expected.safetensors
   forbidden_global.pkl          a pickle calling os.system (bytes only, never loaded here)
 """
-import io
+import collections
 import json
 import os
 import pickle
@@ -25,7 +26,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "io")
 
 
 def contiguous(sd):
-    return {k: v.contiguous().clone() for k, v in sd.items()}
+    return {k: v.detach().contiguous().clone() for k, v in sd.items()}
 
 
 def torch_bin():
@@ -43,7 +44,11 @@ def torch_bin():
         "d.second": shared[4:].view(2, 3),
         "e.index": torch.arange(7, dtype=torch.int64) * 3 - 5,
         "f.scalar": torch.tensor(2.5),
+        "g.param": torch.nn.Parameter(torch.randn(2, 2, generator=g), requires_grad=False),
     }
+    # Like nn.Module.state_dict(): an OrderedDict carrying _metadata (pickled with BUILD).
+    sd = collections.OrderedDict(sd)
+    sd._metadata = collections.OrderedDict({"": {"version": 1}})
     torch.save(sd, os.path.join(d, "pytorch_model.bin"))
     save_file(contiguous(sd), os.path.join(d, "expected.safetensors"))
     with open(os.path.join(d, "config.json"), "w") as f:
