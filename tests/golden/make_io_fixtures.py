@@ -9,7 +9,9 @@ Writes tests/golden/io/:
   llama_sharded/                save_pretrained of a tiny random LlamaForCausalLM, sharded
   llama_sharded/expected.safetensors  its state dict in one file
   arrays.npz, arrays_expected.safetensors
-  forbidden_global.pkl          a pickle calling os.system (bytes only, never loaded here)
+  llama_bin_sharded/            the same model as sharded pytorch_model-*.bin with an index
+  torch_bad/pytorch_model.bin   a zip whose data.pkl calls os.system (bytes only, never loaded)
+  stack_global_eval.bin         the same with a protocol-4 pickle calling builtins.eval
 """
 import collections
 import json
@@ -71,6 +73,23 @@ def llama_sharded():
         if os.path.exists(p):
             os.remove(p)
     save_file(contiguous(model.state_dict()), os.path.join(d, "..", "llama_expected.safetensors"))
+    # The same model as sharded pytorch_model-*.bin files with pytorch_model.bin.index.json.
+    d = os.path.join(OUT, "llama_bin_sharded")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    # transformers 5 writes only safetensors, so the shards are made the way older
+    # versions did: torch.save of each part of the state dict, plus the index.
+    sd = model.state_dict()
+    names = list(sd)
+    parts = [names[: len(names) // 2], names[len(names) // 2:]]
+    weight_map = {}
+    for k, part in enumerate(parts):
+        file = f"pytorch_model-{k + 1:05d}-of-{len(parts):05d}.bin"
+        torch.save(collections.OrderedDict((n, sd[n]) for n in part), os.path.join(d, file))
+        weight_map.update({n: file for n in part})
+    total = sum(v.numel() * v.element_size() for v in sd.values())
+    with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
 
 
 def npz():
@@ -95,8 +114,13 @@ def forbidden_pickle():
     d = os.path.join(OUT, "torch_bad")
     os.makedirs(d, exist_ok=True)
     with zipfile.ZipFile(os.path.join(d, "pytorch_model.bin"), "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", data)
-        z.writestr("archive/version", "3\n")
+        z.writestr(zipfile.ZipInfo("archive/data.pkl", date_time=(2020, 1, 1, 0, 0, 0)), data)
+        z.writestr(zipfile.ZipInfo("archive/version", date_time=(2020, 1, 1, 0, 0, 0)), "3\n")
+    # Protocol 4 style: STACK_GLOBAL of 'builtins' 'eval' from two SHORT_BINUNICODE strings.
+    data = (b"\x80\x04" + b"\x8c\x08builtins" + b"\x8c\x04eval" + b"\x93" + b"\x8c\x011"
+            + b"\x85" + b"R" + b".")
+    with zipfile.ZipFile(os.path.join(OUT, "stack_global_eval.bin"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr(zipfile.ZipInfo("archive/data.pkl", date_time=(2020, 1, 1, 0, 0, 0)), data)
 
 
 if __name__ == "__main__":

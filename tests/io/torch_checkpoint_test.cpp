@@ -63,3 +63,18 @@ TEST(TorchCheckpoint, TruncatedOrNotAZip) {
   EXPECT_NE(error_of([&] { ft::io::load_weights(dir.path()); }).find("[zip] " + cut.string()),
             std::string::npos);
 }
+
+TEST(TorchCheckpoint, RefusesStackGlobal) {
+  const std::string file = ft::testing::golden_io("stack_global_eval.bin");
+  EXPECT_EQ(error_of([&] { ft::io::load_weights(file); }),
+            "[pytorch] " + file +
+                ": refuses global 'builtins.eval' (only PyTorch tensor and storage types are loaded; the "
+                "file may try to run code)");
+}
+
+TEST(TorchCheckpoint, ShardedBinEqualsSafetensors) {
+  // transformers-style pytorch_model-*.bin shards of the same model as llama_sharded.
+  auto want = ft::ParamMap::load_safetensors(ft::testing::golden_io("llama_expected.safetensors"));
+  auto got = ft::io::load_weights(ft::testing::golden_io("llama_bin_sharded"));
+  ft::testing::expect_same(got, want);
+}
