@@ -413,16 +413,26 @@ ParamMap load_torch_checkpoint(const fs::path& file, std::optional<mx::Dtype> dt
   FT_CHECK(root->kind == Value::Kind::dict, kPlace, file.string(),
            ": the pickle is not a state dict");
 
-  std::map<std::string, mx::array> storages;  // key -> 1-D array of the storage's elements
-  ParamMap out;
+  // A storage stays cached only until the last tensor viewing it is built, so a cast
+  // checkpoint never holds all its storages in the file's dtype at once.
+  std::map<std::string, int> uses;
   for (const auto& [key, value] : root->entries) {
     FT_CHECK(key->kind == Value::Kind::string, kPlace, file.string(),
              ": a state dict key is not a string");
+    FT_CHECK(value->kind == Value::Kind::tensor, kPlace, file.string(), ": tensor '", key->text,
+             "': value is not a tensor");
+    ++uses[value->items[0]->text];
+  }
+  std::map<std::string, mx::array> storages;  // key -> 1-D array of the storage's elements
+  ParamMap out;
+  for (const auto& [key, value] : root->entries) {
     const std::string where = file.string() + ": tensor '" + key->text + "'";
-    FT_CHECK(value->kind == Value::Kind::tensor, kPlace, where, ": value is not a tensor");
     const Value& s = *value->items[0];
     auto it = storages.find(s.text);
     if (it == storages.end()) {
+      // MLX shapes are 32-bit.
+      FT_CHECK(s.numel < (uint64_t{1} << 31), kPlace, where, ": storage '", s.text, "' has ",
+               s.numel, " elements, more than MLX's 2^31 - 1");
       const std::string bytes = zip.read(prefix + "data/" + s.text);
       FT_CHECK(bytes.size() == s.numel * mx::size_of(s.dtype), kPlace, where, ": storage '", s.text,
                "' holds ", bytes.size(), " bytes but ", s.numel, " elements need ",
@@ -450,6 +460,7 @@ ParamMap load_torch_checkpoint(const fs::path& file, std::optional<mx::Dtype> dt
     mx::array view = mx::contiguous(
         mx::as_strided(it->second, shape, strides, static_cast<size_t>(value->offset)));
     out.set(key->text, detail::finish_tensor(view, dtype));
+    if (--uses[s.text] == 0) storages.erase(s.text);
   }
   return out;
 }

@@ -8,7 +8,8 @@ Writes tests/golden/io/:
   torch_bin/expected.safetensors  the same tensors, made contiguous, for comparison
   llama_sharded/                save_pretrained of a tiny random LlamaForCausalLM, sharded
   llama_sharded/expected.safetensors  its state dict in one file
-  arrays.npz, arrays_expected.safetensors
+  arrays.npz, arrays_compressed.npz (deflated), arrays_expected.safetensors
+  truncated_pickle.bin          a zip whose data.pkl stops mid-way
   llama_bin_sharded/            the same model as sharded pytorch_model-*.bin with an index
   torch_bad/pytorch_model.bin   a zip whose data.pkl calls os.system (bytes only, never loaded)
   stack_global_eval.bin         the same with a protocol-4 pickle calling builtins.eval
@@ -101,6 +102,7 @@ def npz():
         "f": np.asfortranarray(rng.standard_normal((2, 3)).astype(np.float32)),
     }
     np.savez(os.path.join(OUT, "arrays.npz"), **arrays)
+    np.savez_compressed(os.path.join(OUT, "arrays_compressed.npz"), **arrays)  # deflated members
     save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
               os.path.join(OUT, "arrays_expected.safetensors"))
 
@@ -123,9 +125,18 @@ def forbidden_pickle():
         z.writestr(zipfile.ZipInfo("archive/data.pkl", date_time=(2020, 1, 1, 0, 0, 0)), data)
 
 
+def truncated_pickle():
+    # torch_bin's data.pkl cut after 150 bytes, in an otherwise valid zip.
+    with zipfile.ZipFile(os.path.join(OUT, "torch_bin", "pytorch_model.bin")) as z:
+        data = z.read("pytorch_model/data.pkl")[:150]
+    with zipfile.ZipFile(os.path.join(OUT, "truncated_pickle.bin"), "w", zipfile.ZIP_STORED) as z:
+        z.writestr(zipfile.ZipInfo("archive/data.pkl", date_time=(2020, 1, 1, 0, 0, 0)), data)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     torch_bin()
     llama_sharded()
     npz()
     forbidden_pickle()
+    truncated_pickle()

@@ -131,6 +131,9 @@ TEST(Weights, NpzEqualsNumpy) {
   auto got = ft::io::load_weights(ft::testing::golden_io("arrays.npz"));
   // 'f' was saved in Fortran order; it must come back with the same logical values.
   ft::testing::expect_same(got, want);
+  // np.savez_compressed: the same arrays in deflated zip members.
+  ft::testing::expect_same(ft::io::load_weights(ft::testing::golden_io("arrays_compressed.npz")),
+                           want);
 }
 
 TEST(Save, RoundTripShardsAtTheLimit) {

@@ -66,10 +66,11 @@ TEST(TorchCheckpoint, TruncatedOrNotAZip) {
 
 TEST(TorchCheckpoint, RefusesStackGlobal) {
   const std::string file = ft::testing::golden_io("stack_global_eval.bin");
-  EXPECT_EQ(error_of([&] { ft::io::load_weights(file); }),
-            "[pytorch] " + file +
-                ": refuses global 'builtins.eval' (only PyTorch tensor and storage types are loaded; the "
-                "file may try to run code)");
+  EXPECT_EQ(
+      error_of([&] { ft::io::load_weights(file); }),
+      "[pytorch] " + file +
+          ": refuses global 'builtins.eval' (only PyTorch tensor and storage types are loaded; the "
+          "file may try to run code)");
 }
 
 TEST(TorchCheckpoint, ShardedBinEqualsSafetensors) {
@@ -77,4 +78,10 @@ TEST(TorchCheckpoint, ShardedBinEqualsSafetensors) {
   auto want = ft::ParamMap::load_safetensors(ft::testing::golden_io("llama_expected.safetensors"));
   auto got = ft::io::load_weights(ft::testing::golden_io("llama_bin_sharded"));
   ft::testing::expect_same(got, want);
+}
+
+TEST(TorchCheckpoint, TruncatedPickle) {
+  const std::string file = ft::testing::golden_io("truncated_pickle.bin");
+  EXPECT_EQ(error_of([&] { ft::io::load_weights(file); }),
+            "[pytorch] " + file + ": pickle ends early (truncated?)");
 }
