@@ -5,9 +5,9 @@ Writes tests/golden/io/:
   torch_bin/pytorch_model.bin   torch.save of a state dict (f32, f16, bf16, a transposed
                                 view, two tensors sharing one storage, an int64 tensor,
                                 a scalar, an nn.Parameter; OrderedDict with _metadata)
-  torch_bin/expected.safetensors  the same tensors, made contiguous, for comparison
+  torch_bin_expected.safetensors  the same tensors, made contiguous, for comparison
   llama_sharded/                save_pretrained of a tiny random LlamaForCausalLM, sharded
-  llama_sharded/expected.safetensors  its state dict in one file
+  llama_expected.safetensors    its state dict in one file
   arrays.npz, arrays_compressed.npz (deflated), arrays_expected.safetensors
   truncated_pickle.bin          a zip whose data.pkl stops mid-way
   llama_bin_sharded/            the same model as sharded pytorch_model-*.bin with an index
@@ -53,7 +53,8 @@ def torch_bin():
     sd = collections.OrderedDict(sd)
     sd._metadata = collections.OrderedDict({"": {"version": 1}})
     torch.save(sd, os.path.join(d, "pytorch_model.bin"))
-    save_file(contiguous(sd), os.path.join(d, "expected.safetensors"))
+    # Beside the folder, not in it: a folder with safetensors files loads those first.
+    save_file(contiguous(sd), os.path.join(OUT, "torch_bin_expected.safetensors"))
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump({"model_type": "toy", "hidden_size": 6}, f)
 

@@ -14,7 +14,7 @@ using ft::testing::TempDir;
 TEST(TorchCheckpoint, StateDictEqualsPyTorch) {
   // The reference: the same tensors, made contiguous, saved by the safetensors library.
   auto want =
-      ft::ParamMap::load_safetensors(ft::testing::golden_io("torch_bin/expected.safetensors"));
+      ft::ParamMap::load_safetensors(ft::testing::golden_io("torch_bin_expected.safetensors"));
   auto got = ft::io::load_weights(ft::testing::golden_io("torch_bin"));
   // The file's (state dict) order, not sorted.
   EXPECT_EQ(got.names(),
@@ -36,7 +36,7 @@ TEST(TorchCheckpoint, CastsOnlyFloatingTensors) {
   EXPECT_EQ(got.at("c.bf16").dtype(), mx::float32);
   EXPECT_EQ(got.at("e.index").dtype(), mx::int64);
   auto want =
-      ft::ParamMap::load_safetensors(ft::testing::golden_io("torch_bin/expected.safetensors"));
+      ft::ParamMap::load_safetensors(ft::testing::golden_io("torch_bin_expected.safetensors"));
   EXPECT_TRUE(
       mx::array_equal(got.at("c.bf16"), mx::astype(want.at("c.bf16"), mx::float32)).item<bool>());
 }
