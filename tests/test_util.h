@@ -1,7 +1,14 @@
 // Helpers shared by the test binaries.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
 #include <mlx/device.h>
+
+#include "ft/core/error.h"
 
 namespace ft::testing {
 
@@ -30,6 +37,16 @@ inline bool on_gpu() {
 // absolute bound met on the CPU is widened 100x there.
 inline float quantized_matmul_tolerance(float cpu_tolerance) {
   return on_gpu() ? 100 * cpu_tolerance : cpu_tolerance;
+}
+
+// fn must throw an ft::Error whose message contains `part`.
+inline void expect_error(const std::function<void()>& fn, const std::string& part) {
+  try {
+    fn();
+    ADD_FAILURE() << "no ft::Error; expected one containing: " << part;
+  } catch (const ft::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace ft::testing

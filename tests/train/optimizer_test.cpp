@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -82,14 +84,6 @@ std::vector<ft::OptimizerConfig> stateful_configs() {
   return out;
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-    ADD_FAILURE() << "no ft::Error; expected one containing: " << part;
-  } catch (const ft::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace
 
@@ -250,43 +244,43 @@ TEST(Optimizer, LearningRateFollowsTheSchedule) {
 TEST(Optimizer, BadConfigsAreErrors) {
   ft::OptimizerConfig c;
   c.name = "adamx";
-  expect_error([&] { ft::make_optimizer(c); },
+  ft::testing::expect_error([&] { ft::make_optimizer(c); },
                "[optimizer] unknown optimizer 'adamx'; known: sgd, adam, adamw, adafactor, lion");
   c = {};
   c.learning_rate = 0.0f;
-  expect_error([&] { ft::make_optimizer(c); }, "learning rate must be positive, got 0");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "learning rate must be positive, got 0");
   c = {};
   c.weight_decay = -0.1f;
-  expect_error([&] { ft::make_optimizer(c); }, "weight decay must be >= 0");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "weight decay must be >= 0");
   c = {};
   c.beta1 = 1.0f;
-  expect_error([&] { ft::make_optimizer(c); }, "beta1 must be in [0, 1), got 1");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "beta1 must be in [0, 1), got 1");
   c = {};
   c.name = "lion";
   c.beta2 = -0.5f;
-  expect_error([&] { ft::make_optimizer(c); }, "beta2 must be in [0, 1)");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "beta2 must be in [0, 1)");
   c = {};
   c.name = "sgd";
   c.nesterov = true;
-  expect_error([&] { ft::make_optimizer(c); }, "nesterov needs momentum > 0");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "nesterov needs momentum > 0");
   c = {};
   c.name = "adafactor";
   c.warmup_init = true;
-  expect_error([&] { ft::make_optimizer(c); }, "warmup_init needs relative_step");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "warmup_init needs relative_step");
   c.relative_step = true;
   c.schedule = ft::constant_schedule(1e-3f);
-  expect_error([&] { ft::make_optimizer(c); }, "a schedule cannot be combined");
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "a schedule cannot be combined");
 }
 
 TEST(Optimizer, BadGradientsAreErrors) {
   auto opt = ft::make_optimizer({});
   ft::ParamMap params = small_params();
-  expect_error(
+  ft::testing::expect_error(
       [&] {
         opt->update(params, {{"c.weight", mx::zeros({2})}});
       },
       "gradient for 'c.weight', which is not a parameter");
-  expect_error(
+  ft::testing::expect_error(
       [&] {
         opt->update(params, {{"b.bias", mx::zeros({5})}});
       },
@@ -308,10 +302,10 @@ TEST(Optimizer, MismatchedStateIsAnError) {
   auto fresh = [&] { return ft::make_optimizer(c); };
   ft::ParamMap no_step = good;
   no_step.erase("step");
-  expect_error([&] { fresh()->load_state(no_step); }, "state has no 'step' entry");
+  ft::testing::expect_error([&] { fresh()->load_state(no_step); }, "state has no 'step' entry");
   ft::ParamMap odd = good;
   odd.set("a.weight.momentum_buffer", mx::zeros({4, 3}));
-  expect_error([&] { fresh()->load_state(odd); },
+  ft::testing::expect_error([&] { fresh()->load_state(odd); },
                "state entry 'a.weight.momentum_buffer' is not '<parameter>.<slot>'");
 
   // Into an optimizer that has state already: names and shapes must agree.
@@ -319,22 +313,22 @@ TEST(Optimizer, MismatchedStateIsAnError) {
   initialised->init(small_params());
   ft::ParamMap wrong_shape = good;
   wrong_shape.set("b.bias.exp_avg", mx::zeros({7}));
-  expect_error([&] { initialised->load_state(wrong_shape); },
+  ft::testing::expect_error([&] { initialised->load_state(wrong_shape); },
                "loaded state 'b.bias.exp_avg' has shape (7), expected (6)");
   ft::ParamMap missing = good;
   missing.erase("b.bias.exp_avg_sq");
-  expect_error([&] { initialised->load_state(missing); }, "loaded state lacks 'b.bias.exp_avg_sq'");
+  ft::testing::expect_error([&] { initialised->load_state(missing); }, "loaded state lacks 'b.bias.exp_avg_sq'");
 
   // Into a fresh optimizer: checked against each parameter at its first update.
   auto f1 = fresh();
   f1->load_state(wrong_shape);
-  expect_error(
+  ft::testing::expect_error(
       [&] { f1->update(small_params(), small_grads(1)); },
       "state 'b.bias.exp_avg' has shape (7) but parameter 'b.bias' of shape (6) needs (6)");
   auto f2 = fresh();
   ft::ParamMap only_a = good.filter("^a\\.|^step$");
   f2->load_state(only_a);
-  expect_error([&] { f2->update(small_params(), small_grads(1)); },
+  ft::testing::expect_error([&] { f2->update(small_params(), small_grads(1)); },
                "the loaded state has no entry for parameter 'b.bias'");
   auto f3 = fresh();
   f3->load_state(good);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include <cmath>
 #include <fstream>
 #include <numbers>
@@ -29,14 +31,6 @@ void expect_rate(double got, double want, const std::string& what) {
   EXPECT_NEAR(got, want, 1e-6 * std::abs(want) + 1e-12) << what;
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& part) {
-  try {
-    fn();
-    ADD_FAILURE() << "no ft::Error; expected one containing: " << part;
-  } catch (const ft::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 }  // namespace
 
@@ -118,23 +112,23 @@ TEST(Schedule, HandComputedValues) {
 TEST(Schedule, BadValuesAreErrors) {
   ft::ScheduleConfig c;
   c.name = "cosine";
-  expect_error([&] { ft::make_schedule(c); },
+  ft::testing::expect_error([&] { ft::make_schedule(c); },
                "[schedule] unknown schedule 'cosine'; known: constant, linear_decay, "
                "cosine_decay, step_decay, exponential_decay");
   c.name = "cosine_decay";
-  expect_error([&] { ft::make_schedule(c); }, "cosine decay steps must be positive, got 0");
+  ft::testing::expect_error([&] { ft::make_schedule(c); }, "cosine decay steps must be positive, got 0");
   c.decay_steps = 10;
   c.learning_rate = -1.0f;
-  expect_error([&] { ft::make_schedule(c); }, "learning_rate must be positive");
+  ft::testing::expect_error([&] { ft::make_schedule(c); }, "learning_rate must be positive");
   c.learning_rate = 1e-3f;
   c.warmup_steps = -2;
-  expect_error([&] { ft::make_schedule(c); }, "warmup_steps must be >= 0");
+  ft::testing::expect_error([&] { ft::make_schedule(c); }, "warmup_steps must be >= 0");
   c = {};
   c.name = "step_decay";
   c.step_size = 5;
   c.decay_rate = 0.0f;
-  expect_error([&] { ft::make_schedule(c); }, "decay rate must be positive");
-  expect_error([&] { ft::join_schedules({1.0f, 2.0f}, {}); }, "needs 1 boundaries for 2 schedules");
-  expect_error([&] { ft::join_schedules({1.0f, 2.0f, 3.0f}, {5, 5}); }, "strictly increasing");
-  expect_error([&] { ft::warmup_cosine(1e-3f, 10, 10); }, "total steps (10) must exceed warmup");
+  ft::testing::expect_error([&] { ft::make_schedule(c); }, "decay rate must be positive");
+  ft::testing::expect_error([&] { ft::join_schedules({1.0f, 2.0f}, {}); }, "needs 1 boundaries for 2 schedules");
+  ft::testing::expect_error([&] { ft::join_schedules({1.0f, 2.0f, 3.0f}, {5, 5}); }, "strictly increasing");
+  ft::testing::expect_error([&] { ft::warmup_cosine(1e-3f, 10, 10); }, "total steps (10) must exceed warmup");
 }
