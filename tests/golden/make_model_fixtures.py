@@ -10,6 +10,11 @@ tests/golden/models/<name>_expected.safetensors holding:
   logits   (2, 12, vocab)  float32
   loss     ()              mean next-token cross-entropy with labels = ids
   grad.<parameter name>    gradients of that loss for a few chosen weights
+and, with PEFT LoRA (rank 4, alpha 8) on every q_proj and v_proj with random nonzero
+adapters:
+  lora.<module>.lora_A / lora_B            the adapter values, PEFT's shapes
+  lora_logits, lora_loss                   the adapted model's outputs
+  lora_grad.<module>.lora_A / lora_B       gradients of lora_loss
 """
 
 import os
@@ -17,6 +22,7 @@ import shutil
 
 import torch
 import transformers
+from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
@@ -97,6 +103,37 @@ def randomize(model, seed):
                 p.copy_(0.15 * noise)
 
 
+def lora_outputs(model, ids, seed):
+    config = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                        target_modules=["q_proj", "v_proj"])
+    peft_model = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    adapters = {}
+    with torch.no_grad():
+        for path, module in peft_model.base_model.model.named_modules():
+            if hasattr(module, "lora_A") and "default" in module.lora_A:
+                a = module.lora_A["default"].weight
+                b = module.lora_B["default"].weight
+                a.copy_(0.2 * torch.randn(a.shape, generator=gen))
+                b.copy_(0.2 * torch.randn(b.shape, generator=gen))
+                adapters[path] = (a, b)
+    out = peft_model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    tensors = {
+        "lora_logits": out.logits.detach().float().contiguous(),
+        "lora_loss": out.loss.detach().float(),
+    }
+    for path, (a, b) in adapters.items():
+        tensors[f"lora.{path}.lora_A"] = a.detach().clone()
+        tensors[f"lora.{path}.lora_B"] = b.detach().clone()
+        tensors[f"lora_grad.{path}.lora_A"] = a.grad.detach().clone()
+        tensors[f"lora_grad.{path}.lora_B"] = b.grad.detach().clone()
+    return tensors
+
+
+LORA_RANK, LORA_ALPHA = 4, 8.0
+
+
 def main():
     torch.manual_seed(0)
     for index, (name, (cls, extra, extra_grads)) in enumerate(VARIANTS.items()):
@@ -122,6 +159,8 @@ def main():
         }
         for g in GRADS + extra_grads:
             tensors["grad." + g] = params[g].grad.detach().float().contiguous()
+        model.zero_grad()
+        tensors.update(lora_outputs(model, ids, 3000 + index))
         save_file(tensors, os.path.join(OUT, name + "_expected.safetensors"))
         print(name, "loss", float(out.loss.detach()))
 
