@@ -29,6 +29,33 @@ void LlamaConfig::validate() const {
   FT_CHECK(resolved_head_dim() % 2 == 0, "config", "head_dim must be even for rotary embeddings");
   FT_CHECK(rope_theta > 0 && rms_norm_eps > 0, "config",
            "rope_theta and rms_norm_eps must be positive");
+  FT_CHECK(sliding_window >= 0, "config", "sliding_window must not be negative, got ",
+           sliding_window);
+  FT_CHECK(layer_types.empty() || static_cast<int>(layer_types.size()) == num_hidden_layers,
+           "config", "layer_types has ", layer_types.size(), " entries for ", num_hidden_layers,
+           " layers");
+  for (const std::string& type : layer_types)
+    FT_CHECK(type == "full_attention" || type == "sliding_attention", "config",
+             "unknown layer type '", type, "' (known: full_attention, sliding_attention)");
+  if (rope_scaling.type != RopeScaling::Type::none)
+    FT_CHECK(rope_scaling.factor > 0, "config", "rope_scaling factor must be positive, got ",
+             rope_scaling.factor);
+  if (rope_scaling.type == RopeScaling::Type::llama3)
+    FT_CHECK(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor &&
+                 rope_scaling.low_freq_factor > 0 &&
+                 rope_scaling.original_max_position_embeddings > 0,
+             "config",
+             "llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 and a positive "
+             "original_max_position_embeddings");
+  if (rope_scaling.type == RopeScaling::Type::dynamic)
+    FT_CHECK(max_position_embeddings > 0, "config",
+             "dynamic rope_scaling needs a positive max_position_embeddings");
+}
+
+int LlamaConfig::window_of_layer(int layer) const {
+  if (sliding_window == 0) return 0;
+  if (layer_types.empty()) return sliding_window;
+  return layer_types.at(layer) == "sliding_attention" ? sliding_window : 0;
 }
 
 namespace {
@@ -37,23 +64,85 @@ std::shared_ptr<nn::Layer> linear(int in, int out, bool bias, Rng& rng, mx::Dtyp
   return std::make_shared<nn::Linear>(in, out, bias, rng.next(), dtype);
 }
 
+// Llama 3's rotary periods (1 / inverse frequency) for each pair of dimensions: long
+// wavelengths are stretched by factor, short ones kept, the band between interpolated.
+mx::array llama3_rope_periods(int head_dim, float theta, const RopeScaling& scaling) {
+  const double pi = 3.14159265358979323846;
+  double context = scaling.original_max_position_embeddings;
+  double low_wavelength = context / scaling.low_freq_factor;
+  double high_wavelength = context / scaling.high_freq_factor;
+  std::vector<float> periods;
+  for (int i = 0; i < head_dim; i += 2) {
+    double inv_freq = 1.0 / std::pow(static_cast<double>(theta), static_cast<double>(i) / head_dim);
+    double wavelength = 2 * pi / inv_freq;
+    double scaled = inv_freq;
+    if (wavelength > low_wavelength) {
+      scaled = inv_freq / scaling.factor;
+    } else if (wavelength >= high_wavelength) {
+      double smooth = (context / wavelength - scaling.low_freq_factor) /
+                      (scaling.high_freq_factor - scaling.low_freq_factor);
+      scaled = (1 - smooth) * inv_freq / scaling.factor + smooth * inv_freq;
+    }
+    periods.push_back(static_cast<float>(1.0 / scaled));
+  }
+  int n = static_cast<int>(periods.size());
+  return mx::array(periods.data(), {n}, mx::float32);
+}
+
+// (length, length) bool: query i sees keys j with i - window < j <= i.
+mx::array sliding_window_mask(int length, int window) {
+  mx::array rows = mx::reshape(mx::arange(length, mx::int32), {length, 1});
+  mx::array cols = mx::reshape(mx::arange(length, mx::int32), {1, length});
+  return mx::logical_and(mx::less_equal(cols, rows), mx::greater(cols, rows - window));
+}
+
 }  // namespace
 
-Attention::Attention(const LlamaConfig& config, Rng& rng, mx::Dtype dtype)
+Attention::Attention(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int window)
     : n_heads_(config.num_attention_heads),
       n_kv_heads_(config.num_key_value_heads),
       head_dim_(config.resolved_head_dim()),
-      rope_theta_(config.rope_theta) {
+      window_(window),
+      rope_theta_(config.rope_theta),
+      rope_scaling_(config.rope_scaling),
+      max_position_embeddings_(config.max_position_embeddings) {
   int hidden = config.hidden_size;
-  bool bias = config.attention_bias;
-  q_proj_ = linear(hidden, n_heads_ * head_dim_, bias, rng, dtype);
-  k_proj_ = linear(hidden, n_kv_heads_ * head_dim_, bias, rng, dtype);
-  v_proj_ = linear(hidden, n_kv_heads_ * head_dim_, bias, rng, dtype);
-  o_proj_ = linear(n_heads_ * head_dim_, hidden, bias, rng, dtype);
+  bool qkv_bias = config.attention_bias || config.qkv_bias;
+  q_proj_ = linear(hidden, n_heads_ * head_dim_, qkv_bias, rng, dtype);
+  k_proj_ = linear(hidden, n_kv_heads_ * head_dim_, qkv_bias, rng, dtype);
+  v_proj_ = linear(hidden, n_kv_heads_ * head_dim_, qkv_bias, rng, dtype);
+  o_proj_ = linear(n_heads_ * head_dim_, hidden, config.attention_bias, rng, dtype);
   register_module("q_proj", &q_proj_);
   register_module("k_proj", &k_proj_);
   register_module("v_proj", &v_proj_);
   register_module("o_proj", &o_proj_);
+  if (config.qk_norm) {
+    q_norm_ = std::make_shared<nn::RMSNorm>(head_dim_, config.rms_norm_eps, dtype);
+    k_norm_ = std::make_shared<nn::RMSNorm>(head_dim_, config.rms_norm_eps, dtype);
+    register_module("q_norm", &q_norm_);
+    register_module("k_norm", &k_norm_);
+  }
+  if (rope_scaling_.type == RopeScaling::Type::llama3)
+    rope_periods_ = llama3_rope_periods(head_dim_, rope_theta_, rope_scaling_);
+}
+
+mx::array Attention::rotate(const mx::array& x, int length) const {
+  using Type = RopeScaling::Type;
+  if (rope_periods_)
+    return mx::fast::rope(x, head_dim_, false, std::nullopt, 1.0f, 0, rope_periods_);
+  float base = rope_theta_;
+  float position_scale = 1.0f;
+  if (rope_scaling_.type == Type::linear) position_scale = 1.0f / rope_scaling_.factor;
+  if (rope_scaling_.type == Type::dynamic && length > max_position_embeddings_) {
+    // NTK-aware scaling for the whole sequence, as Hugging Face computes it for a
+    // forward pass over `length` positions without a cache: the base grows with the
+    // length past max_position_embeddings, and shorter sequences use plain RoPE.
+    double factor = rope_scaling_.factor;
+    double ratio = factor * length / max_position_embeddings_ - (factor - 1);
+    base = static_cast<float>(rope_theta_ *
+                              std::pow(ratio, static_cast<double>(head_dim_) / (head_dim_ - 2)));
+  }
+  return mx::fast::rope(x, head_dim_, false, base, position_scale, 0);
 }
 
 mx::array Attention::operator()(const mx::array& x) {
@@ -61,21 +150,29 @@ mx::array Attention::operator()(const mx::array& x) {
   auto heads = [&](const mx::array& y, int n) {  // (B, L, n*D) -> (B, n, L, D)
     return mx::transpose(mx::reshape(y, {batch, length, n, head_dim_}), {0, 2, 1, 3});
   };
-  mx::array q = heads((*q_proj_)(x), n_heads_);
-  mx::array k = heads((*k_proj_)(x), n_kv_heads_);
+  mx::array q = mx::reshape((*q_proj_)(x), {batch, length, n_heads_, head_dim_});
+  mx::array k = mx::reshape((*k_proj_)(x), {batch, length, n_kv_heads_, head_dim_});
+  if (q_norm_) {
+    q = (*q_norm_)(q);
+    k = (*k_norm_)(k);
+  }
+  q = rotate(mx::transpose(q, {0, 2, 1, 3}), length);
+  k = rotate(mx::transpose(k, {0, 2, 1, 3}), length);
   mx::array v = heads((*v_proj_)(x), n_kv_heads_);
-  q = mx::fast::rope(q, head_dim_, false, rope_theta_, 1.0f, 0);
-  k = mx::fast::rope(k, head_dim_, false, rope_theta_, 1.0f, 0);
   float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
-  mx::array out = mx::fast::scaled_dot_product_attention(q, k, v, scale, "causal");
+  mx::array out = window_ > 0 && length > window_
+                      ? mx::fast::scaled_dot_product_attention(q, k, v, scale, "array",
+                                                               sliding_window_mask(length, window_))
+                      : mx::fast::scaled_dot_product_attention(q, k, v, scale, "causal");
   out = mx::reshape(mx::transpose(out, {0, 2, 1, 3}), {batch, length, n_heads_ * head_dim_});
   return (*o_proj_)(out);
 }
 
 Mlp::Mlp(const LlamaConfig& config, Rng& rng, mx::Dtype dtype) {
-  gate_proj_ = linear(config.hidden_size, config.intermediate_size, false, rng, dtype);
-  up_proj_ = linear(config.hidden_size, config.intermediate_size, false, rng, dtype);
-  down_proj_ = linear(config.intermediate_size, config.hidden_size, false, rng, dtype);
+  bool bias = config.mlp_bias;
+  gate_proj_ = linear(config.hidden_size, config.intermediate_size, bias, rng, dtype);
+  up_proj_ = linear(config.hidden_size, config.intermediate_size, bias, rng, dtype);
+  down_proj_ = linear(config.intermediate_size, config.hidden_size, bias, rng, dtype);
   register_module("gate_proj", &gate_proj_);
   register_module("up_proj", &up_proj_);
   register_module("down_proj", &down_proj_);
@@ -85,9 +182,9 @@ mx::array Mlp::operator()(const mx::array& x) {
   return (*down_proj_)(kernels::swiglu((*gate_proj_)(x), (*up_proj_)(x)));
 }
 
-DecoderLayer::DecoderLayer(const LlamaConfig& config, Rng& rng, mx::Dtype dtype) {
+DecoderLayer::DecoderLayer(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int window) {
   input_layernorm_ = std::make_shared<nn::RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype);
-  self_attn_ = std::make_shared<Attention>(config, rng, dtype);
+  self_attn_ = std::make_shared<Attention>(config, rng, dtype, window);
   post_attention_layernorm_ =
       std::make_shared<nn::RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype);
   mlp_ = std::make_shared<Mlp>(config, rng, dtype);
@@ -108,7 +205,8 @@ LlamaBackbone::LlamaBackbone(const LlamaConfig& config, Rng& rng, mx::Dtype dtyp
       {config.vocab_size, config.hidden_size}, config.initializer_range, rng.next(), dtype));
   layers_ = std::make_shared<nn::ModuleList<DecoderLayer>>();
   for (int i = 0; i < config.num_hidden_layers; ++i)
-    layers_->push_back(std::make_shared<DecoderLayer>(config, rng, dtype));
+    layers_->push_back(
+        std::make_shared<DecoderLayer>(config, rng, dtype, config.window_of_layer(i)));
   norm_ = std::make_shared<nn::RMSNorm>(config.hidden_size, config.rms_norm_eps, dtype);
   register_module("embed_tokens", &embed_tokens_);
   register_module("layers", &layers_);

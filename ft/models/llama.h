@@ -1,9 +1,16 @@
 // A Llama-style decoder-only transformer with Hugging Face parameter names:
 // model.embed_tokens, model.layers.N.{input_layernorm, self_attn.{q,k,v,o}_proj,
 // post_attention_layernorm, mlp.{gate,up,down}_proj}, model.norm, lm_head.
+//
+// The same blocks serve Mistral (sliding-window attention), Qwen2 (q/k/v bias) and
+// Qwen3 (RMSNorm of each query and key head, self_attn.{q,k}_norm): those families
+// differ from Llama only in the switches of LlamaConfig below (see registry.h).
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "ft/core/random.h"
 #include "ft/nn/embedding.h"
@@ -15,7 +22,21 @@ namespace ft::models {
 
 namespace mx = mlx::core;
 
+// Rotary embedding scaling, Hugging Face's "rope_scaling" / "rope_parameters".
+struct RopeScaling {
+  enum class Type { none, linear, dynamic, llama3 };
+  Type type = Type::none;
+  float factor = 1.0f;
+  // llama3: frequencies whose wavelength exceeds original_max_position_embeddings /
+  // low_freq_factor are divided by factor, those below .../high_freq_factor kept, and
+  // the band between interpolated.
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  int original_max_position_embeddings = 8192;
+};
+
 struct LlamaConfig {
+  std::string model_type = "llama";
   int vocab_size = 32000;
   int hidden_size = 256;
   int intermediate_size = 688;
@@ -26,27 +47,47 @@ struct LlamaConfig {
   float rope_theta = 10000.0f;
   float rms_norm_eps = 1e-5f;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;
+  bool attention_bias = false;  // bias on q, k, v and o projections (Llama)
+  bool qkv_bias = false;        // bias on q, k and v only (Qwen2)
+  bool mlp_bias = false;        // bias on gate, up and down projections
+  bool qk_norm = false;         // RMSNorm over head_dim of queries and keys before RoPE (Qwen3)
+  // Each token attends to itself and the sliding_window - 1 tokens before it; 0: no
+  // window. layer_types, when not empty, names each layer's attention
+  // ("sliding_attention" or "full_attention") and the window applies to the former only.
+  int sliding_window = 0;
+  std::vector<std::string> layer_types;
+  RopeScaling rope_scaling;
+  // Dynamic NTK scaling starts past this length.
+  int max_position_embeddings = 2048;
   float initializer_range = 0.02f;  // std of the embedding's normal initialisation
 
   int resolved_head_dim() const {
     return head_dim > 0 ? head_dim : hidden_size / num_attention_heads;
   }
+  // The attention window of a layer, 0 for full causal attention.
+  int window_of_layer(int layer) const;
   // Throws ft::Error naming the first inconsistent field.
   void validate() const;
 };
 
 class Attention : public nn::Module {
  public:
-  Attention(const LlamaConfig& config, Rng& rng, mx::Dtype dtype);
+  // window: attention window of this layer (0: full causal attention).
+  Attention(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int window = 0);
   std::string type_name() const override { return "Attention"; }
   // x: (batch, length, hidden) -> (batch, length, hidden), causal.
   mx::array operator()(const mx::array& x);
 
  private:
-  int n_heads_, n_kv_heads_, head_dim_;
+  mx::array rotate(const mx::array& x, int length) const;  // (B, n, L, D) -> same
+
+  int n_heads_, n_kv_heads_, head_dim_, window_;
   float rope_theta_;
+  RopeScaling rope_scaling_;
+  int max_position_embeddings_;
+  std::optional<mx::array> rope_periods_;  // (head_dim / 2,) for llama3 scaling
   std::shared_ptr<nn::Layer> q_proj_, k_proj_, v_proj_, o_proj_;
+  std::shared_ptr<nn::RMSNorm> q_norm_, k_norm_;  // (head_dim,) weights; null without qk_norm
 };
 
 class Mlp : public nn::Module {
@@ -61,7 +102,7 @@ class Mlp : public nn::Module {
 
 class DecoderLayer : public nn::Module {
  public:
-  DecoderLayer(const LlamaConfig& config, Rng& rng, mx::Dtype dtype);
+  DecoderLayer(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int window = 0);
   std::string type_name() const override { return "DecoderLayer"; }
   mx::array operator()(const mx::array& x);
 
