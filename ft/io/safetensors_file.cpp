@@ -93,6 +93,7 @@ SafetensorsHeader read_safetensors_header(const fs::path& file) {
   const uint64_t data_start = 8 + header_len;
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
+      if (info.is_null()) continue;  // MLX writes null when there is no metadata
       FT_CHECK(info.is_object(), kPlace, file.string(), ": __metadata__ is not an object");
       for (const auto& [k, v] : info.items()) {
         FT_CHECK(v.is_string(), kPlace, file.string(), ": __metadata__ value '", k,

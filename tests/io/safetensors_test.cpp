@@ -94,3 +94,12 @@ TEST(Safetensors, AgreesWithMlxReaderAndCasts) {
     EXPECT_TRUE(mx::array_equal(half.at(name), mx::astype(a, mx::bfloat16)).item<bool>()) << name;
   }
 }
+
+// MLX writes "__metadata__": null when a file has no metadata; such files load.
+TEST(Safetensors, NullMetadataFromMlxLoads) {
+  auto path = std::filesystem::path(::testing::TempDir()) / "ft_null_metadata.safetensors";
+  ft::ParamMap{{"w", mx::arange(4.0f)}}.save_safetensors(path.string());
+  auto loaded = ft::io::load_weights(path);
+  EXPECT_TRUE(mx::array_equal(loaded.at("w"), mx::arange(4.0f)).item<bool>());
+  std::filesystem::remove(path);
+}
