@@ -12,6 +12,7 @@
 #include <random>
 
 #include <mlx/ops.h>
+#include <mlx/random.h>
 #include <mlx/transforms.h>
 #include <nlohmann/json.hpp>
 
@@ -60,12 +61,16 @@ ft::data::TokenizedData random_data(int samples, uint32_t seed) {
   return data;
 }
 
-ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array&) {
+// Drops a random fifth of the targets with the step's key, so the losses also depend on
+// the Rng state a resumed run must restore.
+ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array& key) {
   auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
   mx::array logits = model(batch[0]);
+  mx::array keep = mx::random::bernoulli(mx::array(0.8f), batch[1].shape(), key);
+  mx::array targets = mx::where(keep, batch[1], mx::array(ft::data::kIgnoreIndex));
   mx::array loss =
-      ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
-  return {loss, ft::train::num_valid_tokens(batch[1])};
+      ft::train::cross_entropy(logits, targets, {.reduction = ft::train::Reduction::sum});
+  return {loss, ft::train::num_valid_tokens(targets)};
 }
 
 ft::train::EvalOutput llama_eval(ft::nn::Module& m, const ft::Batch& batch) {
@@ -320,7 +325,24 @@ TEST(Trainer, EarlyStoppingAfterPatienceEvaluationsWithoutImprovement) {
   EXPECT_EQ(saved.state.evals_without_improvement, 3);
   ASSERT_TRUE(saved.state.best_val_loss.has_value());
   EXPECT_EQ(*saved.state.best_val_loss, r.evals[0].loss);
+
+  // Interrupted after step 4 and resumed, the run keeps its best loss and count of
+  // evaluations without improvement and stops at the same step.
+  fs::path split = fresh_dir("early_split");
+  c.output_dir = split;
+  c.max_steps_this_run = 4;
+  {
+    TrainingRun first(train, &valid, c, sgd);
+    EXPECT_EQ(first.trainer->run().reason, StopReason::step_limit);
+  }
+  c.max_steps_this_run = 0;
+  TrainingRun second(train, &valid, c, sgd);
+  EXPECT_EQ(second.trainer->resume(), 4);
+  auto rest = second.trainer->run();
+  EXPECT_EQ(rest.reason, StopReason::early_stopped);
+  EXPECT_EQ(rest.step, 8);
   fs::remove_all(dir);
+  fs::remove_all(split);
 }
 
 TEST(Trainer, SaveEveryWritesTheExpectedCheckpoints) {
@@ -390,6 +412,10 @@ TEST(Trainer, IncompleteAndTemporaryCheckpointsAreIgnored) {
   auto r = resumed.trainer->run();
   EXPECT_EQ(r.steps.size(), 2u);
   EXPECT_EQ(r.steps.front().step, 3);
+  // The final save replaced the folder that had lost its marker.
+  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000004");
+  EXPECT_EQ(ft::train::read_checkpoint(root / "step-000004").state.step, 4);
+  EXPECT_FALSE(fs::exists(root / ".tmp-step-000004"));
   fs::remove_all(dir);
 }
 
