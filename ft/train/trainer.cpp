@@ -328,7 +328,7 @@ TrainResult Trainer::run() {
     }
   }
   if (show_progress && result.reason != StopReason::finished) std::fprintf(stderr, "\n");
-  if (last_saved != step_ && step_ > 0) {
+  if (steps_this_run > 0 && last_saved != step_) {
     auto saved = save();
     if (saved) result.last_checkpoint = saved;
   }

@@ -114,7 +114,10 @@ class Trainer {
   int64_t step() const { return step_; }
   // Total optimizer steps of the run (iterations, or the steps that cover `epochs`).
   int64_t total_steps() const;
-  // A hash of the settings that shape the trajectory; a checkpoint must match it.
+  // A hash of the settings that shape the trajectory (the TrainerConfig and BatchOptions
+  // fields that choose batches, keys and steps, the training data's size and the
+  // optimizer's name; not the learning rate or schedule, which are functions); a
+  // checkpoint must match it.
   const std::string& config_hash() const { return config_hash_; }
   std::filesystem::path checkpoint_root() const;
 

@@ -380,6 +380,14 @@ TEST(Trainer, SaveEveryWritesTheExpectedCheckpoints) {
   EXPECT_EQ(five.state.config_hash, s.trainer->config_hash());
   expect_same_params(five.weights, s.model.trainable_parameters());
   expect_same_params(five.optimizer, s.optimizer->state());
+
+  // Resuming a finished run trains nothing and writes no checkpoint.
+  TrainingRun again(train, nullptr, c);
+  EXPECT_EQ(again.trainer->resume(), 5);
+  auto none = again.trainer->run();
+  EXPECT_TRUE(none.steps.empty());
+  EXPECT_EQ(none.reason, StopReason::finished);
+  EXPECT_FALSE(none.last_checkpoint.has_value());
   fs::remove_all(dir);
 }
 
