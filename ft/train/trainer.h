@@ -1,0 +1,147 @@
+// Trainer: runs training steps over a dataset for a number of iterations or epochs,
+// evaluates on a validation set, stops early, writes metrics and checkpoints, and resumes
+// from the last checkpoint so exactly that the per-step losses of an interrupted and
+// resumed run equal those of an uninterrupted one (bit for bit on CPU).
+//
+// Each micro-batch reaches the loss function as {inputs, targets, segment_ids, positions},
+// all (rows, length) int32 (ft::data::Batch; targets hold kIgnoreIndex where no loss is
+// taken). A step reads grad_accumulation micro-batches and draws one random key per
+// micro-batch from an Rng seeded with TrainerConfig::seed.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ft/core/random.h"
+#include "ft/data/batching.h"
+#include "ft/data/tokenized.h"
+#include "ft/nn/module.h"
+#include "ft/train/step.h"
+
+namespace ft::train {
+
+struct TrainerConfig {
+  int64_t iterations = 0;     // optimizer steps; 0: run `epochs` passes over the data
+  int64_t epochs = 1;         // used when iterations == 0: stop once this many are done
+  int batch_size = 4;         // rows per micro-batch (overrides BatchOptions::batch_size)
+  int grad_accumulation = 1;  // micro-batches per optimizer step
+  std::optional<float> max_grad_norm;
+  uint64_t seed = 0;  // the Rng of the step keys and the data order (BatchOptions::seed)
+  bool compile = true;
+
+  int64_t eval_every = 0;   // steps between validation passes; 0: never
+  int eval_batch_size = 0;  // 0: batch_size
+  int64_t patience = 0;     // stop after this many evaluations without a lower val loss; 0: never
+  int64_t save_every = 0;   // steps between checkpoints; 0: only when the run stops
+  std::filesystem::path output_dir;    // checkpoints go to output_dir/checkpoints; empty: none
+  std::filesystem::path metrics_path;  // JSONL, one record per step and per evaluation
+  int64_t max_steps_this_run = 0;      // stop (and save) after this many steps; 0: no limit
+  bool progress = true;                // a progress line on stderr, only when it is a terminal
+};
+
+// Validation of one batch: the summed loss, the count of predicted tokens and how many
+// of them were predicted right (argmax == target).
+struct EvalOutput {
+  mx::array loss_sum;  // () f32
+  mx::array tokens;    // () count
+  mx::array correct;   // () count
+};
+using EvalFn = std::function<EvalOutput(nn::Module& model, const Batch& batch)>;
+
+struct StepRecord {
+  int64_t step = 0;  // from 1
+  float loss = 0;
+  float learning_rate = 0;
+  float grad_norm = 0;
+  double tokens = 0;
+  double tokens_per_second = 0;
+};
+
+struct EvalRecord {
+  int64_t step = 0;
+  double loss = 0;  // mean over every predicted token of the validation set
+  double perplexity = 0;
+  double accuracy = 0;
+  double tokens = 0;
+};
+
+enum class StopReason { finished, early_stopped, stop_requested, step_limit };
+
+struct TrainResult {
+  std::vector<StepRecord> steps;  // the steps run by this call
+  std::vector<EvalRecord> evals;
+  StopReason reason = StopReason::finished;
+  int64_t step = 0;  // steps done in total, including those before a resume
+  std::optional<std::filesystem::path> last_checkpoint;
+};
+
+// Asks every running Trainer to stop after its current step and save a checkpoint. Only
+// stores to a lock-free atomic, so a SIGINT handler may call it.
+void request_stop();
+bool stop_requested();
+void clear_stop_request();
+
+class Trainer {
+ public:
+  // The model, optimizer and data must outlive the Trainer. eval_fn may be empty when
+  // valid is null or eval_every is 0. Throws ft::Error for inconsistent settings.
+  Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& optimizer,
+          const data::TokenizedData& train, const data::TokenizedData* valid,
+          data::BatchOptions batch_options, TrainerConfig config);
+
+  // Loads the latest complete checkpoint under output_dir/checkpoints, if any: weights,
+  // optimizer state, RNG, data position, step and early-stopping counters, and drops the
+  // records of later steps from the metrics file. Returns the step it resumed at (0 when
+  // there was no checkpoint). Throws ft::Error when the checkpoint was written with other
+  // settings (config hash) or does not fit the model.
+  int64_t resume();
+
+  // Trains until the iterations or epochs are done, early stopping, a stop request or
+  // max_steps_this_run; saves a checkpoint then (when output_dir is set) and every
+  // save_every steps.
+  TrainResult run();
+
+  // Validation loss, perplexity and accuracy over every token of the validation set.
+  EvalRecord evaluate();
+
+  // Called after every step, e.g. to report progress elsewhere.
+  void on_step(std::function<void(const StepRecord&)> callback) { on_step_ = std::move(callback); }
+
+  int64_t step() const { return step_; }
+  // Total optimizer steps of the run (iterations, or the steps that cover `epochs`).
+  int64_t total_steps() const;
+  // A hash of the settings that shape the trajectory (the TrainerConfig and BatchOptions
+  // fields that choose batches, keys and steps, the training data's size and the
+  // optimizer's name; not the learning rate or schedule, which are functions); a
+  // checkpoint must match it.
+  const std::string& config_hash() const { return config_hash_; }
+  std::filesystem::path checkpoint_root() const;
+
+ private:
+  bool done() const;
+  std::optional<std::filesystem::path> save();
+  void write_metrics(const std::string& line);
+
+  nn::Module& model_;
+  EvalFn eval_fn_;
+  Optimizer& optimizer_;
+  const data::TokenizedData* valid_;
+  data::BatchOptions valid_options_;
+  TrainerConfig config_;
+  data::Batcher batcher_;
+  TrainStep train_step_;
+  Rng rng_;
+  std::string config_hash_;
+
+  int64_t step_ = 0;
+  data::Position position_;
+  std::optional<double> best_val_loss_;
+  int64_t evals_without_improvement_ = 0;
+  std::function<void(const StepRecord&)> on_step_;
+};
+
+}  // namespace ft::train

@@ -1,0 +1,518 @@
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <mlx/ops.h>
+#include <mlx/random.h>
+#include <mlx/transforms.h>
+#include <nlohmann/json.hpp>
+
+#include "ft/core/error.h"
+#include "ft/models/llama.h"
+#include "ft/train/checkpoint.h"
+#include "ft/train/losses.h"
+#include "ft/train/optimizer.h"
+#include "ft/train/trainer.h"
+
+extern char** environ;
+
+namespace mx = mlx::core;
+namespace fs = std::filesystem;
+using ft::train::StopReason;
+using ft::train::Trainer;
+using ft::train::TrainerConfig;
+
+namespace {
+
+ft::models::LlamaConfig tiny_config() {
+  ft::models::LlamaConfig c;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  return c;
+}
+
+// Random samples of 4..20 tokens; the first `prompt` tokens of some are not trained.
+ft::data::TokenizedData random_data(int samples, uint32_t seed) {
+  std::mt19937 gen(seed);
+  ft::data::TokenizedData data;
+  for (int i = 0; i < samples; ++i) {
+    ft::data::Sample s;
+    int length = std::uniform_int_distribution<int>(4, 20)(gen);
+    int prompt = i % 3 == 0 ? length / 2 : 0;
+    for (int t = 0; t < length; ++t) {
+      s.ids.push_back(std::uniform_int_distribution<int32_t>(0, 63)(gen));
+      s.mask.push_back(t >= prompt ? 1 : 0);
+    }
+    data.add(s, i + 1);
+  }
+  return data;
+}
+
+// Drops a random fifth of the targets with the step's key, so the losses also depend on
+// the Rng state a resumed run must restore.
+ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array& key) {
+  auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
+  mx::array logits = model(batch[0]);
+  mx::array keep = mx::random::bernoulli(mx::array(0.8f), batch[1].shape(), key);
+  mx::array targets = mx::where(keep, batch[1], mx::array(ft::data::kIgnoreIndex));
+  mx::array loss =
+      ft::train::cross_entropy(logits, targets, {.reduction = ft::train::Reduction::sum});
+  return {loss, ft::train::num_valid_tokens(targets)};
+}
+
+ft::train::EvalOutput llama_eval(ft::nn::Module& m, const ft::Batch& batch) {
+  auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
+  mx::array logits = model(batch[0]);  // (B, L, vocab)
+  mx::array loss =
+      ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
+  mx::array valid = mx::not_equal(batch[1], mx::array(ft::data::kIgnoreIndex));
+  mx::array right = mx::logical_and(valid, mx::equal(mx::argmax(logits, -1), batch[1]));
+  return {loss, mx::sum(valid), mx::sum(right)};
+}
+
+ft::OptimizerConfig adamw() {
+  ft::OptimizerConfig c;
+  c.name = "adamw";
+  c.schedule = ft::warmup_cosine(3e-3, 3, 12, 3e-4);
+  return c;
+}
+
+ft::data::BatchOptions batch_options() {
+  ft::data::BatchOptions o;
+  o.max_seq_length = 32;
+  o.pad_multiple = 4;
+  return o;
+}
+
+// A model, optimizer and trainer built from scratch, the way a new process would.
+struct TrainingRun {
+  ft::Rng rng{7};
+  ft::models::LlamaForCausalLM model{tiny_config(), rng};
+  std::unique_ptr<ft::Optimizer> optimizer;
+  std::unique_ptr<Trainer> trainer;
+
+  TrainingRun(const ft::data::TokenizedData& train, const ft::data::TokenizedData* valid,
+              const TrainerConfig& config, const ft::OptimizerConfig& optimizer_config = adamw()) {
+    mx::eval(model.parameters().arrays());
+    optimizer = ft::make_optimizer(optimizer_config);
+    trainer = std::make_unique<Trainer>(model, llama_loss, llama_eval, *optimizer, train, valid,
+                                        batch_options(), config);
+  }
+};
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path dir =
+      fs::temp_directory_path() / ("ft_trainer_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) records.push_back(nlohmann::json::parse(line));
+  return records;
+}
+
+// The records without their timing fields, which differ between runs.
+std::vector<nlohmann::json> without_timing(std::vector<nlohmann::json> records) {
+  for (auto& r : records) {
+    r.erase("tokens_per_second");
+    r.erase("peak_memory");
+  }
+  return records;
+}
+
+// 12 samples, batch 2: 6 micro-batches an epoch, 3 steps an epoch with accumulation 2.
+TrainerConfig resume_config(const fs::path& dir) {
+  TrainerConfig c;
+  c.epochs = 3;
+  c.batch_size = 2;
+  c.grad_accumulation = 2;
+  c.max_grad_norm = 1.0f;
+  c.seed = 11;
+  c.eval_every = 2;
+  c.output_dir = dir;
+  c.metrics_path = dir / "metrics.jsonl";
+  c.progress = false;
+  return c;
+}
+
+void expect_same_steps(const std::vector<ft::train::StepRecord>& a,
+                       const std::vector<ft::train::StepRecord>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].step, b[i].step);
+    EXPECT_EQ(a[i].loss, b[i].loss) << "step " << a[i].step;
+    EXPECT_EQ(a[i].grad_norm, b[i].grad_norm) << "step " << a[i].step;
+    EXPECT_EQ(a[i].learning_rate, b[i].learning_rate) << "step " << a[i].step;
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << "step " << a[i].step;
+  }
+}
+
+void expect_same_params(const ft::ParamMap& a, const ft::ParamMap& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, value] : a)
+    EXPECT_TRUE(mx::array_equal(value, b.at(name)).item<bool>()) << name;
+}
+
+TEST(Trainer, InterruptedAndResumedRunMatchesUninterruptedBitForBit) {
+  auto train = random_data(12, 1);
+  auto valid = random_data(5, 2);
+  fs::path dir_a = fresh_dir("full"), dir_b = fresh_dir("parts");
+
+  TrainingRun full(train, &valid, resume_config(dir_a));
+  EXPECT_EQ(full.trainer->total_steps(), 9);
+  auto whole = full.trainer->run();
+  EXPECT_EQ(whole.reason, StopReason::finished);
+  ASSERT_EQ(whole.steps.size(), 9u);
+  // The losses must change over the run, or the comparison below would prove little.
+  EXPECT_NE(whole.steps.front().loss, whole.steps.back().loss);
+
+  // Part 1: a stop request during step 2 ends the run after it, with a checkpoint.
+  std::vector<ft::train::StepRecord> pieced;
+  {
+    TrainingRun part(train, &valid, resume_config(dir_b));
+    part.trainer->on_step([](const ft::train::StepRecord& r) {
+      if (r.step == 2) ft::train::request_stop();
+    });
+    auto r = part.trainer->run();
+    EXPECT_EQ(r.reason, StopReason::stop_requested);
+    EXPECT_EQ(r.step, 2);
+    EXPECT_FALSE(ft::train::stop_requested());
+    pieced.insert(pieced.end(), r.steps.begin(), r.steps.end());
+  }
+  // Part 2: a fresh process resumes and runs three steps, crossing into the second epoch.
+  {
+    TrainerConfig c = resume_config(dir_b);
+    c.max_steps_this_run = 3;
+    TrainingRun part(train, &valid, c);
+    EXPECT_EQ(part.trainer->resume(), 2);
+    auto r = part.trainer->run();
+    EXPECT_EQ(r.reason, StopReason::step_limit);
+    EXPECT_EQ(r.step, 5);
+    pieced.insert(pieced.end(), r.steps.begin(), r.steps.end());
+  }
+  // Part 3: resumes and finishes.
+  TrainingRun last(train, &valid, resume_config(dir_b));
+  EXPECT_EQ(last.trainer->resume(), 5);
+  auto r = last.trainer->run();
+  EXPECT_EQ(r.reason, StopReason::finished);
+  pieced.insert(pieced.end(), r.steps.begin(), r.steps.end());
+
+  expect_same_steps(whole.steps, pieced);
+  expect_same_params(full.model.parameters(), last.model.parameters());
+  expect_same_params(full.optimizer->state(), last.optimizer->state());
+  EXPECT_EQ(without_timing(read_jsonl(dir_a / "metrics.jsonl")),
+            without_timing(read_jsonl(dir_b / "metrics.jsonl")));
+  // 9 steps and 4 evaluations.
+  EXPECT_EQ(read_jsonl(dir_a / "metrics.jsonl").size(), 13u);
+  fs::remove_all(dir_a);
+  fs::remove_all(dir_b);
+}
+
+TEST(Trainer, MetricsRecordsHoldTheStepAndEvalFields) {
+  auto train = random_data(8, 3);
+  auto valid = random_data(4, 4);
+  fs::path dir = fresh_dir("metrics");
+  TrainerConfig c = resume_config(dir);
+  c.epochs = 0;
+  c.iterations = 2;
+  c.grad_accumulation = 1;
+  c.eval_every = 2;
+  TrainingRun s(train, &valid, c);
+  auto r = s.trainer->run();
+  auto records = read_jsonl(dir / "metrics.jsonl");
+  ASSERT_EQ(records.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(records[size_t(i)]["step"], i + 1);
+    EXPECT_EQ(records[size_t(i)]["loss"].get<float>(), r.steps[size_t(i)].loss);
+    EXPECT_EQ(records[size_t(i)]["learning_rate"].get<float>(), r.steps[size_t(i)].learning_rate);
+    EXPECT_EQ(records[size_t(i)]["grad_norm"].get<float>(), r.steps[size_t(i)].grad_norm);
+    EXPECT_EQ(records[size_t(i)]["tokens"].get<double>(), r.steps[size_t(i)].tokens);
+    EXPECT_GT(records[size_t(i)]["tokens_per_second"].get<double>(), 0);
+    EXPECT_GT(records[size_t(i)]["peak_memory"].get<double>(), 0);
+  }
+  ASSERT_EQ(r.evals.size(), 1u);
+  EXPECT_EQ(records[2]["step"], 2);
+  EXPECT_EQ(records[2]["val_loss"].get<double>(), r.evals[0].loss);
+  EXPECT_EQ(records[2]["val_ppl"].get<double>(), r.evals[0].perplexity);
+  EXPECT_EQ(records[2]["val_accuracy"].get<double>(), r.evals[0].accuracy);
+  fs::remove_all(dir);
+}
+
+// The reference reads each validation sample alone (no padding, no batching) and
+// computes log-softmax in double on the host.
+TEST(Trainer, EvaluationEqualsDirectComputation) {
+  auto train = random_data(4, 5);
+  auto valid = random_data(7, 6);
+  TrainerConfig c;
+  c.iterations = 1;
+  c.eval_batch_size = 3;
+  c.progress = false;
+  TrainingRun s(train, &valid, c);
+  auto got = s.trainer->evaluate();
+
+  double loss = 0, tokens = 0, correct = 0;
+  for (size_t i = 0; i < valid.size(); ++i) {
+    auto ids = valid.ids(i);
+    auto mask = valid.mask(i);
+    int n = int(ids.size()) - 1;
+    std::vector<int32_t> input(ids.begin(), ids.end() - 1);
+    mx::array logits = s.model(mx::array(input.data(), {1, n}, mx::int32));
+    mx::eval(logits);
+    const float* z = logits.data<float>();
+    for (int t = 0; t < n; ++t) {
+      if (!mask[size_t(t) + 1]) continue;
+      const float* row = z + size_t(t) * 64;
+      double top = row[0], sum = 0;
+      int best = 0;
+      for (int v = 0; v < 64; ++v) {
+        if (row[v] > top) top = row[v], best = v;
+      }
+      for (int v = 0; v < 64; ++v) sum += std::exp(double(row[v]) - top);
+      int target = ids[size_t(t) + 1];
+      loss += top + std::log(sum) - row[target];
+      tokens += 1;
+      correct += best == target;
+    }
+  }
+  EXPECT_EQ(got.tokens, tokens);
+  EXPECT_NEAR(got.loss, loss / tokens, 1e-5 * loss / tokens);
+  EXPECT_NEAR(got.perplexity, std::exp(loss / tokens), 1e-5 * std::exp(loss / tokens));
+  EXPECT_DOUBLE_EQ(got.accuracy, correct / tokens);
+}
+
+// With a rate of 1e-30 no f32 weight moves, so every evaluation gives the same loss and
+// none improves on the first.
+TEST(Trainer, EarlyStoppingAfterPatienceEvaluationsWithoutImprovement) {
+  auto train = random_data(8, 7);
+  auto valid = random_data(4, 8);
+  fs::path dir = fresh_dir("early");
+  TrainerConfig c;
+  c.iterations = 20;
+  c.batch_size = 2;
+  c.eval_every = 2;
+  c.patience = 3;
+  c.output_dir = dir;
+  c.progress = false;
+  ft::OptimizerConfig sgd;
+  sgd.name = "sgd";
+  sgd.learning_rate = 1e-30f;
+  TrainingRun s(train, &valid, c, sgd);
+  auto r = s.trainer->run();
+  EXPECT_EQ(r.reason, StopReason::early_stopped);
+  // Evaluations at steps 2 (best), 4, 6, 8 (third without improvement).
+  EXPECT_EQ(r.step, 8);
+  ASSERT_EQ(r.evals.size(), 4u);
+  for (const auto& e : r.evals) EXPECT_EQ(e.loss, r.evals[0].loss);
+  auto saved = ft::train::read_checkpoint(ft::train::checkpoint_folder(dir / "checkpoints", 8));
+  EXPECT_EQ(saved.state.evals_without_improvement, 3);
+  ASSERT_TRUE(saved.state.best_val_loss.has_value());
+  EXPECT_EQ(*saved.state.best_val_loss, r.evals[0].loss);
+
+  // Interrupted after step 4 and resumed, the run keeps its best loss and count of
+  // evaluations without improvement and stops at the same step.
+  fs::path split = fresh_dir("early_split");
+  c.output_dir = split;
+  c.max_steps_this_run = 4;
+  {
+    TrainingRun first(train, &valid, c, sgd);
+    EXPECT_EQ(first.trainer->run().reason, StopReason::step_limit);
+  }
+  c.max_steps_this_run = 0;
+  TrainingRun second(train, &valid, c, sgd);
+  EXPECT_EQ(second.trainer->resume(), 4);
+  auto rest = second.trainer->run();
+  EXPECT_EQ(rest.reason, StopReason::early_stopped);
+  EXPECT_EQ(rest.step, 8);
+  fs::remove_all(dir);
+  fs::remove_all(split);
+}
+
+TEST(Trainer, SaveEveryWritesTheExpectedCheckpoints) {
+  auto train = random_data(10, 9);
+  fs::path dir = fresh_dir("save");
+  TrainerConfig c;
+  c.iterations = 5;
+  c.batch_size = 2;
+  c.save_every = 2;
+  c.output_dir = dir;
+  c.progress = false;
+  TrainingRun s(train, nullptr, c);
+  auto r = s.trainer->run();
+  EXPECT_EQ(r.reason, StopReason::finished);
+
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"latest", "step-000002", "step-000004", "step-000005"}));
+  std::ifstream latest(dir / "checkpoints" / "latest");
+  std::string pointer;
+  latest >> pointer;
+  EXPECT_EQ(pointer, "step-000005");
+  ASSERT_TRUE(r.last_checkpoint.has_value());
+  EXPECT_EQ(*r.last_checkpoint, dir / "checkpoints" / "step-000005");
+
+  // 5 batches an epoch: after 4 steps the next batch is (0, 4); after 5, (1, 0).
+  auto four = ft::train::read_checkpoint(dir / "checkpoints" / "step-000004");
+  EXPECT_EQ(four.state.step, 4);
+  EXPECT_EQ(four.state.position, (ft::data::Position{0, 4}));
+  auto five = ft::train::read_checkpoint(dir / "checkpoints" / "step-000005");
+  EXPECT_EQ(five.state.position, (ft::data::Position{1, 0}));
+  EXPECT_EQ(five.state.config_hash, s.trainer->config_hash());
+  expect_same_params(five.weights, s.model.trainable_parameters());
+  expect_same_params(five.optimizer, s.optimizer->state());
+
+  // Resuming a finished run trains nothing and writes no checkpoint.
+  TrainingRun again(train, nullptr, c);
+  EXPECT_EQ(again.trainer->resume(), 5);
+  auto none = again.trainer->run();
+  EXPECT_TRUE(none.steps.empty());
+  EXPECT_EQ(none.reason, StopReason::finished);
+  EXPECT_FALSE(none.last_checkpoint.has_value());
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, IncompleteAndTemporaryCheckpointsAreIgnored) {
+  auto train = random_data(10, 10);
+  fs::path dir = fresh_dir("incomplete");
+  TrainerConfig c;
+  c.iterations = 4;
+  c.batch_size = 2;
+  c.save_every = 2;
+  c.output_dir = dir;
+  c.progress = false;
+  {
+    TrainingRun s(train, nullptr, c);
+    s.trainer->run();
+  }
+  fs::path root = dir / "checkpoints";
+  // A later step whose write stopped before the marker, and a finished temporary folder
+  // that was never renamed.
+  fs::copy(root / "step-000004", root / "step-000006");
+  fs::remove(root / "step-000006" / "complete");
+  fs::copy(root / "step-000004", root / ".tmp-step-000008");
+  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000004");
+  EXPECT_THROW(ft::train::read_checkpoint(root / "step-000006"), ft::Error);
+
+  fs::remove(root / "step-000004" / "complete");
+  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000002");
+  TrainingRun resumed(train, nullptr, c);
+  EXPECT_EQ(resumed.trainer->resume(), 2);
+  auto r = resumed.trainer->run();
+  EXPECT_EQ(r.steps.size(), 2u);
+  EXPECT_EQ(r.steps.front().step, 3);
+  // The final save replaced the folder that had lost its marker.
+  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000004");
+  EXPECT_EQ(ft::train::read_checkpoint(root / "step-000004").state.step, 4);
+  EXPECT_FALSE(fs::exists(root / ".tmp-step-000004"));
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, ResumeRefusesACheckpointOfOtherSettings) {
+  auto train = random_data(6, 11);
+  fs::path dir = fresh_dir("hash");
+  TrainerConfig c;
+  c.iterations = 2;
+  c.batch_size = 2;
+  c.output_dir = dir;
+  c.progress = false;
+  {
+    TrainingRun s(train, nullptr, c);
+    s.trainer->run();
+  }
+  c.grad_accumulation = 2;
+  TrainingRun other(train, nullptr, c);
+  EXPECT_THROW(other.trainer->resume(), ft::Error);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, RejectsInconsistentSettings) {
+  auto train = random_data(4, 12);
+  TrainerConfig c;
+  c.eval_every = 1;  // no validation set
+  EXPECT_THROW(TrainingRun(train, nullptr, c), ft::Error);
+  c.eval_every = 0;
+  c.grad_accumulation = 0;
+  EXPECT_THROW(TrainingRun(train, nullptr, c), ft::Error);
+}
+
+// kill -9 between checkpoints: a child process (this binary, running the helper test
+// below) trains with a checkpoint every 2 steps and kills itself after step 5; the parent
+// resumes from step 4 and must reproduce the uninterrupted run's metrics.
+constexpr const char* kKillDirVariable = "FT_TRAINER_KILL_DIR";
+
+TrainerConfig kill_config(const fs::path& dir) {
+  TrainerConfig c = resume_config(dir);
+  c.save_every = 2;
+  return c;
+}
+
+TEST(TrainerKillHelper, TrainsAndKillsItselfAfterStep5) {
+  const char* dir = std::getenv(kKillDirVariable);
+  if (!dir) GTEST_SKIP() << "run by Trainer.KilledRunResumesFromItsLastCheckpoint";
+  auto train = random_data(12, 1);
+  auto valid = random_data(5, 2);
+  TrainingRun s(train, &valid, kill_config(dir));
+  s.trainer->on_step([](const ft::train::StepRecord& r) {
+    if (r.step == 5) ::raise(SIGKILL);
+  });
+  s.trainer->run();
+}
+
+TEST(Trainer, KilledRunResumesFromItsLastCheckpoint) {
+  auto train = random_data(12, 1);
+  auto valid = random_data(5, 2);
+  fs::path dir_a = fresh_dir("kill_full"), dir_b = fresh_dir("kill_parts");
+  {
+    TrainingRun full(train, &valid, kill_config(dir_a));
+    full.trainer->run();
+  }
+
+  std::string filter = "--gtest_filter=TrainerKillHelper.TrainsAndKillsItselfAfterStep5";
+  std::string variable = std::string(kKillDirVariable) + "=" + dir_b.string();
+  std::vector<char*> env;
+  for (char** e = environ; *e; ++e) env.push_back(*e);
+  env.push_back(variable.data());
+  env.push_back(nullptr);
+  std::string self = fs::read_symlink("/proc/self/exe").string();
+  char* argv[] = {self.data(), filter.data(), nullptr};
+  pid_t child = 0;
+  ASSERT_EQ(::posix_spawn(&child, self.c_str(), nullptr, nullptr, argv, env.data()), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status;
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  // Step 5's record reached the metrics file, its checkpoint did not.
+  EXPECT_EQ(read_jsonl(dir_b / "metrics.jsonl").back()["step"], 5);
+  EXPECT_EQ(ft::train::latest_checkpoint(dir_b / "checkpoints"),
+            dir_b / "checkpoints" / "step-000004");
+
+  TrainingRun resumed(train, &valid, kill_config(dir_b));
+  EXPECT_EQ(resumed.trainer->resume(), 4);
+  resumed.trainer->run();
+  EXPECT_EQ(without_timing(read_jsonl(dir_a / "metrics.jsonl")),
+            without_timing(read_jsonl(dir_b / "metrics.jsonl")));
+  fs::remove_all(dir_a);
+  fs::remove_all(dir_b);
+}
+
+}  // namespace
