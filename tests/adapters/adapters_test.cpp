@@ -331,6 +331,41 @@ TEST(Fuse, FusedFolderGivesTheLogitsOfBasePlusAdapter) {
   }
 }
 
+// A quantized base (8-bit, group 32, as QLoRA trains): the adapter applies to the
+// QuantizedLinear layers, and fusing with dequantize gives plain Linear layers computing
+// base + adapter, while without it the merged weights are quantized again.
+TEST(Fuse, DequantizesOnRequest) {
+  auto quantized_model = [] {
+    auto model = models::load_model(kModel);
+    for (const auto& [path, module] : model->named_modules())
+      if (auto* linear = dynamic_cast<nn::Linear*>(module);
+          linear && path.find(".layers.") != std::string::npos && linear->in_features() % 32 == 0)
+        model->replace_module(path, nn::QuantizedLinear::from_linear(*linear, 32, 8));
+    return model;
+  };
+  const ParamMap want = expected("mlx_lora");
+  auto model = quantized_model();
+  io::apply_adapter(*model, kAdapters / "mlx_lora");
+  const auto adapted = logits_of(*model, want);
+  // The 8-bit base stays close to the float one.
+  EXPECT_LT(relative_error(adapted, want.at("logits")), 1e-1f);
+
+  models::fuse_adapter(*model, /*dequantize=*/true);
+  EXPECT_NE(dynamic_cast<nn::Linear*>(model->find_module("model.layers.0.self_attn.q_proj").get()),
+            nullptr);
+  EXPECT_LT(relative_error(logits_of(*model, want), adapted), 1e-5f);
+
+  auto requantized = quantized_model();
+  io::apply_adapter(*requantized, kAdapters / "mlx_lora");
+  models::fuse_adapter(*requantized, /*dequantize=*/false);
+  EXPECT_NE(dynamic_cast<nn::QuantizedLinear*>(
+                requantized->find_module("model.layers.0.self_attn.q_proj").get()),
+            nullptr);
+  const float requantized_error = relative_error(logits_of(*requantized, want), adapted);
+  EXPECT_GT(requantized_error, 0.0f);  // the merged weights were rounded again
+  EXPECT_LT(requantized_error, 1e-1f);
+}
+
 TEST(Fuse, RefusesAModelWithoutAdapters) {
   auto model = models::load_model(kModel);
   testing::expect_error([&] { models::fuse_adapter(*model); }, "no LoRA or DoRA layers");
