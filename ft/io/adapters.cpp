@@ -1,0 +1,463 @@
+#include "ft/io/adapters.h"
+
+#include <unistd.h>  // defines: getpid, for names of temporary folders
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include <mlx/ops.h>
+
+#include "ft/core/error.h"
+
+namespace ft::io {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kPlace = "adapter";
+const std::string kPeftPrefix = "base_model.model.";
+
+// Every LoRA/DoRA wrapper under model, by path.
+std::vector<std::pair<std::string, const nn::LoRALinear*>> wrappers(const nn::Module& model) {
+  std::vector<std::pair<std::string, const nn::LoRALinear*>> out;
+  for (const auto& [path, module] : model.named_modules())
+    if (auto* w = dynamic_cast<const nn::LoRALinear*>(module)) out.emplace_back(path, w);
+  return out;
+}
+
+// "model.layers.12.self_attn.q_proj" -> 12 and "self_attn.q_proj"; -1 off the layers.
+std::pair<int, std::string> split_layer(const std::string& path) {
+  static const std::regex re(R"(^model\.layers\.(\d+)\.(.+)$)");
+  std::smatch m;
+  if (!std::regex_match(path, m, re)) return {-1, ""};
+  return {std::stoi(m[1].str()), m[2].str()};
+}
+
+std::string escape_regex(const std::string& s) {
+  static const std::string special = R"(\^$.|?*+()[]{})";
+  std::string out;
+  for (char c : s) {
+    if (special.find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// A regex that matches exactly these paths (std::regex_search with anchors; PEFT's
+// re.fullmatch accepts it too).
+std::string exact_regex(const std::vector<std::string>& paths) {
+  std::string re = "^(";
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (i > 0) re += '|';
+    re += escape_regex(paths[i]);
+  }
+  re += ")$";
+  return re;
+}
+
+void write_json(const fs::path& file, const json& value) {
+  std::ofstream f(file, std::ios::binary);
+  f << value.dump(2) << "\n";
+  f.close();
+  FT_CHECK(f, kPlace, file.string(), ": cannot write");
+}
+
+// ".<name><kind><tag>", a hidden sibling of out_dir.
+fs::path sibling(const fs::path& parent, const fs::path& out_dir, const char* kind,
+                 const std::string& tag) {
+  std::string name = ".";
+  name += out_dir.filename().string();
+  name += kind;
+  name += tag;
+  return parent / name;
+}
+
+// Builds out_dir through fill(tmp) in a sibling folder renamed into place at the end.
+void write_folder_atomically(const fs::path& out_dir,
+                             const std::function<void(const fs::path&)>& fill) {
+  FT_CHECK(!out_dir.filename().empty(), kPlace, out_dir.string(),
+           ": the output needs a folder name");
+  std::error_code ec;
+  const fs::path parent = out_dir.parent_path().empty() ? fs::path(".") : out_dir.parent_path();
+  fs::create_directories(parent, ec);
+  FT_CHECK(!ec, kPlace, out_dir.string(), ": cannot create ", parent.string(), ": ", ec.message());
+  FT_CHECK(!fs::exists(out_dir, ec) || fs::is_directory(out_dir, ec), kPlace, out_dir.string(),
+           ": exists and is not a folder");
+  const std::string tag = std::to_string(getpid());
+  const fs::path tmp = sibling(parent, out_dir, ".partial-", tag);
+  fs::remove_all(tmp, ec);
+  fs::create_directory(tmp, ec);
+  FT_CHECK(!ec, kPlace, out_dir.string(), ": cannot write in ", parent.string(), ": ",
+           ec.message());
+  try {
+    fill(tmp);
+    const fs::path old = sibling(parent, out_dir, ".old-", tag);
+    const bool replace = fs::exists(out_dir, ec);
+    if (replace) {
+      fs::remove_all(old, ec);
+      fs::rename(out_dir, old, ec);
+      FT_CHECK(!ec, kPlace, out_dir.string(), ": cannot replace: ", ec.message());
+    }
+    fs::rename(tmp, out_dir, ec);
+    FT_CHECK(!ec, kPlace, out_dir.string(), ": cannot rename into place: ", ec.message());
+    if (replace) fs::remove_all(old, ec);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+struct Collected {
+  std::vector<std::string> paths;  // in named_modules order
+  int rank = 0;
+  bool dora = false;
+};
+
+Collected collect(const nn::Module& model, const nn::LoraConfig& config) {
+  Collected c;
+  for (const auto& [path, w] : wrappers(model)) {
+    FT_CHECK(c.rank == 0 || c.rank == w->rank(), kPlace, "adapters of ranks ", c.rank, " and ",
+             w->rank(), " in one model cannot be saved with one rank");
+    c.rank = w->rank();
+    c.dora = c.dora || dynamic_cast<const nn::DoRALinear*>(w) != nullptr;
+    c.paths.push_back(path);
+  }
+  FT_CHECK(!c.paths.empty(), kPlace, "the model has no LoRA or DoRA layers to save");
+  FT_CHECK(c.dora == config.dora, kPlace, "the config says dora = ", config.dora,
+           " but the model's adapters say otherwise");
+  return c;
+}
+
+float lora_scale(const nn::LoraConfig& config, int rank) {
+  return config.rslora ? config.alpha / std::sqrt(static_cast<float>(rank))
+                       : config.alpha / static_cast<float>(rank);
+}
+
+json read_json(const fs::path& file) {
+  std::ifstream f(file, std::ios::binary);
+  FT_CHECK(f, kPlace, file.string(), ": cannot open");
+  try {
+    return json::parse(f);
+  } catch (const json::exception& e) {
+    throw Error(kPlace, file.string() + ": not valid JSON: " + e.what());
+  }
+}
+
+template <typename T>
+T field(const json& j, const char* key, const fs::path& file) {
+  FT_CHECK(j.contains(key) && !j[key].is_null(), kPlace, file.string(), ": missing '", key, "'");
+  try {
+    return j[key].get<T>();
+  } catch (const json::exception&) {
+    throw Error(kPlace, file.string() + ": '" + key + "' has the wrong type: " + j[key].dump());
+  }
+}
+
+Adapter read_peft(const fs::path& dir) {
+  const fs::path config_file = dir / "adapter_config.json";
+  const fs::path weights_file = dir / "adapter_model.safetensors";
+  json j = read_json(config_file);
+  Adapter a;
+  a.format = AdapterFormat::peft;
+  const auto type = field<std::string>(j, "peft_type", config_file);
+  FT_CHECK(type == "LORA", kPlace, config_file.string(), ": peft_type ", type,
+           " is not supported (only LORA)");
+  for (const char* key : {"rank_pattern", "alpha_pattern"})
+    FT_CHECK(!j.contains(key) || j[key].is_null() || j[key].empty(), kPlace, config_file.string(),
+             ": ", key, " is not supported");
+  FT_CHECK(j.value("bias", std::string("none")) == "none", kPlace, config_file.string(),
+           ": bias other than \"none\" is not supported");
+  FT_CHECK(!j.value("lora_bias", false), kPlace, config_file.string(),
+           ": lora_bias is not supported");
+  FT_CHECK(!j.value("fan_in_fan_out", false), kPlace, config_file.string(),
+           ": fan_in_fan_out is not supported");
+  a.config.rank = field<int>(j, "r", config_file);
+  a.config.alpha = field<float>(j, "lora_alpha", config_file);
+  a.config.dropout = j.value("lora_dropout", 0.0f);
+  a.config.rslora = j.value("use_rslora", false);
+  a.config.dora = j.value("use_dora", false);
+  if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
+    a.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
+
+  ParamMap raw = ParamMap::load_safetensors(weights_file.string());
+  for (const auto& [name, value] : raw) {
+    FT_CHECK(name.rfind(kPeftPrefix, 0) == 0, kPlace, weights_file.string(), ": tensor '", name,
+             "' does not start with '", kPeftPrefix, "'");
+    std::string rest = name.substr(kPeftPrefix.size());
+    static const std::vector<std::pair<std::string, std::string>> suffixes = {
+        {".lora_A.weight", "lora_A"},
+        {".lora_B.weight", "lora_B"},
+        {".lora_magnitude_vector", "lora_magnitude"}};
+    bool known = false;
+    for (const auto& [suffix, ours] : suffixes) {
+      if (rest.size() > suffix.size() &&
+          rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        a.weights.set(rest.substr(0, rest.size() - suffix.size()) + "." + ours, value);
+        known = true;
+        break;
+      }
+    }
+    FT_CHECK(known, kPlace, weights_file.string(), ": tensor '", name,
+             "' is not a LoRA or DoRA tensor");
+  }
+  return a;
+}
+
+Adapter read_mlx_lm(const fs::path& dir) {
+  const fs::path config_file = dir / "adapter_config.json";
+  const fs::path weights_file = dir / "adapters.safetensors";
+  json j = read_json(config_file);
+  Adapter a;
+  a.format = AdapterFormat::mlx_lm;
+  const auto type = j.value("fine_tune_type", std::string("lora"));
+  FT_CHECK(type == "lora" || type == "dora", kPlace, config_file.string(), ": fine_tune_type ",
+           type, " is not supported (lora or dora)");
+  a.config.dora = type == "dora";
+  FT_CHECK(j.contains("lora_parameters") && j["lora_parameters"].is_object(), kPlace,
+           config_file.string(), ": missing 'lora_parameters'");
+  const json& p = j["lora_parameters"];
+  a.config.rank = field<int>(p, "rank", config_file);
+  FT_CHECK(a.config.rank > 0, kPlace, config_file.string(), ": rank must be positive");
+  // mlx-lm stores the product alpha / r directly.
+  a.config.alpha = field<float>(p, "scale", config_file) * static_cast<float>(a.config.rank);
+  a.config.dropout = p.value("dropout", 0.0f);
+
+  ParamMap raw = ParamMap::load_safetensors(weights_file.string());
+  for (const auto& [name, value] : raw) {
+    const size_t dot = name.rfind('.');
+    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
+    const std::string module = dot == std::string::npos ? "" : name.substr(0, dot);
+    FT_CHECK(!module.empty() && (leaf == "lora_a" || leaf == "lora_b" || leaf == "m"), kPlace,
+             weights_file.string(), ": tensor '", name, "' is not a LoRA or DoRA tensor");
+    if (leaf == "m") {
+      a.weights.set(module + ".lora_magnitude", value);
+    } else {
+      FT_CHECK(value.ndim() == 2, kPlace, weights_file.string(), ": tensor '", name,
+               "' is not a matrix");
+      a.weights.set(module + (leaf == "lora_a" ? ".lora_A" : ".lora_B"), mx::transpose(value));
+    }
+  }
+  return a;
+}
+
+}  // namespace
+
+ParamMap adapter_parameters(const nn::Module& model) {
+  ParamMap all = model.parameters();
+  ParamMap out;
+  for (const auto& [path, w] : wrappers(model))
+    for (const auto& name : w->adapter_names()) {
+      const std::string full = path + "." + name;
+      out.set(full, all.at(full));
+    }
+  return out;
+}
+
+void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
+                       const std::string& base_model_name_or_path, const fs::path& out_dir) {
+  const Collected c = collect(model, config);
+  ParamMap ours = adapter_parameters(model);
+  ParamMap tensors;
+  for (const auto& [name, value] : ours) {
+    const size_t dot = name.rfind('.');
+    const std::string module = name.substr(0, dot), leaf = name.substr(dot + 1);
+    const std::string peft_leaf = leaf == "lora_A"   ? "lora_A.weight"
+                                  : leaf == "lora_B" ? "lora_B.weight"
+                                                     : "lora_magnitude_vector";
+    tensors.set(kPeftPrefix + module + "." + peft_leaf, value);
+  }
+  tensors.eval();
+
+  // Module names when they describe the set exactly (every Linear with those names in the
+  // chosen layers is adapted, as apply_lora did), else a regex naming each path.
+  json j;
+  if (config.target_regex.empty()) {
+    std::set<std::string> names;
+    for (const auto& p : c.paths) names.insert(p.substr(p.rfind('.') + 1));
+    j["target_modules"] = std::vector<std::string>(names.begin(), names.end());
+  } else {
+    j["target_modules"] = exact_regex(c.paths);
+  }
+  if (config.num_layers > 0 && config.target_regex.empty()) {
+    std::set<int> layers;
+    for (const auto& p : c.paths)
+      if (int i = split_layer(p).first; i >= 0) layers.insert(i);
+    j["layers_to_transform"] = std::vector<int>(layers.begin(), layers.end());
+    j["layers_pattern"] = "layers";
+  } else {
+    j["layers_to_transform"] = nullptr;
+    j["layers_pattern"] = nullptr;
+  }
+  j["peft_type"] = "LORA";
+  j["task_type"] = "CAUSAL_LM";
+  j["r"] = c.rank;
+  j["lora_alpha"] = config.alpha;
+  j["lora_dropout"] = config.dropout;
+  j["use_rslora"] = config.rslora;
+  j["use_dora"] = config.dora;
+  j["bias"] = "none";
+  j["fan_in_fan_out"] = false;
+  j["inference_mode"] = true;
+  j["init_lora_weights"] = true;
+  j["modules_to_save"] = nullptr;
+  j["rank_pattern"] = json::object();
+  j["alpha_pattern"] = json::object();
+  j["base_model_name_or_path"] = base_model_name_or_path;
+
+  write_folder_atomically(out_dir, [&](const fs::path& tmp) {
+    tensors.save_safetensors((tmp / "adapter_model.safetensors").string(), {{"format", "pt"}});
+    write_json(tmp / "adapter_config.json", j);
+  });
+}
+
+void save_mlx_lm_adapter(const nn::Module& model, const nn::LoraConfig& config,
+                         const fs::path& out_dir) {
+  const Collected c = collect(model, config);
+  // mlx-lm adapts `keys` (paths inside a decoder layer) in each of the last num_layers
+  // layers: check that the adapted set has that form.
+  std::set<int> layers;
+  std::set<std::string> keys;
+  std::set<std::pair<int, std::string>> adapted;
+  for (const auto& p : c.paths) {
+    auto [layer, key] = split_layer(p);
+    FT_CHECK(layer >= 0, kPlace, "mlx-lm adapters only sit in model.layers.<i>; '", p,
+             "' cannot be saved in its layout");
+    layers.insert(layer);
+    keys.insert(key);
+    adapted.insert({layer, key});
+  }
+  int total_layers = 0;
+  for (const auto& [path, module] : model.named_modules())
+    if (auto [layer, key] = split_layer(path); layer >= 0)
+      total_layers = std::max(total_layers, layer + 1);
+  const int num_layers = static_cast<int>(layers.size());
+  FT_CHECK(
+      *layers.begin() == total_layers - num_layers && adapted.size() == layers.size() * keys.size(),
+      kPlace,
+      "mlx-lm adapts the same modules in each of the last N layers; this model's adapters "
+      "do not have that form");
+
+  ParamMap tensors;
+  for (const auto& [name, value] : adapter_parameters(model)) {
+    const size_t dot = name.rfind('.');
+    const std::string module = name.substr(0, dot), leaf = name.substr(dot + 1);
+    if (leaf == "lora_magnitude")
+      tensors.set(module + ".m", value);
+    else
+      tensors.set(module + (leaf == "lora_A" ? ".lora_a" : ".lora_b"),
+                  mx::contiguous(mx::transpose(value)));
+  }
+  tensors.eval();
+
+  json j;
+  j["fine_tune_type"] = config.dora ? "dora" : "lora";
+  j["num_layers"] = num_layers;
+  j["lora_parameters"] = {{"rank", c.rank},
+                          {"scale", lora_scale(config, c.rank)},
+                          {"dropout", config.dropout},
+                          {"keys", std::vector<std::string>(keys.begin(), keys.end())}};
+  write_folder_atomically(out_dir, [&](const fs::path& tmp) {
+    tensors.save_safetensors((tmp / "adapters.safetensors").string(), {{"format", "mlx"}});
+    write_json(tmp / "adapter_config.json", j);
+  });
+}
+
+Adapter load_adapter(const fs::path& dir) {
+  std::error_code ec;
+  FT_CHECK(fs::is_directory(dir, ec), kPlace, dir.string(), ": not a folder");
+  Adapter a;
+  if (fs::is_regular_file(dir / "adapter_model.safetensors", ec))
+    a = read_peft(dir);
+  else if (fs::is_regular_file(dir / "adapters.safetensors", ec))
+    a = read_mlx_lm(dir);
+  else
+    throw Error(kPlace, dir.string() +
+                            ": holds neither adapter_model.safetensors (PEFT) nor "
+                            "adapters.safetensors (mlx-lm)");
+  const fs::path weights_file = dir / (a.format == AdapterFormat::peft ? "adapter_model.safetensors"
+                                                                       : "adapters.safetensors");
+  FT_CHECK(!a.weights.empty(), kPlace, weights_file.string(), ": holds no tensors");
+
+  // Each module needs lora_A and lora_B (and a magnitude exactly when DoRA), of the rank.
+  std::set<std::string> modules;
+  for (const auto& [name, value] : a.weights) modules.insert(name.substr(0, name.rfind('.')));
+  std::vector<std::string> problems;
+  for (const auto& m : modules) {
+    const mx::array* A = a.weights.find(m + ".lora_A");
+    const mx::array* B = a.weights.find(m + ".lora_B");
+    const bool has_m = a.weights.contains(m + ".lora_magnitude");
+    if (!A || !B)
+      problems.push_back(m + " lacks lora_A or lora_B");
+    else if (A->ndim() != 2 || B->ndim() != 2 || A->shape(0) != a.config.rank ||
+             B->shape(1) != a.config.rank)
+      problems.push_back(m + ": lora_A/lora_B are not of rank " + std::to_string(a.config.rank));
+    if (has_m != a.config.dora)
+      problems.push_back(m + (a.config.dora ? " lacks the DoRA magnitude"
+                                            : " has a DoRA magnitude but the config is LoRA"));
+  }
+  if (!problems.empty()) {
+    std::string msg = weights_file.string() + ":";
+    for (const auto& p : problems) msg += " " + p + ";";
+    msg.pop_back();
+    throw Error(kPlace, msg);
+  }
+  a.modules.assign(modules.begin(), modules.end());
+  a.config.target_modules.clear();
+  a.config.target_regex = exact_regex(a.modules);
+  a.config.num_layers = 0;
+  return a;
+}
+
+std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir) {
+  Adapter a = load_adapter(dir);
+  const fs::path weights_file = dir / (a.format == AdapterFormat::peft ? "adapter_model.safetensors"
+                                                                       : "adapters.safetensors");
+  // Check every module against the model before changing anything.
+  std::vector<std::string> problems;
+  for (const auto& m : a.modules) {
+    auto module = model.find_module(m);
+    int in = 0, out = 0;
+    if (auto* l = dynamic_cast<nn::Linear*>(module.get())) {
+      in = l->in_features(), out = l->out_features();
+    } else if (auto* q = dynamic_cast<nn::QuantizedLinear*>(module.get())) {
+      in = q->in_features(), out = q->out_features();
+    } else {
+      problems.push_back("'" + m + "' is not a Linear layer of the model");
+      continue;
+    }
+    const auto& A = a.weights.at(m + ".lora_A");
+    const auto& B = a.weights.at(m + ".lora_B");
+    if (A.shape(1) != in || B.shape(0) != out)
+      problems.push_back("'" + m + "' is (" + std::to_string(out) + ", " + std::to_string(in) +
+                         ") in the model but the adapter is for (" + std::to_string(B.shape(0)) +
+                         ", " + std::to_string(A.shape(1)) + ")");
+    if (const auto* mag = a.weights.find(m + ".lora_magnitude");
+        mag && (mag->ndim() != 1 || mag->shape(0) != out))
+      problems.push_back("'" + m + "': the DoRA magnitude does not have " + std::to_string(out) +
+                         " entries");
+  }
+  if (!problems.empty()) {
+    std::string msg = weights_file.string() + " does not fit this model (" +
+                      std::to_string(problems.size()) + " problem" +
+                      (problems.size() > 1 ? "s" : "") + "):";
+    for (const auto& p : problems) msg += " " + p + ";";
+    msg.pop_back();
+    throw Error(kPlace, msg);
+  }
+
+  a.config.dtype = a.weights.begin()->second.dtype();
+  auto paths = nn::apply_lora(model, a.config);
+  FT_ASSERT(paths.size() == a.modules.size());
+  model.load(a.weights, /*strict=*/false);
+  return paths;
+}
+
+}  // namespace ft::io

@@ -1,0 +1,65 @@
+// LoRA/DoRA adapters on disk, in the two layouts other tools read:
+//
+//   PEFT:   adapter_model.safetensors + adapter_config.json (peft_type LORA). Tensors
+//           "base_model.model.<module>.lora_A.weight" (r, in), ".lora_B.weight"
+//           (out, r) and, for DoRA, ".lora_magnitude_vector" (out,).
+//   mlx-lm: adapters.safetensors + adapter_config.json (fine_tune_type lora|dora,
+//           num_layers, lora_parameters {rank, scale, dropout, keys}). Tensors
+//           "<module>.lora_a" (in, r), ".lora_b" (r, out) (transposed against PEFT)
+//           and, for DoRA, ".m" (out,).
+//
+// In memory an adapter is ft's own names (Note [LoRA parameter names] in nn/lora.h):
+// "<module>.lora_A" (r, in), ".lora_B" (out, r), ".lora_magnitude" (out,).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ft/core/param_map.h"
+#include "ft/nn/lora.h"
+#include "ft/nn/module.h"
+
+namespace ft::io {
+
+enum class AdapterFormat { peft, mlx_lm };
+
+struct Adapter {
+  AdapterFormat format = AdapterFormat::peft;
+  // The adapted modules are named exactly: target_regex matches these paths and no
+  // others, whatever targets the file's config used.
+  nn::LoraConfig config;
+  std::vector<std::string> modules;     // adapted module paths, sorted
+  ParamMap weights;                     // ft's names, float arrays as stored
+  std::string base_model_name_or_path;  // PEFT only; empty otherwise
+};
+
+// The adapter parameters of every LoRA/DoRA wrapper under model, in ft's names.
+ParamMap adapter_parameters(const nn::Module& model);
+
+// Writes out_dir in PEFT's layout. config supplies alpha, dropout, rsLoRA and DoRA (the
+// rank and the adapted modules come from the model). The folder is built beside out_dir
+// and renamed into place; an existing out_dir is replaced. Throws ft::Error when the
+// model has no adapters.
+void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
+                       const std::string& base_model_name_or_path,
+                       const std::filesystem::path& out_dir);
+
+// Writes out_dir in mlx-lm's layout, atomically as above. mlx-lm adapts the same keys in
+// each of the last num_layers decoder layers, so the adapted modules must all sit under
+// "model.layers.<i>." and form such a set; otherwise ft::Error.
+void save_mlx_lm_adapter(const nn::Module& model, const nn::LoraConfig& config,
+                         const std::filesystem::path& out_dir);
+
+// Reads either layout (told apart by the weights file's name). Throws ft::Error naming
+// the file for a missing or unreadable file, an unsupported setting (PEFT rank_pattern,
+// alpha_pattern, a bias, a peft_type other than LORA) or inconsistent tensors.
+Adapter load_adapter(const std::filesystem::path& dir);
+
+// apply_lora with the adapter's config, then the adapter's values. Every adapted module
+// must exist in model as a Linear or QuantizedLinear of matching shape; otherwise one
+// ft::Error naming the adapter file lists every problem and the model is left untouched.
+// Returns the adapted paths.
+std::vector<std::string> apply_adapter(nn::Module& model, const std::filesystem::path& dir);
+
+}  // namespace ft::io

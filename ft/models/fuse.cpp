@@ -1,0 +1,53 @@
+#include "ft/models/fuse.h"
+
+#include "ft/core/error.h"
+#include "ft/io/adapters.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/registry.h"
+#include "ft/nn/lora.h"
+
+namespace ft::models {
+namespace fs = std::filesystem;
+
+std::vector<std::string> fuse_adapter(nn::Module& model, bool dequantize) {
+  auto paths = nn::fuse_lora(model, dequantize);
+  FT_CHECK(!paths.empty(), "fuse", "the model has no LoRA or DoRA layers to merge");
+  return paths;
+}
+
+namespace {
+
+mx::Dtype folder_dtype(const io::ModelConfig& config) {
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!config.json().contains(key) || !config.json()[key].is_string()) continue;
+    const auto name = config.json()[key].get<std::string>();
+    if (name == "bfloat16") return mx::bfloat16;
+    if (name == "float16") return mx::float16;
+    if (name == "float32") return mx::float32;
+  }
+  return mx::float32;
+}
+
+}  // namespace
+
+void fuse_model_folder(const fs::path& model_dir, const fs::path& adapter_dir,
+                       const fs::path& out_dir, const FuseOptions& options) {
+  const io::ModelConfig config = io::read_config(model_dir);
+  auto model = load_model(model_dir, options.dtype.value_or(folder_dtype(config)));
+  io::apply_adapter(*model, adapter_dir);
+  fuse_adapter(*model, options.dequantize);
+
+  nlohmann::json out_config = config.json();
+  if (options.dequantize) {
+    out_config.erase("quantization");
+    out_config.erase("quantization_config");
+  }
+  io::SaveOptions save;
+  std::error_code ec;
+  for (const char* name :
+       {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "generation_config.json"})
+    if (fs::is_regular_file(model_dir / name, ec)) save.copy_tokenizer_from = model_dir;
+  io::save_model_folder(model->parameters(), out_config, out_dir, save);
+}
+
+}  // namespace ft::models
