@@ -70,6 +70,25 @@ INSTANTIATE_TEST_SUITE_P(Golden, CachedForward,
                          ::testing::Values("llama", "qwen3", "mistral", "llama_linear",
                                            "llama3_tied", "qwen2"));
 
+// Dynamic NTK scaling (max_position_embeddings 8 here) picks its base from the
+// positions seen: a cached run equals the full forward up to 8 positions, and a prompt
+// of 12 in one chunk equals it too (the same base for all of them).
+TEST(CachedForwardDynamicRope, EqualsTheFullForwardWhereHuggingFaceAgrees) {
+  auto model = ft::models::load_model(kModels / "llama_dynamic", mx::float32);
+  model->eval();
+  ASSERT_EQ(model->config().max_position_embeddings, 8);
+  mx::array ids = random_ids(1, 12, model->config().vocab_size, 9);
+  mx::array first8 = columns(ids, 0, 8);
+  mx::array full8 = (*model)(first8);
+  ft::generate::KVCache cache(model->config().num_hidden_layers);
+  EXPECT_LT(max_abs_diff(model->forward(columns(ids, 0, 6), cache), columns(full8, 0, 6)), 1e-5f);
+  for (int p = 6; p < 8; ++p)
+    EXPECT_LT(max_abs_diff(model->forward(columns(ids, p, p + 1), cache), columns(full8, p, p + 1)),
+              1e-5f);
+  ft::generate::KVCache fresh(model->config().num_hidden_layers);
+  EXPECT_LT(max_abs_diff(model->forward(ids, fresh), (*model)(ids)), 1e-5f);
+}
+
 TEST(PackedMask, TwoSamplesInOneRowGiveTheLogitsOfEachAlone) {
   for (std::string name : {"llama", "qwen3"}) {
     auto model = ft::models::load_model(kModels / name, mx::float32);
