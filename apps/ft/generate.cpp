@@ -104,6 +104,14 @@ void load_adapter(models::LlamaForCausalLM& model, const fs::path& dir) {
     }
   FT_CHECK(!paths.empty(), "generate", weights_file.string(), ": no lora_A weights");
 
+  std::set<std::string> modules;
+  for (const auto& [path, module] : model.named_modules()) modules.insert(path);
+  std::string missing;
+  for (const std::string& path : paths)
+    if (!modules.count(path)) missing += (missing.empty() ? "" : ", ") + path;
+  FT_CHECK(missing.empty(), "generate", weights_file.string(),
+           ": adapts modules the model does not have (an adapter for another model?): ", missing);
+
   nn::LoraConfig lora;
   lora.rank = rank;
   lora.dtype = model.output_weight().dtype();
@@ -122,8 +130,7 @@ void load_adapter(models::LlamaForCausalLM& model, const fs::path& dir) {
   lora.target_regex = "^(" + regex + ")$";
   auto replaced = nn::apply_lora(model, lora);
   FT_CHECK(replaced.size() == paths.size(), "generate", weights_file.string(), ": adapts ",
-           paths.size(), " modules but the model has only ", replaced.size(),
-           " of them (an adapter for another model?)");
+           paths.size(), " modules, of which only ", replaced.size(), " are linear layers");
   // Adapters saved in float32 load into a model of another dtype.
   ParamMap cast;
   for (const auto& [name, value] : weights) cast.set(name, mx::astype(value, lora.dtype));

@@ -265,6 +265,31 @@ TEST(GenerateCli, MlxLmAdapterChangesTheOutputAsTheLibrarySays) {
 
   json out = run_json("--prompt hello --raw --max-tokens 12 --adapter " + adapter.string());
   EXPECT_EQ(out["ids"].get<std::vector<int>>(), with.ids);
+
+  // The same adapter in PEFT's layout: lora_alpha / r = 8 / 4 = the scale above.
+  fs::path peft = fs::path(::testing::TempDir()) / "ft_generate_peft";
+  fs::create_directories(peft);
+  ft::ParamMap peft_weights;
+  for (const auto& [name, value] : adapter_weights)
+    peft_weights.set("base_model.model." + name + ".weight", value);
+  peft_weights.save_safetensors((peft / "adapter_model.safetensors").string());
+  std::ofstream(peft / "adapter_config.json") << json{
+      {"peft_type", "LORA"},
+      {"r", rank},
+      {"lora_alpha", scale * rank},
+      {"target_modules", {"q_proj", "v_proj"}}}.dump();
+  json from_peft = run_json("--prompt hello --raw --max-tokens 12 --adapter " + peft.string());
+  EXPECT_EQ(from_peft["ids"].get<std::vector<int>>(), with.ids);
+
+  // An adapter for a model with more layers.
+  ft::ParamMap other;
+  other.set("model.layers.7.self_attn.q_proj.lora_a", mx::zeros({32, rank}));
+  other.set("model.layers.7.self_attn.q_proj.lora_b", mx::zeros({rank, 32}));
+  other.save_safetensors((adapter / "adapters.safetensors").string());
+  auto wrong =
+      run_ft("generate " + model_dir().string() + " --prompt hi --adapter " + adapter.string());
+  EXPECT_EQ(wrong.status, 1);
+  EXPECT_NE(wrong.err.find("another model"), std::string::npos) << wrong.err;
 }
 
 TEST(GenerateCli, BadInputIsOneErrorLine) {
