@@ -11,5 +11,6 @@ void add_tokenize_command(CLI::App& app);
 void add_template_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_fuse_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 
 }  // namespace ft::cli

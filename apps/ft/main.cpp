@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   ft::cli::add_template_command(app);
   ft::cli::add_data_command(app);
   ft::cli::add_fuse_command(app);
+  ft::cli::add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

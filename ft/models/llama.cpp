@@ -1,10 +1,14 @@
 #include "ft/models/llama.h"
 
 #include <cmath>
+#include <limits>
+#include <string>
+#include <tuple>
 
 #include <mlx/fast.h>
 #include <mlx/ops.h>
 
+#include "ft/generate/kv_cache.h"
 #include "ft/kernels/swiglu.h"
 #include "ft/nn/checkpoint.h"
 #include "ft/nn/init.h"
@@ -89,11 +93,14 @@ mx::array llama3_rope_periods(int head_dim, float theta, const RopeScaling& scal
   return mx::array(periods.data(), {n}, mx::float32);
 }
 
-// (length, length) bool: query i sees keys j with i - window < j <= i.
-mx::array sliding_window_mask(int length, int window) {
-  mx::array rows = mx::reshape(mx::arange(length, mx::int32), {length, 1});
-  mx::array cols = mx::reshape(mx::arange(length, mx::int32), {1, length});
-  return mx::logical_and(mx::less_equal(cols, rows), mx::greater(cols, rows - window));
+// (length, offset + length) bool for queries at positions offset .. offset + length - 1:
+// query i sees keys j <= i, and with a window only those with i - window < j.
+mx::array causal_mask(int length, int offset, int window) {
+  mx::array rows = mx::reshape(mx::arange(offset, offset + length, mx::int32), {length, 1});
+  mx::array cols = mx::reshape(mx::arange(offset + length, mx::int32), {1, offset + length});
+  mx::array mask = mx::less_equal(cols, rows);
+  if (window > 0) mask = mx::logical_and(mask, mx::greater(cols, rows - window));
+  return mask;
 }
 
 }  // namespace
@@ -126,27 +133,31 @@ Attention::Attention(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int w
     rope_periods_ = llama3_rope_periods(head_dim_, rope_theta_, rope_scaling_);
 }
 
-mx::array Attention::rotate(const mx::array& x, int length) const {
+mx::array Attention::rotate(const mx::array& x, int offset) const {
   using Type = RopeScaling::Type;
   if (rope_periods_)
-    return mx::fast::rope(x, head_dim_, false, std::nullopt, 1.0f, 0, rope_periods_);
+    return mx::fast::rope(x, head_dim_, false, std::nullopt, 1.0f, offset, rope_periods_);
   float base = rope_theta_;
   float position_scale = 1.0f;
   if (rope_scaling_.type == Type::linear) position_scale = 1.0f / rope_scaling_.factor;
+  int length = offset + x.shape(2);  // positions seen, this chunk included
   if (rope_scaling_.type == Type::dynamic && length > max_position_embeddings_) {
-    // NTK-aware scaling for the whole sequence, as Hugging Face computes it for a
-    // forward pass over `length` positions without a cache: the base grows with the
-    // length past max_position_embeddings, and shorter sequences use plain RoPE.
+    // NTK-aware scaling as Hugging Face computes it from the largest position of the
+    // forward pass: the base grows with the length past max_position_embeddings, and
+    // shorter sequences use plain RoPE.
     double factor = rope_scaling_.factor;
     double ratio = factor * length / max_position_embeddings_ - (factor - 1);
     base = static_cast<float>(rope_theta_ *
                               std::pow(ratio, static_cast<double>(head_dim_) / (head_dim_ - 2)));
   }
-  return mx::fast::rope(x, head_dim_, false, base, position_scale, 0);
+  return mx::fast::rope(x, head_dim_, false, base, position_scale, offset);
 }
 
-mx::array Attention::operator()(const mx::array& x) {
+mx::array Attention::operator()(const mx::array& x, const std::optional<mx::array>& mask,
+                                generate::LayerCache* cache) {
   int batch = x.shape(0), length = x.shape(1);
+  int offset = cache ? cache->offset() : 0;
+  int keys = offset + length;
   auto heads = [&](const mx::array& y, int n) {  // (B, L, n*D) -> (B, n, L, D)
     return mx::transpose(mx::reshape(y, {batch, length, n, head_dim_}), {0, 2, 1, 3});
   };
@@ -156,14 +167,40 @@ mx::array Attention::operator()(const mx::array& x) {
     q = (*q_norm_)(q);
     k = (*k_norm_)(k);
   }
-  q = rotate(mx::transpose(q, {0, 2, 1, 3}), length);
-  k = rotate(mx::transpose(k, {0, 2, 1, 3}), length);
+  q = rotate(mx::transpose(q, {0, 2, 1, 3}), offset);
+  k = rotate(mx::transpose(k, {0, 2, 1, 3}), offset);
   mx::array v = heads((*v_proj_)(x), n_kv_heads_);
+  if (cache) std::tie(k, v) = cache->update(k, v);
   float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
-  mx::array out = window_ > 0 && length > window_
-                      ? mx::fast::scaled_dot_product_attention(q, k, v, scale, "array",
-                                                               sliding_window_mask(length, window_))
-                      : mx::fast::scaled_dot_product_attention(q, k, v, scale, "causal");
+
+  // The mask: the caller's, else causal; a window that some query exceeds restricts
+  // either. A single new token without a window sees every key, so needs none.
+  bool windowed = window_ > 0 && keys > window_;
+  std::string mode;
+  std::optional<mx::array> array_mask;
+  if (mask) {
+    FT_CHECK(mask->ndim() >= 2 && mask->shape(-1) == keys && mask->shape(-2) == length, "llama",
+             "attention mask must end in (", length, ", ", keys, "), got ",
+             mask->ndim() >= 2
+                 ? std::to_string(mask->shape(-2)) + ", " + std::to_string(mask->shape(-1))
+                 : std::to_string(mask->ndim()) + "-D");
+    array_mask = *mask;
+    if (windowed) {
+      mx::array allowed = causal_mask(length, offset, window_);
+      array_mask =
+          mask->dtype() == mx::bool_
+              ? mx::logical_and(*mask, allowed)
+              : mx::where(allowed, *mask,
+                          mx::array(-std::numeric_limits<float>::infinity(), mask->dtype()));
+    }
+    mode = "array";
+  } else if (windowed || (length > 1 && offset > 0)) {
+    array_mask = causal_mask(length, offset, windowed ? window_ : 0);
+    mode = "array";
+  } else if (length > 1) {
+    mode = "causal";
+  }
+  mx::array out = mx::fast::scaled_dot_product_attention(q, k, v, scale, mode, array_mask);
   out = mx::reshape(mx::transpose(out, {0, 2, 1, 3}), {batch, length, n_heads_ * head_dim_});
   return (*o_proj_)(out);
 }
@@ -194,8 +231,9 @@ DecoderLayer::DecoderLayer(const LlamaConfig& config, Rng& rng, mx::Dtype dtype,
   register_module("mlp", &mlp_);
 }
 
-mx::array DecoderLayer::operator()(const mx::array& x) {
-  mx::array h = x + (*self_attn_)((*input_layernorm_)(x));
+mx::array DecoderLayer::operator()(const mx::array& x, const std::optional<mx::array>& mask,
+                                   generate::LayerCache* cache) {
+  mx::array h = x + (*self_attn_)((*input_layernorm_)(x), mask, cache);
   return h + (*mlp_)((*post_attention_layernorm_)(h));
 }
 
@@ -213,18 +251,24 @@ LlamaBackbone::LlamaBackbone(const LlamaConfig& config, Rng& rng, mx::Dtype dtyp
   register_module("norm", &norm_);
 }
 
-mx::array LlamaBackbone::operator()(const mx::array& ids) {
+mx::array LlamaBackbone::operator()(const mx::array& ids, const std::optional<mx::array>& mask,
+                                    generate::KVCache* cache) {
   FT_CHECK(ids.ndim() == 2, "llama", "input ids must be (batch, length), got ", ids.ndim(), "-D");
+  if (cache)
+    FT_CHECK(cache->num_layers() == static_cast<int>(layers_->size()), "llama", "the cache has ",
+             cache->num_layers(), " layers, the model ", layers_->size());
   mx::array h = (*embed_tokens_)(ids);
   for (size_t i = 0; i < layers_->size(); ++i) {
     DecoderLayer& layer = (*layers_)[i];
-    if (gradient_checkpointing && training()) {
-      auto run = [&layer](const std::vector<mx::array>& in) {
-        return std::vector<mx::array>{layer(in[0])};
+    generate::LayerCache* layer_cache = cache ? &cache->layer(static_cast<int>(i)) : nullptr;
+    if (gradient_checkpointing && training() && !cache) {
+      // The mask is a constant of the data (no gradient), so the closure holds it.
+      auto run = [&layer, mask](const std::vector<mx::array>& in) {
+        return std::vector<mx::array>{layer(in[0], mask)};
       };
       h = nn::checkpoint(layer, run)({h})[0];
     } else {
-      h = layer(h);
+      h = layer(h, mask, layer_cache);
     }
   }
   return (*norm_)(h);
@@ -246,8 +290,14 @@ const mx::array& LlamaForCausalLM::output_weight() const {
   return lm_head_ ? lm_head_->weight() : model_->embed_tokens_->weight();
 }
 
-mx::array LlamaForCausalLM::operator()(const mx::array& ids) {
-  mx::array h = hidden_states(ids);
+mx::array LlamaForCausalLM::operator()(const mx::array& ids, const std::optional<mx::array>& mask) {
+  mx::array h = hidden_states(ids, mask);
+  return mx::matmul(h, mx::transpose(output_weight()));
+}
+
+mx::array LlamaForCausalLM::forward(const mx::array& ids, generate::KVCache& cache,
+                                    const std::optional<mx::array>& mask) {
+  mx::array h = (*model_)(ids, mask, &cache);
   return mx::matmul(h, mx::transpose(output_weight()));
 }
 

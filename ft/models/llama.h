@@ -18,6 +18,11 @@
 #include "ft/nn/module.h"
 #include "ft/nn/norm.h"
 
+namespace ft::generate {
+class KVCache;     // ft/generate/kv_cache.h
+class LayerCache;  // ft/generate/kv_cache.h
+}  // namespace ft::generate
+
 namespace ft::models {
 
 namespace mx = mlx::core;
@@ -75,11 +80,21 @@ class Attention : public nn::Module {
   // window: attention window of this layer (0: full causal attention).
   Attention(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int window = 0);
   std::string type_name() const override { return "Attention"; }
-  // x: (batch, length, hidden) -> (batch, length, hidden), causal.
-  mx::array operator()(const mx::array& x);
+  // x: (batch, length, hidden) -> (batch, length, hidden), causal (and windowed).
+  //
+  // mask, when given, replaces the causal mask: bool (true: may attend) or additive
+  // floats, broadcastable to (batch, heads, length, keys), e.g. segment_causal_mask of
+  // a packed row; a sliding window still applies on top of it.
+  //
+  // With a cache, x holds the positions cache->offset() onwards: the keys and values
+  // are appended to the cache and the queries attend to everything stored, causally
+  // within x; keys = cache->offset() + length.
+  mx::array operator()(const mx::array& x, const std::optional<mx::array>& mask = std::nullopt,
+                       generate::LayerCache* cache = nullptr);
 
  private:
-  mx::array rotate(const mx::array& x, int length) const;  // (B, n, L, D) -> same
+  // (B, n, L, D) at positions offset .. offset + L - 1 -> same.
+  mx::array rotate(const mx::array& x, int offset) const;
 
   int n_heads_, n_kv_heads_, head_dim_, window_;
   float rope_theta_;
@@ -104,7 +119,9 @@ class DecoderLayer : public nn::Module {
  public:
   DecoderLayer(const LlamaConfig& config, Rng& rng, mx::Dtype dtype, int window = 0);
   std::string type_name() const override { return "DecoderLayer"; }
-  mx::array operator()(const mx::array& x);
+  // mask and cache as in Attention.
+  mx::array operator()(const mx::array& x, const std::optional<mx::array>& mask = std::nullopt,
+                       generate::LayerCache* cache = nullptr);
 
  private:
   std::shared_ptr<nn::RMSNorm> input_layernorm_, post_attention_layernorm_;
@@ -118,7 +135,9 @@ class LlamaBackbone : public nn::Module {
   LlamaBackbone(const LlamaConfig& config, Rng& rng, mx::Dtype dtype);
   std::string type_name() const override { return "LlamaBackbone"; }
   // ids: (batch, length) int -> hidden states (batch, length, hidden) after the final norm.
-  mx::array operator()(const mx::array& ids);
+  // mask and cache as in Attention; the cache has one LayerCache per layer.
+  mx::array operator()(const mx::array& ids, const std::optional<mx::array>& mask = std::nullopt,
+                       generate::KVCache* cache = nullptr);
 
   std::shared_ptr<nn::Embedding> embed_tokens_;
   std::shared_ptr<nn::ModuleList<DecoderLayer>> layers_;
@@ -132,10 +151,26 @@ class LlamaForCausalLM : public nn::Module {
   LlamaForCausalLM(const LlamaConfig& config, Rng& rng, mx::Dtype dtype = mx::float32);
   std::string type_name() const override { return "LlamaForCausalLM"; }
 
-  // ids: (batch, length) -> final hidden states (batch, length, hidden).
-  mx::array hidden_states(const mx::array& ids) { return (*model_)(ids); }
-  // ids: (batch, length) -> logits (batch, length, vocab).
-  mx::array operator()(const mx::array& ids);
+  // ids: (batch, length) -> final hidden states (batch, length, hidden). mask as in
+  // operator().
+  mx::array hidden_states(const mx::array& ids,
+                          const std::optional<mx::array>& mask = std::nullopt) {
+    return (*model_)(ids, mask);
+  }
+  // ids: (batch, length) -> logits (batch, length, vocab). mask, when given, replaces
+  // the causal mask: bool (true: may attend) or additive, broadcastable to (batch, heads,
+  // length, length), e.g. segment_causal_mask(segment_ids) for packed rows.
+  mx::array operator()(const mx::array& ids, const std::optional<mx::array>& mask = std::nullopt);
+  // Incremental decoding: ids (batch, length) are the positions cache.offset() onwards;
+  // their keys and values are appended to the cache (see ft/generate/kv_cache.h), and
+  // the logits (batch, length, vocab) are those the full sequence would give at these
+  // positions. A mask, when given, must cover every key: (.., length, offset + length).
+  //
+  // Dynamic NTK rope scaling, as in Hugging Face with a cache, picks its base from the
+  // positions seen so far: past max_position_embeddings the cached keys keep the base
+  // they were rotated with, so logits there differ from one full forward.
+  mx::array forward(const mx::array& ids, generate::KVCache& cache,
+                    const std::optional<mx::array>& mask = std::nullopt);
   // The output projection's weight (vocab, hidden): lm_head or the tied embedding.
   const mx::array& output_weight() const;
 
