@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ft::cli::add_tokenize_command(app);
   ft::cli::add_template_command(app);
   ft::cli::add_data_command(app);
+  ft::cli::add_init_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
