@@ -69,8 +69,8 @@ void save_adapter(const models::LlamaForCausalLM& model, const json& config, con
   for (const auto& [name, value] : model.trainable_parameters()) tensors.insert({name, value});
   // Written under temporary names and renamed, so a folder never holds half an adapter.
   fs::path weights = dir / "adapters.safetensors";
-  mx::save_safetensors((dir / "adapters.safetensors.tmp").string(), tensors);
-  fs::rename(dir / "adapters.safetensors.tmp", weights);
+  mx::save_safetensors((dir / "adapters.tmp.safetensors").string(), tensors);
+  fs::rename(dir / "adapters.tmp.safetensors", weights);
   std::ofstream(dir / "adapter_config.json.tmp") << config.dump(2) << "\n";
   fs::rename(dir / "adapter_config.json.tmp", dir / "adapter_config.json");
 }
