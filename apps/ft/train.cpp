@@ -65,7 +65,8 @@ struct TrainOptions {
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
-  cmd->add_option("model", o.model, "Model folder (Hugging Face layout)");
+  cmd->add_option("model", o.model,
+                  "Model folder (Hugging Face layout), or a YAML config file in place of --config");
   cmd->add_option("data", o.data,
                   "JSONL file, or folder with train.jsonl / valid.jsonl / test.jsonl");
   cmd->add_option("--config", o.config, "YAML file whose keys are these options");
@@ -151,6 +152,17 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop (and save a checkpoint) after this many steps of this run")
       ->check(CLI::NonNegativeNumber);
+}
+
+// `ft validate CONFIG.yaml` / `ft train CONFIG.yaml`: a lone YAML file in the MODEL
+// place is the config.
+void take_positional_config(CLI::App* cmd, TrainOptions& o) {
+  fs::path first(o.model);
+  bool yaml = first.extension() == ".yaml" || first.extension() == ".yml";
+  if (!o.config.empty() || o.data.size() > 0 || !yaml || !fs::is_regular_file(first)) return;
+  o.config = o.model;
+  o.model.clear();
+  cmd->get_option("model")->clear();
 }
 
 // Fills the options the command line left unset from the YAML file.
@@ -391,6 +403,7 @@ void add_train_command(CLI::App& app) {
   });
   cmd->callback([cmd, quick, o] {
     if (quick->parsed()) return;
+    take_positional_config(cmd, *o);
     merge_yaml(cmd, o->config);
     run_train(*o);
   });
@@ -402,6 +415,7 @@ void add_validate_command(CLI::App& app) {
       "validate", "Check a training config (YAML or options) and its data without training");
   add_train_options(cmd, *o);
   cmd->callback([cmd, o] {
+    take_positional_config(cmd, *o);
     merge_yaml(cmd, o->config);
     run_validate(*o);
   });

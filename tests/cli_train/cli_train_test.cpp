@@ -159,7 +159,7 @@ TEST(CliTrain, CommandLineBeatsYaml) {
             (mlx::core::Shape{2, 64}));
   // validate reads the same config and trains nothing.
   fs::remove_all(out);
-  Result v = run("validate --config " + yaml.string());
+  Result v = run("validate " + yaml.string());
   ASSERT_EQ(v.status, 0) << v.out;
   EXPECT_NE(v.out.find("32 records"), std::string::npos) << v.out;
   EXPECT_NE(v.out.find("steps: 3"), std::string::npos) << v.out;
