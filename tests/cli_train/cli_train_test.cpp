@@ -1,7 +1,6 @@
 // ft init, train, validate and eval as a script sees them: folders written, losses,
 // adapters, the YAML config against the command line, errors and resuming.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
@@ -17,28 +16,16 @@
 #include "ft/io/model_folder.h"
 #include "ft/models/registry.h"
 #include "ft/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = ft::testing::CommandResult;
 
-// Runs "ft ARGS" with stdout and stderr captured.
 Result run(const std::string& args) {
-  std::string command = std::string(FT_BINARY) + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.out.append(buffer, n);
-  int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ft::testing::run_ft(args);
 }
 
 const std::string kAddition = FT_SOURCE_DIR "/examples/data/addition";
