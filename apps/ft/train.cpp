@@ -6,11 +6,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <mlx/transforms.h>
 
@@ -288,6 +291,10 @@ void on_sigint(int) {
 
 void run_train(const TrainOptions& o) {
   auto start = std::chrono::steady_clock::now();
+  std::error_code ec;
+  fs::create_directories(o.output_dir, ec);
+  FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
+           ": cannot write the output folder");
   Prepared p = prepare_data(o);
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
@@ -358,10 +365,16 @@ void run_train(const TrainOptions& o) {
   }
   if (!result.evals.empty()) std::printf("; val loss %.4f", result.evals.back().loss);
   std::printf("\n");
-  if (finished)
+  if (finished) {
     std::cout << "saved " << adapter_dir.string() << "\n";
-  else if (result.last_checkpoint)
+  } else if (result.last_checkpoint) {
     std::cout << "checkpoint " << result.last_checkpoint->string() << " (run again to resume)\n";
+  }
+  if (result.reason == train::StopReason::stop_requested) {
+    // Ctrl-C: the checkpoint is saved; exit as an interrupted command does.
+    std::cout.flush();
+    std::exit(130);
+  }
 }
 
 void run_validate(const TrainOptions& o) {

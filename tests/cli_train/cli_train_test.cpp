@@ -1,6 +1,7 @@
 // ft init, train, validate and eval as a script sees them: folders written, losses,
 // adapters, the YAML config against the command line, errors and resuming.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -31,7 +32,9 @@ Result run(const std::string& args) {
 const std::string kAddition = FT_SOURCE_DIR "/examples/data/addition";
 
 fs::path temp(const std::string& name) {
-  fs::path p = fs::path(::testing::TempDir()) / ("ft_cli_train_" + name);
+  // Per process: ctest may run the tests of this binary side by side.
+  fs::path p =
+      fs::path(::testing::TempDir()) / ("ft_cli_train_" + std::to_string(getpid()) + "_" + name);
   fs::remove_all(p);
   return p;
 }
@@ -255,4 +258,31 @@ TEST(CliTrain, QuickRunsOneEpochOfLoraOnQkvo) {
   auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
   EXPECT_EQ(config["rank"], 8);
   EXPECT_EQ(config["adapted_modules"].size(), 8u);  // q, k, v, o of 2 layers
+}
+
+TEST(CliTrain, CtrlCSavesACheckpointThatTheNextRunResumes) {
+  fs::path out = temp("sigint");
+  fs::create_directories(out);
+  std::string train = std::string(FT_BINARY) + " train " + tiny_model().string() + " " + kAddition +
+                      "/train.jsonl --iterations 100000 --batch-size 4 --output-dir " +
+                      out.string();
+  // SIGINT once the first step is in metrics.jsonl (the handler is installed by then).
+  std::string script = train + " > " + (out / "log.txt").string() +
+                       " 2>&1 & p=$!; for i in $(seq 600); do [ -s " +
+                       (out / "metrics.jsonl").string() +
+                       " ] && break; sleep 0.1; done; kill -INT $p; wait $p; echo rc=$?";
+  auto r = ft::testing::run_ft(script, "", /*raw=*/true);
+  EXPECT_NE(r.out.find("rc=130"), std::string::npos) << r.out;
+  std::ifstream log(out / "log.txt");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("interrupted at step"), std::string::npos) << text;
+  size_t steps = metric_losses(out / "metrics.jsonl").size();
+  ASSERT_GT(steps, 0u);
+  Result again = run("train " + tiny_model().string() + " " + kAddition +
+                     "/train.jsonl --iterations 100000 --batch-size 4 --stop-after 1 " +
+                     "--output-dir " + out.string());
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("resumed from step " + std::to_string(steps)), std::string::npos)
+      << again.out;
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), steps + 1);
 }
