@@ -330,7 +330,8 @@ void run_train(const TrainOptions& o) {
   train::clear_stop_request();
   auto previous = std::signal(SIGINT, on_sigint);
   trainer.on_step([&](const train::StepRecord& r) {
-    if (r.step == 1 || r.step % 10 == 0 || r.step == trainer.total_steps()) {
+    int64_t every = std::max<int64_t>(1, trainer.total_steps() / 20);  // about 20 lines
+    if (r.step == 1 || r.step % every == 0 || r.step == trainer.total_steps()) {
       std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s\n",
                   static_cast<long long>(r.step), static_cast<long long>(trainer.total_steps()),
                   r.loss, r.learning_rate, r.grad_norm, r.tokens_per_second);
