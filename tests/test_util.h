@@ -2,7 +2,10 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <cstdio>
+#include <fstream>
 #include <functional>
 #include <string>
 
@@ -47,6 +50,34 @@ inline void expect_error(const std::function<void()>& fn, const std::string& par
   } catch (const ft::Error& e) {
     EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
   }
+}
+
+// What a command printed (stdout and stderr together) and its exit status (-1 when it
+// did not exit normally).
+struct CommandResult {
+  int status = -1;
+  std::string out;
+};
+
+// Runs "ft ARGS" (or, raw, the shell command ARGS) with stdout and stderr captured;
+// input, when not empty, is its stdin.
+inline CommandResult run_ft(const std::string& args, const std::string& input = "",
+                            bool raw = false) {
+  std::string command = (raw ? args : std::string(FT_BINARY) + " " + args) + " 2>&1";
+  if (!input.empty()) {
+    std::string path = ::testing::TempDir() + "/ft_cli_stdin.txt";
+    std::ofstream(path) << input;
+    command += " < " + path;
+  }
+  CommandResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.out.append(buffer, n);
+  int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace ft::testing

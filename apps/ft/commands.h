@@ -1,6 +1,8 @@
 // Each subcommand registers itself on the app and runs when chosen.
 #pragma once
 
+#include <filesystem>
+
 #include <CLI/CLI.hpp>
 
 namespace ft::cli {
@@ -12,5 +14,14 @@ void add_template_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_fuse_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_init_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_validate_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+
+// Writes a byte-level BPE tokenizer (the 256 byte tokens, no merges, and the ChatML
+// special tokens <|endoftext|>, <|im_start|>, <|im_end|>) with a ChatML chat template:
+// tokenizer.json and tokenizer_config.json in dir.
+void write_byte_tokenizer(const std::filesystem::path& dir);
 
 }  // namespace ft::cli

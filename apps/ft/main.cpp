@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   ft::cli::add_data_command(app);
   ft::cli::add_fuse_command(app);
   ft::cli::add_generate_command(app);
+  ft::cli::add_init_command(app);
+  ft::cli::add_train_command(app);
+  ft::cli::add_validate_command(app);
+  ft::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

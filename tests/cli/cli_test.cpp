@@ -11,31 +11,14 @@
 
 #include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
 
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using Result = ft::testing::CommandResult;
 
-// Runs "ft ARGS" (or, raw, the shell command ARGS) with stdout and stderr captured.
 Result run(const std::string& args, const std::string& input = "", bool raw = false) {
-  std::string command = (raw ? args : std::string(FT_BINARY) + " " + args) + " 2>&1";
-  if (!input.empty()) {
-    std::string path = ::testing::TempDir() + "/ft_cli_stdin.txt";
-    std::ofstream(path) << input;
-    command += " < " + path;
-  }
-  Result r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.out.append(buffer, n);
-  int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ft::testing::run_ft(args, input, raw);
 }
 
 const std::string kTokenizers = FT_SHARED_DIR "/tokenizers";

@@ -1,0 +1,101 @@
+// ft eval: loss, perplexity and token accuracy of a model (with an adapter) over a
+// JSONL file.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <mlx/ops.h>
+#include <mlx/transforms.h>
+
+#include "apps/ft/commands.h"
+#include "apps/ft/lm_task.h"
+#include "ft/core/error.h"
+#include "ft/data/dataset.h"
+#include "ft/models/registry.h"
+
+namespace ft::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct EvalOptions {
+  std::string model;
+  std::string data;
+  std::string adapter;
+  int batch_size = 8;
+  int max_seq_length = 512;
+  bool mask_prompt = false;
+  bool json = false;
+};
+
+void run_eval(const EvalOptions& o) {
+  FT_CHECK(fs::is_directory(o.model), "eval", o.model, ": no such model folder");
+  FT_CHECK(fs::is_regular_file(o.data), "eval", o.data, ": no such file");
+  data::DataOptions d;
+  d.sample.mask_prompt = o.mask_prompt;
+  d.sample.max_seq_length = o.max_seq_length;
+  data::DataLoader loader(o.model, d);
+  data::Split split = loader.load_file(o.data, "eval");
+  auto model = models::load_model(o.model);
+  if (!o.adapter.empty()) load_adapter(*model, o.adapter);
+  model->eval();
+
+  data::BatchOptions b;
+  b.batch_size = o.batch_size;
+  b.max_seq_length = o.max_seq_length;
+  b.shuffle = false;
+  data::Batcher batcher(split.data, b);
+  auto eval_fn = causal_lm_eval();
+  double loss = 0, tokens = 0, correct = 0;
+  for (int64_t i = 0; i < batcher.batches_per_epoch(); ++i) {
+    data::Batch batch = batcher.batch({0, i});
+    Batch arrays{data::to_mx(batch.inputs, batch), data::to_mx(batch.targets, batch)};
+    train::EvalOutput out = eval_fn(*model, arrays);
+    mx::eval({out.loss_sum, out.tokens, out.correct});
+    loss += out.loss_sum.item<float>();
+    tokens += mx::astype(out.tokens, mx::int64).item<int64_t>();
+    correct += mx::astype(out.correct, mx::int64).item<int64_t>();
+  }
+  FT_CHECK(tokens > 0, "eval", o.data, ": no predicted tokens");
+  double mean = loss / tokens;
+  double accuracy = correct / tokens;
+  if (o.json) {
+    nlohmann::json j = {{"loss", mean},
+                        {"perplexity", std::exp(mean)},
+                        {"accuracy", accuracy},
+                        {"tokens", static_cast<int64_t>(tokens)},
+                        {"records", split.data.size()}};
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf(
+        "%s: %zu records, %.0f predicted tokens\nloss %.4f  perplexity %.3f  accuracy %.4f\n",
+        o.data.c_str(), split.data.size(), tokens, mean, std::exp(mean), accuracy);
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  auto* cmd = app.add_subcommand("eval", "Loss, perplexity and token accuracy over a JSONL file");
+  cmd->add_option("model", o->model, "Model folder")->required();
+  cmd->add_option("data", o->data, "JSONL file")->required();
+  cmd->add_option("--adapter", o->adapter, "Adapter folder written by ft train");
+  cmd->add_option("--batch-size", o->batch_size, "Rows per batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-seq-length", o->max_seq_length, "Cut samples to this many tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--mask-prompt", o->mask_prompt, "Score completions / assistant turns only");
+  cmd->add_flag("--json", o->json,
+                "Print one JSON object: loss, perplexity, accuracy, tokens, records");
+  cmd->callback([o] { run_eval(*o); });
+}
+
+}  // namespace ft::cli

@@ -1,0 +1,251 @@
+// ft init: writes a small random model folder in the Hugging Face layout (config.json
+// as transformers writes it for the chosen model_type, model.safetensors) with a
+// tokenizer, so demos and tests need no downloaded files.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <mlx/transforms.h>
+
+#include "apps/ft/commands.h"
+#include "ft/core/error.h"
+#include "ft/core/random.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/llama.h"
+#include "ft/tokenizer/tokenizer.h"
+
+namespace ft::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct InitOptions {
+  std::string arch = "llama";
+  std::string size = "tiny";
+  std::string out;
+  std::string tokenizer;
+  uint64_t seed = 0;
+};
+
+// GPT-2's map from bytes to printable characters: the byte-level BPE alphabet. Printable
+// Latin-1 bytes stand for themselves; the others are shifted to 256 and up.
+std::string byte_symbol(int byte) {
+  auto printable = [](int b) {
+    return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+  };
+  int code = byte;
+  if (!printable(byte)) {
+    int shifted = 0;
+    for (int b = 0; b < byte; ++b) shifted += printable(b) ? 0 : 1;
+    code = 256 + shifted;
+  }
+  std::string utf8;
+  if (code < 0x80) {
+    utf8 += static_cast<char>(code);
+  } else {
+    utf8 += static_cast<char>(0xC0 | (code >> 6));
+    utf8 += static_cast<char>(0x80 | (code & 0x3F));
+  }
+  return utf8;
+}
+
+const char* kChatTemplate =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt "
+    "%}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+// Special tokens after the 256 byte tokens.
+const char* kSpecials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+
+}  // namespace
+
+void write_byte_tokenizer(const fs::path& dir) {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
+  json added = json::array();
+  for (int i = 0; i < 3; ++i) {
+    added.push_back({{"id", 256 + i},
+                     {"content", kSpecials[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
+  }
+  json tokenizer = {{"version", "1.0"},
+                    {"truncation", nullptr},
+                    {"padding", nullptr},
+                    {"added_tokens", added},
+                    {"normalizer", nullptr},
+                    {"pre_tokenizer",
+                     {{"type", "ByteLevel"},
+                      {"add_prefix_space", false},
+                      {"trim_offsets", true},
+                      {"use_regex", true}}},
+                    {"post_processor", nullptr},
+                    {"decoder",
+                     {{"type", "ByteLevel"},
+                      {"add_prefix_space", false},
+                      {"trim_offsets", true},
+                      {"use_regex", true}}},
+                    {"model",
+                     {{"type", "BPE"},
+                      {"dropout", nullptr},
+                      {"unk_token", nullptr},
+                      {"continuing_subword_prefix", nullptr},
+                      {"end_of_word_suffix", nullptr},
+                      {"fuse_unk", false},
+                      {"byte_fallback", false},
+                      {"ignore_merges", false},
+                      {"vocab", vocab},
+                      {"merges", json::array()}}}};
+  json added_decoder = json::object();
+  for (int i = 0; i < 3; ++i) {
+    added_decoder[std::to_string(256 + i)] = {{"content", kSpecials[i]}, {"lstrip", false},
+                                              {"normalized", false},     {"rstrip", false},
+                                              {"single_word", false},    {"special", true}};
+  }
+  json config = {{"add_bos_token", false},
+                 {"add_prefix_space", false},
+                 {"added_tokens_decoder", added_decoder},
+                 {"bos_token", "<|endoftext|>"},
+                 {"eos_token", "<|im_end|>"},
+                 {"pad_token", "<|endoftext|>"},
+                 {"unk_token", nullptr},
+                 {"model_max_length", 2048},
+                 {"clean_up_tokenization_spaces", false},
+                 {"tokenizer_class", "PreTrainedTokenizerFast"},
+                 {"chat_template", kChatTemplate}};
+  fs::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << tokenizer.dump(2) << "\n";
+  std::ofstream(dir / "tokenizer_config.json") << config.dump(2) << "\n";
+  FT_CHECK(fs::exists(dir / "tokenizer_config.json"), "init", (dir / "tokenizer.json").string(),
+           ": cannot write");
+}
+
+namespace {
+
+// config.json with the fields transformers writes for each model_type.
+json hf_config(const std::string& arch, const models::LlamaConfig& c, int bos, int eos) {
+  static const std::map<std::string, std::string> architectures = {
+      {"llama", "LlamaForCausalLM"},
+      {"mistral", "MistralForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"}};
+  json j = {{"architectures", {architectures.at(arch)}},
+            {"model_type", arch},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size},
+            {"num_hidden_layers", c.num_hidden_layers},
+            {"num_attention_heads", c.num_attention_heads},
+            {"num_key_value_heads", c.num_key_value_heads},
+            {"head_dim", c.resolved_head_dim()},
+            {"hidden_act", "silu"},
+            {"max_position_embeddings", c.max_position_embeddings},
+            {"initializer_range", c.initializer_range},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"rope_theta", c.rope_theta},
+            {"rope_scaling", nullptr},
+            {"tie_word_embeddings", c.tie_word_embeddings},
+            {"attention_dropout", 0.0},
+            {"use_cache", true},
+            {"torch_dtype", "float32"},
+            {"transformers_version", "4.56.0"}};
+  if (bos >= 0) j["bos_token_id"] = bos;
+  if (eos >= 0) j["eos_token_id"] = eos;
+  if (arch == "llama") {
+    j["attention_bias"] = false;
+    j["mlp_bias"] = false;
+    j["pretraining_tp"] = 1;
+  } else if (arch == "mistral") {
+    j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
+  } else {  // qwen2, qwen3
+    j["use_sliding_window"] = false;
+    j["sliding_window"] = nullptr;
+    j["max_window_layers"] = c.num_hidden_layers;
+    if (arch == "qwen3") j["attention_bias"] = false;
+  }
+  return j;
+}
+
+void run_init(const InitOptions& o) {
+  fs::path out(o.out);
+  fs::path tok_dir = o.tokenizer.empty() ? fs::path() : fs::path(o.tokenizer);
+  if (!tok_dir.empty()) {
+    FT_CHECK(fs::is_directory(tok_dir), "init", tok_dir.string(), ": no such tokenizer folder");
+  }
+  // The tokenizer is written (or read) first: its vocabulary sizes the embedding.
+  fs::path staging = out.string() + ".tokenizer.tmp";
+  fs::remove_all(staging);
+  if (tok_dir.empty()) {
+    write_byte_tokenizer(staging);
+    tok_dir = staging;
+  }
+  auto tok = tokenizer::Tokenizer::from_dir(tok_dir);
+
+  models::LlamaConfig c;
+  c.model_type = o.arch;
+  c.vocab_size = tok.vocab_size();
+  if (o.size == "tiny") {
+    c.hidden_size = 64;
+    c.intermediate_size = 176;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+  } else {  // small
+    c.hidden_size = 256;
+    c.intermediate_size = 688;
+    c.num_hidden_layers = 4;
+    c.num_attention_heads = 8;
+    c.num_key_value_heads = 4;
+  }
+  c.max_position_embeddings = 2048;
+  c.rms_norm_eps = 1e-6f;
+  c.tie_word_embeddings = true;
+  c.qkv_bias = o.arch == "qwen2";
+  c.qk_norm = o.arch == "qwen3";
+  c.validate();
+  Rng rng(o.seed);
+  models::LlamaForCausalLM model(c, rng);
+  ParamMap weights = model.parameters();
+  mx::eval(weights.arrays());
+
+  int bos = tok.bos_token() ? tok.bos_token()->id : -1;
+  int eos = tok.eos_token() ? tok.eos_token()->id : -1;
+  io::SaveOptions save;
+  save.copy_tokenizer_from = tok_dir;
+  io::save_model_folder(weights, hf_config(o.arch, c, bos, eos), out, save);
+  fs::remove_all(staging);
+  std::cout << "wrote " << out.string() << ": " << o.arch << " (" << o.size << "), "
+            << c.num_hidden_layers << " layers, hidden " << c.hidden_size << ", vocab "
+            << c.vocab_size << ", " << model.num_parameters() << " parameters\n";
+}
+
+}  // namespace
+
+void add_init_command(CLI::App& app) {
+  auto o = std::make_shared<InitOptions>();
+  auto* cmd = app.add_subcommand("init", "Write a small random model folder with a tokenizer");
+  cmd->add_option("--arch", o->arch, "Architecture (config.json model_type)")
+      ->check(CLI::IsMember({"llama", "qwen2", "qwen3", "mistral"}))
+      ->capture_default_str();
+  cmd->add_option("--size", o->size,
+                  "tiny: 2 layers, hidden 64; small: 4 layers, hidden 256, 8 heads")
+      ->check(CLI::IsMember({"tiny", "small"}))
+      ->capture_default_str();
+  cmd->add_option("--out", o->out, "Model folder to write (replaced when it exists)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "Copy this tokenizer folder (default: write a byte-level BPE tokenizer "
+                  "with ChatML special tokens and chat template)");
+  cmd->add_option("--seed", o->seed, "Random seed of the weights")->capture_default_str();
+  cmd->callback([o] { run_init(*o); });
+}
+
+}  // namespace ft::cli

@@ -1,0 +1,438 @@
+// ft train, ft train quick, ft validate: fine-tune a model folder on a dataset with
+// LoRA, DoRA or full fine-tuning. Every option is also a key of a YAML config
+// (--config): the key is the option's long name with '-' or '_'; the command line wins.
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <mlx/transforms.h>
+
+#include "apps/ft/commands.h"
+#include "apps/ft/lm_task.h"
+#include "ft/core/error.h"
+#include "ft/data/dataset.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/registry.h"
+#include "ft/train/optimizer.h"
+#include "ft/train/schedule.h"
+#include "ft/train/trainer.h"
+
+namespace ft::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TrainOptions {
+  std::string model;
+  std::string data;
+  std::string config;
+  std::string method = "lora";
+  int lora_rank = 8;
+  float lora_alpha = 16.0f;
+  float lora_dropout = 0.0f;
+  bool rslora = false;
+  std::vector<std::string> target_modules{"q_proj", "k_proj", "v_proj", "o_proj"};
+  std::string target_regex;
+  int num_layers = 0;
+  std::string optimizer = "adamw";
+  float learning_rate = 1e-4f;
+  float weight_decay = 0.01f;
+  std::string schedule = "cosine";
+  int64_t warmup_steps = 0;
+  int64_t iterations = 0;
+  int64_t epochs = 1;
+  int batch_size = 4;
+  int grad_accumulation = 1;
+  int max_seq_length = 512;
+  bool mask_prompt = false;
+  bool pack = false;
+  double valid_fraction = 0.0;
+  int64_t eval_every = 0;
+  int64_t patience = 0;
+  int64_t save_every = 0;
+  std::string output_dir = "ft-output";
+  uint64_t seed = 0;
+  bool grad_checkpoint = false;
+  float max_grad_norm = 1.0f;
+  int64_t stop_after = 0;
+};
+
+void add_train_options(CLI::App* cmd, TrainOptions& o) {
+  cmd->add_option("model", o.model,
+                  "Model folder (Hugging Face layout), or a YAML config file in place of --config");
+  cmd->add_option("data", o.data,
+                  "JSONL file, or folder with train.jsonl / valid.jsonl / test.jsonl");
+  cmd->add_option("--config", o.config, "YAML file whose keys are these options");
+  cmd->add_option("--method", o.method, "lora, dora or full")
+      ->check(CLI::IsMember({"lora", "dora", "full"}))
+      ->capture_default_str();
+  cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale alpha / rank)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--lora-dropout", o.lora_dropout, "Dropout on the adapter input")
+      ->check(CLI::Range(0.0, 0.999))
+      ->capture_default_str();
+  cmd->add_flag("--rslora", o.rslora, "Scale alpha / sqrt(rank)");
+  cmd->add_option("--target-modules", o.target_modules,
+                  "Adapted layers by last name component (q_proj v_proj ...)")
+      ->capture_default_str();
+  cmd->add_option("--target-regex", o.target_regex,
+                  "Adapt layers whose dotted path matches this regex");
+  cmd->add_option("--num-layers", o.num_layers, "Adapt only the last N layers (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--optimizer", o.optimizer, "sgd, adam, adamw, adafactor or lion")
+      ->check(CLI::IsMember(optimizer_names()))
+      ->capture_default_str();
+  cmd->add_option("--learning-rate,--lr", o.learning_rate, "Peak learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "Weight decay")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--schedule", o.schedule, "cosine, linear or constant (after the warmup)")
+      ->check(CLI::IsMember({"cosine", "linear", "constant"}))
+      ->capture_default_str();
+  cmd->add_option("--warmup-steps", o.warmup_steps, "Linear warmup steps")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--iterations", o.iterations, "Optimizer steps (0: use --epochs)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--epochs", o.epochs, "Passes over the data when --iterations is 0")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o.batch_size, "Rows per micro-batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--grad-accumulation", o.grad_accumulation, "Micro-batches per step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-seq-length", o.max_seq_length, "Cut samples to this many tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--mask-prompt", o.mask_prompt, "Train on completions / assistant turns only");
+  cmd->add_flag("--pack", o.pack,
+                "Pack several samples per row (off by default: the model has no segment "
+                "mask yet, so packed samples attend to each other)");
+  cmd->add_option("--valid-fraction", o.valid_fraction,
+                  "Share of a single JSONL file held out for validation")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  cmd->add_option("--eval-every", o.eval_every, "Steps between validations (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--patience", o.patience,
+                  "Stop after this many validations without improvement (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--output-dir", o.output_dir,
+                  "Checkpoints, metrics.jsonl and the adapter; a run there resumes")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of the data order, dropout and adapter init")
+      ->capture_default_str();
+  cmd->add_flag("--grad-checkpoint", o.grad_checkpoint,
+                "Recompute each layer's activations in the backward pass");
+  cmd->add_option("--max-grad-norm", o.max_grad_norm, "Clip the global gradient norm (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--stop-after", o.stop_after,
+                  "Stop (and save a checkpoint) after this many steps of this run")
+      ->check(CLI::NonNegativeNumber);
+}
+
+// `ft validate CONFIG.yaml` / `ft train CONFIG.yaml`: a lone YAML file in the MODEL
+// place is the config.
+void take_positional_config(CLI::App* cmd, TrainOptions& o) {
+  fs::path first(o.model);
+  bool yaml = first.extension() == ".yaml" || first.extension() == ".yml";
+  if (!o.config.empty() || o.data.size() > 0 || !yaml || !fs::is_regular_file(first)) return;
+  o.config = o.model;
+  o.model.clear();
+  cmd->get_option("model")->clear();
+}
+
+// Fills the options the command line left unset from the YAML file.
+void merge_yaml(CLI::App* cmd, const std::string& file) {
+  if (file.empty()) return;
+  FT_CHECK(fs::exists(file), "config", file, ": no such file");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::Exception& e) {
+    throw Error("config", file + ": " + e.what());
+  }
+  FT_CHECK(root.IsMap(), "config", file, ": expected a mapping of option names to values");
+  for (const auto& entry : root) {
+    std::string key = entry.first.as<std::string>();
+    std::string dashed = key;
+    for (char& ch : dashed) ch = ch == '_' ? '-' : ch;
+    CLI::Option* opt = dashed == "config" ? nullptr : cmd->get_option_no_throw("--" + dashed);
+    if (!opt && (dashed == "model" || dashed == "data")) opt = cmd->get_option_no_throw(dashed);
+    if (!opt) throw CLI::ValidationError(file + ": unknown key '" + key + "'");
+    if (opt->count() > 0) continue;  // the command line wins
+    const YAML::Node& value = entry.second;
+    try {
+      if (value.IsSequence()) {
+        for (const auto& item : value) opt->add_result(item.as<std::string>());
+      } else if (value.IsScalar()) {
+        opt->add_result(value.as<std::string>());
+      } else {
+        throw CLI::ValidationError(file + ": key '" + key + "' needs a value or a list");
+      }
+      opt->run_callback();
+    } catch (const CLI::ParseError& e) {
+      throw CLI::ValidationError(file + ": key '" + key + "': " + e.what());
+    }
+  }
+}
+
+struct Prepared {
+  std::unique_ptr<data::DataLoader> loader;
+  std::vector<data::Split> splits;
+  const data::Split* train = nullptr;
+  const data::Split* valid = nullptr;
+  data::BatchOptions batch;
+  int64_t total_steps = 0;
+};
+
+Prepared prepare_data(const TrainOptions& o) {
+  FT_CHECK(!o.model.empty(), "train", "no model folder (give MODEL or the 'model' key)");
+  FT_CHECK(!o.data.empty(), "train", "no data (give DATA or the 'data' key)");
+  FT_CHECK(fs::is_directory(o.model), "train", o.model, ": no such model folder");
+  FT_CHECK(fs::exists(o.data), "train", o.data, ": no such file or folder");
+  Prepared p;
+  data::DataOptions d;
+  d.sample.mask_prompt = o.mask_prompt;
+  d.sample.max_seq_length = o.max_seq_length;
+  d.valid_fraction = o.valid_fraction;
+  d.seed = o.seed;
+  p.loader = std::make_unique<data::DataLoader>(o.model, d);
+  p.splits = p.loader->load(o.data);
+  for (const auto& s : p.splits) {
+    if (s.name == "train") p.train = &s;
+    if (s.name == "valid") p.valid = &s;
+  }
+  FT_CHECK(p.train != nullptr, "train", o.data, ": no training split");
+  FT_CHECK(p.train->data.size() > 0, "train", o.data, ": no training records");
+  p.batch.batch_size = o.batch_size;
+  p.batch.max_seq_length = o.max_seq_length;
+  p.batch.pack = o.pack;
+  p.batch.seed = o.seed;
+  const auto& tok = p.loader->tokenizer();
+  p.batch.pad_id =
+      tok.pad_token() ? tok.pad_token()->id : (tok.eos_token() ? tok.eos_token()->id : 0);
+  if (o.iterations > 0) {
+    p.total_steps = o.iterations;
+  } else {
+    data::Batcher batcher(p.train->data, p.batch);
+    int64_t per_epoch =
+        (batcher.batches_per_epoch() + o.grad_accumulation - 1) / o.grad_accumulation;
+    p.total_steps = o.epochs * per_epoch;
+  }
+  return p;
+}
+
+void print_split(const data::Split& s) {
+  std::cout << s.name << ": " << s.source.string() << ": " << s.stats.records << " records, "
+            << s.stats.tokens << " tokens (" << s.stats.trained_tokens << " trained), "
+            << s.stats.truncated << " truncated\n";
+}
+
+OptimizerConfig optimizer_config(const TrainOptions& o, int64_t total_steps) {
+  OptimizerConfig opt;
+  opt.name = o.optimizer;
+  opt.learning_rate = o.learning_rate;
+  opt.weight_decay = o.weight_decay;
+  ScheduleConfig s;
+  s.learning_rate = o.learning_rate;
+  s.warmup_steps = o.warmup_steps;
+  s.decay_steps = std::max<int64_t>(1, total_steps - o.warmup_steps);
+  s.name = o.schedule == "cosine"   ? "cosine_decay"
+           : o.schedule == "linear" ? "linear_decay"
+                                    : "constant";
+  opt.schedule = make_schedule(s);
+  return opt;
+}
+
+nn::LoraConfig lora_config(const TrainOptions& o) {
+  nn::LoraConfig l;
+  l.rank = o.lora_rank;
+  l.alpha = o.lora_alpha;
+  l.dropout = o.lora_dropout;
+  l.rslora = o.rslora;
+  l.dora = o.method == "dora";
+  l.target_modules = o.target_modules;
+  l.target_regex = o.target_regex;
+  l.num_layers = o.num_layers;
+  l.seed = o.seed;
+  return l;
+}
+
+void on_sigint(int) {
+  train::request_stop();
+}
+
+void run_train(const TrainOptions& o) {
+  auto start = std::chrono::steady_clock::now();
+  std::error_code ec;
+  fs::create_directories(o.output_dir, ec);
+  FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
+           ": cannot write the output folder");
+  Prepared p = prepare_data(o);
+  print_split(*p.train);
+  if (p.valid) print_split(*p.valid);
+  auto model = models::load_model(o.model);
+  model->backbone().gradient_checkpointing = o.grad_checkpoint;
+  nn::LoraConfig lora = lora_config(o);
+  std::vector<std::string> adapted;
+  if (o.method != "full") adapted = nn::apply_lora(*model, lora);
+  mx::eval(model->parameters().arrays());
+  std::cout << "model: " << o.model << " (" << model->config().model_type << "), "
+            << model->num_parameters() << " parameters, " << model->num_trainable_parameters()
+            << " trained (" << o.method << ")\n";
+
+  auto optimizer = make_optimizer(optimizer_config(o, p.total_steps));
+  train::TrainerConfig t;
+  t.iterations = o.iterations;
+  t.epochs = o.epochs;
+  t.batch_size = o.batch_size;
+  t.grad_accumulation = o.grad_accumulation;
+  if (o.max_grad_norm > 0) t.max_grad_norm = o.max_grad_norm;
+  t.seed = o.seed;
+  t.eval_every = p.valid ? o.eval_every : 0;
+  t.patience = o.patience;
+  t.save_every = o.save_every;
+  t.output_dir = o.output_dir;
+  t.metrics_path = fs::path(o.output_dir) / "metrics.jsonl";
+  t.max_steps_this_run = o.stop_after;
+  fs::create_directories(o.output_dir);
+  train::Trainer trainer(*model, causal_lm_loss(), causal_lm_eval(), *optimizer, p.train->data,
+                         p.valid ? &p.valid->data : nullptr, p.batch, t);
+  int64_t resumed = trainer.resume();
+  if (resumed > 0) std::cout << "resumed from step " << resumed << "\n";
+  train::clear_stop_request();
+  auto previous = std::signal(SIGINT, on_sigint);
+  trainer.on_step([&](const train::StepRecord& r) {
+    int64_t every = std::max<int64_t>(1, trainer.total_steps() / 20);  // about 20 lines
+    if (r.step == 1 || r.step % every == 0 || r.step == trainer.total_steps()) {
+      std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s\n",
+                  static_cast<long long>(r.step), static_cast<long long>(trainer.total_steps()),
+                  r.loss, r.learning_rate, r.grad_norm, r.tokens_per_second);
+      std::fflush(stdout);
+    }
+  });
+  train::TrainResult result = trainer.run();
+  std::signal(SIGINT, previous);
+
+  fs::path adapter_dir = fs::path(o.output_dir) / (o.method == "full" ? "model" : "adapter");
+  bool finished = result.reason == train::StopReason::finished ||
+                  result.reason == train::StopReason::early_stopped;
+  if (finished) {
+    if (o.method == "full") {
+      io::SaveOptions save;
+      save.copy_tokenizer_from = o.model;
+      io::save_model_folder(model->parameters(), io::read_config(o.model).json(), adapter_dir,
+                            save);
+    } else {
+      save_adapter(*model, adapter_config_json(o.method, lora, adapted), adapter_dir);
+    }
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const char* reason = result.reason == train::StopReason::finished         ? "finished"
+                       : result.reason == train::StopReason::early_stopped  ? "stopped early"
+                       : result.reason == train::StopReason::stop_requested ? "interrupted"
+                                                                            : "step limit";
+  std::printf("%s at step %lld of %lld in %.1f s", reason, static_cast<long long>(result.step),
+              static_cast<long long>(trainer.total_steps()), seconds);
+  if (!result.steps.empty()) {
+    std::printf("; loss %.4f -> %.4f", result.steps.front().loss, result.steps.back().loss);
+  }
+  if (!result.evals.empty()) std::printf("; val loss %.4f", result.evals.back().loss);
+  std::printf("\n");
+  if (finished) {
+    std::cout << "saved " << adapter_dir.string() << "\n";
+  } else if (result.last_checkpoint) {
+    std::cout << "checkpoint " << result.last_checkpoint->string() << " (run again to resume)\n";
+  }
+  if (result.reason == train::StopReason::stop_requested) {
+    // Ctrl-C: the checkpoint is saved; exit as an interrupted command does.
+    std::cout.flush();
+    std::exit(130);
+  }
+}
+
+void run_validate(const TrainOptions& o) {
+  Prepared p = prepare_data(o);
+  auto config = io::read_config(o.model);
+  models::LlamaConfig c = models::from_hf_config(config);
+  c.validate();
+  make_optimizer(optimizer_config(o, p.total_steps));
+  nn::LoraConfig lora = lora_config(o);
+  std::cout << "model: " << o.model << " (" << c.model_type << ", " << c.num_hidden_layers
+            << " layers, hidden " << c.hidden_size << ")\n";
+  for (const auto& s : p.splits) print_split(s);
+  std::cout << "steps: " << p.total_steps << " (batch " << o.batch_size << " x "
+            << o.grad_accumulation << ")\nok\n";
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* cmd = app.add_subcommand("train", "Fine-tune a model folder on a dataset");
+  add_train_options(cmd, *o);
+  auto q = std::make_shared<TrainOptions>();
+  auto* quick = cmd->add_subcommand(
+      "quick",
+      "Fine-tune with defaults: LoRA r8 on q/k/v/o, lr 1e-4 with warmup, one epoch "
+      "up to 200 steps");
+  quick->add_option("model", q->model, "Model folder")->required();
+  quick->add_option("data", q->data, "JSONL file or data folder")->required();
+  quick->add_option("--output-dir", q->output_dir, "Output folder")->capture_default_str();
+  quick->add_option("--seed", q->seed, "Random seed")->capture_default_str();
+  quick->callback([q] {
+    TrainOptions o = *q;
+    o.warmup_steps = 10;
+    Prepared p = prepare_data(o);
+    o.iterations = std::min<int64_t>(200, p.total_steps);
+    o.warmup_steps = std::min<int64_t>(10, o.iterations / 10);
+    run_train(o);
+  });
+  cmd->callback([cmd, quick, o] {
+    if (quick->parsed()) return;
+    take_positional_config(cmd, *o);
+    merge_yaml(cmd, o->config);
+    run_train(*o);
+  });
+}
+
+void add_validate_command(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* cmd = app.add_subcommand(
+      "validate", "Check a training config (YAML or options) and its data without training");
+  add_train_options(cmd, *o);
+  cmd->callback([cmd, o] {
+    take_positional_config(cmd, *o);
+    merge_yaml(cmd, o->config);
+    run_validate(*o);
+  });
+}
+
+}  // namespace ft::cli

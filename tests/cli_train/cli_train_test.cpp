@@ -1,0 +1,288 @@
+// ft init, train, validate and eval as a script sees them: folders written, losses,
+// adapters, the YAML config against the command line, errors and resuming.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <mlx/ops.h>
+
+#include "ft/io/model_folder.h"
+#include "ft/models/registry.h"
+#include "ft/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+using Result = ft::testing::CommandResult;
+
+Result run(const std::string& args) {
+  return ft::testing::run_ft(args);
+}
+
+const std::string kAddition = FT_SOURCE_DIR "/examples/data/addition";
+
+fs::path temp(const std::string& name) {
+  // Per process: ctest may run the tests of this binary side by side.
+  fs::path p =
+      fs::path(::testing::TempDir()) / ("ft_cli_train_" + std::to_string(getpid()) + "_" + name);
+  fs::remove_all(p);
+  return p;
+}
+
+// A tiny model folder, made once per test binary.
+const fs::path& tiny_model() {
+  static fs::path dir = [] {
+    fs::path d = temp("model");
+    Result r = run("init --arch llama --size tiny --seed 1 --out " + d.string());
+    EXPECT_EQ(r.status, 0) << r.out;
+    return d;
+  }();
+  return dir;
+}
+
+// The first n records of the bundled training data.
+fs::path small_data(int n) {
+  fs::path p = temp("data_" + std::to_string(n) + ".jsonl");
+  std::ifstream in(kAddition + "/train.jsonl");
+  std::ofstream out(p);
+  std::string line;
+  for (int i = 0; i < n && std::getline(in, line); ++i) out << line << "\n";
+  return p;
+}
+
+std::vector<float> metric_losses(const fs::path& file) {
+  std::vector<float> losses;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("step") && j.contains("grad_norm")) losses.push_back(j["loss"].get<float>());
+  }
+  return losses;
+}
+
+bool one_error_line(const std::string& out) {
+  return std::regex_match(out, std::regex("ft: error: [^\n]*\n"));
+}
+
+}  // namespace
+
+TEST(CliTrain, InitWritesALoadableFolderWithATokenizer) {
+  for (std::string arch : {"llama", "qwen2", "qwen3", "mistral"}) {
+    fs::path dir = temp("init_" + arch);
+    Result r = run("init --arch " + arch + " --out " + dir.string());
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(ft::io::read_config(dir).get_string("model_type"), arch);
+    auto model = ft::models::load_model(dir);
+    // Hand count for tiny (hidden 64, 2 layers, 4 heads of 16, 2 KV heads, MLP 176,
+    // vocab 256 bytes + 3 specials, tied): embedding 259*64; per layer q,o 64*64,
+    // k,v 32*64, gate/up/down 176*64, two norms of 64; final norm 64.
+    size_t layer = 2 * 64 * 64 + 2 * 32 * 64 + 3 * 176 * 64 + 2 * 64;
+    if (arch == "qwen2") layer += 64 + 32 + 32;  // q/k/v bias
+    if (arch == "qwen3") layer += 16 + 16;       // q/k norms over head_dim
+    EXPECT_EQ(model->num_parameters(), 259 * 64 + 2 * layer + 64) << arch;
+    auto logits = (*model)(mlx::core::array({1, 2, 3}, {1, 3}, mlx::core::int32));
+    EXPECT_EQ(logits.shape(), (mlx::core::Shape{1, 3, 259}));
+  }
+  auto tok = ft::tokenizer::Tokenizer::from_dir(tiny_model());
+  std::string text = "12+34=46 h\xc3\xa9llo\n\tworld <|im_end|>";
+  auto ids = tok.encode(text);
+  EXPECT_EQ(tok.decode(ids), text);
+  // Bytes are their own ids; the special token is one id.
+  EXPECT_EQ(ids[0], '1');
+  EXPECT_EQ(ids.back(), 258);
+  EXPECT_EQ(tok.eos_token()->content, "<|im_end|>");
+}
+
+TEST(CliTrain, TrainingLowersTheLossAndWritesTheAdapter) {
+  fs::path data = small_data(64);
+  fs::path out = temp("lowers");
+  auto before = run("eval " + tiny_model().string() + " " + data.string() + " --json");
+  ASSERT_EQ(before.status, 0) << before.out;
+  Result r =
+      run("train " + tiny_model().string() + " " + data.string() +
+          " --iterations 25 --lr 1e-2 --batch-size 8 --lora-rank 4 --output-dir " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_TRUE(fs::exists(out / "adapter/adapters.safetensors")) << r.out;
+  auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
+  EXPECT_EQ(config["method"], "lora");
+  EXPECT_EQ(config["rank"], 4);
+  auto weights = ft::io::load_weights(out / "adapter/adapters.safetensors");
+  // q/k/v/o of 2 layers, A and B each.
+  EXPECT_EQ(weights.size(), 16u);
+  EXPECT_EQ(weights.at("model.layers.0.self_attn.k_proj.lora_B").shape(),
+            (mlx::core::Shape{32, 4}));
+  auto after = run("eval " + tiny_model().string() + " " + data.string() + " --json --adapter " +
+                   (out / "adapter").string());
+  ASSERT_EQ(after.status, 0) << after.out;
+  double loss_before = nlohmann::json::parse(before.out)["loss"].get<double>();
+  double loss_after = nlohmann::json::parse(after.out)["loss"].get<double>();
+  EXPECT_LT(loss_after, loss_before - 0.5) << r.out;
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 25u);
+}
+
+TEST(CliTrain, CommandLineBeatsYaml) {
+  fs::path data = small_data(32);
+  fs::path out = temp("yaml");
+  fs::path yaml = temp("config.yaml");
+  std::ofstream(yaml) << "model: " << tiny_model().string() << "\ndata: " << data.string()
+                      << "\nlora_rank: 4\niterations: 3\nbatch-size: 4\n"
+                      << "target_modules: [q_proj, v_proj]\noutput_dir: " << out.string() << "\n";
+  Result r = run("train --config " + yaml.string() + " --lora-rank 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
+  EXPECT_EQ(config["rank"], 2);                                               // the command line
+  EXPECT_EQ(config["target_modules"], nlohmann::json({"q_proj", "v_proj"}));  // the YAML list
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 3u);                 // YAML iterations
+  auto weights = ft::io::load_weights(out / "adapter/adapters.safetensors");
+  EXPECT_EQ(weights.at("model.layers.1.self_attn.v_proj.lora_A").shape(),
+            (mlx::core::Shape{2, 64}));
+  // validate reads the same config and trains nothing.
+  fs::remove_all(out);
+  Result v = run("validate " + yaml.string());
+  ASSERT_EQ(v.status, 0) << v.out;
+  EXPECT_NE(v.out.find("32 records"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("steps: 3"), std::string::npos) << v.out;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(CliTrain, BadYamlKeysAndValuesAreOneErrorLine) {
+  fs::path data = small_data(8);
+  fs::path yaml = temp("bad.yaml");
+  std::ofstream(yaml) << "model: " << tiny_model().string() << "\ndata: " << data.string()
+                      << "\nlora_rnak: 4\n";
+  Result key = run("validate --config " + yaml.string());
+  EXPECT_EQ(key.status, 2);
+  EXPECT_TRUE(one_error_line(key.out)) << key.out;
+  EXPECT_NE(key.out.find("lora_rnak"), std::string::npos) << key.out;
+
+  std::ofstream(yaml) << "model: " << tiny_model().string() << "\nlora_rank: -3\n";
+  Result value = run("train --config " + yaml.string());
+  EXPECT_EQ(value.status, 2);
+  EXPECT_TRUE(one_error_line(value.out)) << value.out;
+  EXPECT_NE(value.out.find("lora_rank"), std::string::npos) << value.out;
+
+  std::ofstream(yaml) << "model: [unclosed\n";
+  Result syntax = run("train --config " + yaml.string());
+  EXPECT_EQ(syntax.status, 1);
+  EXPECT_TRUE(one_error_line(syntax.out)) << syntax.out;
+}
+
+TEST(CliTrain, NonexistentPathsAreOneErrorLine) {
+  Result model = run("train /nonexistent/model " + kAddition + "/train.jsonl");
+  EXPECT_EQ(model.status, 1);
+  EXPECT_TRUE(one_error_line(model.out)) << model.out;
+  EXPECT_NE(model.out.find("/nonexistent/model"), std::string::npos);
+  Result data = run("eval " + tiny_model().string() + " /nonexistent/data.jsonl");
+  EXPECT_EQ(data.status, 1);
+  EXPECT_TRUE(one_error_line(data.out)) << data.out;
+  Result adapter = run("eval " + tiny_model().string() + " " + kAddition +
+                       "/test.jsonl --adapter /nonexistent/adapter");
+  EXPECT_EQ(adapter.status, 1);
+  EXPECT_TRUE(one_error_line(adapter.out)) << adapter.out;
+}
+
+TEST(CliTrain, EvalJsonCountsThePredictedTokens) {
+  fs::path data = temp("eval.jsonl");
+  std::ofstream(data) << R"({"messages":[{"role":"user","content":"12+34"},)"
+                      << R"({"role":"assistant","content":"46"}]})"
+                      << "\n"
+                      << R"({"messages":[{"role":"user","content":"99+1"},)"
+                      << R"({"role":"assistant","content":"100"}]})"
+                      << "\n";
+  Result r = run("eval " + tiny_model().string() + " " + data.string() + " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  // ChatML by hand: each record predicts every token after its first.
+  auto tok = ft::tokenizer::Tokenizer::from_dir(tiny_model());
+  auto chatml = [&](const std::string& user, const std::string& assistant) {
+    return tok.encode("<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n" +
+                      assistant + "<|im_end|>\n")
+               .size() -
+           1;
+  };
+  EXPECT_EQ(j["tokens"].get<size_t>(), chatml("12+34", "46") + chatml("99+1", "100"));
+  EXPECT_EQ(j["records"], 2);
+  EXPECT_NEAR(j["perplexity"].get<double>(), std::exp(j["loss"].get<double>()), 1e-6);
+  // A random model over 259 tokens: the loss is near log(259).
+  EXPECT_NEAR(j["loss"].get<double>(), std::log(259.0), 0.5);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.0);
+  EXPECT_LE(j["accuracy"].get<double>(), 1.0);
+}
+
+TEST(CliTrain, AnInterruptedRunResumesWithTheSameLosses) {
+  fs::path data = small_data(48);
+  std::string common = "train " + tiny_model().string() + " " + data.string() +
+                       " --iterations 6 --batch-size 4 --lr 5e-3 --lora-dropout 0.1 --seed 3";
+  fs::path straight = temp("straight");
+  Result a = run(common + " --output-dir " + straight.string());
+  ASSERT_EQ(a.status, 0) << a.out;
+
+  fs::path resumed = temp("resumed");
+  Result first = run(common + " --stop-after 2 --output-dir " + resumed.string());
+  ASSERT_EQ(first.status, 0) << first.out;
+  EXPECT_FALSE(fs::exists(resumed / "adapter")) << first.out;
+  Result second = run(common + " --output-dir " + resumed.string());
+  ASSERT_EQ(second.status, 0) << second.out;
+  EXPECT_NE(second.out.find("resumed from step 2"), std::string::npos) << second.out;
+
+  auto expected = metric_losses(straight / "metrics.jsonl");
+  auto got = metric_losses(resumed / "metrics.jsonl");
+  ASSERT_EQ(expected.size(), 6u);
+  EXPECT_EQ(got, expected);  // bit for bit on CPU
+  auto wa = ft::io::load_weights(straight / "adapter/adapters.safetensors");
+  auto wb = ft::io::load_weights(resumed / "adapter/adapters.safetensors");
+  for (const auto& [name, value] : wa) {
+    EXPECT_TRUE(mlx::core::array_equal(value, wb.at(name)).item<bool>()) << name;
+  }
+}
+
+TEST(CliTrain, QuickRunsOneEpochOfLoraOnQkvo) {
+  fs::path data = small_data(64);
+  fs::path out = temp("quick");
+  Result r = run("train quick " + tiny_model().string() + " " + data.string() + " --output-dir " +
+                 out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  // 64 records in rows of 4: one epoch is 16 steps, under the cap of 200.
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 16u);
+  auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
+  EXPECT_EQ(config["rank"], 8);
+  EXPECT_EQ(config["adapted_modules"].size(), 8u);  // q, k, v, o of 2 layers
+}
+
+TEST(CliTrain, CtrlCSavesACheckpointThatTheNextRunResumes) {
+  fs::path out = temp("sigint");
+  fs::create_directories(out);
+  std::string train = std::string(FT_BINARY) + " train " + tiny_model().string() + " " + kAddition +
+                      "/train.jsonl --iterations 100000 --batch-size 4 --output-dir " +
+                      out.string();
+  // SIGINT once the first step is in metrics.jsonl (the handler is installed by then).
+  std::string script = train + " > " + (out / "log.txt").string() +
+                       " 2>&1 & p=$!; for i in $(seq 600); do [ -s " +
+                       (out / "metrics.jsonl").string() +
+                       " ] && break; sleep 0.1; done; kill -INT $p; wait $p; echo rc=$?";
+  auto r = ft::testing::run_ft(script, "", /*raw=*/true);
+  EXPECT_NE(r.out.find("rc=130"), std::string::npos) << r.out;
+  std::ifstream log(out / "log.txt");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("interrupted at step"), std::string::npos) << text;
+  size_t steps = metric_losses(out / "metrics.jsonl").size();
+  ASSERT_GT(steps, 0u);
+  Result again = run("train " + tiny_model().string() + " " + kAddition +
+                     "/train.jsonl --iterations 100000 --batch-size 4 --stop-after 1 " +
+                     "--output-dir " + out.string());
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("resumed from step " + std::to_string(steps)), std::string::npos)
+      << again.out;
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), steps + 1);
+}
