@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -65,7 +66,7 @@ inline CommandResult run_ft(const std::string& args, const std::string& input = 
                             bool raw = false) {
   std::string command = (raw ? args : std::string(FT_BINARY) + " " + args) + " 2>&1";
   if (!input.empty()) {
-    std::string path = ::testing::TempDir() + "/ft_cli_stdin.txt";
+    std::string path = ::testing::TempDir() + "/ft_cli_stdin-" + std::to_string(::getpid()) + ".txt";
     std::ofstream(path) << input;
     command += " < " + path;
   }

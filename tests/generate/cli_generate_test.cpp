@@ -1,6 +1,7 @@
 // `ft generate` as a script sees it, against the library on the same model folder: a
 // tiny random Llama with a byte-level tokenizer of 256 tokens written by the test.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -34,7 +35,7 @@ struct Result {
 };
 
 Result run_ft(const std::string& args) {
-  std::string err_path = ::testing::TempDir() + "/ft_generate_stderr.txt";
+  std::string err_path = ::testing::TempDir() + "/ft_generate_stderr-" + std::to_string(::getpid()) + ".txt";
   std::string command = std::string(FT_BINARY) + " " + args + " 2>" + err_path;
   Result r;
   FILE* pipe = popen(command.c_str(), "r");
@@ -78,7 +79,7 @@ const char* kTemplate =
 // A model folder with a 256-byte tokenizer and a chat template; made once.
 const fs::path& model_dir() {
   static const fs::path dir = [] {
-    fs::path root = fs::path(::testing::TempDir()) / "ft_generate_cli";
+    fs::path root = (fs::path(::testing::TempDir()) / ("ft_generate_cli-" + std::to_string(::getpid())));
     fs::remove_all(root);
     fs::path tokenizer = root / "tokenizer";
     fs::create_directories(tokenizer);
@@ -171,7 +172,7 @@ TEST(GenerateCli, ChatTemplateIsAppliedToThePromptAndTheMessages) {
       reference(lib, lib.tokenizer.encode("<user>hi<assistant>", false), {.max_tokens = 8});
   EXPECT_EQ(run_json("--prompt hi --max-tokens 8")["ids"].get<std::vector<int>>(), expected.ids);
 
-  fs::path messages = fs::path(::testing::TempDir()) / "ft_generate_messages.json";
+  fs::path messages = (fs::path(::testing::TempDir()) / ("ft_generate_messages.json-" + std::to_string(::getpid())));
   std::ofstream(messages) << R"([{"role": "system", "content": "be brief"},
                                  {"role": "user", "content": "hi"}])";
   auto chat = reference(lib, lib.tokenizer.encode("<system>be brief<user>hi<assistant>", false),
@@ -221,7 +222,7 @@ TEST(GenerateCli, MlxLmAdapterChangesTheOutputAsTheLibrarySays) {
   // out), y = base + scale * (x a) b.
   const int rank = 4;
   const float scale = 2.0f;
-  fs::path adapter = fs::path(::testing::TempDir()) / "ft_generate_adapter";
+  fs::path adapter = (fs::path(::testing::TempDir()) / ("ft_generate_adapter-" + std::to_string(::getpid())));
   fs::create_directories(adapter);
   ft::ParamMap mlx_weights;
   ft::Rng rng(3);
@@ -267,7 +268,7 @@ TEST(GenerateCli, MlxLmAdapterChangesTheOutputAsTheLibrarySays) {
   EXPECT_EQ(out["ids"].get<std::vector<int>>(), with.ids);
 
   // The same adapter in PEFT's layout: lora_alpha / r = 8 / 4 = the scale above.
-  fs::path peft = fs::path(::testing::TempDir()) / "ft_generate_peft";
+  fs::path peft = (fs::path(::testing::TempDir()) / ("ft_generate_peft-" + std::to_string(::getpid())));
   fs::create_directories(peft);
   ft::ParamMap peft_weights;
   for (const auto& [name, value] : adapter_weights)
