@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up ft on a fresh machine and builds it, then runs what is asked:
 #   ./setup.sh          set up and build
-#   ./setup.sh demo     ... then train the demo model on bundled data
+#   ./setup.sh demo     ... then fine-tune a small model on bundled data (examples/quickstart.sh)
 #   ./setup.sh test     ... then run the whole test suite
 #   - Debian packages via apt-get (skipped when already installed),
 #   - MLX's C++ library from PyPI into the project-local virtual environment .venv/
@@ -104,6 +104,6 @@ use_openblas
 build
 say "built $BUILD_DIR/ft"
 case "$ACTION" in
-  demo) exec "$BUILD_DIR/ft" demo ;;
+  demo) exec examples/quickstart.sh "$BUILD_DIR/ft" ;;
   test) exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" ;;
 esac

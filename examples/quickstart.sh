@@ -15,3 +15,9 @@ echo "before training:"
   --epochs 3 --batch-size 16 --mask-prompt --eval-every 250 --output-dir "$work/run"
 echo "after training:"
 "$ft" eval "$work/run/model" "$data/test.jsonl" --mask-prompt
+echo "answers of the fine-tuned model (greedy):"
+for question in "12+34" "61+27" "45+39"; do
+  printf '%s = ' "$question"
+  "$ft" generate "$work/run/model" --prompt "$question" --max-tokens 6 --json |
+    sed -n 's/.*"text": *"\([^"]*\)".*/\1/p'
+done
