@@ -10,6 +10,7 @@
 #include "ft/core/error.h"
 #include "ft/io/model_folder.h"
 #include "ft/kernels/linear_cross_entropy.h"
+#include "ft/models/attention_mask.h"
 #include "ft/train/losses.h"
 
 namespace ft::cli {
@@ -17,12 +18,23 @@ namespace ft::cli {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-LossFn causal_lm_loss() {
-  return [](nn::Module& m, const Batch& batch, const mx::array&) {
+namespace {
+
+// Batches are {inputs, targets, segment ids, positions}. Padded rows put padding after
+// each sample, so plain causal attention keeps it out of every predicted token; packed
+// rows hold several samples, which must not see each other (segment_causal_mask).
+mx::array hidden_states(models::LlamaForCausalLM& model, const Batch& batch, bool packed) {
+  if (packed && batch.size() > 2)
+    return model.hidden_states(batch[0], models::segment_causal_mask(batch[2]));
+  return model.hidden_states(batch[0]);
+}
+
+}  // namespace
+
+LossFn causal_lm_loss(bool packed) {
+  return [packed](nn::Module& m, const Batch& batch, const mx::array&) {
     auto& model = static_cast<models::LlamaForCausalLM&>(m);
-    // Padded rows put padding after each sample, so causal attention keeps it out of
-    // every predicted token; packed rows would need the segment mask (not applied).
-    mx::array hidden = model.hidden_states(batch[0]);
+    mx::array hidden = hidden_states(model, batch, packed);
     kernels::LinearCrossEntropyOptions ce;
     ce.reduction = train::Reduction::sum;
     mx::array loss = kernels::linear_cross_entropy(hidden, model.output_weight(), batch[1], ce);
@@ -30,11 +42,11 @@ LossFn causal_lm_loss() {
   };
 }
 
-train::EvalFn causal_lm_eval() {
-  return [](nn::Module& m, const Batch& batch) {
+train::EvalFn causal_lm_eval(bool packed) {
+  return [packed](nn::Module& m, const Batch& batch) {
     auto& model = static_cast<models::LlamaForCausalLM&>(m);
     const mx::array& targets = batch[1];  // (B, L)
-    mx::array hidden = model.hidden_states(batch[0]);
+    mx::array hidden = hidden_states(model, batch, packed);
     kernels::LinearCrossEntropyOptions ce;
     ce.reduction = train::Reduction::sum;
     mx::array loss = kernels::linear_cross_entropy(hidden, model.output_weight(), targets, ce);

@@ -16,9 +16,9 @@
 namespace ft::cli {
 
 // Sum of the next-token cross-entropy over the batch's targets (inputs, targets, ...).
-LossFn causal_lm_loss();
+LossFn causal_lm_loss(bool packed = false);
 // Summed loss, predicted-token count and argmax hits over a batch.
-train::EvalFn causal_lm_eval();
+train::EvalFn causal_lm_eval(bool packed = false);
 
 // adapter_config.json: method ("lora", "dora" or "full") and the LoRA settings.
 nlohmann::json adapter_config_json(const std::string& method, const nn::LoraConfig& lora,

@@ -126,8 +126,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->capture_default_str();
   cmd->add_flag("--mask-prompt", o.mask_prompt, "Train on completions / assistant turns only");
   cmd->add_flag("--pack", o.pack,
-                "Pack several samples per row (off by default: the model has no segment "
-                "mask yet, so packed samples attend to each other)");
+                "Pack several samples per row; a block-diagonal causal mask keeps them apart");
   cmd->add_option("--valid-fraction", o.valid_fraction,
                   "Share of a single JSONL file held out for validation")
       ->check(CLI::Range(0.0, 0.9))
@@ -323,8 +322,8 @@ void run_train(const TrainOptions& o) {
   t.metrics_path = fs::path(o.output_dir) / "metrics.jsonl";
   t.max_steps_this_run = o.stop_after;
   fs::create_directories(o.output_dir);
-  train::Trainer trainer(*model, causal_lm_loss(), causal_lm_eval(), *optimizer, p.train->data,
-                         p.valid ? &p.valid->data : nullptr, p.batch, t);
+  train::Trainer trainer(*model, causal_lm_loss(o.pack), causal_lm_eval(o.pack), *optimizer,
+                         p.train->data, p.valid ? &p.valid->data : nullptr, p.batch, t);
   int64_t resumed = trainer.resume();
   if (resumed > 0) std::cout << "resumed from step " << resumed << "\n";
   train::clear_stop_request();
