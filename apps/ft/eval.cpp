@@ -16,6 +16,7 @@
 #include "apps/ft/lm_task.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
+#include "ft/io/adapters.h"
 #include "ft/models/registry.h"
 
 namespace ft::cli {
@@ -42,7 +43,7 @@ void run_eval(const EvalOptions& o) {
   data::DataLoader loader(o.model, d);
   data::Split split = loader.load_file(o.data, "eval");
   auto model = models::load_model(o.model);
-  if (!o.adapter.empty()) load_adapter(*model, o.adapter);
+  if (!o.adapter.empty()) io::apply_adapter(*model, o.adapter);
   model->eval();
 
   data::BatchOptions b;
@@ -85,7 +86,8 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Loss, perplexity and token accuracy over a JSONL file");
   cmd->add_option("model", o->model, "Model folder")->required();
   cmd->add_option("data", o->data, "JSONL file")->required();
-  cmd->add_option("--adapter", o->adapter, "Adapter folder written by ft train");
+  cmd->add_option("--adapter", o->adapter,
+                  "Adapter folder (PEFT or mlx-lm layout, as ft train writes)");
   cmd->add_option("--batch-size", o->batch_size, "Rows per batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

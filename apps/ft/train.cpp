@@ -21,6 +21,7 @@
 #include "apps/ft/lm_task.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
+#include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/registry.h"
 #include "ft/train/optimizer.h"
@@ -350,7 +351,8 @@ void run_train(const TrainOptions& o) {
       io::save_model_folder(model->parameters(), io::read_config(o.model).json(), adapter_dir,
                             save);
     } else {
-      save_adapter(*model, adapter_config_json(o.method, lora, adapted), adapter_dir);
+      // PEFT's layout: loadable by peft.PeftModel.from_pretrained, ft eval/generate/fuse.
+      io::save_peft_adapter(*model, lora, o.model, adapter_dir);
     }
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

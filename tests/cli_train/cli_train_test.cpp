@@ -14,6 +14,7 @@
 
 #include <mlx/ops.h>
 
+#include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/registry.h"
 #include "ft/tokenizer/tokenizer.h"
@@ -113,14 +114,16 @@ TEST(CliTrain, TrainingLowersTheLossAndWritesTheAdapter) {
       run("train " + tiny_model().string() + " " + data.string() +
           " --iterations 25 --lr 1e-2 --batch-size 8 --lora-rank 4 --output-dir " + out.string());
   ASSERT_EQ(r.status, 0) << r.out;
-  ASSERT_TRUE(fs::exists(out / "adapter/adapters.safetensors")) << r.out;
+  // PEFT's layout, read back by ft's adapter reader.
+  ASSERT_TRUE(fs::exists(out / "adapter/adapter_model.safetensors")) << r.out;
   auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
-  EXPECT_EQ(config["method"], "lora");
-  EXPECT_EQ(config["rank"], 4);
-  auto weights = ft::io::load_weights(out / "adapter/adapters.safetensors");
+  EXPECT_EQ(config["peft_type"], "LORA");
+  EXPECT_EQ(config["r"], 4);
+  auto adapter = ft::io::load_adapter(out / "adapter");
+  EXPECT_EQ(adapter.config.rank, 4);
   // q/k/v/o of 2 layers, A and B each.
-  EXPECT_EQ(weights.size(), 16u);
-  EXPECT_EQ(weights.at("model.layers.0.self_attn.k_proj.lora_B").shape(),
+  EXPECT_EQ(adapter.weights.size(), 16u);
+  EXPECT_EQ(adapter.weights.at("model.layers.0.self_attn.k_proj.lora_B").shape(),
             (mlx::core::Shape{32, 4}));
   auto after = run("eval " + tiny_model().string() + " " + data.string() + " --json --adapter " +
                    (out / "adapter").string());
@@ -140,12 +143,13 @@ TEST(CliTrain, CommandLineBeatsYaml) {
                       << "target_modules: [q_proj, v_proj]\noutput_dir: " << out.string() << "\n";
   Result r = run("train --config " + yaml.string() + " --lora-rank 2");
   ASSERT_EQ(r.status, 0) << r.out;
-  auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
-  EXPECT_EQ(config["rank"], 2);                                               // the command line
-  EXPECT_EQ(config["target_modules"], nlohmann::json({"q_proj", "v_proj"}));  // the YAML list
-  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 3u);                 // YAML iterations
-  auto weights = ft::io::load_weights(out / "adapter/adapters.safetensors");
-  EXPECT_EQ(weights.at("model.layers.1.self_attn.v_proj.lora_A").shape(),
+  auto adapter = ft::io::load_adapter(out / "adapter");
+  EXPECT_EQ(adapter.config.rank, 2);      // the command line
+  EXPECT_EQ(adapter.modules.size(), 4u);  // the YAML list: q, v of 2 layers
+  for (const auto& m : adapter.modules)
+    EXPECT_TRUE(m.ends_with("q_proj") || m.ends_with("v_proj")) << m;
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 3u);  // YAML iterations
+  EXPECT_EQ(adapter.weights.at("model.layers.1.self_attn.v_proj.lora_A").shape(),
             (mlx::core::Shape{2, 64}));
   // validate reads the same config and trains nothing.
   fs::remove_all(out);
@@ -240,8 +244,8 @@ TEST(CliTrain, AnInterruptedRunResumesWithTheSameLosses) {
   auto got = metric_losses(resumed / "metrics.jsonl");
   ASSERT_EQ(expected.size(), 6u);
   EXPECT_EQ(got, expected);  // bit for bit on CPU
-  auto wa = ft::io::load_weights(straight / "adapter/adapters.safetensors");
-  auto wb = ft::io::load_weights(resumed / "adapter/adapters.safetensors");
+  auto wa = ft::io::load_weights(straight / "adapter/adapter_model.safetensors");
+  auto wb = ft::io::load_weights(resumed / "adapter/adapter_model.safetensors");
   for (const auto& [name, value] : wa) {
     EXPECT_TRUE(mlx::core::array_equal(value, wb.at(name)).item<bool>()) << name;
   }
@@ -255,9 +259,9 @@ TEST(CliTrain, QuickRunsOneEpochOfLoraOnQkvo) {
   ASSERT_EQ(r.status, 0) << r.out;
   // 64 records in rows of 4: one epoch is 16 steps, under the cap of 200.
   EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 16u);
-  auto config = nlohmann::json::parse(std::ifstream(out / "adapter/adapter_config.json"));
-  EXPECT_EQ(config["rank"], 8);
-  EXPECT_EQ(config["adapted_modules"].size(), 8u);  // q, k, v, o of 2 layers
+  auto adapter = ft::io::load_adapter(out / "adapter");
+  EXPECT_EQ(adapter.config.rank, 8);
+  EXPECT_EQ(adapter.modules.size(), 8u);  // q, k, v, o of 2 layers
 }
 
 TEST(CliTrain, CtrlCSavesACheckpointThatTheNextRunResumes) {
