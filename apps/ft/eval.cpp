@@ -40,6 +40,7 @@ void run_eval(const EvalOptions& o) {
   data::DataOptions d;
   d.sample.mask_prompt = o.mask_prompt;
   d.sample.max_seq_length = o.max_seq_length;
+  d.cache_dir = data::default_cache_dir();
   data::DataLoader loader(o.model, d);
   data::Split split = loader.load_file(o.data, "eval");
   auto model = models::load_model(o.model);

@@ -223,6 +223,7 @@ Prepared prepare_data(const TrainOptions& o) {
   d.sample.max_seq_length = o.max_seq_length;
   d.valid_fraction = o.valid_fraction;
   d.seed = o.seed;
+  d.cache_dir = data::default_cache_dir();  // a second run starts at once
   p.loader = std::make_unique<data::DataLoader>(o.model, d);
   p.splits = p.loader->load(o.data);
   for (const auto& s : p.splits) {
