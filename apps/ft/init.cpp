@@ -18,6 +18,7 @@
 #include "ft/io/model_folder.h"
 #include "ft/models/llama.h"
 #include "ft/tokenizer/tokenizer.h"
+#include "ft/tokenizer/unicode.h"
 
 namespace ft::cli {
 namespace {
@@ -33,25 +34,10 @@ struct InitOptions {
   uint64_t seed = 0;
 };
 
-// GPT-2's map from bytes to printable characters: the byte-level BPE alphabet. Printable
-// Latin-1 bytes stand for themselves; the others are shifted to 256 and up.
+// The byte-level BPE alphabet's symbol for a byte (GPT-2's map, as the tokenizer reads it).
 std::string byte_symbol(int byte) {
-  auto printable = [](int b) {
-    return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-  };
-  int code = byte;
-  if (!printable(byte)) {
-    int shifted = 0;
-    for (int b = 0; b < byte; ++b) shifted += printable(b) ? 0 : 1;
-    code = 256 + shifted;
-  }
   std::string utf8;
-  if (code < 0x80) {
-    utf8 += static_cast<char>(code);
-  } else {
-    utf8 += static_cast<char>(0xC0 | (code >> 6));
-    utf8 += static_cast<char>(0x80 | (code & 0x3F));
-  }
+  tokenizer::utf8_append(utf8, tokenizer::byte_to_char(static_cast<uint8_t>(byte)));
   return utf8;
 }
 

@@ -1,8 +1,8 @@
 // `ft generate` as a script sees it, against the library on the same model folder: a
 // tiny random Llama with a byte-level tokenizer of 256 tokens written by the test.
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -21,6 +21,7 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/tokenizer/tokenizer.h"
+#include "ft/tokenizer/unicode.h"
 
 namespace mx = mlx::core;
 namespace fs = std::filesystem;
@@ -35,7 +36,8 @@ struct Result {
 };
 
 Result run_ft(const std::string& args) {
-  std::string err_path = ::testing::TempDir() + "/ft_generate_stderr-" + std::to_string(::getpid()) + ".txt";
+  std::string err_path =
+      ::testing::TempDir() + "/ft_generate_stderr-" + std::to_string(::getpid()) + ".txt";
   std::string command = std::string(FT_BINARY) + " " + args + " 2>" + err_path;
   Result r;
   FILE* pipe = popen(command.c_str(), "r");
@@ -50,25 +52,10 @@ Result run_ft(const std::string& args) {
   return r;
 }
 
-// GPT-2's byte-to-character map: printable bytes stand for themselves, the others, in
-// order, for the code points from 256 up.
-bool printable(int b) {
-  return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-}
-
+// The byte-level BPE alphabet's symbol for a byte.
 std::string byte_char(int b) {
-  int code = b;
-  if (!printable(b)) {
-    code = 256;
-    for (int i = 0; i < b; ++i) code += printable(i) ? 0 : 1;
-  }
   std::string utf8;
-  if (code < 0x80) {
-    utf8 += static_cast<char>(code);
-  } else {
-    utf8 += static_cast<char>(0xC0 | (code >> 6));
-    utf8 += static_cast<char>(0x80 | (code & 0x3F));
-  }
+  ft::tokenizer::utf8_append(utf8, ft::tokenizer::byte_to_char(static_cast<uint8_t>(b)));
   return utf8;
 }
 
@@ -79,7 +66,8 @@ const char* kTemplate =
 // A model folder with a 256-byte tokenizer and a chat template; made once.
 const fs::path& model_dir() {
   static const fs::path dir = [] {
-    fs::path root = (fs::path(::testing::TempDir()) / ("ft_generate_cli-" + std::to_string(::getpid())));
+    fs::path root =
+        (fs::path(::testing::TempDir()) / ("ft_generate_cli-" + std::to_string(::getpid())));
     fs::remove_all(root);
     fs::path tokenizer = root / "tokenizer";
     fs::create_directories(tokenizer);
@@ -172,7 +160,8 @@ TEST(GenerateCli, ChatTemplateIsAppliedToThePromptAndTheMessages) {
       reference(lib, lib.tokenizer.encode("<user>hi<assistant>", false), {.max_tokens = 8});
   EXPECT_EQ(run_json("--prompt hi --max-tokens 8")["ids"].get<std::vector<int>>(), expected.ids);
 
-  fs::path messages = (fs::path(::testing::TempDir()) / ("ft_generate_messages.json-" + std::to_string(::getpid())));
+  fs::path messages = (fs::path(::testing::TempDir()) /
+                       ("ft_generate_messages.json-" + std::to_string(::getpid())));
   std::ofstream(messages) << R"([{"role": "system", "content": "be brief"},
                                  {"role": "user", "content": "hi"}])";
   auto chat = reference(lib, lib.tokenizer.encode("<system>be brief<user>hi<assistant>", false),
@@ -222,7 +211,8 @@ TEST(GenerateCli, MlxLmAdapterChangesTheOutputAsTheLibrarySays) {
   // out), y = base + scale * (x a) b.
   const int rank = 4;
   const float scale = 2.0f;
-  fs::path adapter = (fs::path(::testing::TempDir()) / ("ft_generate_adapter-" + std::to_string(::getpid())));
+  fs::path adapter =
+      (fs::path(::testing::TempDir()) / ("ft_generate_adapter-" + std::to_string(::getpid())));
   fs::create_directories(adapter);
   ft::ParamMap mlx_weights;
   ft::Rng rng(3);
@@ -268,7 +258,8 @@ TEST(GenerateCli, MlxLmAdapterChangesTheOutputAsTheLibrarySays) {
   EXPECT_EQ(out["ids"].get<std::vector<int>>(), with.ids);
 
   // The same adapter in PEFT's layout: lora_alpha / r = 8 / 4 = the scale above.
-  fs::path peft = (fs::path(::testing::TempDir()) / ("ft_generate_peft-" + std::to_string(::getpid())));
+  fs::path peft =
+      (fs::path(::testing::TempDir()) / ("ft_generate_peft-" + std::to_string(::getpid())));
   fs::create_directories(peft);
   ft::ParamMap peft_weights;
   for (const auto& [name, value] : adapter_weights)
