@@ -15,5 +15,6 @@ rm -f .carry/mlx1/* .carry/mlx2/*
 split -n 2 -d ".carry/wheel/$WHEEL" ".carry/part."
 mv .carry/part.00 .carry/mlx1/ && mv .carry/part.01 .carry/mlx2/
 (cd .carry/mlx1 && sha256sum "../wheel/$WHEEL" | sed "s#../wheel/##" > wheel.sha256)
-(cd .carry/debs && apt-get download libcli11-dev 2>/dev/null)
+(cd .carry/debs && apt-get download libcli11-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev \
+  zlib1g-dev libyaml-cpp-dev libyaml-cpp0.7 2>/dev/null)
 ls -la .carry/mlx1 .carry/mlx2 .carry/debs

@@ -4,6 +4,8 @@
 set -uo pipefail
 # Real tokenizer files travel in .carry/shared; tests read them from ../shared.
 [[ -d .carry/shared && ! -d ../shared/tokenizers ]] && mkdir -p ../shared && cp -r .carry/shared/tokenizers ../shared/
+# yaml-cpp is a shared library unpacked beside the other .debs.
+export LD_LIBRARY_PATH=/root/ft-gpu/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 OUT=${OUT:-/tmp/ft-gpu-out}
 mkdir -p "$OUT"
 nvidia-smi -L | tee "$OUT/device.txt"
