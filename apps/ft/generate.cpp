@@ -4,18 +4,15 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
-#include <regex>
-#include <set>
 
 #include <mlx/ops.h>
 #include <nlohmann/json.hpp>
 
 #include "apps/ft/commands.h"
 #include "ft/core/error.h"
-#include "ft/core/param_map.h"
 #include "ft/generate/generate.h"
+#include "ft/io/adapters.h"
 #include "ft/models/registry.h"
-#include "ft/nn/lora.h"
 #include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
 
@@ -55,88 +52,6 @@ bool has_chat_template(const fs::path& dir) {
   return fs::exists(config) && read_json_file(config).contains("chat_template");
 }
 
-// Adapter weights under ft's names and shapes (LoRALinear's lora_A (r, in), lora_B
-// (out, r), lora_magnitude (out,)) from the PEFT layout (base_model.model.<path>.lora_A.weight)
-// or the mlx-lm layout (<path>.lora_a (in, r), <path>.lora_b (r, out), <path>.m).
-ParamMap normalize_adapter_weights(const ParamMap& raw) {
-  ParamMap out;
-  for (const auto& [name, value] : raw) {
-    std::string n = name;
-    if (n.starts_with("base_model.model.")) n = n.substr(17);
-    auto replace_end = [&n](const std::string& from, const std::string& to) {
-      if (!n.ends_with(from)) return false;
-      n = n.substr(0, n.size() - from.size()) + to;
-      return true;
-    };
-    if (replace_end(".lora_A.weight", ".lora_A") || replace_end(".lora_B.weight", ".lora_B") ||
-        replace_end(".lora_magnitude_vector.weight", ".lora_magnitude") ||
-        replace_end(".lora_magnitude_vector", ".lora_magnitude") || n.ends_with(".lora_A") ||
-        n.ends_with(".lora_B") || n.ends_with(".lora_magnitude")) {
-      out.set(n, value);
-    } else if (replace_end(".lora_a", ".lora_A") || replace_end(".lora_b", ".lora_B")) {
-      out.set(n, mx::transpose(value));
-    } else if (replace_end(".m", ".lora_magnitude")) {
-      out.set(n, value);
-    } else {
-      throw Error("generate", "adapter tensor '" + name + "' is not a LoRA or DoRA weight");
-    }
-  }
-  return out;
-}
-
-// Puts the adapter of `dir` into the model. The adapted modules and the rank come from
-// the weights themselves; adapter_config.json gives the scale (PEFT's lora_alpha or
-// mlx-lm's lora_parameters.scale), rsLoRA and DoRA.
-void load_adapter(models::LlamaForCausalLM& model, const fs::path& dir) {
-  fs::path weights_file = dir / "adapters.safetensors";
-  if (!fs::exists(weights_file)) weights_file = dir / "adapter_model.safetensors";
-  FT_CHECK(fs::exists(weights_file), "generate", dir.string(),
-           ": no adapters.safetensors or adapter_model.safetensors");
-  nlohmann::ordered_json config = read_json_file(dir / "adapter_config.json");
-  ParamMap weights = normalize_adapter_weights(ParamMap::load_safetensors(weights_file.string()));
-
-  std::set<std::string> paths;
-  int rank = 0;
-  for (const auto& [name, value] : weights)
-    if (name.ends_with(".lora_A")) {
-      paths.insert(name.substr(0, name.size() - 7));
-      rank = value.shape(0);
-    }
-  FT_CHECK(!paths.empty(), "generate", weights_file.string(), ": no lora_A weights");
-
-  std::set<std::string> modules;
-  for (const auto& [path, module] : model.named_modules()) modules.insert(path);
-  std::string missing;
-  for (const std::string& path : paths)
-    if (!modules.count(path)) missing += (missing.empty() ? "" : ", ") + path;
-  FT_CHECK(missing.empty(), "generate", weights_file.string(),
-           ": adapts modules the model does not have (an adapter for another model?): ", missing);
-
-  nn::LoraConfig lora;
-  lora.rank = rank;
-  lora.dtype = model.output_weight().dtype();
-  if (config.contains("lora_parameters")) {  // mlx-lm: y = base + scale * (x a) b
-    const auto& p = config["lora_parameters"];
-    lora.alpha = p.value("scale", 20.0f) * rank;
-    lora.dora = config.value("fine_tune_type", "lora") == "dora";
-  } else {  // PEFT
-    lora.alpha = config.value("lora_alpha", 8.0f);
-    lora.rslora = config.value("use_rslora", false);
-    lora.dora = config.value("use_dora", false);
-  }
-  std::string regex;
-  for (const std::string& path : paths)
-    regex += (regex.empty() ? "" : "|") + std::regex_replace(path, std::regex("\\."), "\\.");
-  lora.target_regex = "^(" + regex + ")$";
-  auto replaced = nn::apply_lora(model, lora);
-  FT_CHECK(replaced.size() == paths.size(), "generate", weights_file.string(), ": adapts ",
-           paths.size(), " modules, of which only ", replaced.size(), " are linear layers");
-  // Adapters saved in float32 load into a model of another dtype.
-  ParamMap cast;
-  for (const auto& [name, value] : weights) cast.set(name, mx::astype(value, lora.dtype));
-  model.load(cast, false);
-}
-
 mx::Dtype parse_dtype(const std::string& name) {
   if (name == "float32") return mx::float32;
   if (name == "bfloat16") return mx::bfloat16;
@@ -149,8 +64,9 @@ void run_generate(GenerateCliOptions o) {
            "give exactly one of --prompt and --messages");
   fs::path tokenizer_dir = o.tokenizer.empty() ? fs::path(o.model) : fs::path(o.tokenizer);
   auto tokenizer = tokenizer::Tokenizer::from_dir(tokenizer_dir);
-  auto model = models::load_model(o.model, parse_dtype(o.dtype));
-  if (!o.adapter.empty()) load_adapter(*model, o.adapter);
+  mx::Dtype dtype = parse_dtype(o.dtype);
+  auto model = models::load_model(o.model, dtype);
+  if (!o.adapter.empty()) io::apply_adapter(*model, o.adapter, dtype);
   model->eval();
 
   std::vector<int> prompt;

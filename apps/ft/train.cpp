@@ -66,6 +66,7 @@ struct TrainOptions {
   bool grad_checkpoint = false;
   float max_grad_norm = 1.0f;
   int64_t stop_after = 0;
+  std::string adapter_format = "peft";
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
@@ -155,6 +156,11 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop (and save a checkpoint) after this many steps of this run")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--adapter-format", o.adapter_format,
+                  "Layout of the saved adapter: peft (adapter_model.safetensors, for "
+                  "peft.PeftModel) or mlx-lm (adapters.safetensors, for mlx_lm)")
+      ->check(CLI::IsMember({"peft", "mlx-lm"}))
+      ->capture_default_str();
 }
 
 // `ft validate CONFIG.yaml` / `ft train CONFIG.yaml`: a lone YAML file in the MODEL
@@ -273,6 +279,9 @@ OptimizerConfig optimizer_config(const TrainOptions& o, int64_t total_steps) {
 }
 
 nn::LoraConfig lora_config(const TrainOptions& o) {
+  // mlx-lm names its adapted layers by keys within each of the last num_layers blocks.
+  FT_CHECK(o.adapter_format != "mlx-lm" || o.target_regex.empty(), "train",
+           "--adapter-format mlx-lm adapts layers by --target-modules, not --target-regex");
   nn::LoraConfig l;
   l.rank = o.lora_rank;
   l.alpha = o.lora_alpha;
@@ -292,6 +301,7 @@ void on_sigint(int) {
 
 void run_train(const TrainOptions& o) {
   auto start = std::chrono::steady_clock::now();
+  nn::LoraConfig lora = lora_config(o);
   std::error_code ec;
   fs::create_directories(o.output_dir, ec);
   FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
@@ -301,7 +311,6 @@ void run_train(const TrainOptions& o) {
   if (p.valid) print_split(*p.valid);
   auto model = models::load_model(o.model);
   model->backbone().gradient_checkpointing = o.grad_checkpoint;
-  nn::LoraConfig lora = lora_config(o);
   std::vector<std::string> adapted;
   if (o.method != "full") adapted = nn::apply_lora(*model, lora);
   mx::eval(model->parameters().arrays());
@@ -351,8 +360,10 @@ void run_train(const TrainOptions& o) {
       save.copy_tokenizer_from = o.model;
       io::save_model_folder(model->parameters(), io::read_config(o.model).json(), adapter_dir,
                             save);
+    } else if (o.adapter_format == "mlx-lm") {
+      io::save_mlx_lm_adapter(*model, lora, adapter_dir);
     } else {
-      // PEFT's layout: loadable by peft.PeftModel.from_pretrained, ft eval/generate/fuse.
+      // Loadable by peft.PeftModel.from_pretrained, and by ft eval/generate/fuse as mlx-lm's.
       io::save_peft_adapter(*model, lora, o.model, adapter_dir);
     }
   }

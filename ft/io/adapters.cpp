@@ -416,7 +416,8 @@ Adapter load_adapter(const fs::path& dir) {
   return a;
 }
 
-std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir) {
+std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
+                                       std::optional<mx::Dtype> dtype) {
   Adapter a = load_adapter(dir);
   const fs::path weights_file = dir / (a.format == AdapterFormat::peft ? "adapter_model.safetensors"
                                                                        : "adapters.safetensors");
@@ -429,6 +430,8 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir) {
       in = l->in_features(), out = l->out_features();
     } else if (auto* q = dynamic_cast<nn::QuantizedLinear*>(module.get())) {
       in = q->in_features(), out = q->out_features();
+    } else if (!module) {
+      problems.push_back("the model has no module '" + m + "' (an adapter for another model?)");
     } else {
       problems.push_back("'" + m + "' is not a Linear layer of the model");
       continue;
@@ -453,6 +456,7 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir) {
     throw Error(kPlace, msg);
   }
 
+  if (dtype) a.weights = tree_map(a.weights, [&](const mx::array& w) { return mx::astype(w, *dtype); });
   a.config.dtype = a.weights.begin()->second.dtype();
   auto paths = nn::apply_lora(model, a.config);
   FT_ASSERT(paths.size() == a.modules.size());

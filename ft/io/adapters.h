@@ -13,6 +13,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,7 +60,9 @@ Adapter load_adapter(const std::filesystem::path& dir);
 // apply_lora with the adapter's config, then the adapter's values. Every adapted module
 // must exist in model as a Linear or QuantizedLinear of matching shape; otherwise one
 // ft::Error naming the adapter file lists every problem and the model is left untouched.
-// Returns the adapted paths.
-std::vector<std::string> apply_adapter(nn::Module& model, const std::filesystem::path& dir);
+// The adapter's arrays are cast to dtype when given (e.g. the model's compute dtype), else
+// kept as stored. Returns the adapted paths.
+std::vector<std::string> apply_adapter(nn::Module& model, const std::filesystem::path& dir,
+                                       std::optional<mx::Dtype> dtype = std::nullopt);
 
 }  // namespace ft::io

@@ -290,3 +290,38 @@ TEST(CliTrain, CtrlCSavesACheckpointThatTheNextRunResumes) {
       << again.out;
   EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), steps + 1);
 }
+
+TEST(CliTrain, MlxLmAdapterLayoutHoldsTheSameAdapterAsPeft) {
+  fs::path data = small_data(32);
+  std::string args = " --iterations 4 --lr 1e-2 --lora-rank 4 --num-layers 1 --target-modules "
+                     "q_proj v_proj --output-dir ";
+  fs::path peft = temp("format_peft"), mlx = temp("format_mlx");
+  Result a = run("train " + tiny_model().string() + " " + data.string() + args + peft.string());
+  Result b = run("train " + tiny_model().string() + " " + data.string() + args + mlx.string() +
+                 " --adapter-format mlx-lm");
+  ASSERT_EQ(a.status, 0) << a.out;
+  ASSERT_EQ(b.status, 0) << b.out;
+  ASSERT_TRUE(fs::exists(mlx / "adapter/adapters.safetensors")) << b.out;
+  auto config = nlohmann::json::parse(std::ifstream(mlx / "adapter/adapter_config.json"));
+  EXPECT_EQ(config["fine_tune_type"], "lora");
+  EXPECT_EQ(config["num_layers"], 1);
+  EXPECT_EQ(config["lora_parameters"]["rank"], 4);
+  // Same seed, same run: both layouts read back as the same adapter and the same loss.
+  auto pa = ft::io::load_adapter(peft / "adapter");
+  auto ma = ft::io::load_adapter(mlx / "adapter");
+  EXPECT_EQ(pa.modules, ma.modules);
+  EXPECT_EQ(ma.modules.size(), 2u);  // q and v of the last layer
+  for (const auto& [name, value] : pa.weights)
+    EXPECT_TRUE(mlx::core::array_equal(value, ma.weights.at(name)).item<bool>()) << name;
+  std::string eval = "eval " + tiny_model().string() + " " + data.string() + " --json --adapter ";
+  Result ea = run(eval + (peft / "adapter").string());
+  Result eb = run(eval + (mlx / "adapter").string());
+  ASSERT_EQ(ea.status, 0) << ea.out;
+  EXPECT_EQ(nlohmann::json::parse(ea.out)["loss"], nlohmann::json::parse(eb.out)["loss"]);
+
+  Result bad = run("train " + tiny_model().string() + " " + data.string() +
+                   " --adapter-format mlx-lm --target-regex 'q_proj' --output-dir " +
+                   temp("format_bad").string());
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_TRUE(one_error_line(bad.out)) << bad.out;
+}
