@@ -1,13 +1,133 @@
-// ft info: MLX's version and backend, the devices, and memory.
+// ft info: MLX's version and backend, the devices, and memory; with a model folder, its
+// architecture, parameter counts and what training it would take in memory.
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "apps/ft/commands.h"
 #include "ft/core/device.h"
+#include "ft/core/random.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/memory.h"
+#include "ft/models/registry.h"
+#include "ft/nn/lora.h"
+#include "ft/train/optimizer.h"
 
 namespace ft::cli {
 namespace {
+
+namespace fs = std::filesystem;
+
+struct InfoOptions {
+  bool as_json = false;
+  std::string model;
+  std::string method = "lora";
+  int lora_rank = 8;
+  std::vector<std::string> target_modules{"q_proj", "k_proj", "v_proj", "o_proj"};
+  int num_layers = 0;
+  std::string dtype = "float32";
+  int batch_size = 4;
+  int max_seq_length = 512;
+  bool grad_checkpoint = false;
+  std::string optimizer = "adamw";
+};
+
+mx::Dtype dtype_named(const std::string& name) {
+  if (name == "bfloat16") return mx::bfloat16;
+  if (name == "float16") return mx::float16;
+  return mx::float32;
+}
+
+// Bytes of the weight files in a folder.
+uint64_t weights_on_disk(const fs::path& folder) {
+  uint64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    auto ext = entry.path().extension();
+    if (entry.is_regular_file() && (ext == ".safetensors" || ext == ".bin" || ext == ".npz"))
+      total += entry.file_size();
+  }
+  return total;
+}
+
+void print_model_info(const InfoOptions& o) {
+  FT_CHECK(fs::is_directory(o.model), "info", o.model, ": no such model folder");
+  io::ModelConfig config = io::read_config(o.model);
+  models::LlamaConfig c = models::from_hf_config(config);
+  c.validate();
+  // Built lazily: the random weights are never computed, so any size costs nothing.
+  Rng rng(0);
+  models::LlamaForCausalLM model(c, rng, dtype_named(o.dtype));
+  uint64_t embedding = model.backbone().embed_tokens_->parameters().numel();
+  uint64_t total = model.num_parameters();
+  if (o.method != "full") {
+    nn::LoraConfig lora;
+    lora.rank = o.lora_rank;
+    lora.dora = o.method == "dora";
+    lora.target_modules = o.target_modules;
+    lora.num_layers = o.num_layers;
+    lora.dtype = dtype_named(o.dtype);
+    nn::apply_lora(model, lora);
+  }
+  uint64_t trainable = model.num_trainable_parameters();
+  models::TrainingPlan plan;
+  plan.batch_size = o.batch_size;
+  plan.seq_length = o.max_seq_length;
+  plan.grad_checkpoint = o.grad_checkpoint;
+  plan.optimizer = o.optimizer;
+  models::MemoryEstimate m = models::estimate_training_memory(model, plan);
+  uint64_t disk = weights_on_disk(o.model);
+
+  if (o.as_json) {
+    nlohmann::ordered_json out;
+    out["model_type"] = c.model_type;
+    out["layers"] = c.num_hidden_layers;
+    out["hidden_size"] = c.hidden_size;
+    out["intermediate_size"] = c.intermediate_size;
+    out["attention_heads"] = c.num_attention_heads;
+    out["kv_heads"] = c.num_key_value_heads;
+    out["head_dim"] = c.resolved_head_dim();
+    out["vocab_size"] = c.vocab_size;
+    out["tied_embeddings"] = c.tie_word_embeddings;
+    out["parameters"] = total;
+    out["embedding_parameters"] = embedding;
+    out["trainable_parameters"] = trainable;
+    out["weights_on_disk"] = disk;
+    out["memory"] = {{"weights", m.weights},
+                     {"gradients", m.gradients},
+                     {"master_weights", m.master_weights},
+                     {"optimizer_state", m.optimizer_state},
+                     {"activations", m.activations},
+                     {"head", m.head},
+                     {"total", m.total()}};
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  std::printf(
+      "%s: %s, %d layers, hidden %d, intermediate %d, %d heads (%d kv, dim %d), "
+      "vocab %d%s\n",
+      o.model.c_str(), c.model_type.c_str(), c.num_hidden_layers, c.hidden_size,
+      c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.resolved_head_dim(),
+      c.vocab_size, c.tie_word_embeddings ? ", tied embeddings" : "");
+  std::printf("parameters: %llu (%.1fM), of which embedding %llu; weights on disk %s\n",
+              static_cast<unsigned long long>(total), total / 1e6,
+              static_cast<unsigned long long>(embedding), format_bytes(disk).c_str());
+  std::printf("trained (%s): %llu (%.2f%%)\n", o.method.c_str(),
+              static_cast<unsigned long long>(trainable), 100.0 * trainable / total);
+  std::printf("training memory estimate, %s, batch %d x %d%s, %s:\n", o.dtype.c_str(), o.batch_size,
+              o.max_seq_length, o.grad_checkpoint ? ", checkpointed" : "", o.optimizer.c_str());
+  auto line = [](const char* what, uint64_t bytes) {
+    std::printf("  %-16s %12s\n", what, format_bytes(bytes).c_str());
+  };
+  line("weights", m.weights);
+  line("gradients", m.gradients);
+  if (m.master_weights) line("f32 masters", m.master_weights);
+  line("optimizer state", m.optimizer_state);
+  line("activations", m.activations);
+  line("output head", m.head);
+  line("total", m.total());
+}
 
 void print_info(bool as_json) {
   SystemInfo info = system_info();
@@ -47,10 +167,54 @@ void print_info(bool as_json) {
 }  // namespace
 
 void add_info_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("info", "Show MLX's version and backend, devices and memory");
-  auto as_json = std::make_shared<bool>(false);
-  cmd->add_flag("--json", *as_json, "Print one JSON object");
-  cmd->callback([as_json] { print_info(*as_json); });
+  auto* cmd = app.add_subcommand(
+      "info",
+      "Show MLX's version and backend, devices and memory; with MODEL, the model's "
+      "architecture, parameter counts and a training memory estimate");
+  auto o = std::make_shared<InfoOptions>();
+  cmd->add_option("model", o->model, "Model folder (config.json; the weights are not read)");
+  cmd->add_flag("--json", o->as_json, "Print one JSON object");
+  auto group = "Training configuration of the estimate (with MODEL)";
+  cmd->add_option("--method", o->method, "lora, dora or full")
+      ->check(CLI::IsMember({"lora", "dora", "full"}))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--lora-rank", o->lora_rank, "LoRA rank")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--target-modules", o->target_modules, "Adapted layers by last name component")
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--num-layers", o->num_layers, "Adapt only the last N layers (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--dtype", o->dtype, "Weights and activations dtype")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--batch-size", o->batch_size, "Rows per micro-batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--max-seq-length", o->max_seq_length, "Tokens per row")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_flag("--grad-checkpoint", o->grad_checkpoint, "Recompute activations per layer")
+      ->group(group);
+  cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, adafactor or lion")
+      ->check(CLI::IsMember(optimizer_names()))
+      ->capture_default_str()
+      ->group(group);
+  cmd->callback([o] {
+    if (o->model.empty()) {
+      print_info(o->as_json);
+    } else {
+      print_model_info(*o);
+    }
+  });
 }
 
 }  // namespace ft::cli

@@ -456,7 +456,8 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
     throw Error(kPlace, msg);
   }
 
-  if (dtype) a.weights = tree_map(a.weights, [&](const mx::array& w) { return mx::astype(w, *dtype); });
+  if (dtype)
+    a.weights = tree_map(a.weights, [&](const mx::array& w) { return mx::astype(w, *dtype); });
   a.config.dtype = a.weights.begin()->second.dtype();
   auto paths = nn::apply_lora(model, a.config);
   FT_ASSERT(paths.size() == a.modules.size());

@@ -293,8 +293,9 @@ TEST(CliTrain, CtrlCSavesACheckpointThatTheNextRunResumes) {
 
 TEST(CliTrain, MlxLmAdapterLayoutHoldsTheSameAdapterAsPeft) {
   fs::path data = small_data(32);
-  std::string args = " --iterations 4 --lr 1e-2 --lora-rank 4 --num-layers 1 --target-modules "
-                     "q_proj v_proj --output-dir ";
+  std::string args =
+      " --iterations 4 --lr 1e-2 --lora-rank 4 --num-layers 1 --target-modules "
+      "q_proj v_proj --output-dir ";
   fs::path peft = temp("format_peft"), mlx = temp("format_mlx");
   Result a = run("train " + tiny_model().string() + " " + data.string() + args + peft.string());
   Result b = run("train " + tiny_model().string() + " " + data.string() + args + mlx.string() +
@@ -324,4 +325,43 @@ TEST(CliTrain, MlxLmAdapterLayoutHoldsTheSameAdapterAsPeft) {
                    temp("format_bad").string());
   EXPECT_EQ(bad.status, 1);
   EXPECT_TRUE(one_error_line(bad.out)) << bad.out;
+}
+
+TEST(CliTrain, InfoCountsTheParametersOfTheFolderAndWhatTrainingTrains) {
+  auto model = ft::models::load_model(tiny_model());
+  Result full = run("info " + tiny_model().string() + " --json --method full");
+  ASSERT_EQ(full.status, 0) << full.out;
+  auto j = nlohmann::json::parse(full.out);
+  EXPECT_EQ(j["parameters"].get<size_t>(), model->num_parameters());
+  EXPECT_EQ(j["trainable_parameters"].get<size_t>(), model->num_parameters());
+  EXPECT_EQ(j["layers"], model->config().num_hidden_layers);
+
+  ft::nn::LoraConfig lora;
+  lora.rank = 4;
+  lora.target_modules = {"q_proj", "down_proj"};
+  ft::nn::apply_lora(*model, lora);
+  Result r = run("info " + tiny_model().string() +
+                 " --json --lora-rank 4 --target-modules q_proj down_proj --batch-size 2 "
+                 "--max-seq-length 64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["trainable_parameters"].get<size_t>(), model->num_trainable_parameters());
+  const auto& m = j["memory"];
+  uint64_t weight_bytes = 0;
+  for (const auto& [name, p] : model->parameters()) weight_bytes += p.nbytes();
+  EXPECT_EQ(m["weights"].get<uint64_t>(), weight_bytes);
+  EXPECT_EQ(m["optimizer_state"].get<uint64_t>(), 2 * 4 * model->num_trainable_parameters());
+  EXPECT_EQ(m["total"].get<uint64_t>(),
+            m["weights"].get<uint64_t>() + m["gradients"].get<uint64_t>() +
+                m["master_weights"].get<uint64_t>() + m["optimizer_state"].get<uint64_t>() +
+                m["activations"].get<uint64_t>() + m["head"].get<uint64_t>());
+  // Activations grow with the tokens of a batch.
+  Result longer =
+      run("info " + tiny_model().string() + " --json --batch-size 2 --max-seq-length 128");
+  EXPECT_GT(nlohmann::json::parse(longer.out)["memory"]["activations"].get<uint64_t>(),
+            m["activations"].get<uint64_t>());
+
+  Result missing = run("info /nonexistent/model");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_TRUE(one_error_line(missing.out)) << missing.out;
 }

@@ -1,0 +1,51 @@
+// What a training run of a model needs in memory, estimated before running it: the
+// weights as they are held (quantized or not), the trained parameters' gradients, f32
+// master copies and optimizer state, the activations kept for the backward pass and the
+// output head's chunked logits. `ft info MODEL` prints it.
+//
+// The activation term counts the tensors each decoder layer keeps for its backward pass
+// per token (Note [Activation memory] in memory.cpp); it is an estimate, not a bound: the
+// allocator's caching and the backend's attention kernels move the real peak.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <mlx/array.h>
+
+#include "ft/models/llama.h"
+
+namespace ft::models {
+
+struct TrainingPlan {
+  int batch_size = 4;
+  int seq_length = 512;
+  bool grad_checkpoint = false;
+  std::string optimizer = "adamw";  // sgd, adam, adamw, adafactor, lion
+  // Attention scores (batch, heads, length, length) are kept for the backward pass unless
+  // the backend's attention kernel recomputes them (flash attention on CUDA).
+  bool materialized_attention = true;
+};
+
+struct MemoryEstimate {
+  uint64_t weights = 0;          // every parameter as held, trained or frozen
+  uint64_t gradients = 0;        // one per trained parameter, in its dtype
+  uint64_t master_weights = 0;   // f32 copies of trained parameters held in 16 bits
+  uint64_t optimizer_state = 0;  // f32 moments of the trained parameters
+  uint64_t activations = 0;      // kept by the decoder layers for the backward pass
+  uint64_t head = 0;             // the output head's logits and their gradient, per chunk
+  uint64_t total() const {
+    return weights + gradients + master_weights + optimizer_state + activations + head;
+  }
+};
+
+// The model as built (after apply_lora or quantization): its parameters' shapes and
+// dtypes decide the weights, the trainable ones the gradients and optimizer state. The
+// arrays need not be evaluated, so a model built lazily from a config costs nothing.
+MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const TrainingPlan& plan);
+
+// f32 moments an optimizer keeps per trained parameter (Adafactor's factored moments are
+// counted as none). Throws ft::Error for an unknown name.
+int optimizer_states_per_parameter(const std::string& optimizer);
+
+}  // namespace ft::models
