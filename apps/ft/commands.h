@@ -7,6 +7,22 @@
 
 namespace ft::cli {
 
+// Number checks whose messages read well (CLI11's own name the largest double).
+inline const CLI::Validator kPositive(
+    [](std::string& value) -> std::string {
+      double v = 0;
+      return CLI::detail::lexical_cast(value, v) && v > 0 ? ""
+                                                          : "must be positive, got " + value;
+    },
+    "POSITIVE");
+inline const CLI::Validator kNonNegative(
+    [](std::string& value) -> std::string {
+      double v = 0;
+      return CLI::detail::lexical_cast(value, v) && v >= 0 ? ""
+                                                           : "must be 0 or more, got " + value;
+    },
+    "NONNEGATIVE");
+
 void add_info_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);

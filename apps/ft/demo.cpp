@@ -141,16 +141,16 @@ void add_demo_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--steps", o->steps, "Optimizer steps")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--batch", o->batch, "Sequences per micro-batch")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--length", o->length, "Tokens per sequence")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--accumulate", o->accumulate, "Micro-batches per step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--lr", o->learning_rate, "Peak learning rate (warmup, then cosine decay)")
       ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Warmup steps")->capture_default_str();
@@ -158,17 +158,17 @@ void add_demo_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--layers", o->layers, "Decoder layers")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--hidden", o->hidden, "Hidden size (a multiple of 8)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_flag("--checkpointing", o->checkpointing,
                 "Recompute each layer's activations in the backward pass");
   cmd->add_flag("--no-compile", o->no_compile, "Run the step without mlx::core::compile");
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("--log-every", o->log_every, "Print every N steps")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->callback([o] { run_demo(*o); });
 }
 

@@ -90,10 +90,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--adapter", o->adapter,
                   "Adapter folder (PEFT or mlx-lm layout, as ft train writes)");
   cmd->add_option("--batch-size", o->batch_size, "Rows per batch")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--max-seq-length", o->max_seq_length, "Cut samples to this many tokens")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--mask-prompt", o->mask_prompt, "Score completions / assistant turns only");
   cmd->add_flag("--json", o->json,

@@ -180,14 +180,14 @@ void add_info_command(CLI::App& app) {
       ->capture_default_str()
       ->group(group);
   cmd->add_option("--lora-rank", o->lora_rank, "LoRA rank")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str()
       ->group(group);
   cmd->add_option("--target-modules", o->target_modules, "Adapted layers by last name component")
       ->capture_default_str()
       ->group(group);
   cmd->add_option("--num-layers", o->num_layers, "Adapt only the last N layers (0: all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str()
       ->group(group);
   cmd->add_option("--dtype", o->dtype, "Weights and activations dtype")
@@ -195,11 +195,11 @@ void add_info_command(CLI::App& app) {
       ->capture_default_str()
       ->group(group);
   cmd->add_option("--batch-size", o->batch_size, "Rows per micro-batch")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str()
       ->group(group);
   cmd->add_option("--max-seq-length", o->max_seq_length, "Tokens per row")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str()
       ->group(group);
   cmd->add_flag("--grad-checkpoint", o->grad_checkpoint, "Recompute activations per layer")

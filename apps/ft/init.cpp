@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <mlx/transforms.h>
@@ -167,8 +169,14 @@ void run_init(const InitOptions& o) {
   if (!tok_dir.empty()) {
     FT_CHECK(fs::is_directory(tok_dir), "init", tok_dir.string(), ": no such tokenizer folder");
   }
+  fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  FT_CHECK(!ec && fs::is_directory(parent), "init", out.string(), ": cannot create ",
+           parent.string());
   // The tokenizer is written (or read) first: its vocabulary sizes the embedding.
-  fs::path staging = out.string() + ".tokenizer.tmp";
+  fs::path staging =
+      fs::temp_directory_path() / ("ft-init-tokenizer-" + std::to_string(getpid()));
   fs::remove_all(staging);
   if (tok_dir.empty()) {
     write_byte_tokenizer(staging);

@@ -79,10 +79,10 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->check(CLI::IsMember({"lora", "dora", "full"}))
       ->capture_default_str();
   cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale alpha / rank)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--lora-dropout", o.lora_dropout, "Dropout on the adapter input")
       ->check(CLI::Range(0.0, 0.999))
@@ -94,37 +94,37 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--target-regex", o.target_regex,
                   "Adapt layers whose dotted path matches this regex");
   cmd->add_option("--num-layers", o.num_layers, "Adapt only the last N layers (0: all)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--optimizer", o.optimizer, "sgd, adam, adamw, adafactor or lion")
       ->check(CLI::IsMember(optimizer_names()))
       ->capture_default_str();
   cmd->add_option("--learning-rate,--lr", o.learning_rate, "Peak learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--weight-decay", o.weight_decay, "Weight decay")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--schedule", o.schedule, "cosine, linear or constant (after the warmup)")
       ->check(CLI::IsMember({"cosine", "linear", "constant"}))
       ->capture_default_str();
   cmd->add_option("--warmup-steps", o.warmup_steps, "Linear warmup steps")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--iterations", o.iterations, "Optimizer steps (0: use --epochs)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--epochs", o.epochs, "Passes over the data when --iterations is 0")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "Rows per micro-batch")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--grad-accumulation", o.grad_accumulation, "Micro-batches per step")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--max-seq-length", o.max_seq_length, "Cut samples to this many tokens")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--mask-prompt", o.mask_prompt, "Train on completions / assistant turns only");
   cmd->add_flag("--pack", o.pack,
@@ -134,14 +134,14 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->check(CLI::Range(0.0, 0.9))
       ->capture_default_str();
   cmd->add_option("--eval-every", o.eval_every, "Steps between validations (0: never)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--patience", o.patience,
                   "Stop after this many validations without improvement (0: never)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--output-dir", o.output_dir,
                   "Checkpoints, metrics.jsonl and the adapter; a run there resumes")
@@ -151,11 +151,11 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_flag("--grad-checkpoint", o.grad_checkpoint,
                 "Recompute each layer's activations in the backward pass");
   cmd->add_option("--max-grad-norm", o.max_grad_norm, "Clip the global gradient norm (0: off)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop (and save a checkpoint) after this many steps of this run")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--adapter-format", o.adapter_format,
                   "Layout of the saved adapter: peft (adapter_model.safetensors, for "
                   "peft.PeftModel) or mlx-lm (adapters.safetensors, for mlx_lm)")

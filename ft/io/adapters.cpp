@@ -432,6 +432,7 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
       in = q->in_features(), out = q->out_features();
     } else if (!module) {
       problems.push_back("the model has no module '" + m + "' (an adapter for another model?)");
+      continue;
     } else {
       problems.push_back("'" + m + "' is not a Linear layer of the model");
       continue;
