@@ -313,6 +313,17 @@ nn::LoraConfig lora_config(const TrainOptions& o) {
   return l;
 }
 
+// Distillation compares the two models' distributions token by token: the teacher must
+// use the student's tokenizer. Checked from the configs, before any data or weights load.
+void check_teacher(const TrainOptions& o) {
+  if (o.teacher.empty() || o.model.empty()) return;
+  int64_t student_vocab = models::from_hf_config(io::read_config(o.model)).vocab_size;
+  int64_t teacher_vocab = models::from_hf_config(io::read_config(o.teacher)).vocab_size;
+  FT_CHECK(teacher_vocab == student_vocab, "distill", "the teacher has ", teacher_vocab,
+           " vocab entries but the student ", student_vocab,
+           ": the teacher must share the student's tokenizer");
+}
+
 void on_sigint(int) {
   train::request_stop();
 }
@@ -324,6 +335,7 @@ void run_train(const TrainOptions& o) {
   FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
            ": cannot write the output folder");
   Prepared p = prepare_data(o);
+  check_teacher(o);
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
   mx::Dtype dtype = parse_compute_dtype(o.dtype);
@@ -428,12 +440,7 @@ void run_validate(const TrainOptions& o) {
   c.validate();
   make_optimizer(optimizer_config(o, p.total_steps));
   nn::LoraConfig lora = lora_config(o);
-  if (!o.teacher.empty()) {
-    int64_t teacher_vocab = models::from_hf_config(io::read_config(o.teacher)).vocab_size;
-    FT_CHECK(teacher_vocab == c.vocab_size, "distill", "the teacher has ", teacher_vocab,
-             " vocab entries but the student ", c.vocab_size,
-             ": the teacher must share the student's tokenizer");
-  }
+  check_teacher(o);
   std::cout << "model: " << o.model << " (" << c.model_type << ", " << c.num_hidden_layers
             << " layers, hidden " << c.hidden_size << ")\n";
   for (const auto& s : p.splits) print_split(s);
