@@ -42,6 +42,28 @@ LossFn causal_lm_loss(bool packed) {
   };
 }
 
+LossFn causal_lm_distill_loss(std::shared_ptr<models::LlamaForCausalLM> teacher,
+                              const models::LlamaForCausalLM& student,
+                              const train::DistillOptions& options, bool packed) {
+  int teacher_vocab = teacher->output_weight().shape(0);
+  int student_vocab = student.output_weight().shape(0);
+  FT_CHECK(teacher_vocab == student_vocab, "distill", "the teacher has ", teacher_vocab,
+           " vocab entries but the student ", student_vocab,
+           ": the teacher must share the student's tokenizer");
+  teacher->eval();
+  teacher->freeze();
+  return [teacher, options, packed](nn::Module& m, const Batch& batch, const mx::array&) {
+    auto& model = static_cast<models::LlamaForCausalLM&>(m);
+    mx::array hidden = hidden_states(model, batch, packed);
+    mx::array logits = mx::matmul(hidden, mx::transpose(model.output_weight()));  // (B, L, V)
+    mx::array teacher_hidden = hidden_states(*teacher, batch, packed);
+    mx::array teacher_logits = mx::stop_gradient(
+        mx::matmul(teacher_hidden, mx::transpose(teacher->output_weight())));  // (B, L, V)
+    mx::array loss = train::distillation_loss(logits, teacher_logits, batch[1], options);
+    return LossOutput{loss, train::num_valid_tokens(batch[1])};
+  };
+}
+
 train::EvalFn causal_lm_eval(bool packed) {
   return [packed](nn::Module& m, const Batch& batch) {
     auto& model = static_cast<models::LlamaForCausalLM&>(m);

@@ -25,6 +25,7 @@
 #include "ft/io/model_folder.h"
 #include "ft/models/registry.h"
 #include "ft/train/optimizer.h"
+#include "ft/train/precision.h"
 #include "ft/train/schedule.h"
 #include "ft/train/trainer.h"
 
@@ -67,6 +68,11 @@ struct TrainOptions {
   float max_grad_norm = 1.0f;
   int64_t stop_after = 0;
   std::string adapter_format = "peft";
+  std::string dtype = "float32";
+  int64_t loss_scale_interval = 2000;
+  std::string teacher;
+  float distill_weight = 0.5f;
+  float distill_temperature = 2.0f;
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
@@ -160,6 +166,27 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "Layout of the saved adapter: peft (adapter_model.safetensors, for "
                   "peft.PeftModel) or mlx-lm (adapters.safetensors, for mlx_lm)")
       ->check(CLI::IsMember({"peft", "mlx-lm"}))
+      ->capture_default_str();
+  cmd->add_option("--dtype", o.dtype,
+                  "Dtype of the base weights and activations; trained parameters keep f32 "
+                  "masters and optimizer state, float16 adds dynamic loss scaling")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  cmd->add_option("--loss-scale-interval", o.loss_scale_interval,
+                  "float16: double the loss scale after this many steps without overflow")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--teacher", o.teacher,
+                  "Distil from this model folder (same tokenizer): its logits are the soft "
+                  "targets of a KL term")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--distill-weight", o.distill_weight,
+                  "W: loss = (1-W) CE + W T^2 KL(teacher || student), per trained token")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--distill-temperature", o.distill_temperature,
+                  "T: softmax temperature of both models in the KL term")
+      ->check(kPositive)
       ->capture_default_str();
 }
 
@@ -295,6 +322,17 @@ nn::LoraConfig lora_config(const TrainOptions& o) {
   return l;
 }
 
+// Distillation compares the two models' distributions token by token: the teacher must
+// use the student's tokenizer. Checked from the configs, before any data or weights load.
+void check_teacher(const TrainOptions& o) {
+  if (o.teacher.empty() || o.model.empty()) return;
+  int64_t student_vocab = models::from_hf_config(io::read_config(o.model)).vocab_size;
+  int64_t teacher_vocab = models::from_hf_config(io::read_config(o.teacher)).vocab_size;
+  FT_CHECK(teacher_vocab == student_vocab, "distill", "the teacher has ", teacher_vocab,
+           " vocab entries but the student ", student_vocab,
+           ": the teacher must share the student's tokenizer");
+}
+
 void on_sigint(int) {
   train::request_stop();
 }
@@ -307,9 +345,13 @@ void run_train(const TrainOptions& o) {
   FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
            ": cannot write the output folder");
   Prepared p = prepare_data(o);
+  check_teacher(o);
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
-  auto model = models::load_model(o.model);
+  mx::Dtype dtype = parse_compute_dtype(o.dtype);
+  // LoRA adapters stay f32 over a low-precision base (lora.dtype); full fine-tuning trains
+  // low-precision parameters through f32 masters (Note [Master weights] in ft/train/step.cpp).
+  auto model = models::load_model(o.model, dtype);
   model->backbone().gradient_checkpointing = o.grad_checkpoint;
   std::vector<std::string> adapted;
   if (o.method != "full") adapted = nn::apply_lora(*model, lora);
@@ -332,9 +374,19 @@ void run_train(const TrainOptions& o) {
   t.output_dir = o.output_dir;
   t.metrics_path = fs::path(o.output_dir) / "metrics.jsonl";
   t.max_steps_this_run = o.stop_after;
+  if (dtype == mx::float16)
+    t.loss_scale = LossScaleConfig{.growth_interval = o.loss_scale_interval};
+  LossFn loss = causal_lm_loss(o.pack);
+  if (!o.teacher.empty()) {
+    std::shared_ptr<models::LlamaForCausalLM> teacher = models::load_model(o.teacher, dtype);
+    train::DistillOptions distill{.weight = o.distill_weight, .temperature = o.distill_temperature};
+    loss = causal_lm_distill_loss(teacher, *model, distill, o.pack);
+    std::cout << "teacher: " << o.teacher << ", weight " << o.distill_weight << ", temperature "
+              << o.distill_temperature << "\n";
+  }
   fs::create_directories(o.output_dir);
-  train::Trainer trainer(*model, causal_lm_loss(o.pack), causal_lm_eval(o.pack), *optimizer,
-                         p.train->data, p.valid ? &p.valid->data : nullptr, p.batch, t);
+  train::Trainer trainer(*model, loss, causal_lm_eval(o.pack), *optimizer, p.train->data,
+                         p.valid ? &p.valid->data : nullptr, p.batch, t);
   int64_t resumed = trainer.resume();
   if (resumed > 0) std::cout << "resumed from step " << resumed << "\n";
   train::clear_stop_request();
@@ -342,9 +394,10 @@ void run_train(const TrainOptions& o) {
   trainer.on_step([&](const train::StepRecord& r) {
     int64_t every = std::max<int64_t>(1, trainer.total_steps() / 20);  // about 20 lines
     if (r.step == 1 || r.step % every == 0 || r.step == trainer.total_steps()) {
-      std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s\n",
+      std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s%s\n",
                   static_cast<long long>(r.step), static_cast<long long>(trainer.total_steps()),
-                  r.loss, r.learning_rate, r.grad_norm, r.tokens_per_second);
+                  r.loss, r.learning_rate, r.grad_norm, r.tokens_per_second,
+                  r.skipped ? "  (overflow: update skipped)" : "");
       std::fflush(stdout);
     }
   });
@@ -398,6 +451,7 @@ void run_validate(const TrainOptions& o) {
   c.validate();
   make_optimizer(optimizer_config(o, p.total_steps));
   nn::LoraConfig lora = lora_config(o);
+  check_teacher(o);
   std::cout << "model: " << o.model << " (" << c.model_type << ", " << c.num_hidden_layers
             << " layers, hidden " << c.hidden_size << ")\n";
   for (const auto& s : p.splits) print_split(s);

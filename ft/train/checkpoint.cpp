@@ -73,6 +73,10 @@ std::string state_json(const TrainerState& s) {
   j["rng_state"] = {s.rng_state[0], s.rng_state[1]};
   j["best_val_loss"] = s.best_val_loss ? nlohmann::json(*s.best_val_loss) : nlohmann::json();
   j["evals_without_improvement"] = s.evals_without_improvement;
+  if (s.loss_scale) {
+    j["loss_scale"] = *s.loss_scale;
+    j["loss_scale_good_steps"] = s.loss_scale_good_steps;
+  }
   j["config_hash"] = s.config_hash;
   return j.dump(2) + "\n";
 }
@@ -90,6 +94,10 @@ TrainerState parse_state(const fs::path& file) {
     s.rng_state = {rng[0].get<uint32_t>(), rng[1].get<uint32_t>()};
     if (!j.at("best_val_loss").is_null()) s.best_val_loss = j["best_val_loss"].get<double>();
     s.evals_without_improvement = j.at("evals_without_improvement").get<int64_t>();
+    if (j.contains("loss_scale")) {
+      s.loss_scale = j["loss_scale"].get<float>();
+      s.loss_scale_good_steps = j.at("loss_scale_good_steps").get<int64_t>();
+    }
     s.config_hash = j.at("config_hash").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     throw Error("checkpoint", file.string() + ": " + e.what());

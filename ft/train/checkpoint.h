@@ -1,10 +1,11 @@
 // Training checkpoints: a folder per saved step holding everything a run needs to go on
 // exactly where it stopped.
 //
-//   <root>/step-000004/model.safetensors      trainable weights
+//   <root>/step-000004/model.safetensors      trainable weights (f32 masters in mixed
+//                                             precision)
 //                      optimizer.safetensors  Optimizer::state() (moments, step count)
 //                      trainer.json           step, data position, RNG state, early-stopping
-//                                             counters, config hash
+//                                             counters, loss scaler, config hash
 //                      complete               written last: the folder is whole
 //   <root>/latest                             "step-000004", replaced after each save
 //
@@ -33,6 +34,9 @@ struct TrainerState {
   std::array<uint32_t, 2> rng_state{};  // Rng::state() after the last step
   std::optional<double> best_val_loss;  // lowest validation loss seen
   int64_t evals_without_improvement = 0;
+  // The LossScaler's scale and good_steps; absent when the run scales no loss.
+  std::optional<float> loss_scale;
+  int64_t loss_scale_good_steps = 0;
   std::string config_hash;  // of the settings that shape the run (TrainerConfig)
 };
 

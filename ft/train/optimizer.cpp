@@ -139,7 +139,9 @@ void Optimizer::load_state(const ParamMap& state) {
   }
   state_ = std::move(next);
   step_ = loaded_step;
-  loaded_ = true;
+  // Before the first update every state is zero, so a parameter missing from a state of
+  // step 0 (saved after steps that were all skipped for overflow) may start fresh.
+  loaded_ = loaded_step > 0;
 }
 
 const std::vector<std::string>& optimizer_names() {

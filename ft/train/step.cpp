@@ -3,6 +3,7 @@
 #include <mlx/compile.h>
 #include <mlx/ops.h>
 #include <mlx/transforms.h>
+#include <mlx/utils.h>  // operator<< for Dtype in messages
 
 #include "ft/nn/dropout.h"
 #include "ft/train/clip.h"
@@ -17,19 +18,52 @@ namespace ft {
 // result equals the gradient of the mean loss over all trained tokens of the step,
 // as if the micro-batches were one batch.
 
+// Note [Master weights]
+// A parameter the model holds in bfloat16 or float16 cannot absorb updates much smaller
+// than itself (bf16 keeps 8 bits of mantissa: w + 1e-4 w == w), so the optimizer works
+// on an f32 master and the model computes with the master cast to the parameter's dtype.
+// The traced step takes the masters as its inputs and casts them inside the graph: the
+// gradient of astype casts the cotangent back, so gradients arrive in f32 without a pass
+// of their own, and the optimizer's state is f32 as it always is. Parameters the model
+// already holds in f32 (LoRA adapters over a bf16 base, as PEFT keeps them) are their own
+// masters: no copy, no cast, and a float32 run is unchanged by all this.
+//
+// The model stays the source of truth between steps: a parameter replaced from outside
+// (a load) is noticed by its array id and its master taken from it again.
+
+// Note [Loss scaling]
+// float16 overflows above 65504 and flushes below 6e-8, so small gradients vanish in the
+// backward pass. The traced step multiplies the loss sum by the scale S (an input of the
+// graph, so changing S does not retrace), and the f32 gradients are divided by S before
+// accumulation; S is a power of two, so both are exact. The scale applies to the loss
+// SUM of a micro-batch (Note [Token-normalised accumulation]), so the scale that settles
+// is about the token count smaller than a scaler of the mean loss would keep; the
+// dynamic rule finds it in a few halvings. A step with an inf or NaN gradient changes
+// nothing but the scale; its data is consumed all the same, as in PyTorch's GradScaler.
+
 TrainStep::TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, StepConfig config)
     : model_(model), loss_fn_(std::move(loss_fn)), optimizer_(optimizer), config_(config) {
-  names_ = model_.trainable_parameters().names();
+  ParamMap trainable = model_.trainable_parameters();
+  names_ = trainable.names();
   FT_CHECK(!names_.empty(), "train", "the model has no trainable parameters");
-  // Inputs: [trainable params..., key, batch arrays...]; outputs: [loss_sum, tokens, grads...].
+  for (const auto& [name, value] : trainable) compute_dtypes_.push_back(value.dtype());
+  if (config_.loss_scale) scaler_.emplace(*config_.loss_scale);
+  // Inputs: [masters..., key, loss scale, batch arrays...];
+  // outputs: [scaled loss_sum, tokens, loss_sum, grads...].
   size_t n_params = names_.size();
   auto forward = [this, n_params](const std::vector<mx::array>& inputs) {
-    model_.update(ParamMap::zip(names_, {inputs.begin(), inputs.begin() + n_params}));
-    Batch batch(inputs.begin() + n_params + 1, inputs.end());
+    std::vector<mx::array> working;
+    for (size_t i = 0; i < n_params; ++i)
+      working.push_back(mx::astype(inputs[i], compute_dtypes_[i]));  // Note [Master weights]
+    model_.update(ParamMap::zip(names_, working));
+    const mx::array& key = inputs[n_params];
+    const mx::array& scale = inputs[n_params + 1];
+    Batch batch(inputs.begin() + n_params + 2, inputs.end());
     // The key is an input of the traced graph, so each step draws new dropout masks.
-    nn::reseed_dropout(model_, inputs[n_params]);
-    LossOutput out = loss_fn_(model_, batch, inputs[n_params]);
-    return std::vector<mx::array>{out.loss_sum, mx::stop_gradient(out.tokens)};
+    nn::reseed_dropout(model_, key);
+    LossOutput out = loss_fn_(model_, batch, key);
+    return std::vector<mx::array>{mx::multiply(out.loss_sum, scale), mx::stop_gradient(out.tokens),
+                                  mx::stop_gradient(out.loss_sum)};
   };
   std::vector<int> argnums(n_params);
   for (size_t i = 0; i < n_params; ++i) argnums[i] = static_cast<int>(i);
@@ -42,26 +76,90 @@ TrainStep::TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, St
   traced_ = config_.compile ? mx::compile(traced) : traced;
 }
 
+void TrainStep::sync_masters() {
+  ParamMap current = model_.trainable_parameters();
+  FT_CHECK(current.names() == names_, "train",
+           "the set of trainable parameters changed after the step was built");
+  for (size_t i = 0; i < names_.size(); ++i) {
+    const std::string& name = names_[i];
+    const mx::array& value = current.at(name);
+    const mx::array* written = working_.find(name);
+    if (written && written->id() == value.id()) continue;
+    FT_CHECK(value.dtype() == compute_dtypes_[i], "train", "parameter '", name,
+             "' changed dtype from ", compute_dtypes_[i], " to ", value.dtype(),
+             " after the step was built");
+    masters_.set(name, mx::astype(value, master_dtype(value.dtype())));
+    working_.set(name, value);
+  }
+}
+
+void TrainStep::set_masters(ParamMap masters) {
+  ParamMap working;
+  for (size_t i = 0; i < names_.size(); ++i)
+    working.set(names_[i], mx::astype(masters.at(names_[i]), compute_dtypes_[i]));
+  model_.update(working);
+  masters_ = std::move(masters);
+  working_ = std::move(working);
+}
+
+const ParamMap& TrainStep::masters() {
+  sync_masters();
+  return masters_;
+}
+
+void TrainStep::load_masters(const ParamMap& masters) {
+  sync_masters();
+  std::string missing, problems;
+  ParamMap loaded;
+  for (const auto& name : names_) {
+    const mx::array* value = masters.find(name);
+    if (!value) {
+      missing += " " + name;
+      continue;
+    }
+    const mx::array& master = masters_.at(name);
+    if (value->shape() != master.shape()) {
+      problems += " " + name + " (shape)";
+    } else if (!mx::issubdtype(value->dtype(), mx::floating)) {
+      problems += " " + name + " (not floating)";
+    }
+    loaded.set(name, mx::astype(*value, master.dtype()));
+  }
+  FT_CHECK(missing.empty(), "train", "missing trainable parameters:", missing);
+  FT_CHECK(problems.empty(), "train", "trainable parameters that do not fit:", problems);
+  set_masters(std::move(loaded));
+}
+
 std::pair<LossOutput, ParamMap> TrainStep::loss_and_grads(const Batch& batch,
                                                           const mx::array& key) {
-  ParamMap current = model_.trainable_parameters();
-  std::vector<mx::array> inputs = current.arrays();
-  FT_CHECK(inputs.size() == names_.size(), "train",
-           "the set of trainable parameters changed after the step was built");
+  sync_masters();
+  float scale = scaler_ ? scaler_->scale() : 1.0f;
+  std::vector<mx::array> inputs = masters_.arrays();
   inputs.push_back(key);
+  inputs.push_back(mx::array(scale));
   inputs.insert(inputs.end(), batch.begin(), batch.end());
   std::vector<mx::array> outputs = traced_(inputs);
   // Tracing left placeholders in the model; put the real arrays back.
-  model_.update(current);
+  model_.update(working_);
   nn::reseed_dropout(model_, key);
-  LossOutput loss{outputs[0], outputs[1]};
-  return {loss, ParamMap::zip(names_, {outputs.begin() + 2, outputs.end()})};
+  LossOutput loss{outputs[2], outputs[1]};
+  ParamMap grads = ParamMap::zip(names_, {outputs.begin() + 3, outputs.end()});
+  if (scale != 1.0f) {
+    // Note [Loss scaling]: exact, S being a power of two.
+    grads = tree_map(grads, [scale](const mx::array& g) {
+      return mx::multiply(g, mx::array(1.0f / scale, g.dtype()));
+    });
+  }
+  return {loss, grads};
 }
 
 StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
                           const std::vector<mx::array>& keys) {
   FT_CHECK(!micro_batches.empty(), "train", "a step needs at least one micro-batch");
   FT_CHECK(keys.size() == micro_batches.size(), "train", "one random key per micro-batch");
+  StepResult result;
+  result.loss_scale = scaler_ ? scaler_->scale() : 1.0f;
+  result.learning_rate = optimizer_.learning_rate();
   std::optional<ParamMap> grad_sum;
   mx::array loss_sum = mx::array(0.0f), tokens = mx::array(0.0f);
   for (size_t i = 0; i < micro_batches.size(); ++i) {
@@ -80,8 +178,31 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     }
   }
   mx::array denominator = mx::maximum(tokens, mx::array(1.0f));
+  mx::array mean_loss = loss_sum / denominator;
   ParamMap grads = tree_map(
       *grad_sum, [&](const mx::array& g) { return mx::astype(g / denominator, g.dtype()); });
+  auto finish = [&](const mx::array& norm, std::vector<mx::array> outputs) {
+    outputs.push_back(mean_loss);
+    outputs.push_back(tokens);
+    outputs.push_back(norm);
+    mx::eval(outputs);
+    result.loss = mean_loss.item<float>();
+    result.tokens = tokens.item<float>();
+    result.grad_norm = norm.item<float>();
+    return result;
+  };
+  if (scaler_) {
+    mx::array finite = all_finite(grads);
+    std::vector<mx::array> pending = grads.arrays();
+    pending.push_back(finite);
+    mx::eval(pending);
+    bool ok = finite.item<bool>();
+    scaler_->update(ok);
+    if (!ok) {
+      result.skipped = true;
+      return finish(global_norm(grads), {});
+    }
+  }
   mx::array norm = mx::array(0.0f);
   if (config_.max_grad_norm) {
     ClippedGrads clipped = clip_grad_norm(grads, *config_.max_grad_norm);
@@ -90,22 +211,11 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   } else {
     norm = global_norm(grads);
   }
-  StepResult result;
-  result.learning_rate = optimizer_.learning_rate();
-  ParamMap updated = optimizer_.update(model_.trainable_parameters(), grads);
-  model_.update(updated);
-  std::vector<mx::array> outputs = updated.arrays();
-  ParamMap state = optimizer_.state();
-  for (const auto& [name, value] : state) outputs.push_back(value);
-  mx::array mean_loss = loss_sum / denominator;
-  outputs.push_back(mean_loss);
-  outputs.push_back(tokens);
-  outputs.push_back(norm);
-  mx::eval(outputs);
-  result.loss = mean_loss.item<float>();
-  result.tokens = tokens.item<float>();
-  result.grad_norm = norm.item<float>();
-  return result;
+  set_masters(optimizer_.update(masters_, grads));
+  std::vector<mx::array> outputs = masters_.arrays();
+  for (const auto& [name, value] : working_) outputs.push_back(value);
+  for (const auto& [name, value] : optimizer_.state()) outputs.push_back(value);
+  return finish(norm, std::move(outputs));
 }
 
 }  // namespace ft

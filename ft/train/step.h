@@ -5,6 +5,11 @@
 // gradient-accumulation step and divides once, so every trained token weighs the
 // same whatever the padding or masking of each micro-batch (Note [Token-normalised
 // accumulation] in step.cpp).
+//
+// Mixed precision: trainable parameters held in bfloat16 or float16 get f32 masters that
+// the optimizer updates, and the model computes with them cast back to the parameter's
+// dtype (Note [Master weights] in step.cpp). StepConfig::loss_scale turns on dynamic loss
+// scaling for float16 (precision.h).
 #pragma once
 
 #include <functional>
@@ -15,6 +20,7 @@
 
 #include "ft/core/param_map.h"
 #include "ft/nn/module.h"
+#include "ft/train/precision.h"
 
 namespace ft {
 
@@ -39,6 +45,8 @@ using LossFn =
 struct StepConfig {
   bool compile = true;                 // trace value_and_grad once per batch shape
   std::optional<float> max_grad_norm;  // global-norm clipping
+  // Dynamic loss scaling (float16 models); none: the loss is not scaled.
+  std::optional<LossScaleConfig> loss_scale;
 };
 
 struct StepResult {
@@ -46,6 +54,8 @@ struct StepResult {
   double tokens = 0;    // trained tokens in the step
   float grad_norm = 0;  // before clipping
   float learning_rate = 0;
+  float loss_scale = 1;  // the scale this step's loss was multiplied by
+  bool skipped = false;  // the gradients overflowed: no update was made
 };
 
 class TrainStep {
@@ -53,12 +63,25 @@ class TrainStep {
   TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, StepConfig config = {});
 
   // Loss and gradients of one micro-batch w.r.t. the trainable parameters, lazily:
-  // gradients are of the loss SUM (not yet divided by the token count).
+  // gradients are of the loss SUM (not yet divided by the token count), unscaled, in the
+  // masters' dtype.
   std::pair<LossOutput, ParamMap> loss_and_grads(const Batch& batch, const mx::array& key);
 
-  // Accumulates over the micro-batches, normalises by their total token count,
-  // clips, updates the model through the optimizer and evaluates once.
+  // Accumulates over the micro-batches, normalises by their total token count, clips,
+  // updates the masters through the optimizer, writes them into the model and evaluates
+  // once. With loss scaling, a step with non-finite gradients changes neither the
+  // parameters nor the optimizer and is reported as skipped.
   StepResult run(const std::vector<Batch>& micro_batches, const std::vector<mx::array>& keys);
+
+  // The trainable parameters as the optimizer sees them: f32 for parameters the model
+  // holds in bfloat16 or float16, the model's own arrays otherwise. A checkpoint saves these.
+  const ParamMap& masters();
+  // Replaces the masters (names, shapes and a floating dtype checked, cast to each
+  // master's dtype) and writes them into the model cast to its dtypes. Throws ft::Error
+  // naming what does not fit.
+  void load_masters(const ParamMap& masters);
+  // The loss scaler; null when loss scaling is off.
+  LossScaler* loss_scaler() { return scaler_ ? &*scaler_ : nullptr; }
 
  private:
   using TracedFn = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
@@ -66,7 +89,19 @@ class TrainStep {
   LossFn loss_fn_;
   Optimizer& optimizer_;
   StepConfig config_;
-  std::vector<std::string> names_;  // trainable parameter names, in order
+  // Takes new masters from the model for parameters someone replaced since the last step
+  // (a load, a manual update), so the model stays the source of truth between steps.
+  void sync_masters();
+  // Makes these the masters and writes them into the model cast to each parameter's dtype.
+  void set_masters(ParamMap masters);
+
+  std::vector<std::string> names_;         // trainable parameter names, in order
+  std::vector<mx::Dtype> compute_dtypes_;  // each parameter's dtype in the model
+  ParamMap masters_;                       // see masters()
+  // The arrays last written into the model. Holding them keeps their ids unique, so an
+  // id that differs from the model's means the model's parameter was replaced.
+  ParamMap working_;
+  std::optional<LossScaler> scaler_;
   TracedFn traced_;
 };
 

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <mlx/memory.h>
 #include <mlx/ops.h>
 #include <mlx/random.h>
 #include <mlx/transforms.h>
+#include <mlx/utils.h>  // operator<< for Dtype
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
@@ -42,7 +44,8 @@ std::string fnv1a_hex(const std::string& text) {
 // Everything that changes which batches, keys and updates a step sees. Output paths,
 // the save interval and max_steps_this_run do not, so they may differ on resume.
 std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
-                          const data::TokenizedData& train, const Optimizer& optimizer) {
+                          const data::TokenizedData& train, const Optimizer& optimizer,
+                          const nn::Module& model) {
   std::ostringstream s;
   s << "iterations=" << c.iterations << ";epochs=" << c.epochs << ";batch=" << c.batch_size
     << ";accumulation=" << c.grad_accumulation
@@ -52,6 +55,17 @@ std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
     << ";pad_multiple=" << b.pad_multiple << ";pad_id=" << b.pad_id << ";shuffle=" << b.shuffle
     << ";samples=" << train.size() << ";tokens=" << train.total_tokens()
     << ";optimizer=" << optimizer.name();
+  // Added only when used, so the hashes of float32 runs without scaling stay as they were.
+  if (c.loss_scale)
+    s << ";loss_scale=" << c.loss_scale->initial_scale << "/" << c.loss_scale->growth_interval;
+  std::set<std::string> dtypes;
+  for (const auto& [name, value] : model.parameters()) {
+    std::ostringstream d;
+    d << value.dtype();
+    dtypes.insert(d.str());
+  }
+  if (dtypes != std::set<std::string>{"float32"})
+    for (const auto& d : dtypes) s << ";dtype=" << d;
   return fnv1a_hex(s.str());
 }
 
@@ -68,6 +82,8 @@ std::string step_json(const StepRecord& r) {
   j["grad_norm"] = r.grad_norm;
   j["tokens"] = r.tokens;
   j["tokens_per_second"] = r.tokens_per_second;
+  j["loss_scale"] = r.loss_scale;
+  j["skipped"] = r.skipped;
   j["peak_memory"] = mx::get_peak_memory();
   return j.dump();
 }
@@ -144,7 +160,9 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
       config_(std::move(config)),
       batcher_(train, with_config(batch_options, config_)),
       train_step_(model, std::move(loss_fn), optimizer,
-                  StepConfig{.compile = config_.compile, .max_grad_norm = config_.max_grad_norm}),
+                  StepConfig{.compile = config_.compile,
+                             .max_grad_norm = config_.max_grad_norm,
+                             .loss_scale = config_.loss_scale}),
       rng_(config_.seed) {
   FT_CHECK(config_.iterations >= 0, "trainer", "iterations must be >= 0, got ", config_.iterations);
   FT_CHECK(config_.iterations > 0 || config_.epochs > 0, "trainer",
@@ -163,7 +181,8 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
   valid_options_.batch_size =
       config_.eval_batch_size > 0 ? config_.eval_batch_size : config_.batch_size;
   valid_options_.shuffle = false;
-  config_hash_ = hash_settings(config_, with_config(batch_options, config_), train, optimizer_);
+  config_hash_ =
+      hash_settings(config_, with_config(batch_options, config_), train, optimizer_, model_);
 }
 
 fs::path Trainer::checkpoint_root() const {
@@ -190,14 +209,17 @@ int64_t Trainer::resume() {
   FT_CHECK(c.state.config_hash == config_hash_, "trainer", folder->string(),
            ": written by a run with other settings (config hash ", c.state.config_hash,
            ", this run ", config_hash_, ")");
-  ParamMap trainable = model_.trainable_parameters();
-  std::string missing;
-  for (const auto& [name, value] : trainable)
-    if (!c.weights.contains(name)) missing += " " + name;
-  FT_CHECK(missing.empty(), "trainer", (*folder / "model.safetensors").string(),
-           ": missing trainable parameters:", missing);
-  model_.load(c.weights, /*strict=*/false);
+  try {
+    train_step_.load_masters(c.weights);
+  } catch (const Error& e) {
+    throw Error("trainer", (*folder / "model.safetensors").string() + ": " + e.fact());
+  }
   optimizer_.load_state(c.optimizer);
+  if (LossScaler* scaler = train_step_.loss_scaler()) {
+    FT_CHECK(c.state.loss_scale.has_value(), "trainer", (*folder / "trainer.json").string(),
+             ": no loss scaler state, but this run scales the loss");
+    scaler->load(*c.state.loss_scale, c.state.loss_scale_good_steps);
+  }
   uint32_t rng[2] = {c.state.rng_state[0], c.state.rng_state[1]};
   rng_ = Rng::from_state(mx::array(rng, {2}, mx::uint32));
   step_ = c.state.step;
@@ -211,8 +233,12 @@ int64_t Trainer::resume() {
 std::optional<fs::path> Trainer::save() {
   if (config_.output_dir.empty()) return std::nullopt;
   Checkpoint c;
-  c.weights = model_.trainable_parameters();
+  c.weights = train_step_.masters();
   c.optimizer = optimizer_.state();
+  if (const LossScaler* scaler = train_step_.loss_scaler()) {
+    c.state.loss_scale = scaler->scale();
+    c.state.loss_scale_good_steps = scaler->good_steps();
+  }
   mx::array rng = rng_.state();
   mx::eval(rng);
   c.state.step = step_;
@@ -298,8 +324,9 @@ TrainResult Trainer::run() {
     ++step_;
     ++steps_this_run;
 
-    StepRecord r{step_,       s.loss,   s.learning_rate,
-                 s.grad_norm, s.tokens, seconds > 0 ? s.tokens / seconds : 0.0};
+    StepRecord r{step_,        s.loss,   s.learning_rate,
+                 s.grad_norm,  s.tokens, seconds > 0 ? s.tokens / seconds : 0.0,
+                 s.loss_scale, s.skipped};
     result.steps.push_back(r);
     write_metrics(step_json(r));
     if (show_progress) draw_progress(step_, total, r);

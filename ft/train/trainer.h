@@ -30,6 +30,8 @@ struct TrainerConfig {
   int batch_size = 4;         // rows per micro-batch (overrides BatchOptions::batch_size)
   int grad_accumulation = 1;  // micro-batches per optimizer step
   std::optional<float> max_grad_norm;
+  // Dynamic loss scaling for float16 models (precision.h); none: off.
+  std::optional<LossScaleConfig> loss_scale;
   uint64_t seed = 0;  // the Rng of the step keys and the data order (BatchOptions::seed)
   bool compile = true;
 
@@ -59,6 +61,8 @@ struct StepRecord {
   float grad_norm = 0;
   double tokens = 0;
   double tokens_per_second = 0;
+  float loss_scale = 1;  // the loss scale of the step (1 without loss scaling)
+  bool skipped = false;  // the gradients overflowed and the update was skipped
 };
 
 struct EvalRecord {
@@ -93,8 +97,9 @@ class Trainer {
           const data::TokenizedData& train, const data::TokenizedData* valid,
           data::BatchOptions batch_options, TrainerConfig config);
 
-  // Loads the latest complete checkpoint under output_dir/checkpoints, if any: weights,
-  // optimizer state, RNG, data position, step and early-stopping counters, and drops the
+  // Loads the latest complete checkpoint under output_dir/checkpoints, if any: weights
+  // (the f32 masters of a mixed-precision run), optimizer state, loss scaler, RNG, data
+  // position, step and early-stopping counters, and drops the
   // records of later steps from the metrics file. Returns the step it resumed at (0 when
   // there was no checkpoint). Throws ft::Error when the checkpoint was written with other
   // settings (config hash) or does not fit the model.
@@ -115,8 +120,9 @@ class Trainer {
   // Total optimizer steps of the run (iterations, or the steps that cover `epochs`).
   int64_t total_steps() const;
   // A hash of the settings that shape the trajectory (the TrainerConfig and BatchOptions
-  // fields that choose batches, keys and steps, the training data's size and the
-  // optimizer's name; not the learning rate or schedule, which are functions); a
+  // fields that choose batches, keys and steps, the loss scaling, the dtypes of the
+  // model's parameters when not all f32, the training data's size and the optimizer's
+  // name; not the learning rate or schedule, which are functions); a
   // checkpoint must match it.
   const std::string& config_hash() const { return config_hash_; }
   std::filesystem::path checkpoint_root() const;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include <mlx/ops.h>
 #include <mlx/random.h>
@@ -22,6 +23,7 @@
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/trainer.h"
+#include "tests/test_util.h"
 
 extern char** environ;
 
@@ -105,7 +107,9 @@ struct TrainingRun {
   std::unique_ptr<Trainer> trainer;
 
   TrainingRun(const ft::data::TokenizedData& train, const ft::data::TokenizedData* valid,
-              const TrainerConfig& config, const ft::OptimizerConfig& optimizer_config = adamw()) {
+              const TrainerConfig& config, const ft::OptimizerConfig& optimizer_config = adamw(),
+              mx::Dtype dtype = mx::float32) {
+    model.cast(dtype);
     mx::eval(model.parameters().arrays());
     optimizer = ft::make_optimizer(optimizer_config);
     trainer = std::make_unique<Trainer>(model, llama_loss, llama_eval, *optimizer, train, valid,
@@ -159,7 +163,10 @@ void expect_same_steps(const std::vector<ft::train::StepRecord>& a,
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].step, b[i].step);
     EXPECT_EQ(a[i].loss, b[i].loss) << "step " << a[i].step;
-    EXPECT_EQ(a[i].grad_norm, b[i].grad_norm) << "step " << a[i].step;
+    // A step skipped for overflow has a NaN or inf norm.
+    EXPECT_TRUE(a[i].grad_norm == b[i].grad_norm ||
+                (std::isnan(a[i].grad_norm) && std::isnan(b[i].grad_norm)))
+        << "step " << a[i].step << ": " << a[i].grad_norm << " vs " << b[i].grad_norm;
     EXPECT_EQ(a[i].learning_rate, b[i].learning_rate) << "step " << a[i].step;
     EXPECT_EQ(a[i].tokens, b[i].tokens) << "step " << a[i].step;
   }
@@ -226,6 +233,81 @@ TEST(Trainer, InterruptedAndResumedRunMatchesUninterruptedBitForBit) {
   fs::remove_all(dir_b);
 }
 
+// float16 with dynamic loss scaling: the f32 masters and the scaler's state are in the
+// checkpoint, so a resumed run repeats the skipped steps and the scale changes exactly.
+TEST(Trainer, Float16RunWithLossScalingResumesBitForBit) {
+  ft::testing::OnCpu cpu;
+  auto train = random_data(12, 1);
+  auto valid = random_data(5, 2);
+  fs::path dir_a = fresh_dir("f16_full"), dir_b = fresh_dir("f16_parts");
+  auto config = [](const fs::path& dir) {
+    TrainerConfig c = resume_config(dir);
+    // Large enough that the first steps overflow, a short interval so that it grows again:
+    // the scales run 4096 (skip), 2048 (skip), 1024, 1024, 2048 (skip), ...
+    c.loss_scale = ft::LossScaleConfig{.initial_scale = 4096.0f, .growth_interval = 2};
+    return c;
+  };
+  TrainingRun full(train, &valid, config(dir_a), adamw(), mx::float16);
+  auto whole = full.trainer->run();
+  ASSERT_EQ(whole.steps.size(), 9u);
+  int skipped = 0;
+  std::set<float> scales;
+  for (const auto& s : whole.steps) {
+    skipped += s.skipped;
+    scales.insert(s.loss_scale);
+  }
+  // Both kinds of step happen, and the scale moves, or the comparison would prove little.
+  EXPECT_GT(skipped, 0);
+  EXPECT_LT(skipped, 9);
+  EXPECT_GT(scales.size(), 2u);
+  EXPECT_NE(whole.steps.front().loss, whole.steps.back().loss);
+
+  std::vector<ft::train::StepRecord> pieced;
+  for (int64_t limit : {2, 4, 0}) {
+    TrainerConfig c = config(dir_b);
+    c.max_steps_this_run = limit;
+    TrainingRun part(train, &valid, c, adamw(), mx::float16);
+    part.trainer->resume();
+    auto r = part.trainer->run();
+    pieced.insert(pieced.end(), r.steps.begin(), r.steps.end());
+    if (limit == 0) {
+      expect_same_params(full.model.parameters(), part.model.parameters());
+      expect_same_params(full.optimizer->state(), part.optimizer->state());
+    }
+  }
+  expect_same_steps(whole.steps, pieced);
+  ASSERT_EQ(pieced.size(), whole.steps.size());
+  for (size_t i = 0; i < pieced.size(); ++i) {
+    EXPECT_EQ(whole.steps[i].loss_scale, pieced[i].loss_scale) << i;
+    EXPECT_EQ(whole.steps[i].skipped, pieced[i].skipped) << i;
+  }
+  auto records = without_timing(read_jsonl(dir_a / "metrics.jsonl"));
+  EXPECT_EQ(records, without_timing(read_jsonl(dir_b / "metrics.jsonl")));
+  for (size_t i = 0, step = 0; i < records.size(); ++i) {
+    if (!records[i].contains("loss_scale")) continue;  // an evaluation
+    EXPECT_EQ(records[i]["loss_scale"].get<float>(), whole.steps[step].loss_scale);
+    EXPECT_EQ(records[i]["skipped"].get<bool>(), whole.steps[step].skipped);
+    ++step;
+  }
+  // The checkpoint holds f32 masters of the f16 model and the scaler's state.
+  auto last = ft::train::latest_checkpoint(dir_a / "checkpoints");
+  ASSERT_TRUE(last.has_value());
+  auto checkpoint = ft::train::read_checkpoint(*last);
+  for (const auto& [name, value] : checkpoint.weights)
+    EXPECT_EQ(value.dtype(), mx::float32) << name;
+  // Replaying the skips through a LossScaler gives each step's scale and the saved state.
+  ft::LossScaler replay(*config(dir_a).loss_scale);
+  for (const auto& s : whole.steps) {
+    EXPECT_EQ(s.loss_scale, replay.scale()) << s.step;
+    replay.update(!s.skipped);
+  }
+  ASSERT_TRUE(checkpoint.state.loss_scale.has_value());
+  EXPECT_EQ(*checkpoint.state.loss_scale, replay.scale());
+  EXPECT_EQ(checkpoint.state.loss_scale_good_steps, replay.good_steps());
+  fs::remove_all(dir_a);
+  fs::remove_all(dir_b);
+}
+
 TEST(Trainer, MetricsRecordsHoldTheStepAndEvalFields) {
   auto train = random_data(8, 3);
   auto valid = random_data(4, 4);
@@ -247,6 +329,8 @@ TEST(Trainer, MetricsRecordsHoldTheStepAndEvalFields) {
     EXPECT_EQ(records[size_t(i)]["tokens"].get<double>(), r.steps[size_t(i)].tokens);
     EXPECT_GT(records[size_t(i)]["tokens_per_second"].get<double>(), 0);
     EXPECT_GT(records[size_t(i)]["peak_memory"].get<double>(), 0);
+    EXPECT_EQ(records[size_t(i)]["loss_scale"].get<float>(), 1.0f);
+    EXPECT_EQ(records[size_t(i)]["skipped"].get<bool>(), false);
   }
   ASSERT_EQ(r.evals.size(), 1u);
   EXPECT_EQ(records[2]["step"], 2);
