@@ -23,6 +23,7 @@
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
+#include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/schedule.h"
@@ -66,6 +67,8 @@ struct TrainOptions {
   bool grad_checkpoint = false;
   float max_grad_norm = 1.0f;
   int64_t stop_after = 0;
+  int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
+  int quantize_group_size = 64;
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
@@ -155,6 +158,15 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop (and save a checkpoint) after this many steps of this run")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--quantize-bits", o.quantize_bits,
+                  "QLoRA: quantize the base model's Linear layers and embedding to this many "
+                  "bits (2, 3, 4, 5, 6 or 8; MLX affine) before adding adapters; 0: off. A "
+                  "quantized model folder is trained as it is, without this option")
+      ->capture_default_str();
+  cmd->add_option("--quantize-group-size", o.quantize_group_size,
+                  "Weights per quantization group with --quantize-bits (32, 64 or 128); layers "
+                  "whose input size it does not divide stay in floats")
+      ->capture_default_str();
 }
 
 // `ft validate CONFIG.yaml` / `ft train CONFIG.yaml`: a lone YAML file in the MODEL
@@ -297,9 +309,16 @@ void run_train(const TrainOptions& o) {
   FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
            ": cannot write the output folder");
   Prepared p = prepare_data(o);
+  models::check_quantized_training(io::read_config(o.model), o.quantize_bits,
+                                   o.quantize_group_size, o.method == "full");
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
   auto model = models::load_model(o.model);
+  if (o.quantize_bits > 0) {
+    auto quantized = models::quantize_model(*model, {o.quantize_group_size, o.quantize_bits});
+    std::cout << "quantized " << quantized.size() << " layers to " << o.quantize_bits
+              << " bits (groups of " << o.quantize_group_size << ")\n";
+  }
   model->backbone().gradient_checkpointing = o.grad_checkpoint;
   nn::LoraConfig lora = lora_config(o);
   std::vector<std::string> adapted;
@@ -383,6 +402,8 @@ void run_train(const TrainOptions& o) {
 void run_validate(const TrainOptions& o) {
   Prepared p = prepare_data(o);
   auto config = io::read_config(o.model);
+  models::check_quantized_training(config, o.quantize_bits, o.quantize_group_size,
+                                   o.method == "full");
   models::LlamaConfig c = models::from_hf_config(config);
   c.validate();
   make_optimizer(optimizer_config(o, p.total_steps));
