@@ -309,8 +309,8 @@ void run_train(const TrainOptions& o) {
   FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
            ": cannot write the output folder");
   Prepared p = prepare_data(o);
-  models::check_quantized_training(io::read_config(o.model), o.quantize_bits,
-                                   o.quantize_group_size, o.method == "full");
+  models::check_quantized_training(io::read_config(o.model), o.quantize_bits, o.quantize_group_size,
+                                   o.method == "full");
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
   auto model = models::load_model(o.model);
