@@ -54,8 +54,9 @@ void add_fuse_command(CLI::App& app) {
                   "exists, and only complete once the command succeeds")
       ->required();
   cmd->add_flag("--dequantize", args->dequantize,
-                "Write plain floating-point weights for a quantized base instead of "
-                "re-quantizing the merged weights");
+                "For a quantized base: write every layer in floating point and drop "
+                "config.json's quantization, instead of re-quantizing the merged layers with "
+                "their own group size and bits");
   cmd->add_option("--dtype", args->dtype,
                   "float32, bfloat16 or float16 (default: config.json's torch_dtype, else "
                   "float32)");

@@ -23,6 +23,7 @@
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
+#include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/precision.h"
@@ -73,6 +74,8 @@ struct TrainOptions {
   std::string teacher;
   float distill_weight = 0.5f;
   float distill_temperature = 2.0f;
+  int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
+  int quantize_group_size = 64;
 };
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
@@ -187,6 +190,15 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--distill-temperature", o.distill_temperature,
                   "T: softmax temperature of both models in the KL term")
       ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--quantize-bits", o.quantize_bits,
+                  "QLoRA: quantize the base model's Linear layers and embedding to this many "
+                  "bits (2, 3, 4, 5, 6 or 8; MLX affine) before adding adapters; 0: off. A "
+                  "quantized model folder is trained as it is, without this option")
+      ->capture_default_str();
+  cmd->add_option("--quantize-group-size", o.quantize_group_size,
+                  "Weights per quantization group with --quantize-bits (32, 64 or 128); layers "
+                  "whose input size it does not divide stay in floats")
       ->capture_default_str();
 }
 
@@ -346,12 +358,19 @@ void run_train(const TrainOptions& o) {
            ": cannot write the output folder");
   Prepared p = prepare_data(o);
   check_teacher(o);
+  models::check_quantized_training(io::read_config(o.model), o.quantize_bits,
+                                   o.quantize_group_size, o.method == "full");
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
   mx::Dtype dtype = parse_compute_dtype(o.dtype);
   // LoRA adapters stay f32 over a low-precision base (lora.dtype); full fine-tuning trains
   // low-precision parameters through f32 masters (Note [Master weights] in ft/train/step.cpp).
   auto model = models::load_model(o.model, dtype);
+  if (o.quantize_bits > 0) {
+    auto quantized = models::quantize_model(*model, {o.quantize_group_size, o.quantize_bits});
+    std::cout << "quantized " << quantized.size() << " layers to " << o.quantize_bits
+              << " bits (groups of " << o.quantize_group_size << ")\n";
+  }
   model->backbone().gradient_checkpointing = o.grad_checkpoint;
   std::vector<std::string> adapted;
   if (o.method != "full") adapted = nn::apply_lora(*model, lora);
@@ -447,6 +466,8 @@ void run_train(const TrainOptions& o) {
 void run_validate(const TrainOptions& o) {
   Prepared p = prepare_data(o);
   auto config = io::read_config(o.model);
+  models::check_quantized_training(config, o.quantize_bits, o.quantize_group_size,
+                                   o.method == "full");
   models::LlamaConfig c = models::from_hf_config(config);
   c.validate();
   make_optimizer(optimizer_config(o, p.total_steps));

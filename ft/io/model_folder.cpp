@@ -217,9 +217,17 @@ std::optional<QuantSpec> QuantizationConfig::for_module(const std::string& modul
 }
 
 std::optional<QuantizationConfig> quantization_config(const ModelConfig& config) {
-  if (!config.has("quantization")) return std::nullopt;
-  const json& q = config.json()["quantization"];
-  const std::string where = config.file().string() + ": \"quantization\"";
+  // mlx-lm writes the same object under both keys; Hugging Face's own
+  // "quantization_config" (with a quant_method: bitsandbytes, gptq, ...) is not MLX's.
+  std::string key = "quantization";
+  if (!config.has(key)) {
+    const json& hf =
+        config.has("quantization_config") ? config.json()["quantization_config"] : json();
+    if (!hf.is_object() || hf.contains("quant_method")) return std::nullopt;
+    key = "quantization_config";
+  }
+  const json& q = config.json()[key];
+  const std::string where = config.file().string() + ": \"" + key + "\"";
   FT_CHECK(q.is_object(), "config", where, " must be an object, got ", type_name(q));
   auto spec = [&](const json& o, const std::string& what) {
     QuantSpec s;

@@ -63,6 +63,8 @@ struct QuantizationConfig {
   // The spec for a module (its name without ".weight"), nullopt when not quantized.
   std::optional<QuantSpec> for_module(const std::string& module) const;
 };
+// nullopt when config.json has neither "quantization" nor an MLX-style
+// "quantization_config" (one without Hugging Face's quant_method).
 std::optional<QuantizationConfig> quantization_config(const ModelConfig& config);
 
 // Names of the modules that carry quantized weights: those with .weight, .scales and

@@ -3,6 +3,7 @@
 #include "ft/core/error.h"
 #include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
+#include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 
@@ -39,8 +40,9 @@ void fuse_model_folder(const fs::path& model_dir, const fs::path& adapter_dir,
 
   nlohmann::json out_config = config.json();
   if (options.dequantize) {
-    out_config.erase("quantization");
-    out_config.erase("quantization_config");
+    // The layers without adapters (the embedding, lm_head, ...) are still quantized.
+    dequantize_model(*model);
+    set_quantization_config(out_config, std::nullopt);
   }
   io::SaveOptions save;
   std::error_code ec;

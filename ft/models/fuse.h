@@ -27,8 +27,10 @@ struct FuseOptions {
 };
 
 // ft fuse: loads model_dir, applies the adapter in adapter_dir (PEFT or mlx-lm layout),
-// merges it and writes out_dir (config.json from model_dir, without its quantization
-// entry when dequantized; tokenizer files copied), atomically.
+// merges it and writes out_dir (config.json from model_dir; tokenizer files copied),
+// atomically. A quantized base gives a quantized folder (the adapted layers
+// re-quantized with their own group size and bits), or with dequantize a float one:
+// every layer dequantized and the quantization entries dropped.
 void fuse_model_folder(const std::filesystem::path& model_dir,
                        const std::filesystem::path& adapter_dir,
                        const std::filesystem::path& out_dir, const FuseOptions& options = {});

@@ -12,6 +12,7 @@
 #include "ft/kernels/swiglu.h"
 #include "ft/nn/checkpoint.h"
 #include "ft/nn/init.h"
+#include "ft/nn/quantized_linear.h"
 
 namespace ft::models {
 
@@ -286,19 +287,35 @@ LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& config, Rng& rng, mx::Dtyp
   }
 }
 
-const mx::array& LlamaForCausalLM::output_weight() const {
-  return lm_head_ ? lm_head_->weight() : model_->embed_tokens_->weight();
+mx::array LlamaForCausalLM::output_weight() const {
+  const nn::Module* head = lm_head_ ? static_cast<const nn::Module*>(lm_head_.get())
+                                    : static_cast<const nn::Module*>(model_->embed_tokens_.get());
+  if (auto* linear = dynamic_cast<const nn::Linear*>(head)) return linear->weight();
+  if (auto* quantized = dynamic_cast<const nn::QuantizedLinear*>(head))
+    return quantized->dequantized_weight();
+  if (auto* embedding = dynamic_cast<const nn::Embedding*>(head)) return embedding->weight();
+  if (auto* quantized = dynamic_cast<const nn::QuantizedEmbedding*>(head))
+    return quantized->dequantized_weight();
+  throw Error("llama", "the output head is a " + head->type_name() +
+                           ", which has no single weight matrix (adapters on lm_head are not "
+                           "supported)");
+}
+
+mx::array LlamaForCausalLM::output_logits(const mx::array& hidden) const {
+  if (lm_head_) return (*lm_head_)(hidden);
+  const nn::Module* embed = model_->embed_tokens_.get();
+  if (auto* quantized = dynamic_cast<const nn::QuantizedEmbedding*>(embed))
+    return quantized->as_linear(hidden);
+  return mx::matmul(hidden, mx::transpose(output_weight()));
 }
 
 mx::array LlamaForCausalLM::operator()(const mx::array& ids, const std::optional<mx::array>& mask) {
-  mx::array h = hidden_states(ids, mask);
-  return mx::matmul(h, mx::transpose(output_weight()));
+  return output_logits(hidden_states(ids, mask));
 }
 
 mx::array LlamaForCausalLM::forward(const mx::array& ids, generate::KVCache& cache,
                                     const std::optional<mx::array>& mask) {
-  mx::array h = (*model_)(ids, mask, &cache);
-  return mx::matmul(h, mx::transpose(output_weight()));
+  return output_logits((*model_)(ids, mask, &cache));
 }
 
 }  // namespace ft::models

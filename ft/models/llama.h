@@ -139,7 +139,8 @@ class LlamaBackbone : public nn::Module {
   mx::array operator()(const mx::array& ids, const std::optional<mx::array>& mask = std::nullopt,
                        generate::KVCache* cache = nullptr);
 
-  std::shared_ptr<nn::Embedding> embed_tokens_;
+  // An nn::Embedding, or an nn::QuantizedEmbedding in a quantized model.
+  std::shared_ptr<nn::Layer> embed_tokens_;
   std::shared_ptr<nn::ModuleList<DecoderLayer>> layers_;
   std::shared_ptr<nn::RMSNorm> norm_;
   // Recompute each layer's activations in the backward pass instead of keeping them.
@@ -171,8 +172,13 @@ class LlamaForCausalLM : public nn::Module {
   // they were rotated with, so logits there differ from one full forward.
   mx::array forward(const mx::array& ids, generate::KVCache& cache,
                     const std::optional<mx::array>& mask = std::nullopt);
-  // The output projection's weight (vocab, hidden): lm_head or the tied embedding.
-  const mx::array& output_weight() const;
+  // The output projection's weight (vocab, hidden): lm_head or the tied embedding,
+  // dequantized (lazily, in the scales' dtype) when that layer is quantized. Throws
+  // ft::Error when lm_head carries an adapter.
+  mx::array output_weight() const;
+  // hidden (..., hidden) -> logits (..., vocab) through lm_head or the tied embedding;
+  // a quantized head multiplies through nn::quantized_matmul_t.
+  mx::array output_logits(const mx::array& hidden) const;
 
   const LlamaConfig& config() const { return config_; }
   LlamaBackbone& backbone() { return *model_; }
@@ -180,7 +186,9 @@ class LlamaForCausalLM : public nn::Module {
  private:
   LlamaConfig config_;
   std::shared_ptr<LlamaBackbone> model_;
-  std::shared_ptr<nn::Linear> lm_head_;  // null when tied
+  // (vocab, hidden): an nn::Linear, or an nn::QuantizedLinear in a quantized model;
+  // null when tied.
+  std::shared_ptr<nn::Layer> lm_head_;
 };
 
 }  // namespace ft::models

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "ft/core/error.h"
+#include "ft/models/quantize.h"
 
 namespace ft::models {
 
@@ -190,17 +191,21 @@ LlamaConfig from_hf_config(const io::ModelConfig& config) {
 }
 
 std::unique_ptr<LlamaForCausalLM> load_model(const std::filesystem::path& folder, mx::Dtype dtype) {
-  LlamaConfig config = from_hf_config(io::read_config(folder));
+  const io::ModelConfig hf_config = io::read_config(folder);
+  LlamaConfig config = from_hf_config(hf_config);
+  std::optional<io::QuantizationConfig> quantization = io::quantization_config(hf_config);
   ParamMap weights = io::load_weights(folder, dtype);
   for (const std::string& name : weights.names()) {
     bool rotary_buffer = name.ends_with("rotary_emb.inv_freq");
-    if (rotary_buffer || (config.tie_word_embeddings && name == "lm_head.weight"))
-      weights.erase(name);
+    // A tied head may still be saved, quantized (weight, scales, biases) or not.
+    bool tied_head = config.tie_word_embeddings && name.starts_with("lm_head.");
+    if (rotary_buffer || tied_head) weights.erase(name);
   }
   // The random initialisation is lazy and replaced before it is ever evaluated.
   Rng rng(0);
   auto model = std::make_unique<LlamaForCausalLM>(config, rng, dtype);
   try {
+    make_quantized_layers(*model, weights, quantization);
     model->load(weights, /*strict=*/true);
   } catch (const Error& e) {
     throw Error(folder.string(), e.what());

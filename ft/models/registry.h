@@ -38,7 +38,13 @@ std::vector<std::string> known_model_types();
 // A model from folder/config.json with the folder's weights (cast to dtype), loaded
 // strictly: one ft::Error lists every missing, unexpected or mis-shaped tensor.
 // Tensors a checkpoint may carry beside the parameters are dropped first: rotary
-// inv_freq buffers, and lm_head.weight when the embeddings are tied.
+// inv_freq buffers, and lm_head's when the embeddings are tied.
+//
+// Quantized folders (mlx-lm's convert -q, or ft's quantize_model and a save): every
+// module whose weights come as MLX affine "weight" (uint32), "scales" and "biases"
+// becomes an nn::QuantizedLinear or nn::QuantizedEmbedding with the group size and
+// bits of config.json's "quantization" (its per-module entry, else the defaults); the
+// scales and biases are cast to dtype like every floating tensor. See quantize.h.
 std::unique_ptr<LlamaForCausalLM> load_model(const std::filesystem::path& folder,
                                              mx::Dtype dtype = mx::float32);
 

@@ -1,0 +1,160 @@
+#include "ft/models/quantize.h"
+
+#include <memory>
+#include <utility>
+
+#include <mlx/transforms.h>
+
+#include "ft/core/error.h"
+#include "ft/nn/embedding.h"
+#include "ft/nn/linear.h"
+#include "ft/nn/lora.h"
+#include "ft/nn/quantized_linear.h"
+
+namespace ft::models {
+
+namespace {
+
+bool is_quantized(const nn::Module* m) {
+  return dynamic_cast<const nn::QuantizedLinear*>(m) ||
+         dynamic_cast<const nn::QuantizedEmbedding*>(m);
+}
+
+std::string join_problems(const std::vector<std::string>& problems) {
+  std::string out = std::to_string(problems.size()) + " problem" +
+                    (problems.size() == 1 ? "" : "s") + " with quantized weights: ";
+  for (size_t i = 0; i < problems.size(); ++i) out += (i ? "; " : "") + problems[i];
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec) {
+  // The layer sizes are checked one by one below; bits and group size once, here, with
+  // a size every group size divides.
+  nn::check_quantization("quantize", 128, spec.group_size, spec.bits);
+  std::vector<std::pair<std::string, nn::Module*>> targets;
+  for (const auto& [path, module] : model.named_modules()) {
+    FT_CHECK(!is_quantized(module), "quantize", "'", path,
+             "' is already quantized; quantize a floating-point model");
+    FT_CHECK(!dynamic_cast<nn::LoRALinear*>(module), "quantize", "'", path,
+             "' carries an adapter; quantize the base model before adding adapters");
+    if (path.empty()) continue;
+    if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
+      if (linear->in_features() % spec.group_size == 0) targets.emplace_back(path, module);
+    } else if (auto* embedding = dynamic_cast<nn::Embedding*>(module)) {
+      if (embedding->dim() % spec.group_size == 0) targets.emplace_back(path, module);
+    }
+  }
+  FT_CHECK(!targets.empty(), "quantize",
+           "no Linear or Embedding has an input size that group_size ", spec.group_size,
+           " divides");
+  std::vector<std::string> paths;
+  for (const auto& [path, module] : targets) {
+    std::shared_ptr<nn::Module> quantized;
+    if (auto* linear = dynamic_cast<nn::Linear*>(module))
+      quantized = nn::QuantizedLinear::from_linear(*linear, spec.group_size, spec.bits);
+    else
+      quantized = nn::QuantizedEmbedding::from_embedding(*dynamic_cast<nn::Embedding*>(module),
+                                                         spec.group_size, spec.bits);
+    // Evaluated now, the packed arrays no longer hold the float weight, which goes with
+    // the replaced layer.
+    mx::eval(quantized->parameters().arrays());
+    model.replace_module(path, quantized);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+std::vector<std::string> dequantize_model(nn::Module& model) {
+  std::vector<std::pair<std::string, std::shared_ptr<nn::Module>>> replaced;
+  for (const auto& [path, module] : model.named_modules()) {
+    if (auto* q = dynamic_cast<nn::QuantizedLinear*>(module))
+      replaced.emplace_back(path, std::make_shared<nn::Linear>(q->dequantized_weight(), q->bias()));
+    else if (auto* e = dynamic_cast<nn::QuantizedEmbedding*>(module))
+      replaced.emplace_back(path, std::make_shared<nn::Embedding>(e->dequantized_weight()));
+  }
+  std::vector<std::string> paths;
+  for (auto& [path, layer] : replaced) {
+    FT_CHECK(!path.empty(), "dequantize", "the root module itself cannot be replaced");
+    model.replace_module(path, layer);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+void set_quantization_config(nlohmann::json& config, const std::optional<io::QuantSpec>& spec) {
+  config.erase("quantization");
+  config.erase("quantization_config");
+  if (!spec) return;
+  nlohmann::json entry = {{"group_size", spec->group_size}, {"bits", spec->bits}};
+  config["quantization"] = entry;
+  config["quantization_config"] = entry;
+}
+
+std::vector<std::string> make_quantized_layers(
+    nn::Module& model, const ParamMap& weights,
+    const std::optional<io::QuantizationConfig>& config) {
+  std::vector<std::string> problems;
+  std::vector<std::pair<std::string, std::shared_ptr<nn::Module>>> replaced;
+  for (const std::string& path : io::quantized_modules(weights)) {
+    if (!config) {
+      problems.push_back("'" + path +
+                         "' has quantized weights but config.json has no \"quantization\"");
+      continue;
+    }
+    std::optional<io::QuantSpec> spec = config->for_module(path);
+    if (!spec) {
+      problems.push_back("'" + path +
+                         "' has quantized weights but config.json's \"quantization\" marks it "
+                         "false");
+      continue;
+    }
+    std::shared_ptr<nn::Module> module = model.find_module(path);
+    if (!module) continue;  // its tensors are reported as unexpected by the strict load
+    mx::Dtype dtype = weights.at(path + ".scales").dtype();
+    try {
+      if (auto* linear = dynamic_cast<nn::Linear*>(module.get())) {
+        replaced.emplace_back(
+            path, std::make_shared<nn::QuantizedLinear>(
+                      linear->in_features(), linear->out_features(), linear->bias().has_value(),
+                      spec->group_size, spec->bits, dtype));
+      } else if (auto* embedding = dynamic_cast<nn::Embedding*>(module.get())) {
+        replaced.emplace_back(path, std::make_shared<nn::QuantizedEmbedding>(
+                                        embedding->num_embeddings(), embedding->dim(),
+                                        spec->group_size, spec->bits, dtype));
+      } else {
+        problems.push_back("'" + path + "' has quantized weights but is a " + module->type_name() +
+                           ", not a Linear or Embedding");
+      }
+    } catch (const Error& e) {
+      problems.push_back("'" + path + "': " + e.fact());
+    }
+  }
+  if (!problems.empty()) throw Error("quantize", join_problems(problems));
+  std::vector<std::string> paths;
+  for (auto& [path, layer] : replaced) {
+    model.replace_module(path, layer);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+void check_quantized_training(const io::ModelConfig& config, int bits, int group_size, bool full) {
+  const bool quantized_folder = io::quantization_config(config).has_value();
+  if (bits != 0) {
+    // Worded for this request; the same sets as nn::check_quantization.
+    FT_CHECK(bits == 2 || bits == 3 || bits == 4 || bits == 5 || bits == 6 || bits == 8, "train",
+             "quantize bits must be 0 (off), 2, 3, 4, 5, 6 or 8, got ", bits);
+    FT_CHECK(group_size == 32 || group_size == 64 || group_size == 128, "train",
+             "quantize group size must be 32, 64 or 128, got ", group_size);
+    FT_CHECK(!quantized_folder, "train", config.file().string(),
+             ": the model is quantized already; train on it without quantize bits");
+  }
+  FT_CHECK(!full || (bits == 0 && !quantized_folder), "train",
+           "full fine-tuning needs a floating-point model: ",
+           quantized_folder ? "the model is quantized" : "quantize bits were given",
+           "; train LoRA or DoRA adapters on a quantized base (QLoRA)");
+}
+
+}  // namespace ft::models

@@ -1,0 +1,58 @@
+// Quantized models: turning a loaded model's layers into MLX affine group-wise quantized
+// layers (the frozen base of QLoRA), back into floats, and rebuilding the quantized
+// layers a model folder's weights describe.
+//
+// Which layers: every Linear (q/k/v/o, gate/up/down, an untied lm_head) and the
+// embedding table, as mlx-lm's convert does; a layer whose input size (the embedding's
+// dim) the group size does not divide stays in floats, and config.json needs no entry
+// for it: loaders tell quantized modules by their ".scales" tensors.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ft/core/param_map.h"
+#include "ft/io/model_folder.h"
+#include "ft/nn/module.h"
+
+namespace ft::models {
+
+// Replaces every nn::Linear and nn::Embedding under model whose input size
+// spec.group_size divides by its quantized form (nn::QuantizedLinear::from_linear,
+// nn::QuantizedEmbedding::from_embedding; scales in the layer's dtype), evaluating each
+// as it goes so the float weights can be freed. Returns the quantized paths in
+// named_modules order. Throws ft::Error for bits or a group size MLX's affine mode does
+// not pack, when the model already has quantized layers or LoRA/DoRA adapters (quantize
+// the base before adding adapters), or when no layer can be quantized.
+std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec);
+
+// Replaces every quantized layer under model by a float Linear / Embedding holding its
+// dequantized weight (in the scales' dtype). Returns the paths replaced.
+std::vector<std::string> dequantize_model(nn::Module& model);
+
+// Sets config.json's quantization entries as mlx-lm writes them: "quantization":
+// {"group_size", "bits"} and the same object under "quantization_config"; with
+// nullopt removes both.
+void set_quantization_config(nlohmann::json& config, const std::optional<io::QuantSpec>& spec);
+
+// Before a strict load: replaces each module that weights show quantized (it has
+// ".weight", ".scales" and ".biases", see io::quantized_modules) by a zero-filled
+// quantized layer of the spec config gives it, in the dtype of its scales. One
+// ft::Error lists every problem: quantized weights without a "quantization" entry in
+// config.json or for a module it marks false, weights for a module the model does not
+// have or that is neither a Linear nor an Embedding, a spec that does not fit the
+// module. Returns the replaced paths.
+std::vector<std::string> make_quantized_layers(nn::Module& model, const ParamMap& weights,
+                                               const std::optional<io::QuantizationConfig>& config);
+
+// Checks a training request against a model folder's config.json before anything is
+// loaded: bits > 0 asks to quantize the base (QLoRA) and needs bits and group_size MLX's
+// affine mode packs, and a folder that is not quantized already; full fine-tuning
+// (full = true) is refused for a quantized base, given or asked for, whose packed
+// weights cannot be trained. Throws ft::Error naming the problem.
+void check_quantized_training(const io::ModelConfig& config, int bits, int group_size, bool full);
+
+}  // namespace ft::models

@@ -1,0 +1,178 @@
+// QLoRA from the command line: ft train --quantize-bits, training on a quantized model
+// folder, ft fuse of its adapter (re-quantized or --dequantize), and the errors of
+// ft train and ft validate.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "ft/io/adapters.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/quantize.h"
+#include "ft/models/registry.h"
+#include "tests/test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Result = ft::testing::CommandResult;
+
+Result run(const std::string& args) {
+  return ft::testing::run_ft(args);
+}
+
+fs::path temp(const std::string& name) {
+  fs::path p =
+      fs::path(::testing::TempDir()) / ("ft_qlora_" + std::to_string(getpid()) + "_" + name);
+  fs::remove_all(p);
+  return p;
+}
+
+// ft init's tiny model (hidden 64, MLP 176, tied embeddings), once per binary.
+const fs::path& tiny_model() {
+  static fs::path dir = [] {
+    fs::path d = temp("model");
+    Result r = run("init --arch llama --size tiny --seed 1 --out " + d.string());
+    EXPECT_EQ(r.status, 0) << r.out;
+    return d;
+  }();
+  return dir;
+}
+
+// The tiny model quantized by ft (4 bits, groups of 64) and saved with its tokenizer.
+const fs::path& quantized_tiny_model() {
+  static fs::path dir = [] {
+    fs::path d = temp("quantized_model");
+    auto model = ft::models::load_model(tiny_model());
+    ft::models::quantize_model(*model, {.group_size = 64, .bits = 4});
+    json config = ft::io::read_config(tiny_model()).json();
+    ft::models::set_quantization_config(config, ft::io::QuantSpec{.group_size = 64, .bits = 4});
+    ft::io::save_model_folder(model->parameters(), config, d,
+                              {.copy_tokenizer_from = tiny_model()});
+    return d;
+  }();
+  return dir;
+}
+
+fs::path small_data(int n) {
+  fs::path p = temp("data_" + std::to_string(n) + ".jsonl");
+  std::ifstream in(FT_SOURCE_DIR "/examples/data/addition/train.jsonl");
+  std::ofstream out(p);
+  std::string line;
+  for (int i = 0; i < n && std::getline(in, line); ++i) out << line << "\n";
+  return p;
+}
+
+std::vector<float> metric_losses(const fs::path& file) {
+  std::vector<float> losses;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line);
+    if (j.contains("step") && j.contains("grad_norm")) losses.push_back(j["loss"].get<float>());
+  }
+  return losses;
+}
+
+double eval_loss(const fs::path& model, const fs::path& data, const std::string& extra = "") {
+  Result r = run("eval " + model.string() + " " + data.string() + " --json " + extra);
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.status == 0 ? json::parse(r.out)["loss"].get<double>() : 0.0;
+}
+
+bool one_error_line(const std::string& out) {
+  return std::regex_match(out, std::regex("ft: error: [^\n]*\n"));
+}
+
+}  // namespace
+
+TEST(CliQlora, QuantizeBitsTrainsAdaptersOnAQuantizedBase) {
+  fs::path data = small_data(64);
+  fs::path out = temp("qlora");
+  Result r = run("train " + tiny_model().string() + " " + data.string() +
+                 " --quantize-bits 4 --iterations 25 --lr 1e-2 --batch-size 8 --lora-rank 4"
+                 " --output-dir " +
+                 out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  // q, k, v, o, gate, up of 2 layers and the embedding; down_proj's 176 inputs are no
+  // multiple of 64.
+  EXPECT_NE(r.out.find("quantized 13 layers to 4 bits (groups of 64)"), std::string::npos) << r.out;
+  auto losses = metric_losses(out / "metrics.jsonl");
+  ASSERT_EQ(losses.size(), 25u);
+  EXPECT_LT(losses.back(), losses.front() - 0.5) << r.out;
+  auto adapter = ft::io::load_adapter(out / "adapter");
+  EXPECT_EQ(adapter.weights.size(), 16u);  // A and B of q/k/v/o in 2 layers
+}
+
+TEST(CliQlora, TrainOnAQuantizedFolderThenFuse) {
+  fs::path data = small_data(64);
+  fs::path out = temp("on_quantized");
+  const fs::path& base = quantized_tiny_model();
+  Result r =
+      run("train " + base.string() + " " + data.string() +
+          " --iterations 25 --lr 1e-2 --batch-size 8 --lora-rank 4 --output-dir " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.find("quantized 13"), std::string::npos) << r.out;  // trained as it is
+  fs::path adapter = out / "adapter";
+  double base_loss = eval_loss(base, data);
+  double adapted_loss = eval_loss(base, data, "--adapter " + adapter.string());
+  EXPECT_LT(adapted_loss, base_loss - 0.3);
+
+  fs::path fused = temp("fused");
+  Result f =
+      run("fuse " + base.string() + " --adapter " + adapter.string() + " --out " + fused.string());
+  ASSERT_EQ(f.status, 0) << f.out;
+  json config = json::parse(std::ifstream(fused / "config.json"));
+  EXPECT_EQ(config["quantization"]["bits"], 4);
+  auto model = ft::models::load_model(fused);
+  EXPECT_EQ(model->find_module("model.layers.0.self_attn.q_proj")->type_name(), "QuantizedLinear");
+  // Re-quantizing the merged weights moves the loss a little.
+  EXPECT_NEAR(eval_loss(fused, data), adapted_loss, 0.05 * adapted_loss);
+
+  fs::path dequantized = temp("fused_float");
+  Result d = run("fuse " + base.string() + " --adapter " + adapter.string() + " --out " +
+                 dequantized.string() + " --dequantize");
+  ASSERT_EQ(d.status, 0) << d.out;
+  config = json::parse(std::ifstream(dequantized / "config.json"));
+  EXPECT_FALSE(config.contains("quantization"));
+  auto float_model = ft::models::load_model(dequantized);
+  EXPECT_EQ(float_model->find_module("model.embed_tokens")->type_name(), "Embedding");
+  // The same function in floats.
+  EXPECT_NEAR(eval_loss(dequantized, data), adapted_loss,
+              ft::testing::quantized_matmul_tolerance(1e-5f) * adapted_loss);
+}
+
+TEST(CliQlora, BadQuantizationRequestsAreOneErrorLine) {
+  fs::path data = small_data(8);
+  const std::string tiny = tiny_model().string() + " " + data.string();
+  const std::string quantized = quantized_tiny_model().string() + " " + data.string();
+  struct Case {
+    std::string args;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {"train " + tiny + " --method full --quantize-bits 4 --output-dir " + temp("full").string(),
+       "full fine-tuning needs a floating-point model: quantize bits were given"},
+      {"train " + quantized + " --method full --output-dir " + temp("full_q").string(),
+       "full fine-tuning needs a floating-point model: the model is quantized"},
+      {"validate " + quantized + " --method full", "the model is quantized"},
+      {"validate " + tiny + " --quantize-bits 7", "quantize bits must be 0 (off), 2, 3, 4, 5, 6"},
+      {"validate " + tiny + " --quantize-bits 4 --quantize-group-size 48",
+       "quantize group size must be 32, 64 or 128, got 48"},
+      {"validate " + quantized + " --quantize-bits 4", "the model is quantized already"},
+  };
+  for (const auto& c : cases) {
+    Result r = run(c.args);
+    EXPECT_EQ(r.status, 1) << c.args << "\n" << r.out;
+    EXPECT_TRUE(one_error_line(r.out)) << r.out;
+    EXPECT_NE(r.out.find(c.message), std::string::npos) << c.args << "\n" << r.out;
+  }
+  Result ok = run("validate " + tiny + " --quantize-bits 8 --quantize-group-size 32");
+  EXPECT_EQ(ok.status, 0) << ok.out;
+}
