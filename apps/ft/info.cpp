@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +12,7 @@
 #include "ft/core/random.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/memory.h"
+#include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
@@ -32,6 +34,8 @@ struct InfoOptions {
   int max_seq_length = 512;
   bool grad_checkpoint = false;
   std::string optimizer = "adamw";
+  int quantize_bits = 0;
+  int quantize_group_size = 64;
 };
 
 mx::Dtype dtype_named(const std::string& name) {
@@ -61,13 +65,23 @@ void print_model_info(const InfoOptions& o) {
   models::LlamaForCausalLM model(c, rng, dtype_named(o.dtype));
   uint64_t embedding = model.backbone().embed_tokens_->parameters().numel();
   uint64_t total = model.num_parameters();
+  // A quantized folder (its config's defaults) or QLoRA's quantized base.
+  std::optional<io::QuantSpec> quant;
+  if (auto q = io::quantization_config(config)) quant = q->defaults;
+  if (o.quantize_bits > 0) {
+    FT_CHECK(!quant, "info", o.model, " is quantized already; drop --quantize-bits");
+    quant = io::QuantSpec{o.quantize_group_size, o.quantize_bits};
+  }
+  FT_CHECK(!quant || o.method != "full", "info",
+           "full fine-tuning needs a floating-point base, not a quantized one");
+  if (quant) models::quantize_model(model, *quant, /*evaluate=*/false);
   if (o.method != "full") {
     nn::LoraConfig lora;
     lora.rank = o.lora_rank;
     lora.dora = o.method == "dora";
     lora.target_modules = o.target_modules;
     lora.num_layers = o.num_layers;
-    lora.dtype = dtype_named(o.dtype);
+    // Adapters stay f32 over a low-precision base, as ft train keeps them.
     nn::apply_lora(model, lora);
   }
   uint64_t trainable = model.num_trainable_parameters();
@@ -115,7 +129,8 @@ void print_model_info(const InfoOptions& o) {
               static_cast<unsigned long long>(embedding), format_bytes(disk).c_str());
   std::printf("trained (%s): %llu (%.2f%%)\n", o.method.c_str(),
               static_cast<unsigned long long>(trainable), 100.0 * trainable / total);
-  std::printf("training memory estimate, %s, batch %d x %d%s, %s:\n", o.dtype.c_str(), o.batch_size,
+  std::string base = quant ? std::to_string(quant->bits) + "-bit base" : o.dtype;
+  std::printf("training memory estimate, %s, batch %d x %d%s, %s:\n", base.c_str(), o.batch_size,
               o.max_seq_length, o.grad_checkpoint ? ", checkpointed" : "", o.optimizer.c_str());
   auto line = [](const char* what, uint64_t bytes) {
     std::printf("  %-16s %12s\n", what, format_bytes(bytes).c_str());
@@ -203,6 +218,14 @@ void add_info_command(CLI::App& app) {
       ->capture_default_str()
       ->group(group);
   cmd->add_flag("--grad-checkpoint", o->grad_checkpoint, "Recompute activations per layer")
+      ->group(group);
+  cmd->add_option("--quantize-bits", o->quantize_bits, "QLoRA: the base quantized to these bits")
+      ->check(CLI::IsMember({0, 2, 3, 4, 5, 6, 8}))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--quantize-group-size", o->quantize_group_size, "Weights per quantization group")
+      ->check(CLI::IsMember({32, 64, 128}))
+      ->capture_default_str()
       ->group(group);
   cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, adafactor or lion")
       ->check(CLI::IsMember(optimizer_names()))

@@ -29,7 +29,8 @@ std::string join_problems(const std::vector<std::string>& problems) {
 
 }  // namespace
 
-std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec) {
+std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec,
+                                        bool evaluate) {
   // The layer sizes are checked one by one below; bits and group size once, here, with
   // a size every group size divides.
   nn::check_quantization("quantize", 128, spec.group_size, spec.bits);
@@ -59,7 +60,7 @@ std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& 
                                                          spec.group_size, spec.bits);
     // Evaluated now, the packed arrays no longer hold the float weight, which goes with
     // the replaced layer.
-    mx::eval(quantized->parameters().arrays());
+    if (evaluate) mx::eval(quantized->parameters().arrays());
     model.replace_module(path, quantized);
     paths.push_back(path);
   }

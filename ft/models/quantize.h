@@ -23,11 +23,13 @@ namespace ft::models {
 // Replaces every nn::Linear and nn::Embedding under model whose input size
 // spec.group_size divides by its quantized form (nn::QuantizedLinear::from_linear,
 // nn::QuantizedEmbedding::from_embedding; scales in the layer's dtype), evaluating each
-// as it goes so the float weights can be freed. Returns the quantized paths in
+// as it goes so the float weights can be freed (unless evaluate is false: a model built
+// lazily from a config, e.g. to count bytes, stays lazy). Returns the quantized paths in
 // named_modules order. Throws ft::Error for bits or a group size MLX's affine mode does
 // not pack, when the model already has quantized layers or LoRA/DoRA adapters (quantize
 // the base before adding adapters), or when no layer can be quantized.
-std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec);
+std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec,
+                                        bool evaluate = true);
 
 // Replaces every quantized layer under model by a float Linear / Embedding holding its
 // dequantized weight (in the scales' dtype). Returns the paths replaced.

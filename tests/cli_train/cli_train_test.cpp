@@ -361,6 +361,12 @@ TEST(CliTrain, InfoCountsTheParametersOfTheFolderAndWhatTrainingTrains) {
   EXPECT_GT(nlohmann::json::parse(longer.out)["memory"]["activations"].get<uint64_t>(),
             m["activations"].get<uint64_t>());
 
+  // QLoRA's 4-bit base: packed weights with their scales and biases, far below f32.
+  Result q4 = run("info " + tiny_model().string() + " --json --quantize-bits 4");
+  ASSERT_EQ(q4.status, 0) << q4.out;
+  EXPECT_LT(nlohmann::json::parse(q4.out)["memory"]["weights"].get<uint64_t>(),
+            weight_bytes / 2);
+
   Result missing = run("info /nonexistent/model");
   EXPECT_EQ(missing.status, 1);
   EXPECT_TRUE(one_error_line(missing.out)) << missing.out;
