@@ -7,6 +7,7 @@
 // optimizer update, one evaluation) over causal_lm_loss (chunked output projection +
 // cross-entropy), on the same LoRA wrappers and optimizer.
 #include <dlfcn.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cmath>
@@ -179,6 +180,15 @@ std::optional<int> blas_threads(int wanted) {
   return std::nullopt;
 }
 
+// CPU seconds of the whole process (every thread, user and system) so far: on a shared
+// machine the wall time of a step grows with the load, its CPU time much less.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return double(t.tv_sec) + 1e-6 * double(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double round_to(double x, int digits) {
   double scale = std::pow(10.0, digits);
   return std::round(x * scale) / scale;
@@ -242,9 +252,11 @@ void run_bench(const BenchOptions& o) {
   StepResult result;
   for (int i = 0; i < o.warmup; ++i) result = step.run({batch}, {rng.next()});
   mx::reset_peak_memory();
+  double cpu_start = process_cpu_seconds();
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < o.steps; ++i) result = step.run({batch}, {rng.next()});
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double cpu_step_s = (process_cpu_seconds() - cpu_start) / o.steps;
 
   double step_s = seconds / o.steps;
   double tokens_per_s = double(o.batch_size) * o.seq_length / step_s;
@@ -274,6 +286,7 @@ void run_bench(const BenchOptions& o) {
     out["mfu"] = mfu ? nlohmann::ordered_json(round_to(*mfu, 4)) : nlohmann::ordered_json();
     out["loss"] = result.loss;
     out["flops_per_token"] = fpt;
+    out["cpu_s_per_step"] = round_to(cpu_step_s, 4);
     out["trainable_params"] = model->num_trainable_parameters();
     std::cout << out.dump() << std::endl;
     return;
@@ -285,7 +298,8 @@ void run_bench(const BenchOptions& o) {
   if (threads) std::printf(", %d BLAS threads", *threads);
   std::printf("\nbatch %d x %d tokens, %d steps after %d warmup%s\n", o.batch_size, o.seq_length,
               o.steps, o.warmup, o.grad_checkpoint ? ", gradient checkpointing" : "");
-  std::printf("%.0f tokens/s, %.4f s/step, loss %.4f\n", tokens_per_s, step_s, result.loss);
+  std::printf("%.0f tokens/s, %.4f s/step (%.4f CPU s), loss %.4f\n", tokens_per_s, step_s,
+              cpu_step_s, result.loss);
   std::printf("peak memory %.2f GiB", peak_gib);
   if (!on_gpu) std::printf(" (MLX's allocator)");
   std::printf("\n");
