@@ -19,7 +19,8 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 FT=${FT:-build/ft}
-THREADS=${THREADS:-$(nproc)}
+CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+THREADS=${THREADS:-$CORES}
 BATCH=${BATCH:-4}
 SEQ=${SEQ:-256}
 STEPS=${STEPS:-10}
@@ -33,7 +34,12 @@ source bench/compare_common.sh
 preload=()
 [[ -f $OPENBLAS ]] && preload=(env "LD_PRELOAD=$OPENBLAS")
 
-echo "# CPU: $(nproc) cores, $THREADS threads each; batch $BATCH x $SEQ, $STEPS steps" >&2
+echo "# CPU: $CORES cores, $THREADS threads each; batch $BATCH x $SEQ, $STEPS steps" >&2
+load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+if awk -v l="$load" -v c="$CORES" 'BEGIN { exit !(l >= c) }'; then
+  echo "# warning: load average $load on $CORES cores: other work shares the CPU and the" \
+    "timings move with it (torch's threads suffer most; THREADS=1 is steadier)" >&2
+fi
 side ft "$FT" bench --shape tiny --method lora --dtype float32 --batch-size "$BATCH" \
   --seq-length "$SEQ" --steps "$STEPS" --warmup 3 --threads "$THREADS" --json
 side hf-transformers+peft "$PYTHON" "$HF_BASELINE" --runs "tiny:lora:$BATCH:$SEQ:0:0" \

@@ -108,10 +108,12 @@ def run(shape, mode, batch, seq, ckpt, dtype, steps, warmup, peak_tflops):
     for _ in range(warmup):
         one()
     mx.reset_peak_memory()
+    cpu = time.process_time()
     t = time.perf_counter()
     for _ in range(steps):
         loss = one()
     dt = (time.perf_counter() - t) / steps
+    cpu_step = (time.process_time() - cpu) / steps  # every thread's CPU time, as ft bench's
     tok = batch * seq / dt
     fpt = flops_per_token(args, n_nonembed, lora, seq)
     on_gpu = mx.default_device() == mx.gpu
@@ -124,7 +126,7 @@ def run(shape, mode, batch, seq, ckpt, dtype, steps, warmup, peak_tflops):
                threads=int(threads) if threads else None,
                peak_mem_gib=round(mx.get_peak_memory() / 2**30, 2),
                mfu=round(tok * fpt / (peak * 1e12), 4) if peak else None,
-               loss=loss.item(), flops_per_token=fpt)
+               loss=loss.item(), flops_per_token=fpt, cpu_s_per_step=round(cpu_step, 4))
     print(json.dumps(res), flush=True)
 
 
