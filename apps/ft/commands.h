@@ -34,6 +34,7 @@ void add_init_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_validate_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 // Writes a byte-level BPE tokenizer (the 256 byte tokens, no merges, and the ChatML
 // special tokens <|endoftext|>, <|im_start|>, <|im_end|>) with a ChatML chat template:

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   ft::cli::add_train_command(app);
   ft::cli::add_validate_command(app);
   ft::cli::add_eval_command(app);
+  ft::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

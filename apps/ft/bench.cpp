@@ -1,0 +1,379 @@
+// ft bench: training throughput of a model shape with random weights and random token
+// ids: tokens/s, model FLOPs utilisation and peak memory, optionally as one JSON line
+// whose keys are those of ../shared/bench/hf_baseline.py (the transformers + PEFT
+// reference), so a script can put both side by side.
+//
+// The step is the one `ft train` runs: the library's TrainStep (compiled value_and_grad,
+// optimizer update, one evaluation) over causal_lm_loss (chunked output projection +
+// cross-entropy), on the same LoRA wrappers and optimizer.
+#include <dlfcn.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <mlx/memory.h>
+#include <mlx/ops.h>
+#include <mlx/random.h>
+#include <mlx/transforms.h>
+#include <nlohmann/json.hpp>
+
+#include "apps/ft/commands.h"
+#include "apps/ft/lm_task.h"
+#include "ft/core/device.h"
+#include "ft/core/error.h"
+#include "ft/core/random.h"
+#include "ft/models/registry.h"
+#include "ft/nn/lora.h"
+#include "ft/train/optimizer.h"
+#include "ft/train/step.h"
+
+namespace ft::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchOptions {
+  std::string shape = "tiny";
+  std::string model;
+  std::string method = "lora";
+  int lora_rank = 16;
+  float lora_alpha = 32.0f;
+  std::vector<std::string> target_modules{"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                          "gate_proj", "up_proj", "down_proj"};
+  std::string dtype = "float32";
+  int batch_size = 4;
+  int seq_length = 256;
+  int steps = 10;
+  int warmup = 3;
+  bool grad_checkpoint = false;
+  std::string optimizer = "adamw";
+  float learning_rate = 1e-4f;
+  float max_grad_norm = 0.0f;
+  double peak_tflops = 0.0;  // 0: 989 on CUDA, none elsewhere
+  int threads = 0;
+  uint64_t seed = 0;
+  bool json = false;
+};
+
+// The shapes of hf_baseline.py's SHAPES, field for field, so both sides build the same
+// model. Qwen2 puts a bias on q, k and v (transformers' Qwen2Attention).
+models::LlamaConfig shape_config(const std::string& name) {
+  std::map<std::string, models::LlamaConfig> shapes;
+  auto& tiny = shapes["tiny"];
+  tiny.model_type = "llama";
+  tiny.hidden_size = 256;
+  tiny.intermediate_size = 688;
+  tiny.num_hidden_layers = 4;
+  tiny.num_attention_heads = 8;
+  tiny.num_key_value_heads = 4;
+  tiny.vocab_size = 32000;
+  tiny.rope_theta = 10000.0f;
+  tiny.tie_word_embeddings = true;
+  tiny.max_position_embeddings = 2048;
+  tiny.rms_norm_eps = 1e-5f;
+
+  auto& llama1b = shapes["llama1b"];  // Llama-3.2-1B
+  llama1b.model_type = "llama";
+  llama1b.hidden_size = 2048;
+  llama1b.intermediate_size = 8192;
+  llama1b.num_hidden_layers = 16;
+  llama1b.num_attention_heads = 32;
+  llama1b.num_key_value_heads = 8;
+  llama1b.vocab_size = 128256;
+  llama1b.rope_theta = 500000.0f;
+  llama1b.tie_word_embeddings = true;
+  llama1b.max_position_embeddings = 8192;
+  llama1b.rms_norm_eps = 1e-5f;
+
+  auto& qwen05b = shapes["qwen05b"];  // Qwen2.5-0.5B
+  qwen05b.model_type = "qwen2";
+  qwen05b.hidden_size = 896;
+  qwen05b.intermediate_size = 4864;
+  qwen05b.num_hidden_layers = 24;
+  qwen05b.num_attention_heads = 14;
+  qwen05b.num_key_value_heads = 2;
+  qwen05b.vocab_size = 151936;
+  qwen05b.rope_theta = 1000000.0f;
+  qwen05b.tie_word_embeddings = true;
+  qwen05b.max_position_embeddings = 8192;
+  qwen05b.rms_norm_eps = 1e-6f;
+  qwen05b.qkv_bias = true;
+
+  auto& llama8b = shapes["llama8b"];  // Llama-3.1-8B
+  llama8b.model_type = "llama";
+  llama8b.hidden_size = 4096;
+  llama8b.intermediate_size = 14336;
+  llama8b.num_hidden_layers = 32;
+  llama8b.num_attention_heads = 32;
+  llama8b.num_key_value_heads = 8;
+  llama8b.vocab_size = 128256;
+  llama8b.rope_theta = 500000.0f;
+  llama8b.tie_word_embeddings = false;
+  llama8b.max_position_embeddings = 8192;
+  llama8b.rms_norm_eps = 1e-5f;
+
+  auto it = shapes.find(name);
+  if (it == shapes.end()) {
+    std::string known;
+    for (const auto& [key, _] : shapes) known += (known.empty() ? "" : ", ") + key;
+    throw Error("bench", "unknown shape '" + name + "'; known shapes: " + known);
+  }
+  return it->second;
+}
+
+mx::Dtype parse_dtype(const std::string& name) {
+  if (name == "float32") return mx::float32;
+  if (name == "bfloat16") return mx::bfloat16;
+  if (name == "float16") return mx::float16;
+  throw Error("bench", "--dtype must be float32, bfloat16 or float16, got '" + name + "'");
+}
+
+// Note [Model FLOPs per token]
+// The formula of hf_baseline.py, so that both MFU figures divide the same work:
+//   N     parameters of the model outside "embed_tokens" (before any adapter; an untied
+//         lm_head counts here as well as in `head`, as in the baseline)
+//   head  2 h V          the output projection's matmul
+//   attn  2 * 2 L s h / 2  QK^T and PV over a causal (half) square of s positions
+//   fwd   2 N + head + attn
+// A matmul's backward costs twice its forward when the weight's gradient is taken and
+// once when only the input's is: LoRA (and DoRA) train no base weight, so a step is
+// fwd (forward) + fwd (input gradients) + attn (attention's backward is twice its
+// forward), and full fine-tuning is 3 fwd. The adapters' own small matmuls and
+// recomputation under gradient checkpointing are not counted (model FLOPs, not
+// hardware FLOPs).
+double flops_per_token(const models::LlamaConfig& c, double non_embedding_params, bool adapters,
+                       int seq) {
+  double h = c.hidden_size, layers = c.num_hidden_layers, vocab = c.vocab_size;
+  double head = 2 * h * vocab;
+  double attn = 2.0 * 2.0 * layers * seq * h / 2.0;
+  double fwd = 2 * non_embedding_params + head + attn;
+  return adapters ? 2 * fwd + attn : 3 * fwd;
+}
+
+// Note [CPU threads]
+// MLX's C++ API has no thread-count setting: its CPU backend runs the element-wise and
+// reduction kernels on the stream's own thread and hands matrix products to BLAS. With
+// setup.sh's OpenBLAS under mlx[cpu] (Note [OpenBLAS under mlx[cpu]]), those follow
+// OPENBLAS_NUM_THREADS, or openblas_set_num_threads, found here at run time since the
+// BLAS library is chosen by the wheel, not by ft's link line.
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
+std::optional<int> blas_threads(int wanted) {
+  auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (wanted > 0) {
+    FT_CHECK(set != nullptr, "bench",
+             "--threads sets OpenBLAS's threads, and MLX is not using OpenBLAS here");
+    set(wanted);
+  }
+  if (get) return get();
+  return std::nullopt;
+}
+
+// CPU seconds of the whole process (every thread, user and system) so far: on a shared
+// machine the wall time of a step grows with the load, its CPU time much less.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return double(t.tv_sec) + 1e-6 * double(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+double round_to(double x, int digits) {
+  double scale = std::pow(10.0, digits);
+  return std::round(x * scale) / scale;
+}
+
+void run_bench(const BenchOptions& o) {
+  FT_CHECK(o.steps > 0, "bench", "--steps must be positive");
+  mx::Dtype dtype = parse_dtype(o.dtype);
+  std::string device = use_preferred_device();
+  bool on_gpu = mx::default_device() == mx::Device::gpu;
+  std::optional<int> threads = blas_threads(o.threads);
+
+  std::unique_ptr<models::LlamaForCausalLM> model;
+  std::string shape = o.shape;
+  if (!o.model.empty()) {
+    FT_CHECK(fs::is_directory(o.model), "bench", o.model, ": no such model folder");
+    model = models::load_model(o.model, dtype);
+    shape = fs::path(o.model).filename().string();
+    if (shape.empty()) shape = fs::path(o.model).parent_path().filename().string();
+  } else {
+    models::LlamaConfig config = shape_config(o.shape);
+    Rng rng(o.seed);
+    model = std::make_unique<models::LlamaForCausalLM>(config, rng, dtype);
+  }
+  const models::LlamaConfig& config = model->config();
+  double non_embedding = 0;
+  for (const auto& [name, value] : model->parameters())
+    if (name.find("embed_tokens") == std::string::npos) non_embedding += value.size();
+
+  model->backbone().gradient_checkpointing = o.grad_checkpoint;
+  bool adapters = o.method != "full";
+  if (adapters) {
+    nn::LoraConfig lora;
+    lora.rank = o.lora_rank;
+    lora.alpha = o.lora_alpha;
+    lora.dora = o.method == "dora";
+    lora.target_modules = o.target_modules;
+    lora.seed = o.seed;
+    nn::apply_lora(*model, lora);  // adapters in f32, the trained masters
+  }
+  mx::eval(model->parameters().arrays());
+
+  OptimizerConfig opt;
+  opt.name = o.optimizer;
+  opt.learning_rate = o.learning_rate;
+  auto optimizer = make_optimizer(opt);
+  StepConfig step_config;
+  if (o.max_grad_norm > 0) step_config.max_grad_norm = o.max_grad_norm;
+  TrainStep step(*model, causal_lm_loss(), *optimizer, step_config);
+
+  // seq + 1 random ids: the model reads the first seq, the targets are the last seq.
+  Rng rng(o.seed + 1);
+  mx::array ids =
+      mx::random::randint(0, config.vocab_size, {o.batch_size, o.seq_length + 1}, mx::int32,
+                          rng.next());  // (batch, seq + 1)
+  Batch batch{mx::slice(ids, {0, 0}, {o.batch_size, o.seq_length}),
+              mx::slice(ids, {0, 1}, {o.batch_size, o.seq_length + 1})};
+  mx::eval(batch);
+
+  // The first step traces and compiles; warmup steps keep that out of the timing.
+  StepResult result;
+  for (int i = 0; i < o.warmup; ++i) result = step.run({batch}, {rng.next()});
+  mx::reset_peak_memory();
+  double cpu_start = process_cpu_seconds();
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < o.steps; ++i) result = step.run({batch}, {rng.next()});
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double cpu_step_s = (process_cpu_seconds() - cpu_start) / o.steps;
+
+  double step_s = seconds / o.steps;
+  double tokens_per_s = double(o.batch_size) * o.seq_length / step_s;
+  double peak_gib = double(mx::get_peak_memory()) / double(1ull << 30);
+  double peak_tflops = o.peak_tflops > 0                      ? o.peak_tflops
+                       : (on_gpu && backend_name() == "cuda") ? 989.0
+                                                              : 0.0;
+  double fpt = flops_per_token(config, non_embedding, adapters, o.seq_length);
+  std::optional<double> mfu;
+  if (peak_tflops > 0) mfu = tokens_per_s * fpt / (peak_tflops * 1e12);
+
+  if (o.json) {
+    nlohmann::ordered_json out;
+    out["system"] = "ft";
+    out["shape"] = shape;
+    out["mode"] = o.method;
+    out["batch"] = o.batch_size;
+    out["seq"] = o.seq_length;
+    out["grad_ckpt"] = o.grad_checkpoint;
+    out["compile"] = true;
+    out["dtype"] = o.dtype;
+    out["tokens_per_s"] = std::llround(tokens_per_s);
+    out["step_s"] = round_to(step_s, 4);
+    out["device"] = on_gpu ? backend_name() : "cpu";
+    out["threads"] = threads ? nlohmann::ordered_json(*threads) : nlohmann::ordered_json();
+    out["peak_mem_gib"] = round_to(peak_gib, 2);
+    out["mfu"] = mfu ? nlohmann::ordered_json(round_to(*mfu, 4)) : nlohmann::ordered_json();
+    out["loss"] = result.loss;
+    out["flops_per_token"] = fpt;
+    out["cpu_s_per_step"] = round_to(cpu_step_s, 4);
+    out["trainable_params"] = model->num_trainable_parameters();
+    std::cout << out.dump() << std::endl;
+    return;
+  }
+  std::printf("model: %s (%s, %s), %zu parameters, %zu trained (%s)\n", shape.c_str(),
+              config.model_type.c_str(), o.dtype.c_str(), model->num_parameters(),
+              model->num_trainable_parameters(), o.method.c_str());
+  std::printf("device: %s", device.c_str());
+  if (threads) std::printf(", %d BLAS threads", *threads);
+  std::printf("\nbatch %d x %d tokens, %d steps after %d warmup%s\n", o.batch_size, o.seq_length,
+              o.steps, o.warmup, o.grad_checkpoint ? ", gradient checkpointing" : "");
+  std::printf("%.0f tokens/s, %.4f s/step (%.4f CPU s), loss %.4f\n", tokens_per_s, step_s,
+              cpu_step_s, result.loss);
+  std::printf("peak memory %.2f GiB", peak_gib);
+  if (!on_gpu) std::printf(" (MLX's allocator)");
+  std::printf("\n");
+  if (mfu)
+    std::printf("MFU %.2f%% of %.0f TFLOP/s (%.3g FLOPs/token)\n", 100 * *mfu, peak_tflops, fpt);
+  else
+    std::printf("MFU: give --peak-tflops (%.3g FLOPs/token)\n", fpt);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  auto* cmd = app.add_subcommand(
+      "bench",
+      "Time training steps of a model shape with random weights and token ids: tokens/s, "
+      "MFU, peak memory");
+  cmd->add_option("--shape", o->shape, "tiny, llama1b, qwen05b or llama8b (hf_baseline.py's)")
+      ->capture_default_str();
+  cmd->add_option("--model", o->model, "A model folder in place of --shape (its weights)");
+  cmd->add_option("--method", o->method, "lora, dora or full")
+      ->check(CLI::IsMember({"lora", "dora", "full"}))
+      ->capture_default_str();
+  cmd->add_option("--lora-rank", o->lora_rank, "LoRA rank")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha (scale alpha / rank)")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--target-modules", o->target_modules, "Adapted layers by last name component")
+      ->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "Base weights and compute: float32, bfloat16 or float16")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o->batch_size, "Rows per step")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--seq-length", o->seq_length, "Tokens per row")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--steps", o->steps, "Timed steps")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "Untimed steps first (tracing and compiling)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_flag("--grad-checkpoint", o->grad_checkpoint,
+                "Recompute each layer's activations in the backward pass");
+  cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, adafactor or lion")
+      ->check(CLI::IsMember(optimizer_names()))
+      ->capture_default_str();
+  cmd->add_option("--learning-rate,--lr", o->learning_rate, "Learning rate")
+      ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--max-grad-norm", o->max_grad_norm,
+                  "Clip the global gradient norm (0: off, as in hf_baseline.py)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_option("--peak-tflops", o->peak_tflops,
+                  "Peak TFLOP/s for MFU (0: 989, an H100's dense bf16, on CUDA; no MFU "
+                  "elsewhere)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads,
+                  "CPU: OpenBLAS threads for the matrix products (0: OPENBLAS_NUM_THREADS or "
+                  "all cores); MLX's other CPU kernels run on one thread")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the weights, adapters and token ids")
+      ->capture_default_str();
+  cmd->add_flag("--json", o->json,
+                "One JSON line with hf_baseline.py's keys (peak_mem_gib: MLX's allocator's "
+                "peak, on the CPU too)");
+  cmd->callback([o] { run_bench(*o); });
+}
+
+}  // namespace ft::cli
