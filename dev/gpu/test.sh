@@ -2,8 +2,12 @@
 # Run on the GPU machine after install.sh: build, the whole test suite, the CUDA
 # kernel tests verbosely, a short demo and the fused-loss benchmark. Logs go to $OUT.
 set -uo pipefail
-# Real tokenizer files travel in .carry/shared; tests read them from ../shared.
-[[ -d .carry/shared && ! -d ../shared/tokenizers ]] && mkdir -p ../shared && cp -r .carry/shared/tokenizers ../shared/
+# Real tokenizer files and the reference benchmark travel in .carry/shared; tests and
+# bench/ read them from ../shared.
+if [[ -d .carry/shared ]]; then
+  mkdir -p ../shared
+  for d in .carry/shared/*; do [[ -e ../shared/$(basename "$d") ]] || cp -r "$d" ../shared/; done
+fi
 # yaml-cpp is a shared library unpacked beside the other .debs.
 export LD_LIBRARY_PATH=/root/ft-gpu/prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 OUT=${OUT:-/tmp/ft-gpu-out}
