@@ -69,6 +69,7 @@ struct TrainOptions {
   float max_grad_norm = 1.0f;
   int64_t stop_after = 0;
   std::string adapter_format = "peft";
+  std::string adapter;
   std::string dtype = "float32";
   int64_t loss_scale_interval = 2000;
   std::string teacher;
@@ -165,6 +166,10 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop (and save a checkpoint) after this many steps of this run")
       ->check(kNonNegative);
+  cmd->add_option("--adapter", o.adapter,
+                  "Continue training this adapter (PEFT or mlx-lm layout): its rank, scale, "
+                  "DoRA and adapted layers replace the --lora-* and --target-* options")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--adapter-format", o.adapter_format,
                   "Layout of the saved adapter: peft (adapter_model.safetensors, for "
                   "peft.PeftModel) or mlx-lm (adapters.safetensors, for mlx_lm)")
@@ -318,6 +323,8 @@ OptimizerConfig optimizer_config(const TrainOptions& o, int64_t total_steps) {
 }
 
 nn::LoraConfig lora_config(const TrainOptions& o) {
+  FT_CHECK(o.adapter.empty() || o.method != "full", "train",
+           "--adapter continues a LoRA/DoRA adapter; it does not go with --method full");
   // mlx-lm names its adapted layers by keys within each of the last num_layers blocks.
   FT_CHECK(o.adapter_format != "mlx-lm" || o.target_regex.empty(), "train",
            "--adapter-format mlx-lm adapts layers by --target-modules, not --target-regex");
@@ -372,8 +379,15 @@ void run_train(const TrainOptions& o) {
               << " bits (groups of " << o.quantize_group_size << ")\n";
   }
   model->backbone().gradient_checkpointing = o.grad_checkpoint;
-  std::vector<std::string> adapted;
-  if (o.method != "full") adapted = nn::apply_lora(*model, lora);
+  if (!o.adapter.empty()) {
+    // Saved again with the settings it was trained with (alpha, dropout, rsLoRA, DoRA).
+    uint64_t seed = lora.seed;
+    lora = io::load_adapter(o.adapter).config;
+    lora.seed = seed;
+    io::apply_adapter(*model, o.adapter, mx::float32);
+  } else if (o.method != "full") {
+    nn::apply_lora(*model, lora);
+  }
   mx::eval(model->parameters().arrays());
   std::cout << "model: " << o.model << " (" << model->config().model_type << "), "
             << model->num_parameters() << " parameters, " << model->num_trainable_parameters()

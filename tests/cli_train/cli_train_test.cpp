@@ -371,3 +371,36 @@ TEST(CliTrain, InfoCountsTheParametersOfTheFolderAndWhatTrainingTrains) {
   EXPECT_EQ(missing.status, 1);
   EXPECT_TRUE(one_error_line(missing.out)) << missing.out;
 }
+
+TEST(CliTrain, TrainingContinuesFromASavedAdapter) {
+  fs::path data = small_data(48);
+  fs::path first = temp("continue_first"), second = temp("continue_second");
+  std::string common = "train " + tiny_model().string() + " " + data.string() +
+                       " --batch-size 8 --lora-rank 4 --target-modules q_proj v_proj";
+  Result a = run(common + " --iterations 25 --lr 2e-2 --output-dir " + first.string());
+  ASSERT_EQ(a.status, 0) << a.out;
+  // A learning rate too small to move the weights: the second run starts where the first
+  // ended, and saves that adapter again.
+  Result b = run(common + " --iterations 1 --lr 1e-12 --adapter " + (first / "adapter").string() +
+                 " --output-dir " + second.string());
+  ASSERT_EQ(b.status, 0) << b.out;
+  auto eval = [&](const fs::path& adapter) {
+    Result r = run("eval " + tiny_model().string() + " " + data.string() + " --json" +
+                   (adapter.empty() ? "" : " --adapter " + adapter.string()));
+    EXPECT_EQ(r.status, 0) << r.out;
+    return nlohmann::json::parse(r.out)["loss"].get<double>();
+  };
+  double base = eval({}), trained = eval(first / "adapter"), again = eval(second / "adapter");
+  EXPECT_LT(trained, base - 0.2);
+  EXPECT_NEAR(again, trained, 1e-4);
+  // The first step of the second run already has the trained adapter's loss.
+  EXPECT_LT(metric_losses(second / "metrics.jsonl").front(),
+            metric_losses(first / "metrics.jsonl").front() - 0.2f);
+  EXPECT_EQ(ft::io::load_adapter(second / "adapter").modules,
+            ft::io::load_adapter(first / "adapter").modules);
+
+  Result full = run(common + " --method full --adapter " + (first / "adapter").string() +
+                    " --output-dir " + temp("continue_full").string());
+  EXPECT_EQ(full.status, 1);
+  EXPECT_TRUE(one_error_line(full.out)) << full.out;
+}
