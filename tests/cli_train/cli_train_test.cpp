@@ -18,65 +18,9 @@
 #include "ft/io/model_folder.h"
 #include "ft/models/registry.h"
 #include "ft/tokenizer/tokenizer.h"
-#include "tests/test_util.h"
+#include "tests/cli_train/cli_train_util.h"
 
-namespace {
-
-namespace fs = std::filesystem;
-
-using Result = ft::testing::CommandResult;
-
-Result run(const std::string& args) {
-  return ft::testing::run_ft(args);
-}
-
-const std::string kAddition = FT_SOURCE_DIR "/examples/data/addition";
-
-fs::path temp(const std::string& name) {
-  // Per process: ctest may run the tests of this binary side by side.
-  fs::path p =
-      fs::path(::testing::TempDir()) / ("ft_cli_train_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(p);
-  return p;
-}
-
-// A tiny model folder, made once per test binary.
-const fs::path& tiny_model() {
-  static fs::path dir = [] {
-    fs::path d = temp("model");
-    Result r = run("init --arch llama --size tiny --seed 1 --out " + d.string());
-    EXPECT_EQ(r.status, 0) << r.out;
-    return d;
-  }();
-  return dir;
-}
-
-// The first n records of the bundled training data.
-fs::path small_data(int n) {
-  fs::path p = temp("data_" + std::to_string(n) + ".jsonl");
-  std::ifstream in(kAddition + "/train.jsonl");
-  std::ofstream out(p);
-  std::string line;
-  for (int i = 0; i < n && std::getline(in, line); ++i) out << line << "\n";
-  return p;
-}
-
-std::vector<float> metric_losses(const fs::path& file) {
-  std::vector<float> losses;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("step") && j.contains("grad_norm")) losses.push_back(j["loss"].get<float>());
-  }
-  return losses;
-}
-
-bool one_error_line(const std::string& out) {
-  return std::regex_match(out, std::regex("ft: error: [^\n]*\n"));
-}
-
-}  // namespace
+using namespace ft::testing::cli_train;
 
 TEST(CliTrain, InitWritesALoadableFolderWithATokenizer) {
   for (std::string arch : {"llama", "qwen2", "qwen3", "mistral"}) {
@@ -364,8 +308,7 @@ TEST(CliTrain, InfoCountsTheParametersOfTheFolderAndWhatTrainingTrains) {
   // QLoRA's 4-bit base: packed weights with their scales and biases, far below f32.
   Result q4 = run("info " + tiny_model().string() + " --json --quantize-bits 4");
   ASSERT_EQ(q4.status, 0) << q4.out;
-  EXPECT_LT(nlohmann::json::parse(q4.out)["memory"]["weights"].get<uint64_t>(),
-            weight_bytes / 2);
+  EXPECT_LT(nlohmann::json::parse(q4.out)["memory"]["weights"].get<uint64_t>(), weight_bytes / 2);
 
   Result missing = run("info /nonexistent/model");
   EXPECT_EQ(missing.status, 1);

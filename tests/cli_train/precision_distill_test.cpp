@@ -13,42 +13,15 @@
 #include <mlx/ops.h>
 
 #include "ft/io/model_folder.h"
-#include "tests/test_util.h"
+#include "tests/cli_train/cli_train_util.h"
 
 namespace {
 
-namespace fs = std::filesystem;
+using namespace ft::testing::cli_train;
 namespace mx = mlx::core;
-using Result = ft::testing::CommandResult;
-
-Result run(const std::string& args) {
-  return ft::testing::run_ft(args);
-}
-
-// Bit-for-bit resumption is a CPU promise (MLX's CUDA kernels may round differently from
-// run to run), so runs compared that way use the CPU on every machine.
-Result run_on_cpu(const std::string& args) {
-  return ft::testing::run_ft("FT_DEVICE=cpu " + std::string(FT_BINARY) + " " + args, "", true);
-}
-
-fs::path temp(const std::string& name) {
-  fs::path p = fs::path(::testing::TempDir()) /
-               ("ft_cli_precision_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(p);
-  return p;
-}
-
-fs::path init_model(const std::string& name, int seed) {
-  fs::path d = temp(name);
-  Result r =
-      run("init --arch llama --size tiny --seed " + std::to_string(seed) + " --out " + d.string());
-  EXPECT_EQ(r.status, 0) << r.out;
-  return d;
-}
 
 const fs::path& student() {
-  static fs::path dir = init_model("student", 1);
-  return dir;
+  return tiny_model();
 }
 
 const fs::path& teacher() {
@@ -56,46 +29,10 @@ const fs::path& teacher() {
   return dir;
 }
 
-fs::path small_data(int n) {
-  fs::path p = temp("data_" + std::to_string(n) + ".jsonl");
-  std::ifstream in(FT_SOURCE_DIR "/examples/data/addition/train.jsonl");
-  std::ofstream out(p);
-  std::string line;
-  for (int i = 0; i < n && std::getline(in, line); ++i) out << line << "\n";
-  return p;
-}
-
-std::vector<nlohmann::json> step_records(const fs::path& file) {
-  std::vector<nlohmann::json> records;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("grad_norm")) records.push_back(j);
-  }
-  return records;
-}
-
-std::vector<float> losses(const fs::path& file) {
-  std::vector<float> out;
-  for (const auto& r : step_records(file)) out.push_back(r["loss"].get<float>());
-  return out;
-}
-
 float mean_of_last(const std::vector<float>& v, size_t n) {
   float sum = 0;
   for (size_t i = v.size() - n; i < v.size(); ++i) sum += v[i];
   return sum / float(n);
-}
-
-double eval_loss(const fs::path& model, const fs::path& data, const std::string& extra = "") {
-  Result r = run("eval " + model.string() + " " + data.string() + " --json " + extra);
-  EXPECT_EQ(r.status, 0) << r.out;
-  return nlohmann::json::parse(r.out)["loss"].get<double>();
-}
-
-bool one_error_line(const std::string& out) {
-  return std::regex_match(out, std::regex("ft: error: [^\n]*\n"));
 }
 
 }  // namespace
@@ -133,7 +70,7 @@ TEST(CliPrecision, Float16FullFineTuningScalesTheLossAndResumesExactly) {
   auto records = step_records(straight / "metrics.jsonl");
   ASSERT_EQ(records.size(), 12u);
   EXPECT_EQ(records[0]["loss_scale"].get<float>(), 32768.0f);
-  auto l = losses(straight / "metrics.jsonl");
+  auto l = metric_losses(straight / "metrics.jsonl");
   EXPECT_LT(mean_of_last(l, 3), l.front() - 0.3f) << a.out;
   // The saved model is float16, like the model it was trained as.
   auto weights = ft::io::load_weights(straight / "model");
@@ -167,7 +104,7 @@ TEST(CliDistill, TrainingTowardsATeacherLowersTheKl) {
                    out.string() + pack);
     ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("teacher: " + teacher().string()), std::string::npos) << r.out;
-    auto kl = losses(out / "metrics.jsonl");
+    auto kl = metric_losses(out / "metrics.jsonl");
     ASSERT_EQ(kl.size(), 20u);
     EXPECT_GT(kl.front(), 0.0f);
     EXPECT_LT(mean_of_last(kl, 3), 0.7f * kl.front()) << r.out;

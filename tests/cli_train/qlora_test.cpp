@@ -15,35 +15,12 @@
 #include "ft/io/model_folder.h"
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
-#include "tests/test_util.h"
+#include "tests/cli_train/cli_train_util.h"
 
 namespace {
 
-namespace fs = std::filesystem;
+using namespace ft::testing::cli_train;
 using nlohmann::json;
-using Result = ft::testing::CommandResult;
-
-Result run(const std::string& args) {
-  return ft::testing::run_ft(args);
-}
-
-fs::path temp(const std::string& name) {
-  fs::path p =
-      fs::path(::testing::TempDir()) / ("ft_qlora_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(p);
-  return p;
-}
-
-// ft init's tiny model (hidden 64, MLP 176, tied embeddings), once per binary.
-const fs::path& tiny_model() {
-  static fs::path dir = [] {
-    fs::path d = temp("model");
-    Result r = run("init --arch llama --size tiny --seed 1 --out " + d.string());
-    EXPECT_EQ(r.status, 0) << r.out;
-    return d;
-  }();
-  return dir;
-}
 
 // The tiny model quantized by ft (4 bits, groups of 64) and saved with its tokenizer.
 const fs::path& quantized_tiny_model() {
@@ -58,36 +35,6 @@ const fs::path& quantized_tiny_model() {
     return d;
   }();
   return dir;
-}
-
-fs::path small_data(int n) {
-  fs::path p = temp("data_" + std::to_string(n) + ".jsonl");
-  std::ifstream in(FT_SOURCE_DIR "/examples/data/addition/train.jsonl");
-  std::ofstream out(p);
-  std::string line;
-  for (int i = 0; i < n && std::getline(in, line); ++i) out << line << "\n";
-  return p;
-}
-
-std::vector<float> metric_losses(const fs::path& file) {
-  std::vector<float> losses;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line);
-    if (j.contains("step") && j.contains("grad_norm")) losses.push_back(j["loss"].get<float>());
-  }
-  return losses;
-}
-
-double eval_loss(const fs::path& model, const fs::path& data, const std::string& extra = "") {
-  Result r = run("eval " + model.string() + " " + data.string() + " --json " + extra);
-  EXPECT_EQ(r.status, 0) << r.out;
-  return r.status == 0 ? json::parse(r.out)["loss"].get<double>() : 0.0;
-}
-
-bool one_error_line(const std::string& out) {
-  return std::regex_match(out, std::regex("ft: error: [^\n]*\n"));
 }
 
 }  // namespace
