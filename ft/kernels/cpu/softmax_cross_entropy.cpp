@@ -1,6 +1,7 @@
 #include "ft/kernels/cpu/softmax_cross_entropy.h"
 
 #include <cmath>
+#include <future>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -113,6 +114,16 @@ class SoftmaxCrossEntropy : public mx::Primitive {
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const mx::array& logits = inputs[0];   // (N, V) row-contiguous
     const mx::array& targets = inputs[1];  // (N,) int32 row-contiguous
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    // MLX's eval runs ahead of the stream's worker by up to about a hundred dispatches,
+    // allocating each op's output as it goes; for linear_cross_entropy's chunks (a handful of
+    // ops each) that is every chunk's logits and gradient alive at once. Waiting here for the
+    // work already dispatched (this chunk's logits) bounds that to the chunk at hand, and
+    // lets its buffers come from those the previous chunks freed. The worker records a
+    // failing task's error and goes on, so the marker below always runs.
+    std::promise<void> drained;
+    encoder.dispatch([&drained] { drained.set_value(); });
+    drained.get_future().wait();
     for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
     RowsJob job{logits.data<void>(),      targets.data<int32_t>(),
                 outputs[0].data<float>(), outputs.size() > 1 ? outputs[1].data<void>() : nullptr,
@@ -120,7 +131,6 @@ class SoftmaxCrossEntropy : public mx::Primitive {
                 options_.label_smoothing};
     const int64_t rows = logits.shape(0);
     const mx::Dtype dtype = logits.dtype();
-    auto& encoder = mx::cpu::get_command_encoder(stream());
     encoder.set_input_array(logits);
     encoder.set_input_array(targets);
     for (auto& out : outputs) encoder.set_output_array(out);
