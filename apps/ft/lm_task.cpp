@@ -29,6 +29,13 @@ mx::array hidden_states(models::LlamaForCausalLM& model, const Batch& batch, boo
   return model.hidden_states(batch[0]);
 }
 
+// Whether the output projection's weight is trained: lm_head, or the embedding when tied.
+// Under LoRA it is frozen, and linear_cross_entropy then skips its gradient's matmuls.
+bool output_weight_trained(const models::LlamaForCausalLM& model) {
+  ParamMap trainable = model.trainable_parameters();
+  return trainable.contains("lm_head.weight") || trainable.contains("model.embed_tokens.weight");
+}
+
 }  // namespace
 
 LossFn causal_lm_loss(bool packed) {
@@ -37,6 +44,7 @@ LossFn causal_lm_loss(bool packed) {
     mx::array hidden = hidden_states(model, batch, packed);
     kernels::LinearCrossEntropyOptions ce;
     ce.reduction = train::Reduction::sum;
+    ce.weight_grad = output_weight_trained(model);
     mx::array loss = kernels::linear_cross_entropy(hidden, model.output_weight(), batch[1], ce);
     return LossOutput{loss, train::num_valid_tokens(batch[1])};
   };
@@ -71,6 +79,7 @@ train::EvalFn causal_lm_eval(bool packed) {
     mx::array hidden = hidden_states(model, batch, packed);
     kernels::LinearCrossEntropyOptions ce;
     ce.reduction = train::Reduction::sum;
+    ce.gradients_in_forward = false;  // no backward follows
     mx::array loss = kernels::linear_cross_entropy(hidden, model.output_weight(), targets, ce);
     mx::array logits = mx::matmul(hidden, mx::transpose(model.output_weight()));  // (B, L, V)
     mx::array predicted = mx::argmax(logits, -1);

@@ -1,12 +1,15 @@
 #include "ft/kernels/linear_cross_entropy.h"
 
 #include <algorithm>
+#include <optional>
+#include <vector>
 
 #include <mlx/ops.h>
 #include <mlx/transforms.h>
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/softmax_cross_entropy.h"
 
 namespace ft::kernels {
 
@@ -27,6 +30,19 @@ namespace ft::kernels {
 // changes what is kept for the backward, not the order. The backward also uses
 // mx::softmax (one primitive, which can write into z's buffer) rather than exp(z - lse).
 
+// Note [Gradients in the forward on the CPU]
+// On the CPU, recomputing each chunk's logits in the backward costs a matmul as large as the
+// forward's (about an eighth of a small model's LoRA step), and the softmax another exp per
+// logit. For a sum or mean the cotangent of the
+// per-token losses is one scalar g for every token, so the gradients are g times
+// dlogits @ W and dlogits^T @ h with dlogits = softmax - onehot, which the fused CPU kernel
+// gives next to the loss in the same pass. So the custom_vjp's forward returns the summed
+// loss and the unscaled gradients, chunk by chunk in the order of Note [Chunk order in the
+// lazy graph]; its vjp multiplies them by g. A custom_vjp's outputs are evaluated together,
+// so a forward without a backward would pay for them: options.gradients_in_forward turns
+// this off for evaluation. Per-token losses (reduction none) have a cotangent per token
+// that must scale dlogits before the matmuls, so they keep the recomputing backward.
+
 namespace {
 
 constexpr const char* kPlace = "linear_cross_entropy";
@@ -39,6 +55,7 @@ struct Plan {
   int ignore_index;
   float label_smoothing;
   bool weight_grad;
+  bool cpu_kernel;          // the chunks' softmax cross-entropy runs as ft's CPU kernel
   mx::Dtype compute_dtype;  // the matmuls: promoted dtype of hidden and weight
   mx::Dtype loss_dtype;     // logsumexp, softmax and the loss: f32 (f64 for f64)
 };
@@ -91,8 +108,15 @@ mx::array forward(const mx::array& hidden, const mx::array& weight, const mx::ar
     // Note [Chunk order in the lazy graph]: this chunk waits for the previous one.
     auto h = losses.empty() ? rows(hidden, start, stop)
                             : mx::depends({rows(hidden, start, stop)}, {losses.back()})[0];
+    auto t = rows(targets, start, stop);
+    if (plan.cpu_kernel) {
+      auto logits = mx::matmul(h, mx::transpose(weight));  // (rows, V), the kernel reads it
+      losses.push_back(cpu::softmax_cross_entropy(
+          logits, t, {plan.ignore_index, plan.label_smoothing, /*with_grad=*/false})[0]);
+      continue;
+    }
     auto logits = chunk_logits(h, weight, plan);  // (rows, V)
-    losses.push_back(train::cross_entropy(logits, rows(targets, start, stop), ce));
+    losses.push_back(train::cross_entropy(logits, t, ce));
   }
   return losses.size() == 1 ? losses[0] : mx::concatenate(losses, 0);
 }
@@ -117,25 +141,65 @@ std::pair<mx::array, std::optional<mx::array>> backward(const mx::array& hidden,
     auto h = rows(hidden, start, stop);   // (n, H)
     auto t = rows(targets, start, stop);  // (n,)
     // Note [Chunk order in the lazy graph]: start after the forward and the previous chunk.
-    auto z = chunk_logits(mx::depends({h}, previous)[0], weight, plan);  // (n, V)
-    auto dz = mx::softmax(z, -1, /*precise=*/true);  // one primitive: reuses z's buffer
-    if (s > 0.0f) dz = mx::subtract(dz, mx::array(s / plan.vocab, ldt));
     auto valid = mx::not_equal(t, mx::array(plan.ignore_index, t.dtype()));
-    auto safe_t = mx::expand_dims(mx::where(valid, t, mx::array(0, t.dtype())), -1);  // (n, 1)
-    if (s < 1.0f) dz = mx::scatter_add_axis(dz, safe_t, mx::full({n, 1}, -(1.0f - s), ldt), 1);
+    std::optional<mx::array> dz;  // (n, V): softmax - (1 - s) onehot - s / V
+    if (plan.cpu_kernel) {
+      auto z = mx::matmul(mx::depends({h}, previous)[0], mx::transpose(weight));  // (n, V)
+      dz = cpu::softmax_cross_entropy(z, t, {plan.ignore_index, s, /*with_grad=*/true})[1];
+    } else {
+      auto z = chunk_logits(mx::depends({h}, previous)[0], weight, plan);  // (n, V)
+      dz = mx::softmax(z, -1, /*precise=*/true);  // one primitive: reuses z's buffer
+      if (s > 0.0f) dz = mx::subtract(*dz, mx::array(s / plan.vocab, ldt));
+      auto safe_t = mx::expand_dims(mx::where(valid, t, mx::array(0, t.dtype())), -1);  // (n, 1)
+      if (s < 1.0f) dz = mx::scatter_add_axis(*dz, safe_t, mx::full({n, 1}, -(1.0f - s), ldt), 1);
+    }
     auto scale = mx::where(valid, rows(cotangent, start, stop), mx::array(0.0f, ldt));  // (n,)
-    dz = mx::astype(mx::multiply(dz, mx::expand_dims(scale, -1)), plan.compute_dtype);
+    auto scaled = mx::astype(mx::multiply(*dz, mx::expand_dims(scale, -1)), plan.compute_dtype);
 
-    grad_hidden.push_back(mx::astype(mx::matmul(dz, weight), ldt));  // (n, H)
+    grad_hidden.push_back(mx::astype(mx::matmul(scaled, weight), ldt));  // (n, H)
     previous = {grad_hidden.back()};
     if (plan.weight_grad) {
-      auto dw = mx::astype(mx::matmul(mx::transpose(dz), h), ldt);  // (V, H)
+      auto dw = mx::astype(mx::matmul(mx::transpose(scaled), h), ldt);  // (V, H)
       grad_weight = grad_weight ? mx::add(*grad_weight, dw) : dw;
       previous.push_back(*grad_weight);
     }
   }
   auto gh = grad_hidden.size() == 1 ? grad_hidden[0] : mx::concatenate(grad_hidden, 0);
   return {gh, grad_weight};
+}
+
+// Note [Gradients in the forward on the CPU]: the summed loss (scalar), then the gradients of
+// that sum w.r.t. hidden (N, H) and, if plan.weight_grad, weight (V, H), in the loss dtype.
+std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx::array& weight,
+                                              const mx::array& targets, const Plan& plan) {
+  const auto ldt = plan.loss_dtype;
+  std::vector<mx::array> losses, grad_hidden;
+  std::optional<mx::array> grad_weight;  // (V, H), accumulated over chunks
+  std::vector<mx::array> previous;       // what the next chunk waits for
+  for (int start = 0; start < plan.num_tokens; start += plan.chunk) {
+    int stop = std::min(start + plan.chunk, plan.num_tokens);
+    // Note [Chunk order in the lazy graph]: this chunk waits for the previous one.
+    auto h = rows(hidden, start, stop);  // (n, H)
+    if (!previous.empty()) h = mx::depends({h}, previous)[0];
+    auto z = mx::matmul(h, mx::transpose(weight));  // (n, V) in the compute dtype
+    auto ce = cpu::softmax_cross_entropy(z, rows(targets, start, stop),
+                                         {plan.ignore_index, plan.label_smoothing, true});
+    const auto& dz = ce[1];  // (n, V) in the compute dtype
+    losses.push_back(ce[0]);
+    grad_hidden.push_back(mx::astype(mx::matmul(dz, weight), ldt));  // (n, H)
+    previous = {losses.back(), grad_hidden.back()};
+    if (plan.weight_grad) {
+      auto dw = mx::astype(mx::matmul(mx::transpose(dz), h), ldt);  // (V, H)
+      grad_weight = grad_weight ? mx::add(*grad_weight, dw) : dw;
+      previous.push_back(*grad_weight);
+    }
+  }
+  auto concat = [](const std::vector<mx::array>& parts) {
+    return parts.size() == 1 ? parts[0] : mx::concatenate(parts, 0);
+  };
+  std::vector<mx::array> out{mx::sum(concat(losses)), concat(grad_hidden)};
+  if (grad_weight) out.push_back(*grad_weight);
+  return out;
 }
 
 }  // namespace
@@ -161,8 +225,32 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
       options.ignore_index,
       options.label_smoothing,
       options.weight_grad,
+      cpu::softmax_cross_entropy_supported(compute_dtype),
       compute_dtype,
       train::loss_dtype(compute_dtype)};
+
+  if (plan.cpu_kernel && options.gradients_in_forward &&
+      options.reduction != train::Reduction::none) {
+    auto fused = mx::custom_vjp(
+        [plan](const std::vector<mx::array>& in) {
+          auto h = mx::astype(in[0], plan.compute_dtype);
+          auto w = mx::astype(in[1], plan.compute_dtype);
+          return forward_with_gradients(h, w, in[2], plan);
+        },
+        [plan](const std::vector<mx::array>& primals, const std::vector<mx::array>& cotangents,
+               const std::vector<mx::array>& outputs) {
+          auto g = mx::astype(cotangents[0], plan.loss_dtype);  // () the summed loss's cotangent
+          return std::vector<mx::array>{
+              mx::astype(mx::multiply(outputs[1], g), primals[0].dtype()),
+              plan.weight_grad ? mx::astype(mx::multiply(outputs[2], g), primals[1].dtype())
+                               : mx::zeros_like(primals[1]),
+              mx::zeros_like(primals[2])};
+        });
+    auto total = fused({flat_hidden, weight, flat_targets})[0];  // ()
+    if (options.reduction == train::Reduction::sum) return total;
+    auto count = train::num_valid_tokens(flat_targets, options.ignore_index);
+    return mx::divide(total, mx::astype(count, total.dtype()));
+  }
 
   auto fused = mx::custom_vjp(
       [plan](const std::vector<mx::array>& in) {

@@ -1,6 +1,8 @@
 // The output projection fused with cross-entropy, in chunks of tokens, so the full
 // (tokens, vocab) logits never exist: neither in the forward nor in the backward, which is
-// hand-written (custom_vjp) and recomputes each chunk's logits.
+// hand-written (custom_vjp). On a GPU the backward recomputes each chunk's logits; on the CPU
+// the softmax and cross-entropy of a chunk are one kernel (kernels/cpu/softmax_cross_entropy.h)
+// and, for summed or averaged losses, the forward already computes the gradients.
 #pragma once
 
 #include <mlx/array.h>
@@ -21,6 +23,12 @@ struct LinearCrossEntropyOptions {
   // false when the weight is frozen (an lm_head under LoRA): the backward skips the dW
   // matmuls (a quarter of the work) and gives the weight a zero cotangent.
   bool weight_grad = true;
+  // CPU streams, mean and sum reductions: compute the gradients w.r.t. hidden and weight in
+  // the forward, chunk by chunk, next to the loss (the backward then only scales them), which
+  // saves recomputing every chunk's logits and softmax. Set it to false where no gradient is
+  // taken (evaluation): the forward then computes the loss alone. Either way the result is
+  // differentiable and the same; GPU streams ignore it.
+  bool gradients_in_forward = true;
 };
 
 // cross_entropy(hidden @ weight^T, targets) without materialising the logits.

@@ -10,6 +10,7 @@
 #include <mlx/transforms.h>  // defines: mx::custom_vjp
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/swiglu.h"
 
 #ifdef FT_HAVE_PTX
 namespace ft::kernels::ptx {
@@ -86,21 +87,26 @@ std::vector<mx::array> launch(const std::string& direction, const std::vector<mx
 }
 #endif
 
-mx::array forward(const mx::array& gate, const mx::array& up, mx::Stream s, bool use_kernel) {
+// Which code runs forward and backward.
+enum class Path { cuda, cpu, composite };
+
+mx::array forward(const mx::array& gate, const mx::array& up, mx::Stream s, Path path) {
 #ifdef FT_HAVE_PTX
-  if (use_kernel) return launch("forward", {gate, up}, 1, s)[0];
+  if (path == Path::cuda) return launch("forward", {gate, up}, 1, s)[0];
 #endif
+  if (path == Path::cpu) return cpu::swiglu_forward(gate, up, s);
   return swiglu_composite(gate, up, s);
 }
 
 std::vector<mx::array> backward(const mx::array& gate, const mx::array& up,
-                                const mx::array& cotangent, mx::Stream s, bool use_kernel) {
+                                const mx::array& cotangent, mx::Stream s, Path path) {
 #ifdef FT_HAVE_PTX
   // The kernel reads the cotangent in the storage dtype; a broadcast cotangent (the
   // vjp of a sum) is made contiguous by the launcher.
-  if (use_kernel)
+  if (path == Path::cuda)
     return launch("backward", {gate, up, mx::astype(cotangent, gate.dtype(), s)}, 2, s);
 #endif
+  if (path == Path::cpu) return cpu::swiglu_backward(gate, up, cotangent, s);
   return backward_composite(gate, up, cotangent, s);
 }
 
@@ -122,15 +128,18 @@ bool swiglu_uses_cuda_kernel(const mx::array& gate, mx::StreamOrDevice s) {
 mx::array swiglu(const mx::array& gate, const mx::array& up, mx::StreamOrDevice s) {
   check_inputs(gate, up);
   const auto stream = mx::to_stream(s);
-  const bool use_kernel = swiglu_uses_cuda_kernel(gate, stream);
+  Path path = Path::composite;
+  if (swiglu_uses_cuda_kernel(gate, stream))
+    path = Path::cuda;
+  else if (cpu::swiglu_supported(gate.dtype(), stream) && gate.size() > 0)
+    path = Path::cpu;
   auto fn = mx::custom_vjp(
-      [stream, use_kernel](const std::vector<mx::array>& in) -> std::vector<mx::array> {
-        return {forward(in[0], in[1], stream, use_kernel)};
+      [stream, path](const std::vector<mx::array>& in) -> std::vector<mx::array> {
+        return {forward(in[0], in[1], stream, path)};
       },
-      [stream, use_kernel](const std::vector<mx::array>& primals,
-                           const std::vector<mx::array>& cotangents,
-                           const std::vector<mx::array>&) {
-        return backward(primals[0], primals[1], cotangents[0], stream, use_kernel);
+      [stream, path](const std::vector<mx::array>& primals,
+                     const std::vector<mx::array>& cotangents, const std::vector<mx::array>&) {
+        return backward(primals[0], primals[1], cotangents[0], stream, path);
       });
   return fn({gate, up})[0];
 }

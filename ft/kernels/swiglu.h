@@ -12,7 +12,8 @@ namespace mx = mlx::core;
 // gradients). gate and up: same shape, same floating dtype (float32, bfloat16, float16;
 // float64 where the stream's device has it); the result has that shape and dtype. Math
 // runs in float32 (float64 for float64) and is rounded once to the storage dtype. On MLX's CUDA
-// backend, with a GPU stream, forward and backward are ft's CUDA kernels; elsewhere
+// backend, with a GPU stream, forward and backward are ft's CUDA kernels; on a CPU stream,
+// ft's CPU kernels (kernels/cpu/swiglu.h; float32, bfloat16, float16); elsewhere
 // swiglu_composite and its composite backward run. Throws ft::Error for mismatched shapes or
 // dtypes.
 mx::array swiglu(const mx::array& gate, const mx::array& up, mx::StreamOrDevice s = {});

@@ -276,3 +276,57 @@ TEST(LinearCrossEntropy, BadInputIsAnError) {
   EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 0), 100);
   EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 30), 30);
 }
+
+TEST(LinearCrossEntropy, CpuKernelPathsMatchTheComposite) {
+  // On the CPU, sums and means take the gradients from the forward (Note [Gradients in the
+  // forward on the CPU]); gradients_in_forward = false and per-token losses recompute them in
+  // the backward. Every combination against the composite, with chunks that do not divide N.
+  ft::testing::OnCpu on_cpu;
+  for (mx::Dtype dtype : {mx::float32, mx::bfloat16}) {
+    auto c = make_case(45, 12, 70, dtype, 13);
+    // The reference runs in f32 on the same (rounded) inputs; bf16 results are off by the
+    // rounding of dlogits and of the bf16 matmuls' outputs, a few bf16 ulp of the largest.
+    Case wide{mx::astype(c.hidden, mx::float32), mx::astype(c.weight, mx::float32), c.targets};
+    const bool bf16 = dtype == mx::bfloat16;
+    const double atol = bf16 ? 3e-2 : 1e-6, rtol = bf16 ? 2e-2 : 1e-5;
+    for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none}) {
+      for (bool in_forward : {true, false}) {
+        for (bool weight_grad : {true, false}) {
+          SCOPED_TRACE(std::string(bf16 ? "bf16" : "f32") + ", reduction " +
+                       ft::train::reduction_name(reduction) + ", in forward " +
+                       std::to_string(in_forward) + ", weight grad " + std::to_string(weight_grad));
+          LinearCrossEntropyOptions options{.label_smoothing = 0.1f,
+                                            .chunk_size = 16,
+                                            .reduction = reduction,
+                                            .weight_grad = weight_grad,
+                                            .gradients_in_forward = in_forward};
+          auto expected =
+              loss_and_grads(ft::kernels::linear_cross_entropy_composite, wide, options);
+          auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
+          EXPECT_EQ(actual.grad_hidden.dtype(), dtype);
+          EXPECT_TRUE(close(actual.loss, expected.loss, bf16 ? 1e-2 : 1e-5, bf16 ? 1e-2 : 1e-5));
+          EXPECT_TRUE(close(actual.grad_hidden, expected.grad_hidden, atol, rtol));
+          if (weight_grad)
+            EXPECT_TRUE(close(actual.grad_weight, expected.grad_weight, atol, rtol));
+          else
+            EXPECT_EQ(mx::max(mx::abs(mx::astype(actual.grad_weight, mx::float32))).item<float>(),
+                      0.0f);
+        }
+      }
+    }
+  }
+}
+
+TEST(LinearCrossEntropy, CpuGradientsAreTheSameBitsOnEveryRun) {
+  // Rows are split over threads but each is reduced by one thread in a fixed order.
+  ft::testing::OnCpu on_cpu;
+  auto c = make_case(300, 16, 3000, mx::float32, 17);
+  LinearCrossEntropyOptions options{.chunk_size = 128, .reduction = Reduction::sum};
+  auto first = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
+  for (int run = 0; run < 3; ++run) {
+    auto again = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
+    EXPECT_TRUE(mx::array_equal(again.loss, first.loss).item<bool>());
+    EXPECT_TRUE(mx::array_equal(again.grad_hidden, first.grad_hidden).item<bool>());
+    EXPECT_TRUE(mx::array_equal(again.grad_weight, first.grad_weight).item<bool>());
+  }
+}

@@ -242,6 +242,38 @@ TEST(Swiglu, CpuStreamNeverUsesTheKernel) {
   EXPECT_FALSE(graph_has(swiglu(mx::ones({4}), mx::ones({4}), cpu), "CustomKernel"));
 }
 
+TEST(Swiglu, CpuKernelsMatchCompositeOnLargeArraysAndExtremeValues) {
+  // Large enough to be split over threads (and not a multiple of any vector width), with
+  // gates far in both tails where sigmoid saturates and exp over- or underflows.
+  for (mx::Dtype dtype : {mx::float32, mx::bfloat16}) {
+    SCOPED_TRACE(dtype == mx::float32 ? "float32" : "bfloat16");
+    auto gate = normal({3, 40001}, mx::float32, 11, 3.0f);
+    auto extremes = mx::array({-200.0f, -90.0f, -30.0f, 30.0f, 90.0f, 200.0f});
+    gate = mx::astype(mx::concatenate({mx::reshape(gate, {-1}), extremes}, 0, cpu), dtype, cpu);
+    auto up = mx::astype(normal({static_cast<int>(gate.size())}, mx::float32, 12), dtype, cpu);
+    auto weight = normal({static_cast<int>(gate.size())}, mx::float32, 13);
+
+    auto out = swiglu(gate, up, cpu);
+    EXPECT_TRUE(graph_has(out, "CpuSwiglu"));
+    auto expected = swiglu_composite(gate, up, cpu);
+    const bool f32 = dtype == mx::float32;
+    // f32: a few ulp of the exp; bf16: both round the same f32 value, at most one bf16 ulp.
+    EXPECT_LE(tolerance_ratio(out, expected, f32 ? 1e-6 : 8e-3, 1e-6), 1.0);
+
+    auto grads =
+        grads_of([](auto& g, auto& u) { return swiglu(g, u, cpu); }, gate, up, weight, cpu);
+    auto reference = grads_of([](auto& g, auto& u) { return swiglu_composite(g, u, cpu); }, gate,
+                              up, weight, cpu);
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_EQ(grads[k].dtype(), dtype);
+      EXPECT_LE(tolerance_ratio(grads[k], reference[k], f32 ? 2e-6 : 2e-2, 1e-5), 1.0)
+          << "gradient " << k;
+      bool has_nan = mx::any(mx::isnan(grads[k], cpu), cpu).item<bool>();
+      EXPECT_FALSE(has_nan) << "gradient " << k;
+    }
+  }
+}
+
 // ---- the CUDA path: kernels on the GPU against the composite on the CPU ----
 
 class SwigluCuda : public testing::Test {

@@ -1,0 +1,67 @@
+#include "ft/kernels/cpu/parallel.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ft::kernels::cpu {
+namespace {
+
+int threads_from_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return 0;
+  try {
+    return std::max(0, std::stoi(value));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+int num_threads() {
+  static const int count = [] {
+    for (const char* name : {"FT_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
+      if (int n = threads_from_env(name); n > 0) return n;
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
+  return count;
+}
+
+void parallel_for(int64_t n, int64_t min_per_thread,
+                  const std::function<void(int64_t, int64_t)>& body) {
+  if (n <= 0) return;
+  int64_t parts = std::clamp<int64_t>(n / std::max<int64_t>(min_per_thread, 1), 1, num_threads());
+  if (parts == 1) {
+    body(0, n);
+    return;
+  }
+  auto range = [&](int64_t part) { return std::pair{n * part / parts, n * (part + 1) / parts}; };
+  std::vector<std::exception_ptr> errors(parts);
+  std::vector<std::thread> workers;
+  workers.reserve(parts - 1);
+  for (int64_t part = 1; part < parts; ++part) {
+    workers.emplace_back([&, part] {
+      try {
+        auto [begin, end] = range(part);
+        body(begin, end);
+      } catch (...) {
+        errors[part] = std::current_exception();
+      }
+    });
+  }
+  try {
+    auto [begin, end] = range(0);
+    body(begin, end);
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& worker : workers) worker.join();
+  for (auto& error : errors)
+    if (error) std::rethrow_exception(error);
+}
+
+}  // namespace ft::kernels::cpu
