@@ -9,6 +9,7 @@
 #include <mlx/ops.h>
 
 #include "ft/generate/kv_cache.h"
+#include "ft/kernels/attention.h"
 #include "ft/kernels/swiglu.h"
 #include "ft/nn/checkpoint.h"
 #include "ft/nn/init.h"
@@ -201,7 +202,7 @@ mx::array Attention::operator()(const mx::array& x, const std::optional<mx::arra
   } else if (length > 1) {
     mode = "causal";
   }
-  mx::array out = mx::fast::scaled_dot_product_attention(q, k, v, scale, mode, array_mask);
+  mx::array out = kernels::attention(q, k, v, scale, mode, array_mask);
   out = mx::reshape(mx::transpose(out, {0, 2, 1, 3}), {batch, length, n_heads_ * head_dim_});
   return (*o_proj_)(out);
 }
