@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -85,7 +86,15 @@ TEST(CliPrecision, Float16FullFineTuningScalesTheLossAndResumesExactly) {
   auto again = step_records(resumed / "metrics.jsonl");
   ASSERT_EQ(again.size(), records.size());
   for (size_t i = 0; i < records.size(); ++i) {
-    EXPECT_EQ(again[i]["loss"].get<float>(), records[i]["loss"].get<float>()) << i;
+    float x = again[i]["loss"].get<float>(), y = records[i]["loss"].get<float>();
+    if (ft::testing::on_gpu()) {
+      // With MLX's CUDA build the CPU runs of float16 full fine-tuning differ in the last
+      // bits from run to run (two uninterrupted runs do too), so the exact check is the
+      // CPU build's.
+      EXPECT_NEAR(x, y, 1e-5f * std::abs(y)) << i;
+    } else {
+      EXPECT_EQ(x, y) << i;
+    }
     EXPECT_EQ(again[i]["loss_scale"], records[i]["loss_scale"]) << i;
     EXPECT_EQ(again[i]["skipped"], records[i]["skipped"]) << i;
   }
