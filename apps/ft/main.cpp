@@ -6,9 +6,11 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/ft/commands.h"
+#include "ft/core/device.h"
 #include "ft/core/error.h"
 
 int main(int argc, char** argv) {
+  ft::keep_freed_host_memory();
   CLI::App app{"ft: fine-tune language models on MLX"};
   app.set_version_flag("--version", std::string("ft ") + FT_VERSION);
   app.require_subcommand(1);

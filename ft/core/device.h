@@ -42,4 +42,9 @@ std::string use_preferred_device();
 // "12.3 GiB"
 std::string format_bytes(size_t bytes);
 
+// Keeps freed host memory for reuse instead of handing it back to the system (Note [Host
+// allocations of a training step] in device.cpp). A no-op without glibc. Call it once at
+// program start; the ft command does.
+void keep_freed_host_memory();
+
 }  // namespace ft
