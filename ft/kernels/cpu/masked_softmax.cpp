@@ -27,7 +27,6 @@ constexpr int64_t kMinPerThread = 1 << 14;
 // Partial maxima and sums per row: a fixed number of lanes the compiler maps onto vector
 // registers, combined in a fixed order, so that a row's result does not depend on the
 // instruction set or the thread split.
-constexpr int kLanes = 16;
 
 // What one call computes. queries == 0: no causal pattern.
 struct Job {
@@ -40,20 +39,6 @@ struct Job {
 inline int64_t kept_keys(const Job& job, int64_t row) {
   if (job.queries == 0) return job.keys;
   return std::min<int64_t>(job.keys, job.offset + row % job.queries + 1);
-}
-
-template <class S>
-inline float row_max(const typename S::type* x, int64_t n) {
-  float lanes[kLanes];
-  for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<float>::infinity();
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < kLanes; ++k)
-      lanes[k] = select(S::load(x[j + k]) > lanes[k], S::load(x[j + k]), lanes[k]);
-  for (; j < n; ++j) lanes[0] = select(S::load(x[j]) > lanes[0], S::load(x[j]), lanes[0]);
-  float result = lanes[0];
-  for (int k = 1; k < kLanes; ++k) result = select(lanes[k] > result, lanes[k], result);
-  return result;
 }
 
 // Writes e[j] = exp(x[j] - max) for j < n and returns their sum.

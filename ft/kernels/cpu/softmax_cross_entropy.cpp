@@ -23,7 +23,6 @@ constexpr const char* kPlace = "softmax_cross_entropy";
 // Partial sums and maxima per row: a fixed number of lanes the compiler maps onto vector
 // registers, combined in a fixed order (a plain float reduction would not vectorise without
 // reassociation, and would change with the instruction set).
-constexpr int kLanes = 16;
 
 struct RowsJob {
   const void* logits;      // (N, V) row-contiguous
@@ -35,21 +34,7 @@ struct RowsJob {
   float smoothing;
 };
 
-// The maximum and the sum of a row, in kLanes partial results combined in a fixed order.
-template <class S>
-inline float row_max(const typename S::type* x, int64_t n) {
-  float lanes[kLanes];
-  for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<float>::infinity();
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int k = 0; k < kLanes; ++k)
-      lanes[k] = select(S::load(x[j + k]) > lanes[k], S::load(x[j + k]), lanes[k]);
-  for (; j < n; ++j) lanes[0] = select(S::load(x[j]) > lanes[0], S::load(x[j]), lanes[0]);
-  float result = lanes[0];
-  for (int k = 1; k < kLanes; ++k) result = select(lanes[k] > result, lanes[k], result);
-  return result;
-}
-
+// The sum of a row, in kLanes partial results combined in a fixed order.
 template <class S>
 inline float row_sum(const typename S::type* x, int64_t n) {
   float lanes[kLanes] = {};

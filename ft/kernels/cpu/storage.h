@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include <mlx/array.h>
 #include <mlx/types/half_types.h>  // defines: mx::float16_t
@@ -39,6 +40,25 @@ bool dispatch_storage(mx::Dtype dtype, Fn&& fn) {
   if (dtype == mx::bfloat16) return fn(Bf16Storage{}), true;
   if (dtype == mx::float16) return fn(F16Storage{}), true;
   return false;
+}
+
+// Row reductions keep this many partial results, combined in a fixed order, so the
+// compiler vectorises them and every run gives the same bits.
+constexpr int kLanes = 16;
+
+// The maximum of x[0..n) read through storage S.
+template <class S>
+inline float row_max(const typename S::type* x, int64_t n) {
+  float lanes[kLanes];
+  for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<float>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int k = 0; k < kLanes; ++k)
+      lanes[k] = select(S::load(x[j + k]) > lanes[k], S::load(x[j + k]), lanes[k]);
+  for (; j < n; ++j) lanes[0] = select(S::load(x[j]) > lanes[0], S::load(x[j]), lanes[0]);
+  float result = lanes[0];
+  for (int k = 1; k < kLanes; ++k) result = select(lanes[k] > result, lanes[k], result);
+  return result;
 }
 
 }  // namespace ft::kernels::cpu
