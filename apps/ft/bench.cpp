@@ -6,7 +6,6 @@
 // The step is the one `ft train` runs: the library's TrainStep (compiled value_and_grad,
 // optimizer update, one evaluation) over causal_lm_loss (chunked output projection +
 // cross-entropy), on the same LoRA wrappers and optimizer.
-#include <dlfcn.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -31,6 +30,7 @@
 #include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/core/random.h"
+#include "ft/kernels/cpu/parallel.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
@@ -163,21 +163,15 @@ double flops_per_token(const models::LlamaConfig& c, double non_embedding_params
 // MLX's C++ API has no thread-count setting: its CPU backend runs the element-wise and
 // reduction kernels on the stream's own thread and hands matrix products to BLAS. With
 // setup.sh's OpenBLAS under mlx[cpu] (Note [OpenBLAS under mlx[cpu]]), those follow
-// OPENBLAS_NUM_THREADS, or openblas_set_num_threads, found here at run time since the
-// BLAS library is chosen by the wheel, not by ft's link line.
-using SetThreads = void (*)(int);
-using GetThreads = int (*)();
-
-std::optional<int> blas_threads(int wanted) {
-  auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+// OPENBLAS_NUM_THREADS or openblas_set_num_threads. --threads sets that, ft's own CPU
+// kernels' threads, and so the training step's row shards (Note [Row shards on the CPU]).
+int use_threads(int wanted) {
   if (wanted > 0) {
-    FT_CHECK(set != nullptr, "bench",
+    FT_CHECK(kernels::cpu::set_blas_threads(wanted), "bench",
              "--threads sets OpenBLAS's threads, and MLX is not using OpenBLAS here");
-    set(wanted);
+    kernels::cpu::set_num_threads(wanted);
   }
-  if (get) return get();
-  return std::nullopt;
+  return kernels::cpu::num_threads();
 }
 
 // CPU seconds of the whole process (every thread, user and system) so far: on a shared
@@ -199,7 +193,7 @@ void run_bench(const BenchOptions& o) {
   mx::Dtype dtype = parse_dtype(o.dtype);
   std::string device = use_preferred_device();
   bool on_gpu = mx::default_device() == mx::Device::gpu;
-  std::optional<int> threads = blas_threads(o.threads);
+  int threads = use_threads(o.threads);
 
   std::unique_ptr<models::LlamaForCausalLM> model;
   std::string shape = o.shape;
@@ -281,7 +275,7 @@ void run_bench(const BenchOptions& o) {
     out["tokens_per_s"] = std::llround(tokens_per_s);
     out["step_s"] = round_to(step_s, 4);
     out["device"] = on_gpu ? backend_name() : "cpu";
-    out["threads"] = threads ? nlohmann::ordered_json(*threads) : nlohmann::ordered_json();
+    out["threads"] = threads;
     out["peak_mem_gib"] = round_to(peak_gib, 2);
     out["mfu"] = mfu ? nlohmann::ordered_json(round_to(*mfu, 4)) : nlohmann::ordered_json();
     out["loss"] = result.loss;
@@ -295,7 +289,7 @@ void run_bench(const BenchOptions& o) {
               config.model_type.c_str(), o.dtype.c_str(), model->num_parameters(),
               model->num_trainable_parameters(), o.method.c_str());
   std::printf("device: %s", device.c_str());
-  if (threads) std::printf(", %d BLAS threads", *threads);
+  if (!on_gpu) std::printf(", %d threads", threads);
   std::printf("\nbatch %d x %d tokens, %d steps after %d warmup%s\n", o.batch_size, o.seq_length,
               o.steps, o.warmup, o.grad_checkpoint ? ", gradient checkpointing" : "");
   std::printf("%.0f tokens/s, %.4f s/step (%.4f CPU s), loss %.4f\n", tokens_per_s, step_s,
@@ -364,8 +358,8 @@ void add_bench_command(CLI::App& app) {
       ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--threads", o->threads,
-                  "CPU: OpenBLAS threads for the matrix products (0: OPENBLAS_NUM_THREADS or "
-                  "all cores); MLX's other CPU kernels run on one thread")
+                  "CPU threads (0: FT_NUM_THREADS, OPENBLAS_NUM_THREADS or all cores): the step "
+                  "runs a row shard of the batch on each, with one OpenBLAS thread")
       ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the weights, adapters and token ids")

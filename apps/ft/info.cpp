@@ -16,6 +16,7 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
+#include "ft/train/step.h"
 
 namespace ft::cli {
 namespace {
@@ -90,6 +91,7 @@ void print_model_info(const InfoOptions& o) {
   plan.seq_length = o.max_seq_length;
   plan.grad_checkpoint = o.grad_checkpoint;
   plan.optimizer = o.optimizer;
+  plan.row_shards = row_shards(o.batch_size);
   models::MemoryEstimate m = models::estimate_training_memory(model, plan);
   uint64_t disk = weights_on_disk(o.model);
 

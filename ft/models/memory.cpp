@@ -85,9 +85,15 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   }
   // The embedding output and the final norm's input and output.
   m.activations += 3 * tokens * c.hidden_size * itemsize;
-  // One chunk of f32 logits, their softmax and their gradient.
-  int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(tokens), c.vocab_size, 0);
-  m.head = 3 * uint64_t(chunk) * c.vocab_size * 4;
+  // Chunks of f32 (chunk, vocab) buffers: measured, about three alive on one stream (the
+  // logits, their gradient, and the next op's output that MLX allocates ahead), about two
+  // per shard when row shards run at once, each shard with chunks of its own rows.
+  const int shards = std::max(1, plan.row_shards);
+  const int64_t shard_tokens = (tokens + shards - 1) / shards;
+  int chunk =
+      kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens), c.vocab_size, 0);
+  const uint64_t buffers = shards > 1 ? 2 : 3;
+  m.head = shards * buffers * uint64_t(chunk) * c.vocab_size * 4;
   return m;
 }
 

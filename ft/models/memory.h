@@ -25,6 +25,8 @@ struct TrainingPlan {
   // Attention scores (batch, heads, length, length) are kept for the backward pass unless
   // the backend's attention kernel recomputes them (flash attention on CUDA).
   bool materialized_attention = true;
+  // Row shards of a batch run at once, each with its own head chunk (ft::row_shards).
+  int row_shards = 1;
 };
 
 struct MemoryEstimate {

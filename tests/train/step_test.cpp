@@ -9,6 +9,7 @@
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/step.h"
+#include "tests/test_util.h"
 
 namespace mx = mlx::core;
 
@@ -185,4 +186,60 @@ TEST(TrainStep, BadInputIsAnError) {
   EXPECT_THROW(step.run({make_batch(1, 4, 0, 1)}, {}), ft::Error);
   model.freeze();
   EXPECT_THROW(ft::TrainStep(model, llama_loss, *opt), ft::Error);
+}
+
+// Note [Row shards on the CPU]: splitting each batch's rows over workers gives the update
+// of the unsplit batch up to rounding, uneven splits included, and the same bits on every run.
+TEST(TrainStep, RowShardsEqualTheWholeBatchAndRepeatExactly) {
+  ft::testing::OnCpu cpu;
+  ft::Batch batch = make_batch(5, 8, 3, 31);
+  struct Run {
+    std::vector<float> losses;
+    ft::ParamMap params;
+  };
+  auto train = [&](int shards) {
+    ft::Rng rng(12);
+    ft::models::LlamaForCausalLM model(tiny_config(), rng);
+    ft::OptimizerConfig c;
+    c.name = "adamw";
+    c.learning_rate = 1e-2f;
+    auto opt = ft::make_optimizer(c);
+    ft::StepConfig config;
+    config.row_shards = shards;
+    ft::TrainStep step(model, llama_loss, *opt, config);
+    Run run;
+    for (int i = 0; i < 3; ++i) run.losses.push_back(step.run({batch}, {mx::random::key(i)}).loss);
+    run.params = model.parameters();
+    return run;
+  };
+  Run whole = train(1), two = train(2), three = train(3), again = train(3);
+  for (const Run* r : {&two, &three}) {
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(r->losses[i], whole.losses[i], 1e-5) << "step " << i;
+    EXPECT_LT(max_abs_diff(r->params, whole.params), 1e-5);
+  }
+  EXPECT_GT(whole.losses[0] - whole.losses[2], 0.05f);  // the steps did train
+  EXPECT_EQ(three.losses, again.losses);
+  EXPECT_EQ(max_abs_diff(three.params, again.params), 0.0f);
+}
+
+// A batch whose arrays do not all share their first dimension runs unsplit.
+TEST(TrainStep, BatchesWithoutCommonRowsRunUnsplit) {
+  ft::testing::OnCpu cpu;
+  ft::Batch batch = make_batch(4, 8, 0, 3);
+  batch.push_back(mx::array(2.0f));  // a scalar the loss scales by
+  ft::LossFn scaled = [](ft::nn::Module& m, const ft::Batch& b, const mx::array& key) {
+    ft::LossOutput out = llama_loss(m, b, key);
+    return ft::LossOutput{out.loss_sum * b[2], out.tokens};
+  };
+  auto final_loss = [&](int shards) {
+    ft::Rng rng(2);
+    ft::models::LlamaForCausalLM model(tiny_config(), rng);
+    auto opt = sgd(0.1f);
+    ft::StepConfig config;
+    config.row_shards = shards;
+    ft::TrainStep step(model, scaled, *opt, config);
+    step.run({batch}, {mx::random::key(0)});
+    return step.run({batch}, {mx::random::key(1)}).loss;
+  };
+  EXPECT_EQ(final_loss(2), final_loss(1));
 }

@@ -1,6 +1,9 @@
 #include "ft/kernels/cpu/parallel.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <string>
@@ -20,15 +23,50 @@ int threads_from_env(const char* name) {
   }
 }
 
+std::atomic<int> g_count{0};  // set_num_threads's; 0: from the environment
+std::atomic<int> g_limit{0};  // ScopedThreadLimit's; 0: none
+
+using SetThreads = void (*)(int);
+using GetThreads = int (*)();
+
 }  // namespace
 
 int num_threads() {
-  static const int count = [] {
+  static const int from_env = [] {
     for (const char* name : {"FT_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
       if (int n = threads_from_env(name); n > 0) return n;
     return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   }();
-  return count;
+  int count = g_count.load() > 0 ? g_count.load() : from_env;
+  int limit = g_limit.load();
+  return limit > 0 ? std::min(limit, count) : count;
+}
+
+void set_num_threads(int threads) {
+  g_count.store(std::max(1, threads));
+}
+
+std::optional<int> blas_threads() {
+  auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (get == nullptr) return std::nullopt;
+  return get();
+}
+
+bool set_blas_threads(int threads) {
+  auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set == nullptr) return false;
+  set(threads);
+  return true;
+}
+
+ScopedThreadLimit::ScopedThreadLimit(int threads)
+    : previous_limit_(g_limit.exchange(std::max(1, threads))), previous_blas_(blas_threads()) {
+  if (previous_blas_) set_blas_threads(std::max(1, threads));
+}
+
+ScopedThreadLimit::~ScopedThreadLimit() {
+  g_limit.store(previous_limit_);
+  if (previous_blas_) set_blas_threads(*previous_blas_);
 }
 
 void parallel_for(int64_t n, int64_t min_per_thread,

@@ -4,12 +4,38 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 namespace ft::kernels::cpu {
 
 // Threads the CPU kernels use: FT_NUM_THREADS if set, else OPENBLAS_NUM_THREADS (so one
-// setting limits both BLAS and ft), else the hardware's thread count. Read once.
+// setting limits both BLAS and ft), else the hardware's thread count (read once); inside a
+// ScopedThreadLimit, its limit.
 int num_threads();
+// Replaces the count from the environment (`ft bench --threads`).
+void set_num_threads(int threads);
+
+// OpenBLAS's thread count when MLX's matrix products go to OpenBLAS (setup.sh's build, Note
+// [OpenBLAS under mlx[cpu]]), found at run time since the wheel, not ft's link line, picks
+// the BLAS library; none for another BLAS.
+std::optional<int> blas_threads();
+// Sets it; false when the BLAS is not OpenBLAS.
+bool set_blas_threads(int threads);
+
+// While it lives, ft's CPU kernels use at most `threads` threads each and OpenBLAS uses
+// `threads`: for work split over threads of its own (Note [Row shards on the CPU] in
+// ft/train/step.cpp). Restores both when it ends. Not nestable across threads: one at a time.
+class ScopedThreadLimit {
+ public:
+  explicit ScopedThreadLimit(int threads);
+  ~ScopedThreadLimit();
+  ScopedThreadLimit(const ScopedThreadLimit&) = delete;
+  ScopedThreadLimit& operator=(const ScopedThreadLimit&) = delete;
+
+ private:
+  int previous_limit_;
+  std::optional<int> previous_blas_;
+};
 
 // Calls body(begin, end) on contiguous, disjoint ranges covering [0, n), at most
 // num_threads() of them and each at least min_per_thread long (so small jobs stay on the
