@@ -18,6 +18,7 @@
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
 #include "ft/models/registry.h"
+#include "ft/train/trainer.h"
 
 namespace ft::cli {
 namespace {
@@ -53,12 +54,12 @@ void run_eval(const EvalOptions& o) {
   b.shuffle = false;
   data::Batcher batcher(split.data, b);
   auto eval_fn = causal_lm_eval();
+  RowShards shards;
   double loss = 0, tokens = 0, correct = 0;
   for (int64_t i = 0; i < batcher.batches_per_epoch(); ++i) {
     data::Batch batch = batcher.batch({0, i});
     Batch arrays{data::to_mx(batch.inputs, batch), data::to_mx(batch.targets, batch)};
-    train::EvalOutput out = eval_fn(*model, arrays);
-    mx::eval({out.loss_sum, out.tokens, out.correct});
+    train::EvalOutput out = train::evaluate_batch(*model, eval_fn, arrays, shards);
     loss += out.loss_sum.item<float>();
     tokens += mx::astype(out.tokens, mx::int64).item<int64_t>();
     correct += mx::astype(out.correct, mx::int64).item<int64_t>();

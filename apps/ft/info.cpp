@@ -16,7 +16,7 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
-#include "ft/train/step.h"
+#include "ft/train/row_shards.h"
 
 namespace ft::cli {
 namespace {

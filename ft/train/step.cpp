@@ -1,14 +1,11 @@
 #include "ft/train/step.h"
 
-#include <algorithm>
-
 #include <mlx/compile.h>
 #include <mlx/ops.h>
 #include <mlx/random.h>
 #include <mlx/transforms.h>
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
-#include "ft/kernels/cpu/parallel.h"
 #include "ft/nn/dropout.h"
 #include "ft/train/clip.h"
 #include "ft/train/optimizer.h"
@@ -134,86 +131,38 @@ void TrainStep::load_masters(const ParamMap& masters) {
   set_masters(std::move(loaded));
 }
 
-// Note [Row shards on the CPU]
-// MLX's CPU backend runs a stream's element-wise work on one thread and sends matrix
-// products to BLAS. A LoRA step of a small model is many small products and element-wise
-// passes, so a second BLAS thread speeds it up far less than a second core could (the tiny
-// bench shape: 1.4x). So on the CPU the step splits each micro-batch's rows into one shard
-// per thread and runs each shard's forward and backward on a host thread of its own
-// (StreamWorkers), whose default stream MLX gives a worker thread of its own: the shards run
-// at once, each with one BLAS thread and single-threaded ft kernels (ScopedThreadLimit).
-// Their loss sums, token counts and gradients add up in shard order (Note [Token-normalised
-// accumulation]), so a run gives the same bits every time, and equals the unsharded step up
-// to float rounding. Each worker traces the compiled step once (mx::compile keeps a trace
-// per default stream); tracing writes placeholders into the model, so traces take turns
-// while evaluations overlap. A stream can only be used from the thread that made it, so
-// everything a shard's graph reads from outside is evaluated first on the calling thread:
-// the masters, the model's other arrays, the batch and the keys.
-
 std::pair<LossOutput, ParamMap> TrainStep::loss_and_grads(const Batch& batch,
                                                           const mx::array& key) {
   sync_masters();
   return traced_loss_and_grads(batch, key);
 }
 
-int row_shards(int rows, int requested) {
-  if (mx::default_device() != mx::Device::cpu) return 1;
-  return std::clamp(rows, 1, requested > 0 ? requested : kernels::cpu::num_threads());
-}
-
-int TrainStep::shard_count(const Batch& batch) const {
-  if (batch.empty()) return 1;
-  for (const auto& a : batch)
-    if (a.ndim() == 0 || a.shape(0) != batch[0].shape(0)) return 1;
-  return row_shards(batch[0].shape(0), config_.row_shards);
-}
-
 std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& batch,
                                                                   const mx::array& key,
                                                                   int shards) {
+  // Note [Row shards on the CPU] in row_shards.cpp.
   sync_masters();
   mx::array keys = mx::random::split(key, shards);  // (shards, 2)
   std::vector<mx::array> ready = masters_.arrays();
   for (const auto& [name, value] : model_.parameters()) ready.push_back(value);
-  ready.insert(ready.end(), batch.begin(), batch.end());
   ready.push_back(keys);
   mx::eval(ready);
-
-  if (!workers_ || workers_->size() != shards) workers_ = std::make_unique<StreamWorkers>(shards);
-  std::vector<std::optional<std::pair<LossOutput, ParamMap>>> parts(shards);
-  const int rows = batch[0].shape(0);
-  {
-    kernels::cpu::ScopedThreadLimit limit(kernels::cpu::num_threads() / shards);
-    workers_->run([&](int i) {
-      int begin = rows * i / shards, end = rows * (i + 1) / shards;
-      Batch part;
-      for (const auto& a : batch) {
-        mx::Shape lo(a.ndim(), 0), hi = a.shape();
-        lo[0] = begin;
-        hi[0] = end;
-        part.push_back(mx::slice(a, lo, hi));
-      }
-      mx::array shard_key = mx::reshape(mx::slice(keys, {i, 0}, {i + 1, 2}), {2});
-      std::optional<std::pair<LossOutput, ParamMap>> out;
-      {
-        std::lock_guard lock(trace_mutex_);
-        out = traced_loss_and_grads(part, shard_key);
-      }
-      std::vector<mx::array> pending = out->second.arrays();
-      pending.push_back(out->first.loss_sum);
-      pending.push_back(out->first.tokens);
-      mx::eval(pending);
-      parts[i] = std::move(out);
-    });
-  }
-  auto [loss, grads] = std::move(*parts[0]);
-  for (int i = 1; i < shards; ++i) {
-    loss.loss_sum = loss.loss_sum + parts[i]->first.loss_sum;
-    loss.tokens = loss.tokens + parts[i]->first.tokens;
-    grads = tree_map(grads, parts[i]->second,
-                     [](const mx::array& a, const mx::array& b) { return a + b; });
-  }
-  return {loss, grads};
+  const size_t n_grads = names_.size();
+  auto parts = row_shards_.run(batch, shards, [&](const Batch& rows, int i) {
+    mx::array shard_key = mx::reshape(mx::slice(keys, {i, 0}, {i + 1, 2}), {2});
+    std::lock_guard lock(trace_mutex_);
+    auto [loss, grads] = traced_loss_and_grads(rows, shard_key);
+    std::vector<mx::array> out = grads.arrays();
+    out.push_back(loss.loss_sum);
+    out.push_back(loss.tokens);
+    return out;
+  });
+  std::vector<mx::array> sums = parts[0];
+  for (int i = 1; i < shards; ++i)
+    for (size_t j = 0; j < sums.size(); ++j) sums[j] = sums[j] + parts[i][j];
+  LossOutput loss{sums[n_grads], sums[n_grads + 1]};
+  sums.erase(sums.begin() + n_grads, sums.end());
+  return {loss, ParamMap::zip(names_, sums)};
 }
 
 std::pair<LossOutput, ParamMap> TrainStep::traced_loss_and_grads(const Batch& batch,
@@ -248,7 +197,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   std::optional<ParamMap> grad_sum;
   mx::array loss_sum = mx::array(0.0f), tokens = mx::array(0.0f);
   for (size_t i = 0; i < micro_batches.size(); ++i) {
-    int shards = shard_count(micro_batches[i]);
+    int shards = batch_row_shards(micro_batches[i], config_.row_shards);
     auto [loss, grads] = shards > 1 ? sharded_loss_and_grads(micro_batches[i], keys[i], shards)
                                     : loss_and_grads(micro_batches[i], keys[i]);
     loss_sum = loss_sum + loss.loss_sum;

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <functional>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -21,9 +20,9 @@
 #include <mlx/array.h>
 
 #include "ft/core/param_map.h"
-#include "ft/core/stream_workers.h"
 #include "ft/nn/module.h"
 #include "ft/train/precision.h"
+#include "ft/train/row_shards.h"
 
 namespace ft {
 
@@ -52,7 +51,7 @@ struct StepConfig {
   std::optional<LossScaleConfig> loss_scale;
   // On the CPU, each micro-batch's rows are split into this many shards whose forward and
   // backward run at once, each on a thread and stream of its own (Note [Row shards on the
-  // CPU] in step.cpp); 0: one per CPU thread (ft::kernels::cpu::num_threads()); 1: off.
+  // CPU] in row_shards.cpp); 0: one per CPU thread (ft::kernels::cpu::num_threads()); 1: off.
   // Used only when every batch array is (rows, ...) with the same rows, and needs a loss
   // that adds up over rows, as LossFn's sum of per-token losses does.
   int row_shards = 0;
@@ -66,11 +65,6 @@ struct StepResult {
   float loss_scale = 1;  // the scale this step's loss was multiplied by
   bool skipped = false;  // the gradients overflowed: no update was made
 };
-
-// The row shards a micro-batch of `rows` rows gets (StepConfig::row_shards, Note [Row
-// shards on the CPU] in step.cpp): on the CPU `requested` (0: one per CPU thread), at most
-// one per row; elsewhere 1.
-int row_shards(int rows, int requested = 0);
 
 class TrainStep {
  public:
@@ -110,8 +104,6 @@ class TrainStep {
   void set_masters(ParamMap masters);
   // loss_and_grads after sync_masters: one call of the traced step.
   std::pair<LossOutput, ParamMap> traced_loss_and_grads(const Batch& batch, const mx::array& key);
-  // How many row shards a micro-batch gets: 1 when sharding is off or does not apply.
-  int shard_count(const Batch& batch) const;
   // loss_and_grads split over row shards, each evaluated on its own worker; the sums are
   // evaluated when it returns.
   std::pair<LossOutput, ParamMap> sharded_loss_and_grads(const Batch& batch, const mx::array& key,
@@ -125,8 +117,8 @@ class TrainStep {
   ParamMap working_;
   std::optional<LossScaler> scaler_;
   TracedFn traced_;
-  std::unique_ptr<StreamWorkers> workers_;  // the row shards' threads, made on first use
-  std::mutex trace_mutex_;                  // tracing touches the model: one shard at a time
+  RowShards row_shards_;
+  std::mutex trace_mutex_;  // tracing touches the model: one shard at a time
 };
 
 }  // namespace ft

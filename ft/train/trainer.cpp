@@ -140,6 +140,29 @@ data::BatchOptions with_config(data::BatchOptions options, const TrainerConfig& 
 
 }  // namespace
 
+EvalOutput evaluate_batch(nn::Module& model, const EvalFn& eval_fn, const Batch& batch,
+                          RowShards& shards) {
+  int n = batch_row_shards(batch);
+  if (n == 1) {
+    EvalOutput out = eval_fn(model, batch);
+    mx::eval(out.loss_sum, out.tokens, out.correct);
+    return out;
+  }
+  mx::eval(model.parameters().arrays());  // Note [Row shards on the CPU]
+  auto parts = shards.run(batch, n, [&](const Batch& rows, int) {
+    EvalOutput out = eval_fn(model, rows);
+    return std::vector<mx::array>{out.loss_sum, out.tokens, out.correct};
+  });
+  EvalOutput sum{parts[0][0], parts[0][1], parts[0][2]};
+  for (int i = 1; i < n; ++i) {
+    sum.loss_sum = sum.loss_sum + parts[i][0];
+    sum.tokens = sum.tokens + parts[i][1];
+    sum.correct = sum.correct + parts[i][2];
+  }
+  mx::eval(sum.loss_sum, sum.tokens, sum.correct);
+  return sum;
+}
+
 void request_stop() {
   g_stop.store(true);
 }
@@ -268,8 +291,7 @@ EvalRecord Trainer::evaluate() {
   for (int64_t i = 0; i < batcher.batches_per_epoch(0); ++i) {
     data::Batch b = batcher.batch({0, i});
     if (b.trained_tokens == 0) continue;
-    EvalOutput out = eval_fn_(model_, to_step_batch(b));
-    mx::eval(out.loss_sum, out.tokens, out.correct);
+    EvalOutput out = evaluate_batch(model_, eval_fn_, to_step_batch(b), eval_shards_);
     loss_sum += out.loss_sum.item<float>();
     tokens += mx::astype(out.tokens, mx::float64, mx::Device::cpu).item<double>();
     correct += mx::astype(out.correct, mx::float64, mx::Device::cpu).item<double>();

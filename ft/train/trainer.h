@@ -54,6 +54,12 @@ struct EvalOutput {
 };
 using EvalFn = std::function<EvalOutput(nn::Module& model, const Batch& batch)>;
 
+// eval_fn on one batch, its rows split over `shards` on the CPU (row_shards.h) with the
+// shards' sums added in shard order; evaluated when it returns. eval_fn may run on several
+// threads at once: it must only read the model.
+EvalOutput evaluate_batch(nn::Module& model, const EvalFn& eval_fn, const Batch& batch,
+                          RowShards& shards);
+
 struct StepRecord {
   int64_t step = 0;  // from 1
   float loss = 0;
@@ -140,6 +146,7 @@ class Trainer {
   TrainerConfig config_;
   data::Batcher batcher_;
   TrainStep train_step_;
+  RowShards eval_shards_;
   Rng rng_;
   std::string config_hash_;
 

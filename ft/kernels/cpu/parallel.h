@@ -24,7 +24,7 @@ bool set_blas_threads(int threads);
 
 // While it lives, ft's CPU kernels use at most `threads` threads each and OpenBLAS uses
 // `threads`: for work split over threads of its own (Note [Row shards on the CPU] in
-// ft/train/step.cpp). Restores both when it ends. Not nestable across threads: one at a time.
+// ft/train/row_shards.cpp). Restores both when it ends. Not nestable across threads: one at a time.
 class ScopedThreadLimit {
  public:
   explicit ScopedThreadLimit(int threads);
