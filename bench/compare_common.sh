@@ -29,23 +29,37 @@ side() {
   echo "$line" >>"$RESULTS"
 }
 
-# summary: ratios of tokens/s (and peak memory where both have it) against ft's line.
+# summary: per system the median tokens/s of its runs (and each run's figure when there are
+# several, as with ROUNDS), peak memory, and the ratio of ft's median to each other median.
 summary() {
   "$PYTHON" - "$RESULTS" <<'PY' || echo "# no summary: $PYTHON could not read the results"
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-ft = next((r for r in rows if r.get("system") == "ft" and "tokens_per_s" in r), None)
+systems = {}
 for r in rows:
-    if "tokens_per_s" not in r:
-        print(f"{r.get('system')}: failed ({r.get('error', '')})")
+    systems.setdefault(r.get("system"), []).append(r)
+def median(runs):
+    return statistics.median(r["tokens_per_s"] for r in runs)
+ft_runs = [r for r in systems.get("ft", []) if "tokens_per_s" in r]
+for name, runs in systems.items():
+    ok = [r for r in runs if "tokens_per_s" in r]
+    if not ok:
+        print(f"{name}: failed ({runs[-1].get('error', '')})")
         continue
-    mem = r.get("peak_mem_gib")
-    mfu = r.get("mfu")
-    line = (f"{r['system']:>22}: {r['tokens_per_s']:>8} tokens/s  {r['step_s']:.4f} s/step"
+    last = ok[-1]
+    mem, mfu = last.get("peak_mem_gib"), last.get("mfu")
+    line = (f"{name:>22}: {median(ok):>8.0f} tokens/s  {last['step_s']:.4f} s/step"
             f"  peak {mem if mem is not None else '-'} GiB  mfu {mfu if mfu is not None else '-'}"
-            f"  loss {r['loss']:.3f}")
-    if ft is not None and r is not ft and r["tokens_per_s"] > 0:
-        line += f"  (ft is {ft['tokens_per_s'] / r['tokens_per_s']:.2f}x its tokens/s)"
+            f"  loss {last['loss']:.3f}")
+    if len(ok) > 1:
+        line += "  runs " + " ".join(str(r["tokens_per_s"]) for r in ok)
+    if ft_runs and name != "ft":
+        line += f"  (ft is {median(ft_runs) / median(ok):.2f}x its tokens/s"
+        if len(ok) == len(ft_runs) > 1:
+            pairs = [f / o for f, o in zip((r["tokens_per_s"] for r in ft_runs),
+                                            (r["tokens_per_s"] for r in ok))]
+            line += f"; per round {min(pairs):.2f}x to {max(pairs):.2f}x"
+        line += ")"
     print(line)
 PY
 }

@@ -9,6 +9,7 @@
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/parallel.h"
 #include "ft/kernels/cpu/softmax_cross_entropy.h"
 
 namespace ft::kernels {
@@ -204,13 +205,14 @@ std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx:
 
 }  // namespace
 
-int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested) {
-  // About 8M logits (32 MiB in f32) per chunk; a few chunks are in flight at once (Note
-  // [Chunk order in the lazy graph]). At least 128 tokens, so the matmuls stay efficient
-  // for large vocabularies.
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent) {
+  // About 8M logits (32 MiB in f32) per chunk, split between the calls running at once; a
+  // few chunks are in flight at once (Note [Chunk order in the lazy graph]). At least 128
+  // tokens, so the matmuls stay efficient for large vocabularies.
   constexpr long kChunkValues = 1L << 23;
   constexpr long kMinTokens = 128;
-  long chunk = requested > 0 ? requested : std::max(kMinTokens, kChunkValues / std::max(vocab, 1));
+  long budget = kChunkValues / std::max(concurrent, 1);
+  long chunk = requested > 0 ? requested : std::max(kMinTokens, budget / std::max(vocab, 1));
   return static_cast<int>(std::clamp<long>(chunk, 1, std::max(num_tokens, 1)));
 }
 
@@ -221,7 +223,8 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
   Plan plan{
       static_cast<int>(flat_targets.size()),
       weight.shape(0),
-      linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0), options.chunk_size),
+      linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0), options.chunk_size,
+                                      cpu::concurrent_shards()),
       options.ignore_index,
       options.label_smoothing,
       options.weight_grad,

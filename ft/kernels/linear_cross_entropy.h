@@ -16,7 +16,8 @@ namespace mx = mlx::core;
 struct LinearCrossEntropyOptions {
   int ignore_index = -100;
   float label_smoothing = 0.0f;  // in [0, 1]
-  // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32), at least 128 tokens.
+  // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32; on the CPU shared by
+  // the row shards running at once), at least 128 tokens.
   int chunk_size = 0;
   // mean: over non-ignored tokens; sum; none: per-token losses shaped like targets (f32).
   train::Reduction reduction = train::Reduction::mean;
@@ -46,7 +47,10 @@ mx::array linear_cross_entropy_composite(const mx::array& hidden, const mx::arra
                                          const mx::array& targets,
                                          const LinearCrossEntropyOptions& options = {});
 
-// The chunk size linear_cross_entropy uses for num_tokens tokens and vocab classes.
-int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested);
+// The chunk size linear_cross_entropy uses for num_tokens tokens and vocab classes, when
+// `concurrent` calls run at once (row shards on the CPU: cpu::concurrent_shards()) and share
+// the budget of logits.
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested,
+                                    int concurrent = 1);
 
 }  // namespace ft::kernels

@@ -87,11 +87,12 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   m.activations += 3 * tokens * c.hidden_size * itemsize;
   // Chunks of f32 (chunk, vocab) buffers: measured, about three alive on one stream (the
   // logits, their gradient, and the next op's output that MLX allocates ahead), about two
-  // per shard when row shards run at once, each shard with chunks of its own rows.
+  // per shard when row shards run at once, each shard with chunks of its own rows and its
+  // share of the budget of logits.
   const int shards = std::max(1, plan.row_shards);
   const int64_t shard_tokens = (tokens + shards - 1) / shards;
-  int chunk =
-      kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens), c.vocab_size, 0);
+  int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens),
+                                                       c.vocab_size, 0, shards);
   const uint64_t buffers = shards > 1 ? 2 : 3;
   m.head = shards * buffers * uint64_t(chunk) * c.vocab_size * 4;
   return m;

@@ -54,7 +54,7 @@ std::vector<std::vector<mx::array>> RowShards::run(const std::vector<mx::array>&
   mx::eval(batch);
   if (!workers_ || workers_->size() != shards) workers_ = std::make_unique<StreamWorkers>(shards);
   std::vector<std::vector<mx::array>> outputs(shards);
-  kernels::cpu::ScopedThreadLimit limit(kernels::cpu::num_threads() / shards);
+  kernels::cpu::ScopedThreadLimit limit(kernels::cpu::num_threads() / shards, shards);
   workers_->run([&](int i) {
     std::vector<mx::array> out = fn(shard_rows(batch, i, shards), i);
     mx::eval(out);

@@ -275,6 +275,10 @@ TEST(LinearCrossEntropy, BadInputIsAnError) {
   EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 128256, 0), 128);
   EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 0), 100);
   EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 30), 30);
+  // Row shards running at once share the budget, down to 128 tokens each.
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 2), 131);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 8), 128);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 8000, 0, 4), 262);
 }
 
 TEST(LinearCrossEntropy, CpuKernelPathsMatchTheComposite) {

@@ -25,6 +25,7 @@ int threads_from_env(const char* name) {
 
 std::atomic<int> g_count{0};  // set_num_threads's; 0: from the environment
 std::atomic<int> g_limit{0};  // ScopedThreadLimit's; 0: none
+std::atomic<int> g_shards{1};  // ScopedThreadLimit's
 
 using SetThreads = void (*)(int);
 using GetThreads = int (*)();
@@ -59,13 +60,20 @@ bool set_blas_threads(int threads) {
   return true;
 }
 
-ScopedThreadLimit::ScopedThreadLimit(int threads)
-    : previous_limit_(g_limit.exchange(std::max(1, threads))), previous_blas_(blas_threads()) {
+int concurrent_shards() {
+  return g_shards.load();
+}
+
+ScopedThreadLimit::ScopedThreadLimit(int threads, int shards)
+    : previous_limit_(g_limit.exchange(std::max(1, threads))),
+      previous_shards_(g_shards.exchange(std::max(1, shards))),
+      previous_blas_(blas_threads()) {
   if (previous_blas_) set_blas_threads(std::max(1, threads));
 }
 
 ScopedThreadLimit::~ScopedThreadLimit() {
   g_limit.store(previous_limit_);
+  g_shards.store(previous_shards_);
   if (previous_blas_) set_blas_threads(*previous_blas_);
 }
 

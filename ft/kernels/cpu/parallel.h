@@ -22,18 +22,24 @@ std::optional<int> blas_threads();
 // Sets it; false when the BLAS is not OpenBLAS.
 bool set_blas_threads(int threads);
 
-// While it lives, ft's CPU kernels use at most `threads` threads each and OpenBLAS uses
-// `threads`: for work split over threads of its own (Note [Row shards on the CPU] in
-// ft/train/row_shards.cpp). Restores both when it ends. Not nestable across threads: one at a time.
+// How many row shards run at once: 1, or ScopedThreadLimit's count while one lives. Memory
+// budgets meant for the process (linear_cross_entropy's chunk of logits) are split by it.
+int concurrent_shards();
+
+// While it lives, ft's CPU kernels use at most `threads` threads each, OpenBLAS uses
+// `threads`, and concurrent_shards() is `shards`: for work split over `shards` threads of its
+// own (Note [Row shards on the CPU] in ft/train/row_shards.cpp). Restores all three when it
+// ends. One at a time: not for nesting, nor for use from several threads.
 class ScopedThreadLimit {
  public:
-  explicit ScopedThreadLimit(int threads);
+  ScopedThreadLimit(int threads, int shards);
   ~ScopedThreadLimit();
   ScopedThreadLimit(const ScopedThreadLimit&) = delete;
   ScopedThreadLimit& operator=(const ScopedThreadLimit&) = delete;
 
  private:
   int previous_limit_;
+  int previous_shards_;
   std::optional<int> previous_blas_;
 };
 
