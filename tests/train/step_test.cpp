@@ -47,11 +47,15 @@ ft::Batch make_batch(int batch, int length, int masked_tail, uint64_t seed) {
   return {inputs, targets};
 }
 
-std::unique_ptr<ft::Optimizer> sgd(float lr) {
+std::unique_ptr<ft::Optimizer> optimizer(const std::string& name, float lr) {
   ft::OptimizerConfig c;
-  c.name = "sgd";
+  c.name = name;
   c.learning_rate = lr;
   return ft::make_optimizer(c);
+}
+
+std::unique_ptr<ft::Optimizer> sgd(float lr) {
+  return optimizer("sgd", lr);
 }
 
 float max_abs_diff(const ft::ParamMap& a, const ft::ParamMap& b) {
@@ -140,10 +144,7 @@ TEST(TrainStep, CompiledEqualsUncompiledAndCheckpointed) {
 TEST(TrainStep, LossFallsWithAdamW) {
   ft::Rng rng(1);
   ft::models::LlamaForCausalLM model(tiny_config(), rng);
-  ft::OptimizerConfig c;
-  c.name = "adamw";
-  c.learning_rate = 1e-2f;
-  auto opt = ft::make_optimizer(c);
+  auto opt = optimizer("adamw", 1e-2f);
   ft::StepConfig config;
   config.max_grad_norm = 1.0f;
   ft::TrainStep step(model, llama_loss, *opt, config);
@@ -200,10 +201,7 @@ TEST(TrainStep, RowShardsEqualTheWholeBatchAndRepeatExactly) {
   auto train = [&](int shards) {
     ft::Rng rng(12);
     ft::models::LlamaForCausalLM model(tiny_config(), rng);
-    ft::OptimizerConfig c;
-    c.name = "adamw";
-    c.learning_rate = 1e-2f;
-    auto opt = ft::make_optimizer(c);
+    auto opt = optimizer("adamw", 1e-2f);
     ft::StepConfig config;
     config.row_shards = shards;
     ft::TrainStep step(model, llama_loss, *opt, config);
