@@ -65,9 +65,9 @@ FT_CPU_CLONES void cross_entropy_rows(const RowsJob& job, int64_t begin, int64_t
       continue;
     }
 
-    // Pass 1: the row's maximum and sum.
+    // Pass 1: the row's maximum, and its sum where label smoothing needs it.
     const float max = row_max<S>(z, vocab);
-    const float sum_z = row_sum<S>(z, vocab);
+    const float sum_z = s > 0.0f ? row_sum<S>(z, vocab) : 0.0f;
 
     // Pass 2: e = exp(z - max), kept, and its sum. A plain map loop and a lane sum: the
     // exp vectorises on every x86 level only in a loop of its own.
