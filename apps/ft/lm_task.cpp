@@ -60,6 +60,8 @@ LossFn causal_lm_distill_loss(std::shared_ptr<models::LlamaForCausalLM> teacher,
            ": the teacher must share the student's tokenizer");
   teacher->eval();
   teacher->freeze();
+  // Row shards read it from their own threads (Note [Row shards on the CPU]): no lazy arrays.
+  mx::eval(teacher->parameters().arrays());
   return [teacher, options, packed](nn::Module& m, const Batch& batch, const mx::array&) {
     auto& model = static_cast<models::LlamaForCausalLM&>(m);
     mx::array hidden = hidden_states(model, batch, packed);
