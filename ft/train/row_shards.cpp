@@ -6,6 +6,7 @@
 #include <mlx/ops.h>
 #include <mlx/transforms.h>
 
+#include "ft/core/error.h"
 #include "ft/kernels/cpu/parallel.h"
 
 namespace ft {
@@ -49,18 +50,25 @@ std::vector<mx::array> shard_rows(const std::vector<mx::array>& batch, int shard
   return part;
 }
 
-std::vector<std::vector<mx::array>> RowShards::run(const std::vector<mx::array>& batch,
-                                                   int shards, const ShardFn& fn) {
+std::vector<mx::array> RowShards::sum(const std::vector<mx::array>& batch, int shards,
+                                      const ShardFn& fn) {
   mx::eval(batch);
   if (!workers_ || workers_->size() != shards) workers_ = std::make_unique<StreamWorkers>(shards);
   std::vector<std::vector<mx::array>> outputs(shards);
-  kernels::cpu::ScopedThreadLimit limit(kernels::cpu::num_threads() / shards, shards);
-  workers_->run([&](int i) {
-    std::vector<mx::array> out = fn(shard_rows(batch, i, shards), i);
-    mx::eval(out);
-    outputs[i] = std::move(out);
-  });
-  return outputs;
+  {
+    kernels::cpu::ScopedThreadLimit limit(kernels::cpu::num_threads() / shards, shards);
+    workers_->run([&](int i) {
+      std::vector<mx::array> out = fn(shard_rows(batch, i, shards), i);
+      mx::eval(out);
+      outputs[i] = std::move(out);
+    });
+  }
+  std::vector<mx::array> sums = outputs[0];
+  for (int i = 1; i < shards; ++i) {
+    FT_ASSERT(outputs[i].size() == sums.size());
+    for (size_t j = 0; j < sums.size(); ++j) sums[j] = sums[j] + outputs[i][j];
+  }
+  return sums;
 }
 
 }  // namespace ft

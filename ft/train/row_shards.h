@@ -31,11 +31,12 @@ class RowShards {
       std::function<std::vector<mx::array>(const std::vector<mx::array>& rows, int shard)>;
 
   // Evaluates the batch, then runs fn on every shard at once, each on its own worker (made
-  // on first use) under a cpu::ScopedThreadLimit of the threads per shard; evaluates the
-  // arrays fn returns there and gives them back in shard order. Whatever else fn's graph
-  // reads must be evaluated already: a stream works only on the thread that made it.
-  std::vector<std::vector<mx::array>> run(const std::vector<mx::array>& batch, int shards,
-                                          const ShardFn& fn);
+  // on first use) under a cpu::ScopedThreadLimit of the threads per shard, and evaluates the
+  // arrays fn returns there. Returns, output by output, their sums over the shards added in
+  // shard order (lazy: the caller evaluates them). Every shard must return as many arrays.
+  // Whatever else fn's graph reads must be evaluated already: a stream works only on the
+  // thread that made it.
+  std::vector<mx::array> sum(const std::vector<mx::array>& batch, int shards, const ShardFn& fn);
 
  private:
   std::unique_ptr<StreamWorkers> workers_;

@@ -148,7 +148,7 @@ std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& b
   ready.push_back(keys);
   mx::eval(ready);
   const size_t n_grads = names_.size();
-  auto parts = row_shards_.run(batch, shards, [&](const Batch& rows, int i) {
+  std::vector<mx::array> sums = row_shards_.sum(batch, shards, [&](const Batch& rows, int i) {
     mx::array shard_key = mx::reshape(mx::slice(keys, {i, 0}, {i + 1, 2}), {2});
     std::lock_guard lock(trace_mutex_);
     auto [loss, grads] = traced_loss_and_grads(rows, shard_key);
@@ -157,9 +157,6 @@ std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& b
     out.push_back(loss.tokens);
     return out;
   });
-  std::vector<mx::array> sums = parts[0];
-  for (int i = 1; i < shards; ++i)
-    for (size_t j = 0; j < sums.size(); ++j) sums[j] = sums[j] + parts[i][j];
   LossOutput loss{sums[n_grads], sums[n_grads + 1]};
   sums.erase(sums.begin() + n_grads, sums.end());
   return {loss, ParamMap::zip(names_, sums)};

@@ -104,8 +104,8 @@ class TrainStep {
   void set_masters(ParamMap masters);
   // loss_and_grads after sync_masters: one call of the traced step.
   std::pair<LossOutput, ParamMap> traced_loss_and_grads(const Batch& batch, const mx::array& key);
-  // loss_and_grads split over row shards, each evaluated on its own worker; the sums are
-  // evaluated when it returns.
+  // loss_and_grads split over row shards, each evaluated on its own worker; the shards'
+  // sums come back lazy.
   std::pair<LossOutput, ParamMap> sharded_loss_and_grads(const Batch& batch, const mx::array& key,
                                                          int shards);
 

@@ -149,18 +149,12 @@ EvalOutput evaluate_batch(nn::Module& model, const EvalFn& eval_fn, const Batch&
     return out;
   }
   mx::eval(model.parameters().arrays());  // Note [Row shards on the CPU]
-  auto parts = shards.run(batch, n, [&](const Batch& rows, int) {
+  std::vector<mx::array> sums = shards.sum(batch, n, [&](const Batch& rows, int) {
     EvalOutput out = eval_fn(model, rows);
     return std::vector<mx::array>{out.loss_sum, out.tokens, out.correct};
   });
-  EvalOutput sum{parts[0][0], parts[0][1], parts[0][2]};
-  for (int i = 1; i < n; ++i) {
-    sum.loss_sum = sum.loss_sum + parts[i][0];
-    sum.tokens = sum.tokens + parts[i][1];
-    sum.correct = sum.correct + parts[i][2];
-  }
-  mx::eval(sum.loss_sum, sum.tokens, sum.correct);
-  return sum;
+  mx::eval(sums);
+  return EvalOutput{sums[0], sums[1], sums[2]};
 }
 
 void request_stop() {

@@ -12,6 +12,7 @@
 #include "ft/train/row_shards.h"
 #include "ft/train/trainer.h"
 #include "tests/test_util.h"
+#include "tests/train/tiny_model.h"
 
 namespace mx = mlx::core;
 
@@ -58,15 +59,8 @@ TEST(RowShards, SplitsRowsEvenlyAndOnlyCommonRowMajorBatches) {
 // sums the same loss up to rounding.
 TEST(RowShards, EvaluationOverShardsEqualsTheWholeBatch) {
   ft::testing::OnCpu cpu;
-  ft::models::LlamaConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
   ft::Rng rng(5);
-  ft::models::LlamaForCausalLM model(c, rng);
+  ft::models::LlamaForCausalLM model(ft::testing::tiny_llama_config(), rng);
   model.eval();
   auto [k1, k2] = mx::random::split(mx::random::key(8));
   mx::array inputs = mx::random::randint(0, 32, {5, 7}, mx::int32, k1);

@@ -10,20 +10,14 @@
 #include "ft/train/optimizer.h"
 #include "ft/train/step.h"
 #include "tests/test_util.h"
+#include "tests/train/tiny_model.h"
 
 namespace mx = mlx::core;
 
 namespace {
 
 ft::models::LlamaConfig tiny_config() {
-  ft::models::LlamaConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  return c;
+  return ft::testing::tiny_llama_config();
 }
 
 // Batch: {inputs (B, L), targets (B, L) with -100 where not trained}.
