@@ -11,6 +11,7 @@
 #include <string>
 
 #include <mlx/device.h>
+#include <mlx/ops.h>
 
 #include "ft/core/error.h"
 
@@ -34,6 +35,20 @@ class OnCpu {
 // Whether tests run on a GPU (the default device test_main chose).
 inline bool on_gpu() {
   return mlx::core::default_device() == mlx::core::Device::gpu;
+}
+
+// Whether actual and expected have one shape and agree elementwise within atol + rtol |expected|,
+// compared in float64 on the CPU; the failure message gives the largest difference.
+inline ::testing::AssertionResult all_close(const mlx::core::array& actual,
+                                            const mlx::core::array& expected, double atol,
+                                            double rtol) {
+  namespace mx = mlx::core;
+  if (actual.shape() != expected.shape()) return ::testing::AssertionFailure() << "shapes differ";
+  OnCpu on_cpu;
+  auto a = mx::astype(actual, mx::float64), e = mx::astype(expected, mx::float64);
+  if (mx::allclose(a, e, rtol, atol).item<bool>()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "max abs difference " << mx::max(mx::abs(mx::subtract(a, e))).item<double>();
 }
 
 // MLX's quantized matmul on NVIDIA GPUs multiplies float32 activations as TF32

@@ -9,6 +9,7 @@
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/kernels/cpu/softmax_cross_entropy.h"
 
@@ -57,6 +58,8 @@ struct Plan {
   float label_smoothing;
   bool weight_grad;
   bool cpu_kernel;          // the chunks' softmax cross-entropy runs as ft's CPU kernel
+  bool head_kernel;         // the forward (and a frozen head's gradient) runs as
+                            // cpu::head_cross_entropy, without chunks
   mx::Dtype compute_dtype;  // the matmuls: promoted dtype of hidden and weight
   mx::Dtype loss_dtype;     // logsumexp, softmax and the loss: f32 (f64 for f64)
 };
@@ -102,6 +105,9 @@ mx::array rows(const mx::array& a, int start, int stop) {
 // Per-token losses (N,) in the loss dtype, chunk by chunk.
 mx::array forward(const mx::array& hidden, const mx::array& weight, const mx::array& targets,
                   const Plan& plan) {
+  if (plan.head_kernel)
+    return cpu::head_cross_entropy(hidden, weight, targets,
+                                   {plan.ignore_index, plan.label_smoothing, false})[0];
   train::CrossEntropyOptions ce{plan.ignore_index, plan.label_smoothing, train::Reduction::none};
   std::vector<mx::array> losses;
   for (int start = 0; start < plan.num_tokens; start += plan.chunk) {
@@ -173,6 +179,11 @@ std::pair<mx::array, std::optional<mx::array>> backward(const mx::array& hidden,
 // that sum w.r.t. hidden (N, H) and, if plan.weight_grad, weight (V, H), in the loss dtype.
 std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx::array& weight,
                                               const mx::array& targets, const Plan& plan) {
+  if (plan.head_kernel && !plan.weight_grad) {
+    auto out = cpu::head_cross_entropy(hidden, weight, targets,
+                                       {plan.ignore_index, plan.label_smoothing, true});
+    return {mx::sum(out[0]), out[1]};
+  }
   const auto ldt = plan.loss_dtype;
   std::vector<mx::array> losses, grad_hidden;
   std::optional<mx::array> grad_weight;  // (V, H), accumulated over chunks
@@ -229,6 +240,7 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
       options.label_smoothing,
       options.weight_grad,
       cpu::softmax_cross_entropy_supported(compute_dtype),
+      cpu::head_cross_entropy_supported(compute_dtype, compute_dtype, weight.shape(1)),
       compute_dtype,
       train::loss_dtype(compute_dtype)};
 

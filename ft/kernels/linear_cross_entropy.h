@@ -2,7 +2,9 @@
 // (tokens, vocab) logits never exist: neither in the forward nor in the backward, which is
 // hand-written (custom_vjp). On a GPU the backward recomputes each chunk's logits; on the CPU
 // the softmax and cross-entropy of a chunk are one kernel (kernels/cpu/softmax_cross_entropy.h)
-// and, for summed or averaged losses, the forward already computes the gradients.
+// and, for summed or averaged losses, the forward already computes the gradients. For
+// float32 on an x86 CPU with AVX2, the forward, and the gradient w.r.t. hidden of a frozen
+// weight, make one pass over the vocabulary without any logits (kernels/cpu/head_cross_entropy.h).
 #pragma once
 
 #include <mlx/array.h>
@@ -17,7 +19,9 @@ struct LinearCrossEntropyOptions {
   int ignore_index = -100;
   float label_smoothing = 0.0f;  // in [0, 1]
   // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32; on the CPU shared by
-  // the row shards running at once), at least 128 tokens.
+  // the row shards running at once), at least 128 tokens. Unused where the CPU runs the
+  // head in one pass (cpu::head_cross_entropy: float32, a multiple of 16 features, AVX2),
+  // which has no chunks: the forward, and the gradients of a frozen weight.
   int chunk_size = 0;
   // mean: over non-ignored tokens; sum; none: per-token losses shaped like targets (f32).
   train::Reduction reduction = train::Reduction::mean;

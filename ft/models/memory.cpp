@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/linear_cross_entropy.h"
 #include "ft/nn/lora.h"
 
@@ -22,7 +23,7 @@ namespace ft::models {
 // With gradient checkpointing only each layer's input stays; one layer's activations
 // are rebuilt at a time during the backward pass. While a layer's backward runs, its
 // activation gradients take about as much again, so one layer's worth is added on top
-// (without checkpointing; with it, the rebuilt layer's memory is that layer's worth).
+// (with checkpointing, on top of the rebuilt layer's).
 // On CPU this comes within 10% of the allocator's measured peak (tests/models/memory_test).
 
 namespace {
@@ -79,18 +80,29 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
       tokens * kept_per_token(shape, lora_per_layer, keys, plan.materialized_attention) * itemsize;
   const int64_t layers = c.num_hidden_layers;
   if (plan.grad_checkpoint) {
-    m.activations = layers * tokens * c.hidden_size * itemsize + layer;
+    m.activations = layers * tokens * c.hidden_size * itemsize + 2 * layer;
   } else {
     m.activations = (layers + 1) * layer;
   }
   // The embedding output and the final norm's input and output.
   m.activations += 3 * tokens * c.hidden_size * itemsize;
+  const int shards = std::max(1, plan.row_shards);
+  const int64_t shard_tokens = (tokens + shards - 1) / shards;
+  // A frozen f32 head on the CPU runs in one pass without logits (Note [One pass over the
+  // vocabulary]): each shard's call holds a few buffers of its own rows.
+  bool head_trained = false;
+  for (const auto& [name, p] : model.trainable_parameters())
+    head_trained |= name == "lm_head.weight" || name == "model.embed_tokens.weight";
+  const mx::array weight = model.output_weight();
+  if (!head_trained && kernels::cpu::head_cross_entropy_supported(weight.dtype(), weight.dtype(),
+                                                                  c.hidden_size)) {
+    m.head = shards * kernels::cpu::head_cross_entropy_scratch_bytes(shard_tokens, c.hidden_size);
+    return m;
+  }
   // Chunks of f32 (chunk, vocab) buffers: measured, about three alive on one stream (the
   // logits, their gradient, and the next op's output that MLX allocates ahead), about two
   // per shard when row shards run at once, each shard with chunks of its own rows and its
   // share of the budget of logits.
-  const int shards = std::max(1, plan.row_shards);
-  const int64_t shard_tokens = (tokens + shards - 1) / shards;
   int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens),
                                                        c.vocab_size, 0, shards);
   const uint64_t buffers = shards > 1 ? 2 : 3;

@@ -66,16 +66,6 @@ LossAndGrads loss_and_grads(LossFn fn, const Case& c, const LinearCrossEntropyOp
   return {values[0], grads[0], grads[1]};
 }
 
-::testing::AssertionResult close(const mx::array& actual, const mx::array& expected, double atol,
-                                 double rtol) {
-  if (actual.shape() != expected.shape()) return ::testing::AssertionFailure() << "shapes differ";
-  ft::testing::OnCpu on_cpu;
-  auto a = mx::astype(actual, mx::float64), e = mx::astype(expected, mx::float64);
-  if (mx::allclose(a, e, rtol, atol).item<bool>()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "max abs difference " << mx::max(mx::abs(mx::subtract(a, e))).item<double>();
-}
-
 }  // namespace
 
 TEST(LinearCrossEntropy, MatchesCompositeForChunkSizesReductionsAndSmoothing) {
@@ -91,9 +81,9 @@ TEST(LinearCrossEntropy, MatchesCompositeForChunkSizesReductionsAndSmoothing) {
         options.chunk_size = chunk;
         auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
         EXPECT_EQ(actual.loss.dtype(), mx::float32);
-        EXPECT_TRUE(close(actual.loss, expected.loss, 1e-5, 1e-5));
-        EXPECT_TRUE(close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
-        EXPECT_TRUE(close(actual.grad_weight, expected.grad_weight, 1e-6, 1e-5));
+        EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, 1e-5, 1e-5));
+        EXPECT_TRUE(ft::testing::all_close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
+        EXPECT_TRUE(ft::testing::all_close(actual.grad_weight, expected.grad_weight, 1e-6, 1e-5));
       }
     }
   }
@@ -105,8 +95,8 @@ TEST(LinearCrossEntropy, FrozenWeightGetsZeroGradientAndHiddenStaysExact) {
   auto expected = loss_and_grads(ft::kernels::linear_cross_entropy_composite, c, options);
   options.weight_grad = false;
   auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
-  EXPECT_TRUE(close(actual.loss, expected.loss, 1e-5, 1e-5));
-  EXPECT_TRUE(close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, 1e-5, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
   EXPECT_EQ(mx::max(mx::abs(actual.grad_weight)).item<float>(), 0.0f);
 }
 
@@ -118,7 +108,7 @@ TEST(LinearCrossEntropy, PerTokenLossesKeepTheTargetsShape) {
   auto fused = ft::kernels::linear_cross_entropy(hidden, c.weight, targets, options);
   auto composite = ft::kernels::linear_cross_entropy_composite(hidden, c.weight, targets, options);
   EXPECT_EQ(fused.shape(), (mx::Shape{3, 4}));
-  EXPECT_TRUE(close(fused, composite, 1e-5, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(fused, composite, 1e-5, 1e-5));
   // Ignored tokens (every fifth, from index 3) have zero loss.
   EXPECT_EQ(mx::take(mx::reshape(fused, {12}), 3).item<float>(), 0.0f);
   EXPECT_GT(mx::take(mx::reshape(fused, {12}), 4).item<float>(), 0.0f);
@@ -188,8 +178,8 @@ TEST(LinearCrossEntropy, GradientsMatchCentralFiniteDifferencesInF64) {
     return mx::array(out.begin(), shape, mx::float64);
   };
   // The tolerance is set by MLX's f64 exp in the analytic side (~1e-7 relative).
-  EXPECT_TRUE(close(analytic.grad_hidden, numeric(h, c.hidden.shape()), 1e-6, 1e-5));
-  EXPECT_TRUE(close(analytic.grad_weight, numeric(w, c.weight.shape()), 1e-6, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(analytic.grad_hidden, numeric(h, c.hidden.shape()), 1e-6, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(analytic.grad_weight, numeric(w, c.weight.shape()), 1e-6, 1e-5));
   // The gradients are not trivially small: the comparison has something to compare.
   EXPECT_GT(mx::max(mx::abs(analytic.grad_weight)).item<double>(), 1e-2);
 }
@@ -203,9 +193,9 @@ TEST(LinearCrossEntropy, Bf16InputsKeepTheirDtypeInGradientsAndLossInF32) {
   EXPECT_EQ(fused.grad_hidden.dtype(), mx::bfloat16);
   EXPECT_EQ(fused.grad_weight.dtype(), mx::bfloat16);
   // Both round the logits to bf16; the gradients differ by bf16 rounding of dlogits.
-  EXPECT_TRUE(close(fused.loss, composite.loss, 1e-4, 1e-4));
-  EXPECT_TRUE(close(fused.grad_hidden, composite.grad_hidden, 2e-3, 2e-2));
-  EXPECT_TRUE(close(fused.grad_weight, composite.grad_weight, 2e-3, 2e-2));
+  EXPECT_TRUE(ft::testing::all_close(fused.loss, composite.loss, 1e-4, 1e-4));
+  EXPECT_TRUE(ft::testing::all_close(fused.grad_hidden, composite.grad_hidden, 2e-3, 2e-2));
+  EXPECT_TRUE(ft::testing::all_close(fused.grad_weight, composite.grad_weight, 2e-3, 2e-2));
 }
 
 TEST(LinearCrossEntropy, WorksUnderCompile) {
@@ -223,9 +213,9 @@ TEST(LinearCrossEntropy, WorksUnderCompile) {
   });
   auto out = step({c.hidden, c.weight, c.targets});
   auto expected = loss_and_grads(ft::kernels::linear_cross_entropy_composite, c, options);
-  EXPECT_TRUE(close(out[0], expected.loss, 1e-5, 1e-5));
-  EXPECT_TRUE(close(out[1], expected.grad_hidden, 1e-6, 1e-5));
-  EXPECT_TRUE(close(out[2], expected.grad_weight, 1e-6, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(out[0], expected.loss, 1e-5, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(out[1], expected.grad_hidden, 1e-6, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(out[2], expected.grad_weight, 1e-6, 1e-5));
 }
 
 TEST(LinearCrossEntropy, PeakMemoryIsBelowTheComposite) {
@@ -308,10 +298,10 @@ TEST(LinearCrossEntropy, CpuKernelPathsMatchTheComposite) {
               loss_and_grads(ft::kernels::linear_cross_entropy_composite, wide, options);
           auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
           EXPECT_EQ(actual.grad_hidden.dtype(), dtype);
-          EXPECT_TRUE(close(actual.loss, expected.loss, bf16 ? 1e-2 : 1e-5, bf16 ? 1e-2 : 1e-5));
-          EXPECT_TRUE(close(actual.grad_hidden, expected.grad_hidden, atol, rtol));
+          EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, bf16 ? 1e-2 : 1e-5, bf16 ? 1e-2 : 1e-5));
+          EXPECT_TRUE(ft::testing::all_close(actual.grad_hidden, expected.grad_hidden, atol, rtol));
           if (weight_grad)
-            EXPECT_TRUE(close(actual.grad_weight, expected.grad_weight, atol, rtol));
+            EXPECT_TRUE(ft::testing::all_close(actual.grad_weight, expected.grad_weight, atol, rtol));
           else
             EXPECT_EQ(mx::max(mx::abs(mx::astype(actual.grad_weight, mx::float32))).item<float>(),
                       0.0f);

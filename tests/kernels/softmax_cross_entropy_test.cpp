@@ -23,19 +23,6 @@
 namespace mx = mlx::core;
 namespace cpu = ft::kernels::cpu;
 
-namespace {
-
-::testing::AssertionResult close(const mx::array& actual, const mx::array& expected, double atol,
-                                 double rtol) {
-  if (actual.shape() != expected.shape()) return ::testing::AssertionFailure() << "shapes differ";
-  ft::testing::OnCpu on_cpu;
-  auto a = mx::astype(actual, mx::float64), e = mx::astype(expected, mx::float64);
-  if (mx::allclose(a, e, rtol, atol).item<bool>()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "max abs difference " << mx::max(mx::abs(mx::subtract(a, e))).item<double>();
-}
-
-}  // namespace
 
 TEST(VecMath, ExpMatchesStdExpOverTheWholeFloatRange) {
   // Every 97th float bit pattern from -inf to +inf, both signs: about 88 million values.
@@ -141,8 +128,8 @@ TEST(SoftmaxCrossEntropy, MatchesTheCompositeLossAndGradient) {
       ASSERT_EQ(fused.size(), 2u);
       EXPECT_EQ(fused[0].dtype(), mx::float32);
       EXPECT_EQ(fused[1].dtype(), mx::float32);
-      EXPECT_TRUE(close(fused[0], loss, 1e-5, 1e-6));
-      EXPECT_TRUE(close(fused[1], dlogits, 1e-7, 1e-5));
+      EXPECT_TRUE(ft::testing::all_close(fused[0], loss, 1e-5, 1e-6));
+      EXPECT_TRUE(ft::testing::all_close(fused[1], dlogits, 1e-7, 1e-5));
       // Ignored rows: loss and gradient exactly zero; others: a real loss.
       EXPECT_EQ(mx::take(fused[0], 1).item<float>(), 0.0f);
       EXPECT_EQ(mx::max(mx::abs(mx::take(fused[1], 5, 0))).item<float>(), 0.0f);
@@ -164,8 +151,8 @@ TEST(SoftmaxCrossEntropy, LowPrecisionLogitsComputeInF32) {
     auto [loss, dlogits] = composite(c, 0.05f);
     auto fused = cpu::softmax_cross_entropy(c.logits, c.targets, {-100, 0.05f, true});
     EXPECT_EQ(fused[1].dtype(), dtype);
-    EXPECT_TRUE(close(fused[0], loss, 1e-5, 1e-6));
-    EXPECT_TRUE(close(fused[1], dlogits, 1e-5, 1e-2));
+    EXPECT_TRUE(ft::testing::all_close(fused[0], loss, 1e-5, 1e-6));
+    EXPECT_TRUE(ft::testing::all_close(fused[1], dlogits, 1e-5, 1e-2));
   }
 }
 
@@ -176,8 +163,8 @@ TEST(SoftmaxCrossEntropy, StridedLogitsAndOtherTargetDtypes) {
   auto targets64 = mx::astype(c.targets, mx::int64);
   auto fused = cpu::softmax_cross_entropy(transposed, targets64);
   auto expected = composite({mx::contiguous(transposed), c.targets}, 0.0f);
-  EXPECT_TRUE(close(fused[0], expected.first, 1e-5, 1e-6));
-  EXPECT_TRUE(close(fused[1], expected.second, 1e-7, 1e-5));
+  EXPECT_TRUE(ft::testing::all_close(fused[0], expected.first, 1e-5, 1e-6));
+  EXPECT_TRUE(ft::testing::all_close(fused[1], expected.second, 1e-7, 1e-5));
 }
 
 TEST(SoftmaxCrossEntropy, OutOfRangeTargetGivesNaNAndBadInputIsAnError) {

@@ -44,10 +44,11 @@ struct Case {
 
 // Peak bytes the allocator saw over two training steps, less what was live before.
 double measured_peak(LlamaForCausalLM& model, const Case& k) {
-  ft::LossFn loss = [](ft::nn::Module& m, const ft::Batch& b, const mx::array&) {
+  ft::LossFn loss = [k](ft::nn::Module& m, const ft::Batch& b, const mx::array&) {
     auto& lm = static_cast<LlamaForCausalLM&>(m);
     ft::kernels::LinearCrossEntropyOptions ce;
     ce.reduction = ft::train::Reduction::sum;
+    ce.weight_grad = !k.lora;  // LoRA leaves the (tied) head frozen, as ft train does
     mx::array l =
         ft::kernels::linear_cross_entropy(lm.hidden_states(b[0]), lm.output_weight(), b[1], ce);
     return ft::LossOutput{l, ft::train::num_valid_tokens(b[1])};

@@ -1,0 +1,541 @@
+#include "ft/kernels/cpu/head_cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <future>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include <mlx/allocator.h>            // defines: mx::allocator::malloc
+#include <mlx/backend/cpu/encoder.h>  // defines: mx::cpu::get_command_encoder
+#include <mlx/ops.h>
+#include <mlx/primitives.h>
+
+#include "ft/core/error.h"
+#include "ft/kernels/cpu/parallel.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FT_HEAD_KERNEL 1
+#define FT_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FT_HEAD_KERNEL 0
+#endif
+
+namespace ft::kernels::cpu {
+
+// Note [One pass over the vocabulary]
+// A frozen head's logits exist only to be reduced: the loss needs each row's logsumexp and
+// target logit, and the gradient w.r.t. the hidden state is softmax(z) W - W_t (plus the
+// smoothing term). Like attention's online softmax, both follow from one pass over the
+// vocabulary in panels. For a block of rows and each panel W_p of the vocabulary:
+//   z = h W_p^T;  m' = max(m, max_j z_j);  c = exp(m - m');
+//   l = c l + sum_j exp(z_j - m');  o = c o + sum_j exp(z_j - m') W_p,j;  m = m',
+// and at the end lse = m + log l and dhidden = o / l - (1 - s) W_t - (s / V) sum_j W_j.
+// These are the same two matrix products as with stored logits (no recomputation), but a
+// panel's logits, the panel of W and the block's o stay in the core's L2 cache. Chunked
+// logits (tens of MiB per chunk on the tiny benchmark, beyond the last-level cache) went to
+// memory and back four times between the two products: zeroed and written by the first,
+// read by the softmax, written as their gradient, read by the second; with row shards
+// running at once on every core that traffic was what held the cores back.
+// Layout: the rows are the SIMD lanes. The block's hidden states are transposed into
+// groups of 16 rows, so the first product's 6 x 16 tile broadcasts 6 entries of W and loads
+// 16 rows' features; its logits come out as (vocabulary, rows), where the maximum, the
+// exponentials and the sums run down the vocabulary, 8 rows per vector. The second product
+// broadcasts 6 rows' exponentials and loads 16 features of W's rows in their own layout.
+// W is read once per block of rows; a row's result depends on the row alone, in a fixed order.
+
+namespace {
+
+constexpr const char* kPlace = "head_cross_entropy";
+
+#if FT_HEAD_KERNEL
+
+constexpr int64_t kGroup = 16;      // rows per group: the first product's two 8-lane vectors
+constexpr int64_t kTile = 6;        // W rows per tile of the first product, and rows per tile
+                                    // of the second
+constexpr int64_t kBlockRows = 96;  // rows per block, a multiple of kGroup
+
+// W rows per panel: about 192 KiB of W, which a block's two products share in L2.
+int64_t panel_rows(int64_t hidden) {
+  return std::clamp<int64_t>(48 * 1024 / hidden / kTile * kTile, kTile, 192);
+}
+
+// W rows per stretch: about 2 MiB of W in each product's layout, packed once and then used by
+// every block from the last-level cache.
+int64_t stretch_rows(int64_t hidden) {
+  const int64_t panel = panel_rows(hidden);
+  return std::max<int64_t>(1, 512 * 1024 / hidden / panel) * panel;
+}
+
+struct Job {
+  const float* hidden;      // (N, H)
+  const float* weight;      // (V, H)
+  const int32_t* targets;   // (N,)
+  float* loss;              // (N,)
+  float* dhidden;           // (N, H) or null
+  const float* weight_sum;  // (H,) sum_j W_j, or null without smoothing or gradient
+  int64_t vocab;
+  int64_t hidden_size;
+  float smoothing;
+};
+
+// Scratch from MLX's allocator, so that its memory counters (ft bench's peak) include it,
+// aligned to 64 bytes.
+class Floats {
+ public:
+  explicit Floats(int64_t n) : data_(mx::allocator::malloc(n * sizeof(float) + 64)) {
+    auto address = reinterpret_cast<uintptr_t>(data_.buffer().raw_ptr());
+    aligned_ = reinterpret_cast<float*>((address + 63) / 64 * 64);
+  }
+  float* get() const { return aligned_; }
+
+ private:
+  mx::allocator::Data data_;
+  float* aligned_;
+};
+
+// exp(x) as cpu::exp_approx (vec_math.h), 8 lanes at once.
+FT_AVX2 inline __m256 exp8(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.72283905206835f);
+  const __m256 lo = _mm256_set1_ps(-103.97208f);
+  const __m256 round = _mm256_set1_ps(12582912.0f);
+  const __m256 above = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+  const __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  __m256 xc = _mm256_blendv_ps(x, hi, above);
+  xc = _mm256_blendv_ps(xc, lo, below);
+  const __m256 shifted = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), round);
+  const __m256 n = _mm256_sub_ps(shifted, round);
+  const __m256i ni =
+      _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_castps_si256(round));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i half = _mm256_srai_epi32(ni, 1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 scale1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+  const __m256 scale2 = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
+  __m256 result = _mm256_mul_ps(_mm256_mul_ps(p, scale1), scale2);
+  result = _mm256_blendv_ps(result, _mm256_set1_ps(std::numeric_limits<float>::infinity()), above);
+  return _mm256_blendv_ps(result, _mm256_setzero_ps(), below);
+}
+
+// out[i][0..16) = sum_k w[k][i] hidden_t[k][0..16) for a tile of 6 W rows packed as (H, 6),
+// out with row stride `stride`.
+FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hidden_t,
+                                float* out, int64_t stride) {
+  __m256 acc[kTile][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kTile; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < hidden; ++k) {
+    const __m256 b0 = _mm256_load_ps(hidden_t + kGroup * k);
+    const __m256 b1 = _mm256_load_ps(hidden_t + kGroup * k + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kTile; ++i) {
+      const __m256 a = _mm256_broadcast_ss(w + kTile * k + i);
+      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kTile; ++i) {
+    _mm256_storeu_ps(out + i * stride, acc[i][0]);
+    _mm256_storeu_ps(out + i * stride + 8, acc[i][1]);
+  }
+}
+
+// o[i][0..16) += sum_j e[j][i] w[j][0..16) for 6 rows i over `count` W rows j; e with row
+// stride `stride`, w packed as (count, 16), o with row stride H.
+FT_AVX2 inline void gradient_tile(const float* e, int64_t stride, const float* w, int64_t hidden,
+                                  int64_t count, float* o) {
+  __m256 acc[kTile][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kTile; ++i) {
+    acc[i][0] = _mm256_loadu_ps(o + i * hidden);
+    acc[i][1] = _mm256_loadu_ps(o + i * hidden + 8);
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    const __m256 b0 = _mm256_load_ps(w + 16 * j);
+    const __m256 b1 = _mm256_load_ps(w + 16 * j + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kTile; ++i) {
+      const __m256 a = _mm256_broadcast_ss(e + j * stride + i);
+      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kTile; ++i) {
+    _mm256_storeu_ps(o + i * hidden, acc[i][0]);
+    _mm256_storeu_ps(o + i * hidden + 8, acc[i][1]);
+  }
+}
+
+// The state of a call: its rows in blocks of kBlockRows, and a stretch of W packed for the two
+// products. Block b holds rows[b * kBlockRows, ...) of the rows with a target.
+class HeadPass {
+ public:
+  HeadPass(const Job& job, std::vector<int64_t> rows)
+      : job_(job),
+        hidden_(job.hidden_size),
+        panel_(panel_rows(hidden_)),
+        stretch_(stretch_rows(hidden_)),
+        rows_(std::move(rows)),
+        blocks_((static_cast<int64_t>(rows_.size()) + kBlockRows - 1) / kBlockRows),
+        grad_(job.dhidden != nullptr),
+        hidden_t_(blocks_ * kBlockRows * hidden_),
+        acc_(grad_ ? (blocks_ * kBlockRows + kTile) * hidden_ : 0),
+        weight_a_(stretch_ * hidden_),
+        weight_b_(grad_ ? stretch_ * hidden_ : 0),
+        stats_(kStats * blocks_ * kBlockRows),
+        targets_(blocks_ * kBlockRows, -1) {}
+
+  void run() {
+    parallel_for(blocks_, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) start_block(b);
+    });
+    for (int64_t first = 0; first < job_.vocab; first += stretch_) {
+      const int64_t count = std::min(stretch_, job_.vocab - first);
+      pack_stretch(first, count);
+      parallel_for(blocks_, 1, [&](int64_t begin, int64_t end) {
+        Floats logits(panel_ * kBlockRows + kTile);
+        for (int64_t b = begin; b < end; ++b)
+          for (int64_t p = 0; p < count; p += panel_)
+            panel(b, first + p, std::min(panel_, count - p), p, logits.get());
+      });
+    }
+    parallel_for(blocks_, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) finish_block(b);
+    });
+  }
+
+  static constexpr int64_t kStats = 5;  // max, sum, sum of logits, target logit, rescale
+
+ private:
+  int64_t rows_in(int64_t b) const {
+    return std::min(kBlockRows, static_cast<int64_t>(rows_.size()) - b * kBlockRows);
+  }
+  // R: the block's rows padded to whole groups.
+  int64_t width(int64_t b) const { return (rows_in(b) + kGroup - 1) / kGroup * kGroup; }
+  float* stat(int64_t b, int64_t which) const {
+    return stats_.get() + (b * kStats + which) * kBlockRows;
+  }
+
+  // The block's hidden states, transposed into groups of 16 rows: (R / 16, H, 16).
+  FT_AVX2 void start_block(int64_t b) {
+    const int64_t n = rows_in(b), r_pad = width(b);
+    float* hidden_t = hidden_t_.get() + b * kBlockRows * hidden_;
+    for (int64_t r = 0; r < r_pad; ++r) {
+      float* dst = hidden_t + (r / kGroup) * hidden_ * kGroup + r % kGroup;
+      const float* src = r < n ? job_.hidden + rows_[b * kBlockRows + r] * hidden_ : nullptr;
+      for (int64_t k = 0; k < hidden_; ++k) dst[k * kGroup] = src ? src[k] : 0.0f;
+      stat(b, 0)[r] = -std::numeric_limits<float>::infinity();
+      stat(b, 1)[r] = stat(b, 2)[r] = stat(b, 3)[r] = 0.0f;
+      if (r < n) targets_[b * kBlockRows + r] = job_.targets[rows_[b * kBlockRows + r]];
+    }
+    if (grad_) {
+      float* o = acc_.get() + b * kBlockRows * hidden_;
+      std::fill(o, o + (b + 1 == blocks_ ? kBlockRows + kTile : kBlockRows) * hidden_, 0.0f);
+    }
+  }
+
+  // W rows [first, first + count) in the two products' layouts: for the first, tiles of 6
+  // rows as (H, 6), zero past the vocabulary; for the second, each panel as (H / 16, rows, 16).
+  FT_AVX2 void pack_stretch(int64_t first, int64_t count) {
+    const float* w = job_.weight + first * hidden_;
+    const int64_t tiles = (count + kTile - 1) / kTile;
+    parallel_for(tiles, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t)
+        for (int64_t i = 0; i < kTile; ++i) {
+          float* dst = weight_a_.get() + t * kTile * hidden_ + i;
+          const int64_t j = t * kTile + i;
+          for (int64_t k = 0; k < hidden_; ++k)
+            dst[k * kTile] = j < count ? w[j * hidden_ + k] : 0.0f;
+        }
+    });
+    if (!grad_) return;
+    for (int64_t p = 0; p < count; p += panel_) {
+      const int64_t rows = std::min(panel_, count - p);
+      float* wb = weight_b_.get() + p * hidden_;
+      for (int64_t j = 0; j < rows; ++j)
+        for (int64_t k = 0; k < hidden_; k += 16) {
+          const float* src = w + (p + j) * hidden_ + k;
+          float* dst = wb + k * rows + 16 * j;
+          _mm256_store_ps(dst, _mm256_loadu_ps(src));
+          _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));
+        }
+    }
+  }
+
+  // Block b over the panel of W rows [start, start + count), at `offset` in the packed
+  // stretch: Note [One pass over the vocabulary]. logits: (panel, R) and a tile to spare.
+  FT_AVX2 void panel(int64_t b, int64_t start, int64_t count, int64_t offset, float* logits) {
+    const int64_t n = rows_in(b), r_pad = width(b);
+    const float* hidden_t = hidden_t_.get() + b * kBlockRows * hidden_;
+    const int32_t* targets = targets_.data() + b * kBlockRows;
+    float *max = stat(b, 0), *sum = stat(b, 1), *sum_z = stat(b, 2), *target_z = stat(b, 3),
+          *rescale = stat(b, 4);
+
+    // The panel's logits, (count, R), in whole tiles of 6 (the buffer has room).
+    const float* wa = weight_a_.get() + offset * hidden_;
+    for (int64_t j = 0; j < count; j += kTile)
+      for (int64_t g = 0; g < r_pad; g += kGroup)
+        logits_tile(wa + j * hidden_, hidden_, hidden_t + g * hidden_, logits + j * r_pad + g,
+                    r_pad);
+    for (int64_t r = 0; r < n; ++r)
+      if (targets[r] >= start && targets[r] < start + count)
+        target_z[r] = logits[(targets[r] - start) * r_pad + r];
+
+    // The running statistics, 8 rows at a time; the logits become exp(z - m').
+    const bool smoothing = job_.smoothing > 0.0f;
+    for (int64_t r = 0; r < r_pad; r += 8) {
+      const __m256 old_max = _mm256_loadu_ps(max + r);
+      __m256 new_max = old_max;
+      __m256 z_sum = _mm256_setzero_ps();
+      for (int64_t j = 0; j < count; ++j) {
+        const __m256 z = _mm256_loadu_ps(logits + j * r_pad + r);
+        new_max = _mm256_max_ps(new_max, z);
+        if (smoothing) z_sum = _mm256_add_ps(z_sum, z);
+      }
+      __m256 e_sum = _mm256_setzero_ps();
+      for (int64_t j = 0; j < count; ++j) {
+        float* z = logits + j * r_pad + r;
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(z), new_max));
+        _mm256_storeu_ps(z, e);
+        e_sum = _mm256_add_ps(e_sum, e);
+      }
+      const __m256 c = exp8(_mm256_sub_ps(old_max, new_max));
+      _mm256_storeu_ps(sum + r, _mm256_fmadd_ps(_mm256_loadu_ps(sum + r), c, e_sum));
+      _mm256_storeu_ps(sum_z + r, _mm256_add_ps(_mm256_loadu_ps(sum_z + r), z_sum));
+      _mm256_storeu_ps(max + r, new_max);
+      _mm256_storeu_ps(rescale + r, c);
+    }
+    if (!grad_) return;
+
+    // o = c o + e W_p, 6 rows by 16 features at a time.
+    float* o = acc_.get() + b * kBlockRows * hidden_;
+    for (int64_t r = 0; r < n; ++r) {
+      if (rescale[r] == 1.0f) continue;
+      const __m256 c = _mm256_set1_ps(rescale[r]);
+      for (int64_t k = 0; k < hidden_; k += 8)
+        _mm256_storeu_ps(o + r * hidden_ + k,
+                         _mm256_mul_ps(c, _mm256_loadu_ps(o + r * hidden_ + k)));
+    }
+    const float* wb = weight_b_.get() + offset * hidden_;
+    for (int64_t r = 0; r < n; r += kTile)
+      for (int64_t k = 0; k < hidden_; k += 16)
+        gradient_tile(logits + r, r_pad, wb + k * count, hidden_, count, o + r * hidden_ + k);
+  }
+
+  // The loss and gradient of block b's rows.
+  void finish_block(int64_t b) {
+    const float s = job_.smoothing;
+    const float uniform = s / static_cast<float>(job_.vocab);
+    const float* o = grad_ ? acc_.get() + b * kBlockRows * hidden_ : nullptr;
+    for (int64_t r = 0; r < rows_in(b); ++r) {
+      const int64_t row = rows_[b * kBlockRows + r];
+      const int32_t t = targets_[b * kBlockRows + r];
+      const bool in_range = t >= 0 && t < job_.vocab;
+      const float lse = stat(b, 0)[r] + std::log(stat(b, 1)[r]);
+      job_.loss[row] = in_range ? lse - (1.0f - s) * stat(b, 3)[r] - s * (stat(b, 2)[r] / job_.vocab)
+                                : std::numeric_limits<float>::quiet_NaN();
+      if (!grad_) continue;
+      float* dh = job_.dhidden + row * hidden_;
+      const float inv_sum = 1.0f / stat(b, 1)[r];
+      const float* wt = in_range ? job_.weight + t * hidden_ : nullptr;
+      for (int64_t k = 0; k < hidden_; ++k) {
+        float g = o[r * hidden_ + k] * inv_sum;
+        if (wt) g -= (1.0f - s) * wt[k];
+        if (job_.weight_sum) g -= uniform * job_.weight_sum[k];
+        dh[k] = g;
+      }
+    }
+  }
+
+  const Job& job_;
+  const int64_t hidden_, panel_, stretch_;
+  const std::vector<int64_t> rows_;
+  const int64_t blocks_;
+  const bool grad_;
+  Floats hidden_t_;  // per block (R / 16, H, 16)
+  Floats acc_;       // per block (R, H): o, and a tile to spare after the last
+  Floats weight_a_;  // the stretch's tiles of 6 W rows, each (H, 6)
+  Floats weight_b_;  // the stretch's panels, each (H / 16, rows, 16)
+  Floats stats_;     // per block kStats x kBlockRows
+  std::vector<int32_t> targets_;
+};
+
+void run(const Job& job, int64_t num_rows, int ignore_index) {
+  std::vector<int64_t> rows;  // the rows with a target; the others get 0 and a zero gradient
+  rows.reserve(num_rows);
+  for (int64_t r = 0; r < num_rows; ++r) {
+    if (job.targets[r] != ignore_index) {
+      rows.push_back(r);
+      continue;
+    }
+    job.loss[r] = 0.0f;
+    if (job.dhidden)
+      std::fill(job.dhidden + r * job.hidden_size, job.dhidden + (r + 1) * job.hidden_size, 0.0f);
+  }
+  if (!rows.empty()) HeadPass(job, std::move(rows)).run();
+}
+
+bool processor_supported() {
+  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return supported;
+}
+
+#else
+
+bool processor_supported() { return false; }
+
+#endif  // FT_HEAD_KERNEL
+
+class HeadCrossEntropy : public mx::Primitive {
+ public:
+  HeadCrossEntropy(mx::Stream stream, const HeadCrossEntropyOptions& options)
+      : mx::Primitive(stream), options_(options) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+#if FT_HEAD_KERNEL
+    const mx::array& hidden = inputs[0];   // (N, H) row-contiguous float32
+    const mx::array& weight = inputs[1];   // (V, H) row-contiguous float32
+    const mx::array& targets = inputs[2];  // (N,) int32
+    for (auto& out : outputs) out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    encoder.set_input_array(hidden);
+    encoder.set_input_array(weight);
+    encoder.set_input_array(targets);
+    for (auto& out : outputs) encoder.set_output_array(out);
+    Job job{hidden.data<float>(),
+            weight.data<float>(),
+            targets.data<int32_t>(),
+            outputs[0].data<float>(),
+            outputs.size() > 1 ? outputs[1].data<float>() : nullptr,
+            nullptr,
+            weight.shape(0),
+            weight.shape(1),
+            options_.label_smoothing};
+    const int64_t num_rows = hidden.shape(0);
+    const int ignore_index = options_.ignore_index;
+    encoder.dispatch([job, num_rows, ignore_index]() mutable {
+      std::vector<float> weight_sum;
+      if (job.dhidden && job.smoothing > 0.0f) {
+        weight_sum.assign(job.hidden_size, 0.0f);
+        for (int64_t j = 0; j < job.vocab; ++j)
+          for (int64_t k = 0; k < job.hidden_size; ++k)
+            weight_sum[k] += job.weight[j * job.hidden_size + k];
+        job.weight_sum = weight_sum.data();
+      }
+      run(job, num_rows, ignore_index);
+    });
+    // Note [Waiting for a long task]
+    // MLX's eval runs ahead of the streams' workers, but only while fewer than a fixed number
+    // of tasks are in flight in the whole process. This task is long (the head's whole
+    // forward and backward); if eval went on dispatching this stream's next tasks behind it,
+    // they would fill that budget, and the evaluation of another row shard, on a stream of
+    // its own, would wait for this task to end (measured: the shards' head passes ran one
+    // after the other, not at once). So this eval returns only when the task is done.
+    std::promise<void> done;
+    encoder.dispatch([&done] { done.set_value(); });
+    done.get_future().wait();
+#else
+    (void)inputs;
+    (void)outputs;
+    throw Error(kPlace, "needs an x86-64 processor with AVX2 and FMA");
+#endif
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw Error(kPlace, "runs on the CPU only");
+  }
+
+  const char* name() const override { return "HeadCrossEntropy"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    const auto& o = static_cast<const HeadCrossEntropy&>(other);
+    return options_.ignore_index == o.options_.ignore_index &&
+           options_.label_smoothing == o.options_.label_smoothing &&
+           options_.with_grad == o.options_.with_grad;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
+    std::vector<mx::Shape> shapes{{inputs[0].shape(0)}};
+    if (options_.with_grad) shapes.push_back(inputs[0].shape());
+    return shapes;
+  }
+
+ private:
+  HeadCrossEntropyOptions options_;
+};
+
+}  // namespace
+
+size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size) {
+#if FT_HEAD_KERNEL
+  const int64_t padded = (rows + kBlockRows - 1) / kBlockRows * kBlockRows;
+  const int64_t floats = padded * hidden_size                // the transposed hidden states
+                         + (padded + kTile) * hidden_size    // o
+                         + 2 * stretch_rows(hidden_size) * hidden_size  // packed W
+                         + panel_rows(hidden_size) * kBlockRows + kTile  // a panel's logits
+                         + HeadPass::kStats * padded;
+  return static_cast<size_t>(floats) * sizeof(float) + padded * (sizeof(int32_t) + sizeof(int64_t));
+#else
+  (void)rows;
+  (void)hidden_size;
+  return 0;
+#endif
+}
+
+bool head_cross_entropy_supported(mx::Dtype hidden, mx::Dtype weight, int hidden_size,
+                                  mx::StreamOrDevice s) {
+  return processor_supported() && mx::to_stream(s).device.type == mx::Device::cpu &&
+         hidden == mx::float32 && weight == mx::float32 && hidden_size > 0 &&
+         hidden_size % 16 == 0;
+}
+
+std::vector<mx::array> head_cross_entropy(const mx::array& hidden, const mx::array& weight,
+                                          const mx::array& targets,
+                                          const HeadCrossEntropyOptions& options,
+                                          mx::StreamOrDevice s) {
+  const auto stream = mx::to_stream(s);
+  FT_CHECK(hidden.ndim() == 2 && weight.ndim() == 2, kPlace,
+           "hidden must be (rows, H) and weight (V, H), got shapes ", hidden.shape(), " and ",
+           weight.shape());
+  FT_CHECK(hidden.shape(1) == weight.shape(1), kPlace, "hidden has ", hidden.shape(1),
+           " features but weight has ", weight.shape(1));
+  FT_CHECK(targets.ndim() == 1 && targets.shape(0) == hidden.shape(0), kPlace,
+           "targets have shape ", targets.shape(), " but hidden has ", hidden.shape(0), " rows");
+  FT_CHECK(mx::issubdtype(targets.dtype(), mx::integer), kPlace,
+           "targets must be integer token ids, got ", targets.dtype());
+  FT_CHECK(weight.shape(0) > 0, kPlace, "weight has no vocabulary rows");
+  FT_CHECK(head_cross_entropy_supported(hidden.dtype(), weight.dtype(), hidden.shape(1), stream),
+           kPlace, "takes float32 hidden and weight with a multiple of 16 features on a CPU stream",
+           " of a processor with AVX2 and FMA, got ", hidden.dtype(), " and ", weight.dtype(),
+           " with ", hidden.shape(1), " features on ", stream.device);
+  FT_CHECK(options.label_smoothing >= 0.0f && options.label_smoothing <= 1.0f, kPlace,
+           "label_smoothing must be in [0, 1], got ", options.label_smoothing);
+  std::vector<mx::array> inputs{
+      mx::contiguous(hidden, false, stream), mx::contiguous(weight, false, stream),
+      mx::contiguous(mx::astype(targets, mx::int32, stream), false, stream)};
+  std::vector<mx::Shape> shapes{{hidden.shape(0)}};
+  std::vector<mx::Dtype> dtypes{mx::float32};
+  if (options.with_grad) {
+    shapes.push_back(hidden.shape());
+    dtypes.push_back(mx::float32);
+  }
+  return mx::array::make_arrays(std::move(shapes), dtypes,
+                                std::make_shared<HeadCrossEntropy>(stream, options), inputs);
+}
+
+}  // namespace ft::kernels::cpu
