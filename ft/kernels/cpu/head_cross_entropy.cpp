@@ -181,6 +181,40 @@ FT_AVX2 inline void gradient_tile(const float* e, int64_t stride, const float* w
   }
 }
 
+// dst[k][i] = w[i][k] for the `rows` (<= 6) W rows of a tile, zero for i >= rows: the
+// (H, 6) layout of the first product, 8 features at a time through an 8 x 8 transpose. Each
+// store writes 8 floats of which the next store overwrites the last 2; the tile's last store
+// writes only its 6.
+FT_AVX2 inline void pack_tile(const float* w, int64_t hidden, int64_t rows, float* dst) {
+  for (int64_t k = 0; k < hidden; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i)
+      r[i] = i < rows ? _mm256_loadu_ps(w + i * hidden + k) : _mm256_setzero_ps();
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    const __m256 columns[8] = {
+        _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+        _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+        _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+        _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+    for (int c = 0; c < 8; ++c) {
+      float* out = dst + (k + c) * kTile;
+      if (k + c + 1 < hidden) {
+        _mm256_storeu_ps(out, columns[c]);
+      } else {
+        const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+        _mm256_maskstore_ps(out, six, columns[c]);
+      }
+    }
+  }
+}
+
 // The state of a call: its rows in blocks of kBlockRows, and a stretch of W packed for the two
 // products. Block b holds rows[b * kBlockRows, ...) of the rows with a target.
 class HeadPass {
@@ -256,12 +290,8 @@ class HeadPass {
     const int64_t tiles = (count + kTile - 1) / kTile;
     parallel_for(tiles, 16, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t)
-        for (int64_t i = 0; i < kTile; ++i) {
-          float* dst = weight_a_.get() + t * kTile * hidden_ + i;
-          const int64_t j = t * kTile + i;
-          for (int64_t k = 0; k < hidden_; ++k)
-            dst[k * kTile] = j < count ? w[j * hidden_ + k] : 0.0f;
-        }
+        pack_tile(w + t * kTile * hidden_, hidden_, std::min(kTile, count - t * kTile),
+                  weight_a_.get() + t * kTile * hidden_);
     });
     if (!grad_) return;
     for (int64_t p = 0; p < count; p += panel_) {
