@@ -23,7 +23,9 @@ namespace ft::models {
 // With gradient checkpointing only each layer's input stays; one layer's activations
 // are rebuilt at a time during the backward pass. While a layer's backward runs, its
 // activation gradients take about as much again, so one layer's worth is added on top
-// (with checkpointing, on top of the rebuilt layer's).
+// (with checkpointing, on top of the rebuilt layer's). MLX's eval order can rebuild several
+// checkpointed layers ahead of their backward, more with fewer row shards
+// (tests/models/memory_test.cpp); the estimate assumes one.
 // On CPU this comes within 10% of the allocator's measured peak (tests/models/memory_test).
 
 namespace {

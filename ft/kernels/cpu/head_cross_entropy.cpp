@@ -38,14 +38,14 @@ namespace ft::kernels::cpu {
 // panel's logits, the panel of W and the block's o stay in the core's L2 cache. Chunked
 // logits (tens of MiB per chunk on the tiny benchmark, beyond the last-level cache) went to
 // memory and back four times between the two products: zeroed and written by the first,
-// read by the softmax, written as their gradient, read by the second; with row shards
-// running at once on every core that traffic was what held the cores back.
+// read by the softmax, written as their gradient, read by the second.
 // Layout: the rows are the SIMD lanes. The block's hidden states are transposed into
 // groups of 16 rows, so the first product's 6 x 16 tile broadcasts 6 entries of W and loads
 // 16 rows' features; its logits come out as (vocabulary, rows), where the maximum, the
 // exponentials and the sums run down the vocabulary, 8 rows per vector. The second product
-// broadcasts 6 rows' exponentials and loads 16 features of W's rows in their own layout.
-// W is read once per block of rows; a row's result depends on the row alone, in a fixed order.
+// broadcasts 6 rows' exponentials and loads 16 features of a W row. Each product reads W
+// packed in a layout of its own, a stretch of the vocabulary at a time, packed once per call
+// and read by every block. A row's result depends on the row alone, in a fixed order.
 
 namespace {
 
