@@ -3,6 +3,8 @@
 // holding a row's logits (Note [One pass over the vocabulary] in head_cross_entropy.cpp).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include <mlx/array.h>
