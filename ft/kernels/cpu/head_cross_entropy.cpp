@@ -431,10 +431,10 @@ bool processor_supported() { return false; }
 
 #endif  // FT_HEAD_KERNEL
 
-class HeadCrossEntropy : public mx::Primitive {
+class HeadCrossEntropy : public CrossEntropyPrimitive {
  public:
   HeadCrossEntropy(mx::Stream stream, const HeadCrossEntropyOptions& options)
-      : mx::Primitive(stream), options_(options) {}
+      : CrossEntropyPrimitive(stream, options, kPlace) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
 #if FT_HEAD_KERNEL
@@ -486,27 +486,7 @@ class HeadCrossEntropy : public mx::Primitive {
 #endif
   }
 
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw Error(kPlace, "runs on the CPU only");
-  }
-
   const char* name() const override { return "HeadCrossEntropy"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    const auto& o = static_cast<const HeadCrossEntropy&>(other);
-    return options_.ignore_index == o.options_.ignore_index &&
-           options_.label_smoothing == o.options_.label_smoothing &&
-           options_.with_grad == o.options_.with_grad;
-  }
-
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
-    std::vector<mx::Shape> shapes{{inputs[0].shape(0)}};
-    if (options_.with_grad) shapes.push_back(inputs[0].shape());
-    return shapes;
-  }
-
- private:
-  HeadCrossEntropyOptions options_;
 };
 
 }  // namespace

@@ -11,15 +11,14 @@
 #include <mlx/stream.h>
 #include <mlx/utils.h>
 
+#include "ft/kernels/cpu/cross_entropy_primitive.h"
+
 namespace ft::kernels::cpu {
 
 namespace mx = mlx::core;
 
-struct HeadCrossEntropyOptions {
-  int ignore_index = -100;
-  float label_smoothing = 0.0f;  // s in [0, 1]
-  bool with_grad = true;         // also return the gradient w.r.t. hidden
-};
+// with_grad: also return the gradient w.r.t. hidden.
+using HeadCrossEntropyOptions = CrossEntropyKernelOptions;
 
 // For hidden h (N, H), weight W (V, H), targets t (N,), with z = h W^T and
 // lse_i = log sum_j exp(z_ij):

@@ -91,10 +91,10 @@ FT_CPU_CLONES void cross_entropy_rows(const RowsJob& job, int64_t begin, int64_t
   }
 }
 
-class SoftmaxCrossEntropy : public mx::Primitive {
+class SoftmaxCrossEntropy : public CrossEntropyPrimitive {
  public:
   SoftmaxCrossEntropy(mx::Stream stream, const SoftmaxCrossEntropyOptions& options)
-      : mx::Primitive(stream), options_(options) {}
+      : CrossEntropyPrimitive(stream, options, kPlace) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const mx::array& logits = inputs[0];   // (N, V) row-contiguous
@@ -130,27 +130,7 @@ class SoftmaxCrossEntropy : public mx::Primitive {
     });
   }
 
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw Error(kPlace, "runs on the CPU only");
-  }
-
   const char* name() const override { return "SoftmaxCrossEntropy"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    const auto& o = static_cast<const SoftmaxCrossEntropy&>(other);
-    return options_.ignore_index == o.options_.ignore_index &&
-           options_.label_smoothing == o.options_.label_smoothing &&
-           options_.with_grad == o.options_.with_grad;
-  }
-
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override {
-    std::vector<mx::Shape> shapes{{inputs[0].shape(0)}};
-    if (options_.with_grad) shapes.push_back(inputs[0].shape());
-    return shapes;
-  }
-
- private:
-  SoftmaxCrossEntropyOptions options_;
 };
 
 }  // namespace

@@ -8,15 +8,14 @@
 #include <mlx/stream.h>
 #include <mlx/utils.h>
 
+#include "ft/kernels/cpu/cross_entropy_primitive.h"
+
 namespace ft::kernels::cpu {
 
 namespace mx = mlx::core;
 
-struct SoftmaxCrossEntropyOptions {
-  int ignore_index = -100;
-  float label_smoothing = 0.0f;  // s in [0, 1]
-  bool with_grad = true;         // also return the gradient w.r.t. the logits
-};
+// with_grad: also return the gradient w.r.t. the logits.
+using SoftmaxCrossEntropyOptions = CrossEntropyKernelOptions;
 
 // For logits z (N, V) and targets t (N,), with lse_i = log sum_j exp(z_ij):
 //   loss_i = lse_i - (1 - s) z_i,t_i - s mean_j z_ij          (N,) float32
