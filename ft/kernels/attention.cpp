@@ -6,6 +6,7 @@
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/fused_attention.h"
 #include "ft/kernels/cpu/masked_softmax.h"
 
 namespace ft::kernels {
@@ -60,6 +61,9 @@ mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, 
   if (!attention_uses_cpu_kernel(q, stream))
     return mx::fast::scaled_dot_product_attention(q, k, v, scale, mask_mode, mask, {}, false,
                                                   stream);
+  const bool causal = mask_mode == "causal";
+  if (!mask && k.shape(2) > 0 && cpu::fused_attention_supported(q.dtype(), q.shape(3), stream))
+    return cpu::fused_attention(q, k, v, scale, causal, stream);
   const int batch = q.shape(0), heads = q.shape(1), length = q.shape(2), dim = q.shape(3);
   const int kv_heads = k.shape(1), keys = k.shape(2), groups = heads / kv_heads;
   // Grouped heads share their key head: stacking a group's queries along the length axis
@@ -70,11 +74,11 @@ mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, 
   mx::array scores = mx::matmul(scaled, mx::swapaxes(k, -1, -2, stream), stream);
   // (B, Hkv, groups, L, K): each row's query index is its index on the L axis.
   scores = mx::reshape(scores, {batch, kv_heads, groups, length, keys}, stream);
-  std::optional<cpu::CausalMask> causal;
-  if (mask_mode == "causal") causal = cpu::CausalMask{length, std::max(0, keys - length)};
+  std::optional<cpu::CausalMask> causal_mask;
+  if (causal) causal_mask = cpu::CausalMask{length, std::max(0, keys - length)};
   std::optional<mx::array> grouped;
   if (mask) grouped = grouped_mask(*mask, heads, kv_heads, stream);
-  mx::array p = cpu::masked_softmax(scores, causal, grouped, stream);
+  mx::array p = cpu::masked_softmax(scores, causal_mask, grouped, stream);
   p = mx::reshape(p, {batch, kv_heads, groups * length, keys}, stream);
   mx::array out = mx::matmul(p, v, stream);  // (B, Hkv, groups * L, Dv)
   return mx::reshape(out, {batch, heads, length, v.shape(3)}, stream);

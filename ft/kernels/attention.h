@@ -16,9 +16,12 @@ namespace mx = mlx::core;
 // query head h reads key head h / (Hq / Hkv)); result (B, Hq, L, D) in q's dtype. mask_mode
 // "causal" aligns the queries to the end of the keys (query i sees keys <= K - L + i), "array"
 // takes `mask` (bool, true = keep, or additive; broadcastable to (B, Hq, L, K)), "" none. On a
-// CPU stream with float32, bfloat16 or float16 inputs the scores come from MLX matmuls and the
-// softmax from cpu::masked_softmax (one vectorised exp per kept score, rows over threads, the
-// causal pattern without a mask array); elsewhere mx::fast::scaled_dot_product_attention runs.
+// CPU stream: without a mask array, where cpu::fused_attention_supported (float32, a head
+// dimension that is a multiple of 16), cpu::fused_attention, in blocks without the score
+// matrix; otherwise, for float32, bfloat16 or float16, the scores come from MLX matmuls and
+// the softmax from cpu::masked_softmax (one vectorised exp per kept score, rows over threads,
+// the causal pattern without a mask array). Elsewhere mx::fast::scaled_dot_product_attention
+// runs.
 // Throws ft::Error for shapes or modes that do not fit.
 mx::array attention(const mx::array& q, const mx::array& k, const mx::array& v, float scale,
                     const std::string& mask_mode = "", const std::optional<mx::array>& mask = {},

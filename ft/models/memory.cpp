@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/fused_attention.h"
 #include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/linear_cross_entropy.h"
 #include "ft/nn/lora.h"
@@ -19,7 +20,8 @@ namespace ft::models {
 //   - gate and up for the SwiGLU product, and the product going into down_proj (3 i);
 //   - x A of every adapted layer (r each), needed for B's gradient;
 //   - without a fused attention kernel, the softmax output (heads x keys), which both
-//     the softmax and the probabilities-times-values products read.
+//     the softmax and the probabilities-times-values products read; with one (ft's on the
+//     CPU, Note [Attention in blocks]) a logsumexp per head instead.
 // With gradient checkpointing only each layer's input stays; one layer's activations
 // are rebuilt at a time during the backward pass. While a layer's backward runs, its
 // activation gradients take about as much again, so one layer's worth is added on top
@@ -38,7 +40,7 @@ struct LayerShape {
 int64_t kept_per_token(const LayerShape& s, int64_t lora_elements, int64_t keys,
                        bool materialized_attention) {
   int64_t n = 4 * s.hidden + (s.q + 2 * s.kv) + s.q + 3 * s.intermediate + lora_elements;
-  if (materialized_attention) n += s.heads * keys;
+  n += materialized_attention ? s.heads * keys : s.heads;
   return n;
 }
 
@@ -78,8 +80,11 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   const int64_t keys =
       c.sliding_window > 0 ? std::min(plan.seq_length, c.sliding_window) : plan.seq_length;
   const int64_t itemsize = model.output_weight().itemsize();
+  const bool materialized =
+      plan.materialized_attention && !kernels::cpu::fused_attention_supported(
+                                         model.output_weight().dtype(), c.resolved_head_dim());
   const int64_t layer =
-      tokens * kept_per_token(shape, lora_per_layer, keys, plan.materialized_attention) * itemsize;
+      tokens * kept_per_token(shape, lora_per_layer, keys, materialized) * itemsize;
   const int64_t layers = c.num_hidden_layers;
   if (plan.grad_checkpoint) {
     m.activations = layers * tokens * c.hidden_size * itemsize + 2 * layer;
@@ -96,8 +101,8 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   for (const auto& [name, p] : model.trainable_parameters())
     head_trained |= name == "lm_head.weight" || name == "model.embed_tokens.weight";
   const mx::array weight = model.output_weight();
-  if (!head_trained && kernels::cpu::head_cross_entropy_supported(weight.dtype(), weight.dtype(),
-                                                                  c.hidden_size)) {
+  if (!head_trained &&
+      kernels::cpu::head_cross_entropy_supported(weight.dtype(), weight.dtype(), c.hidden_size)) {
     m.head = shards * kernels::cpu::head_cross_entropy_scratch_bytes(shard_tokens, c.hidden_size);
     return m;
   }
@@ -105,8 +110,8 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   // logits, their gradient, and the next op's output that MLX allocates ahead), about two
   // per shard when row shards run at once, each shard with chunks of its own rows and its
   // share of the budget of logits.
-  int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens),
-                                                       c.vocab_size, 0, shards);
+  int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens), c.vocab_size,
+                                                       0, shards);
   const uint64_t buffers = shards > 1 ? 2 : 3;
   m.head = shards * buffers * uint64_t(chunk) * c.vocab_size * 4;
   return m;

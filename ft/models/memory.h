@@ -23,7 +23,8 @@ struct TrainingPlan {
   bool grad_checkpoint = false;
   std::string optimizer = "adamw";  // sgd, adam, adamw, adafactor, lion
   // Attention scores (batch, heads, length, length) are kept for the backward pass unless
-  // the backend's attention kernel recomputes them (flash attention on CUDA).
+  // the backend's attention kernel recomputes them (flash attention on CUDA; ft's own on the
+  // CPU, which the estimate detects itself).
   bool materialized_attention = true;
   // Row shards of a batch run at once, each with its own head chunk (ft::row_shards).
   int row_shards = 1;

@@ -21,7 +21,9 @@
 
 #include "ft/core/error.h"
 #include "ft/kernels/attention.h"
+#include "ft/kernels/cpu/fused_attention.h"
 #include "ft/kernels/cpu/masked_softmax.h"
+#include "ft/kernels/cpu/parallel.h"
 
 namespace mx = mlx::core;
 using ft::kernels::attention;
@@ -161,7 +163,10 @@ TEST_P(AttentionCase, ValuesAndGradientsMatchReferences) {
   };
 
   auto out = ours(q, k, v);
-  EXPECT_TRUE(graph_has(out, "CpuMaskedSoftmax"));
+  const bool fused = c.mask != MaskKind::bool_mask && c.mask != MaskKind::additive &&
+                     c.mask != MaskKind::per_head_additive &&
+                     ft::kernels::cpu::fused_attention_supported(c.dtype, c.dim, cpu);
+  EXPECT_TRUE(graph_has(out, fused ? "FusedAttention" : "CpuMaskedSoftmax"));
   auto expected_mlx = mlx(q, k, v);
   auto expected_plain = plain(q, k, v);
   mx::eval({out, expected_mlx, expected_plain});
@@ -202,6 +207,14 @@ std::vector<Case> cases() {
   }
   // Long rows: several threads' worth and the 16-lane loops with a tail.
   all.push_back({"f32_causal_long", mx::float32, 1, 4, 2, 300, 300, 16, MaskKind::causal});
+  // Head dimensions that cpu::fused_attention takes (float32, a multiple of 16): query and
+  // key blocks that are partial (lengths around its 48-row and 64-key blocks), several
+  // blocks, cached keys, a single query, no mask.
+  all.push_back({"fused_causal_gqa2", mx::float32, 2, 8, 4, 131, 131, 32, MaskKind::causal});
+  all.push_back({"fused_causal_cached", mx::float32, 1, 4, 1, 50, 197, 64, MaskKind::causal});
+  all.push_back({"fused_causal_one_query", mx::float32, 2, 4, 2, 1, 70, 16, MaskKind::causal});
+  all.push_back({"fused_causal_short", mx::float32, 1, 2, 2, 5, 5, 48, MaskKind::causal});
+  all.push_back({"fused_no_mask", mx::float32, 2, 6, 3, 29, 100, 32, MaskKind::none});
   return all;
 }
 
@@ -268,4 +281,77 @@ TEST(Attention, RejectsBadArguments) {
         attention(q, k2, k2, 1.0f, "array", mx::ones({1, 4, 3, 5}, mx::bool_), cpu);
       },
       "head axis");
+}
+
+// cpu::fused_attention reads strided views in place (and copies those whose last axis is
+// strided): the same bits as from contiguous inputs, for the values and the gradients, and
+// for any thread count.
+TEST(FusedAttention, StridedInputsAndThreadCountsGiveTheSameBits) {
+  namespace kcpu = ft::kernels::cpu;
+  if (!kcpu::fused_attention_supported(mx::float32, 32, cpu))
+    GTEST_SKIP() << "needs an x86-64 processor with AVX2 and FMA";
+  ft::testing::OnCpu on_cpu;
+  const auto s = mx::default_stream(cpu);
+  // q as the model makes it: (B, L, H, D) seen as (B, H, L, D); k with its last axis
+  // strided; v contiguous.
+  auto q_rows = normal({2, 70, 4, 32}, mx::float32, 1);
+  auto k_t = normal({2, 2, 32, 70}, mx::float32, 2);
+  auto v = normal({2, 2, 70, 32}, mx::float32, 3);
+  auto q = mx::transpose(q_rows, {0, 2, 1, 3});
+  auto k = mx::swapaxes(k_t, 2, 3);
+  auto weight = normal({2, 4, 70, 32}, mx::float32, 4);
+  const int threads_before = kcpu::num_threads();
+  auto run = [&](const mx::array& a, const mx::array& b, const mx::array& c, int threads) {
+    kcpu::set_num_threads(threads);
+    AttnFn f = [&](const mx::array& x, const mx::array& y, const mx::array& z) {
+      return kcpu::fused_attention(x, y, z, 0.3f, true, s);
+    };
+    auto out = f(a, b, c);
+    auto grads = grads_of(f, {a, b, c}, weight);
+    mx::eval(out);
+    grads.insert(grads.begin(), out);
+    return grads;
+  };
+  auto strided = run(q, k, v, 2);
+  auto contiguous = run(mx::contiguous(q), mx::contiguous(k), v, 1);
+  auto threads = run(q, k, v, 3);
+  kcpu::set_num_threads(threads_before);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(mx::array_equal(strided[i], contiguous[i], cpu).item<bool>()) << i;
+    EXPECT_TRUE(mx::array_equal(strided[i], threads[i], cpu).item<bool>()) << i;
+  }
+  auto expected =
+      mx::fast::scaled_dot_product_attention(q, k, v, 0.3f, "causal", std::nullopt, {}, false, cpu);
+  EXPECT_LE(error_ratio(strided[0], expected, 2e-5, 2e-5), 1.0);
+}
+
+TEST(FusedAttention, RejectsWhatItDoesNotTake) {
+  namespace kcpu = ft::kernels::cpu;
+  const auto s = mx::default_stream(cpu);
+  auto q = normal({1, 4, 3, 32}, mx::float32, 1);
+  auto k = normal({1, 2, 5, 32}, mx::float32, 2);
+  expect_error(
+      [&] {
+        kcpu::fused_attention(q, normal({1, 3, 5, 32}, mx::float32, 2),
+                              normal({1, 3, 5, 32}, mx::float32, 2), 1.0f, true, s);
+      },
+      "multiple of key heads");
+  expect_error(
+      [&] {
+        kcpu::fused_attention(q, k, normal({1, 2, 6, 32}, mx::float32, 3), 1.0f, true, s);
+      },
+      "do not fit");
+  expect_error(
+      [&] {
+        kcpu::fused_attention(normal({1, 4, 3, 24}, mx::float32, 1),
+                              normal({1, 2, 5, 24}, mx::float32, 2),
+                              normal({1, 2, 5, 24}, mx::float32, 2), 1.0f, true, s);
+      },
+      "multiple of 16");
+  expect_error(
+      [&] {
+        kcpu::fused_attention(q, mx::zeros({1, 2, 0, 32}), mx::zeros({1, 2, 0, 32}), 1.0f, false,
+                              s);
+      },
+      "at least one key");
 }

@@ -14,15 +14,8 @@
 #include <mlx/primitives.h>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/avx2.h"
 #include "ft/kernels/cpu/parallel.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define FT_HEAD_KERNEL 1
-#define FT_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FT_HEAD_KERNEL 0
-#endif
 
 namespace ft::kernels::cpu {
 
@@ -51,7 +44,7 @@ namespace {
 
 constexpr const char* kPlace = "head_cross_entropy";
 
-#if FT_HEAD_KERNEL
+#if FT_AVX2_KERNELS
 
 constexpr int64_t kGroup = 16;      // rows per group: the first product's two 8-lane vectors
 constexpr int64_t kTile = 6;        // W rows per tile of the first product, and rows per tile
@@ -82,58 +75,10 @@ struct Job {
   float smoothing;
 };
 
-// Scratch from MLX's allocator, so that its memory counters (ft bench's peak) include it,
-// aligned to 64 bytes.
-class Floats {
- public:
-  explicit Floats(int64_t n) : data_(mx::allocator::malloc(n * sizeof(float) + 64)) {
-    auto address = reinterpret_cast<uintptr_t>(data_.buffer().raw_ptr());
-    aligned_ = reinterpret_cast<float*>((address + 63) / 64 * 64);
-  }
-  float* get() const { return aligned_; }
-
- private:
-  mx::allocator::Data data_;
-  float* aligned_;
-};
-
-// exp(x) as cpu::exp_approx (vec_math.h), 8 lanes at once.
-FT_AVX2 inline __m256 exp8(__m256 x) {
-  const __m256 hi = _mm256_set1_ps(88.72283905206835f);
-  const __m256 lo = _mm256_set1_ps(-103.97208f);
-  const __m256 round = _mm256_set1_ps(12582912.0f);
-  const __m256 above = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-  const __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  __m256 xc = _mm256_blendv_ps(x, hi, above);
-  xc = _mm256_blendv_ps(xc, lo, below);
-  const __m256 shifted = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), round);
-  const __m256 n = _mm256_sub_ps(shifted, round);
-  const __m256i ni =
-      _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_castps_si256(round));
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i half = _mm256_srai_epi32(ni, 1);
-  const __m256i bias = _mm256_set1_epi32(127);
-  const __m256 scale1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
-  const __m256 scale2 = _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), bias), 23));
-  __m256 result = _mm256_mul_ps(_mm256_mul_ps(p, scale1), scale2);
-  result = _mm256_blendv_ps(result, _mm256_set1_ps(std::numeric_limits<float>::infinity()), above);
-  return _mm256_blendv_ps(result, _mm256_setzero_ps(), below);
-}
-
 // out[i][0..16) = sum_k w[k][i] hidden_t[k][0..16) for a tile of 6 W rows packed as (H, 6),
 // out with row stride `stride`.
-FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hidden_t,
-                                float* out, int64_t stride) {
+FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hidden_t, float* out,
+                                int64_t stride) {
   __m256 acc[kTile][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kTile; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -377,8 +322,9 @@ class HeadPass {
       const int32_t t = targets_[b * kBlockRows + r];
       const bool in_range = t >= 0 && t < job_.vocab;
       const float lse = stat(b, 0)[r] + std::log(stat(b, 1)[r]);
-      job_.loss[row] = in_range ? lse - (1.0f - s) * stat(b, 3)[r] - s * (stat(b, 2)[r] / job_.vocab)
-                                : std::numeric_limits<float>::quiet_NaN();
+      job_.loss[row] = in_range
+                           ? lse - (1.0f - s) * stat(b, 3)[r] - s * (stat(b, 2)[r] / job_.vocab)
+                           : std::numeric_limits<float>::quiet_NaN();
       if (!grad_) continue;
       float* dh = job_.dhidden + row * hidden_;
       const float inv_sum = 1.0f / stat(b, 1)[r];
@@ -420,16 +366,7 @@ void run(const Job& job, int64_t num_rows, int ignore_index) {
   if (!rows.empty()) HeadPass(job, std::move(rows)).run();
 }
 
-bool processor_supported() {
-  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return supported;
-}
-
-#else
-
-bool processor_supported() { return false; }
-
-#endif  // FT_HEAD_KERNEL
+#endif  // FT_AVX2_KERNELS
 
 class HeadCrossEntropy : public CrossEntropyPrimitive {
  public:
@@ -437,7 +374,7 @@ class HeadCrossEntropy : public CrossEntropyPrimitive {
       : CrossEntropyPrimitive(stream, options, kPlace) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-#if FT_HEAD_KERNEL
+#if FT_AVX2_KERNELS
     const mx::array& hidden = inputs[0];   // (N, H) row-contiguous float32
     const mx::array& weight = inputs[1];   // (V, H) row-contiguous float32
     const mx::array& targets = inputs[2];  // (N,) int32
@@ -486,17 +423,19 @@ class HeadCrossEntropy : public CrossEntropyPrimitive {
 #endif
   }
 
-  const char* name() const override { return "HeadCrossEntropy"; }
+  const char* name() const override {
+    return "HeadCrossEntropy";
+  }
 };
 
 }  // namespace
 
 size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size) {
-#if FT_HEAD_KERNEL
+#if FT_AVX2_KERNELS
   const int64_t padded = (rows + kBlockRows - 1) / kBlockRows * kBlockRows;
-  const int64_t floats = padded * hidden_size                // the transposed hidden states
-                         + (padded + kTile) * hidden_size    // o
-                         + 2 * stretch_rows(hidden_size) * hidden_size  // packed W
+  const int64_t floats = padded * hidden_size              // the transposed hidden states
+                         + (padded + kTile) * hidden_size  // o
+                         + 2 * stretch_rows(hidden_size) * hidden_size   // packed W
                          + panel_rows(hidden_size) * kBlockRows + kTile  // a panel's logits
                          + HeadPass::kStats * padded;
   return static_cast<size_t>(floats) * sizeof(float) + padded * (sizeof(int32_t) + sizeof(int64_t));
@@ -509,9 +448,8 @@ size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size) {
 
 bool head_cross_entropy_supported(mx::Dtype hidden, mx::Dtype weight, int hidden_size,
                                   mx::StreamOrDevice s) {
-  return processor_supported() && mx::to_stream(s).device.type == mx::Device::cpu &&
-         hidden == mx::float32 && weight == mx::float32 && hidden_size > 0 &&
-         hidden_size % 16 == 0;
+  return avx2_supported() && mx::to_stream(s).device.type == mx::Device::cpu &&
+         hidden == mx::float32 && weight == mx::float32 && hidden_size > 0 && hidden_size % 16 == 0;
 }
 
 std::vector<mx::array> head_cross_entropy(const mx::array& hidden, const mx::array& weight,
