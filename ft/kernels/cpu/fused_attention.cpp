@@ -82,6 +82,7 @@ FT_AVX2 inline void tile(const float* a, int64_t a_row, int64_t a_t, const float
     acc[i][0] = accumulate ? _mm256_loadu_ps(c + i * c_row) : _mm256_setzero_ps();
     acc[i][1] = accumulate ? _mm256_loadu_ps(c + i * c_row + 8) : _mm256_setzero_ps();
   }
+#pragma GCC unroll 4  // as head_cross_entropy.cpp's tiles
   for (int64_t t = 0; t < count; ++t) {
     const __m256 b0 = _mm256_loadu_ps(b + t * b_t);
     const __m256 b1 = _mm256_loadu_ps(b + t * b_t + 8);

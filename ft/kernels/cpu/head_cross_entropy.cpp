@@ -82,6 +82,9 @@ FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hid
   __m256 acc[kTile][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kTile; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  // Unrolled: the loop's own instructions cost about a tenth of the tile's speed (a 6 x 16
+  // tile from L1 ran at 75 against 83 GFLOP/s unrolled by two).
+#pragma GCC unroll 4
   for (int64_t k = 0; k < hidden; ++k) {
     const __m256 b0 = _mm256_load_ps(hidden_t + kGroup * k);
     const __m256 b1 = _mm256_load_ps(hidden_t + kGroup * k + 8);
@@ -109,6 +112,7 @@ FT_AVX2 inline void gradient_tile(const float* e, int64_t stride, const float* w
     acc[i][0] = _mm256_loadu_ps(o + i * hidden);
     acc[i][1] = _mm256_loadu_ps(o + i * hidden + 8);
   }
+#pragma GCC unroll 4
   for (int64_t j = 0; j < count; ++j) {
     const __m256 b0 = _mm256_load_ps(w + 16 * j);
     const __m256 b1 = _mm256_load_ps(w + 16 * j + 8);
