@@ -24,16 +24,16 @@ TEST(StreamWorkers, RunsEveryTaskAtOnceOnItsOwnThread) {
   EXPECT_EQ(workers.size(), 3);
   std::atomic<int> started{0};
   std::vector<std::thread::id> ids(3);
-  std::vector<bool> met(3, false);
+  std::vector<int> met(3, 0);  // not vector<bool>: its elements share words, so threads race
   workers.run([&](int i) {
     ids[i] = std::this_thread::get_id();
     ++started;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (started.load() < 3 && std::chrono::steady_clock::now() < deadline)
       std::this_thread::yield();
-    met[i] = started.load() == 3;
+    met[i] = started.load() == 3 ? 1 : 0;
   });
-  EXPECT_EQ(met, std::vector<bool>(3, true));
+  EXPECT_EQ(met, std::vector<int>(3, 1));
   std::set<std::thread::id> distinct(ids.begin(), ids.end());
   EXPECT_EQ(distinct.size(), 3u);
   EXPECT_EQ(distinct.count(std::this_thread::get_id()), 0u);
