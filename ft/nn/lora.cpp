@@ -92,8 +92,10 @@ mx::array LoRALinear::base_product(const mx::array& x) const {
 mx::array LoRALinear::operator()(const mx::array& x) {
   auto y = (*base_)(x);  // checks x's shape
   auto xd = (*dropout_)(x);
-  auto z = mx::matmul(mx::matmul(xd, mx::transpose(lora_A_)), mx::transpose(lora_B_));
-  z = mx::multiply(mx::array(scale_, z.dtype()), z);
+  // The scale goes on B, (out, r), not on the (tokens, out) product: in the backward a pass
+  // over the product's gradient becomes one over B's.
+  auto scaled_b = mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_);
+  auto z = mx::matmul(mx::matmul(xd, mx::transpose(lora_A_)), mx::transpose(scaled_b));
   return mx::add(y, mx::astype(z, y.dtype()));
 }
 
