@@ -36,7 +36,10 @@ namespace ft::kernels::cpu {
 // groups of 16 rows, so the first product's 6 x 16 tile broadcasts 6 entries of W and loads
 // 16 rows' features; its logits come out as (vocabulary, rows), where the maximum, the
 // exponentials and the sums run down the vocabulary, 8 rows per vector. The second product
-// broadcasts 6 rows' exponentials and loads 16 features of a W row. Each product reads W
+// keeps the rows as lanes: its tile loads 16 rows' exponentials of one vocabulary row and
+// broadcasts 6 of that W row's features, so o is kept transposed, (features, rows), and
+// every cache line either operand reads is used whole (with the rows 6 at a time as the
+// broadcast side, each exponential line gave 6 of its 16 floats). Each product reads W
 // packed in a layout of its own, a stretch of the vocabulary at a time, packed once per call
 // and read by every block. A row's result depends on the row alone, in a fixed order.
 
@@ -63,6 +66,11 @@ int64_t stretch_rows(int64_t hidden) {
   return std::max<int64_t>(1, 512 * 1024 / hidden / panel) * panel;
 }
 
+// Features rounded up to whole tiles of the second product.
+int64_t padded_features(int64_t hidden) {
+  return (hidden + kTile - 1) / kTile * kTile;
+}
+
 struct Job {
   const float* hidden;      // (N, H)
   const float* weight;      // (V, H)
@@ -82,8 +90,8 @@ FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hid
   __m256 acc[kTile][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kTile; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  // Unrolled: the loop's own instructions cost about a tenth of the tile's speed (a 6 x 16
-  // tile from L1 ran at 75 against 83 GFLOP/s unrolled by two).
+    // Unrolled: the loop's own instructions cost about a tenth of the tile's speed (a 6 x 16
+    // tile from L1 ran at 75 against 83 GFLOP/s unrolled by two).
 #pragma GCC unroll 4
   for (int64_t k = 0; k < hidden; ++k) {
     const __m256 b0 = _mm256_load_ps(hidden_t + kGroup * k);
@@ -102,31 +110,32 @@ FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hid
   }
 }
 
-// o[i][0..16) += sum_j e[j][i] w[j][0..16) for 6 rows i over `count` W rows j; e with row
-// stride `stride`, w packed as (count, 16), o with row stride H.
-FT_AVX2 inline void gradient_tile(const float* e, int64_t stride, const float* w, int64_t hidden,
-                                  int64_t count, float* o) {
+// o[f][0..16) += sum_j w[j][f] e[j][0..16) for 6 features f over `count` W rows j: e holds
+// 16 rows' exponentials with row stride `stride`, w is packed as (count, 6), o (features,
+// rows) has row stride o_stride.
+FT_AVX2 inline void gradient_tile(const float* e, int64_t stride, const float* w, int64_t count,
+                                  float* o, int64_t o_stride) {
   __m256 acc[kTile][2];
 #pragma GCC unroll 6
-  for (int i = 0; i < kTile; ++i) {
-    acc[i][0] = _mm256_loadu_ps(o + i * hidden);
-    acc[i][1] = _mm256_loadu_ps(o + i * hidden + 8);
+  for (int f = 0; f < kTile; ++f) {
+    acc[f][0] = _mm256_loadu_ps(o + f * o_stride);
+    acc[f][1] = _mm256_loadu_ps(o + f * o_stride + 8);
   }
 #pragma GCC unroll 4
   for (int64_t j = 0; j < count; ++j) {
-    const __m256 b0 = _mm256_load_ps(w + 16 * j);
-    const __m256 b1 = _mm256_load_ps(w + 16 * j + 8);
+    const __m256 e0 = _mm256_loadu_ps(e + j * stride);
+    const __m256 e1 = _mm256_loadu_ps(e + j * stride + 8);
 #pragma GCC unroll 6
-    for (int i = 0; i < kTile; ++i) {
-      const __m256 a = _mm256_broadcast_ss(e + j * stride + i);
-      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
+    for (int f = 0; f < kTile; ++f) {
+      const __m256 a = _mm256_broadcast_ss(w + kTile * j + f);
+      acc[f][0] = _mm256_fmadd_ps(a, e0, acc[f][0]);
+      acc[f][1] = _mm256_fmadd_ps(a, e1, acc[f][1]);
     }
   }
 #pragma GCC unroll 6
-  for (int i = 0; i < kTile; ++i) {
-    _mm256_storeu_ps(o + i * hidden, acc[i][0]);
-    _mm256_storeu_ps(o + i * hidden + 8, acc[i][1]);
+  for (int f = 0; f < kTile; ++f) {
+    _mm256_storeu_ps(o + f * o_stride, acc[f][0]);
+    _mm256_storeu_ps(o + f * o_stride + 8, acc[f][1]);
   }
 }
 
@@ -177,9 +186,9 @@ class HeadPass {
         blocks_((static_cast<int64_t>(rows_.size()) + kBlockRows - 1) / kBlockRows),
         grad_(job.dhidden != nullptr),
         hidden_t_(blocks_ * kBlockRows * hidden_),
-        acc_(grad_ ? (blocks_ * kBlockRows + kTile) * hidden_ : 0),
+        acc_(grad_ ? blocks_ * padded_features(hidden_) * kBlockRows : 0),
         weight_a_(stretch_ * hidden_),
-        weight_b_(grad_ ? stretch_ * hidden_ : 0),
+        weight_b_(grad_ ? stretch_ * padded_features(hidden_) : 0),
         stats_(kStats * blocks_ * kBlockRows),
         targets_(blocks_ * kBlockRows, -1) {}
 
@@ -227,13 +236,14 @@ class HeadPass {
       if (r < n) targets_[b * kBlockRows + r] = job_.targets[rows_[b * kBlockRows + r]];
     }
     if (grad_) {
-      float* o = acc_.get() + b * kBlockRows * hidden_;
-      std::fill(o, o + (b + 1 == blocks_ ? kBlockRows + kTile : kBlockRows) * hidden_, 0.0f);
+      const int64_t size = padded_features(hidden_) * kBlockRows;
+      std::fill(acc_.get() + b * size, acc_.get() + (b + 1) * size, 0.0f);
     }
   }
 
   // W rows [first, first + count) in the two products' layouts: for the first, tiles of 6
-  // rows as (H, 6), zero past the vocabulary; for the second, each panel as (H / 16, rows, 16).
+  // rows as (H, 6), zero past the vocabulary; for the second, each panel as (H / 6, rows, 6)
+  // slices of 6 features (H rounded up to 6s, the padding zero).
   FT_AVX2 void pack_stretch(int64_t first, int64_t count) {
     const float* w = job_.weight + first * hidden_;
     const int64_t tiles = (count + kTile - 1) / kTile;
@@ -243,15 +253,28 @@ class HeadPass {
                   weight_a_.get() + t * kTile * hidden_);
     });
     if (!grad_) return;
+    // Each store writes 8 floats, of which the next row's store overwrites the last 2; a
+    // slice's last row writes only its 6.
+    const int64_t features = padded_features(hidden_);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i six = _mm256_cmpgt_epi32(_mm256_set1_epi32(kTile), lane);
     for (int64_t p = 0; p < count; p += panel_) {
       const int64_t rows = std::min(panel_, count - p);
-      float* wb = weight_b_.get() + p * hidden_;
+      float* wb = weight_b_.get() + p * features;
       for (int64_t j = 0; j < rows; ++j)
-        for (int64_t k = 0; k < hidden_; k += 16) {
-          const float* src = w + (p + j) * hidden_ + k;
-          float* dst = wb + k * rows + 16 * j;
-          _mm256_store_ps(dst, _mm256_loadu_ps(src));
-          _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));
+        for (int64_t f = 0; f < hidden_; f += kTile) {
+          const float* src = w + (p + j) * hidden_ + f;
+          const __m256 v =
+              f + 8 <= hidden_
+                  ? _mm256_loadu_ps(src)
+                  : _mm256_maskload_ps(
+                        src,
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hidden_ - f)), lane));
+          float* dst = wb + (f * rows + kTile * j);
+          if (j + 1 < rows)
+            _mm256_storeu_ps(dst, v);
+          else
+            _mm256_maskstore_ps(dst, six, v);
         }
     }
   }
@@ -301,26 +324,26 @@ class HeadPass {
     }
     if (!grad_) return;
 
-    // o = c o + e W_p, 6 rows by 16 features at a time.
-    float* o = acc_.get() + b * kBlockRows * hidden_;
-    for (int64_t r = 0; r < n; ++r) {
-      if (rescale[r] == 1.0f) continue;
-      const __m256 c = _mm256_set1_ps(rescale[r]);
-      for (int64_t k = 0; k < hidden_; k += 8)
-        _mm256_storeu_ps(o + r * hidden_ + k,
-                         _mm256_mul_ps(c, _mm256_loadu_ps(o + r * hidden_ + k)));
-    }
-    const float* wb = weight_b_.get() + offset * hidden_;
-    for (int64_t r = 0; r < n; r += kTile)
-      for (int64_t k = 0; k < hidden_; k += 16)
-        gradient_tile(logits + r, r_pad, wb + k * count, hidden_, count, o + r * hidden_ + k);
+    // o = c o + e W_p, kept as (features, rows): 16 rows by 6 features at a time, a group's
+    // exponentials (count x 16) staying in L1 while the panel's feature slices go by.
+    const int64_t features = padded_features(hidden_);
+    float* o = acc_.get() + b * features * kBlockRows;
+    for (int64_t k = 0; k < hidden_; ++k)
+      for (int64_t r = 0; r < r_pad; r += 8)
+        _mm256_storeu_ps(
+            o + k * kBlockRows + r,
+            _mm256_mul_ps(_mm256_loadu_ps(rescale + r), _mm256_loadu_ps(o + k * kBlockRows + r)));
+    const float* wb = weight_b_.get() + offset * features;
+    for (int64_t g = 0; g < r_pad; g += kGroup)
+      for (int64_t f = 0; f < hidden_; f += kTile)
+        gradient_tile(logits + g, r_pad, wb + f * count, count, o + f * kBlockRows + g, kBlockRows);
   }
 
   // The loss and gradient of block b's rows.
   void finish_block(int64_t b) {
     const float s = job_.smoothing;
     const float uniform = s / static_cast<float>(job_.vocab);
-    const float* o = grad_ ? acc_.get() + b * kBlockRows * hidden_ : nullptr;
+    const float* o = grad_ ? acc_.get() + b * padded_features(hidden_) * kBlockRows : nullptr;
     for (int64_t r = 0; r < rows_in(b); ++r) {
       const int64_t row = rows_[b * kBlockRows + r];
       const int32_t t = targets_[b * kBlockRows + r];
@@ -334,7 +357,7 @@ class HeadPass {
       const float inv_sum = 1.0f / stat(b, 1)[r];
       const float* wt = in_range ? job_.weight + t * hidden_ : nullptr;
       for (int64_t k = 0; k < hidden_; ++k) {
-        float g = o[r * hidden_ + k] * inv_sum;
+        float g = o[k * kBlockRows + r] * inv_sum;
         if (wt) g -= (1.0f - s) * wt[k];
         if (job_.weight_sum) g -= uniform * job_.weight_sum[k];
         dh[k] = g;
@@ -348,9 +371,9 @@ class HeadPass {
   const int64_t blocks_;
   const bool grad_;
   Floats hidden_t_;  // per block (R / 16, H, 16)
-  Floats acc_;       // per block (R, H): o, and a tile to spare after the last
+  Floats acc_;       // per block (H padded to 6s, kBlockRows): o
   Floats weight_a_;  // the stretch's tiles of 6 W rows, each (H, 6)
-  Floats weight_b_;  // the stretch's panels, each (H / 16, rows, 16)
+  Floats weight_b_;  // the stretch's panels, each (H padded to 6s / 6, rows, 6)
   Floats stats_;     // per block kStats x kBlockRows
   std::vector<int32_t> targets_;
 };
@@ -437,11 +460,12 @@ class HeadCrossEntropy : public CrossEntropyPrimitive {
 size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size) {
 #if FT_AVX2_KERNELS
   const int64_t padded = (rows + kBlockRows - 1) / kBlockRows * kBlockRows;
-  const int64_t floats = padded * hidden_size              // the transposed hidden states
-                         + (padded + kTile) * hidden_size  // o
-                         + 2 * stretch_rows(hidden_size) * hidden_size   // packed W
-                         + panel_rows(hidden_size) * kBlockRows + kTile  // a panel's logits
-                         + HeadPass::kStats * padded;
+  const int64_t floats =
+      padded * hidden_size                     // the transposed hidden states
+      + padded * padded_features(hidden_size)  // o
+      + stretch_rows(hidden_size) * (hidden_size + padded_features(hidden_size))  // packed W
+      + panel_rows(hidden_size) * kBlockRows + kTile  // a panel's logits
+      + HeadPass::kStats * padded;
   return static_cast<size_t>(floats) * sizeof(float) + padded * (sizeof(int32_t) + sizeof(int64_t));
 #else
   (void)rows;
