@@ -100,6 +100,11 @@ FT_AVX2 inline void tile(const float* a, int64_t a_row, int64_t a_t, const float
   }
 }
 
+// tile<R> for R = 1 .. kTile, indexed by R - 1.
+using Tile = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*,
+                      int64_t, bool);
+constexpr Tile kTiles[kTile] = {tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
+
 // C (+)= A B for C (rows, cols) with row stride c_row, cols a multiple of 16; A's (i, t) at
 // a[i * a_row + t * a_t] and B's row t at b + t * b_t, over t < count.
 FT_AVX2 void product(int64_t rows, int64_t cols, int64_t count, const float* a, int64_t a_row,
@@ -109,26 +114,8 @@ FT_AVX2 void product(int64_t rows, int64_t cols, int64_t count, const float* a, 
     for (int64_t i = 0; i < rows; i += kTile) {
       const float* ai = a + i * a_row;
       float* ci = c + i * c_row + j;
-      switch (std::min(kTile, rows - i)) {
-        case 6:
-          tile<6>(ai, a_row, a_t, b + j, b_t, count, ci, c_row, accumulate);
-          break;
-        case 5:
-          tile<5>(ai, a_row, a_t, b + j, b_t, count, ci, c_row, accumulate);
-          break;
-        case 4:
-          tile<4>(ai, a_row, a_t, b + j, b_t, count, ci, c_row, accumulate);
-          break;
-        case 3:
-          tile<3>(ai, a_row, a_t, b + j, b_t, count, ci, c_row, accumulate);
-          break;
-        case 2:
-          tile<2>(ai, a_row, a_t, b + j, b_t, count, ci, c_row, accumulate);
-          break;
-        default:
-          tile<1>(ai, a_row, a_t, b + j, b_t, count, ci, c_row, accumulate);
-          break;
-      }
+      kTiles[std::min(kTile, rows - i) - 1](ai, a_row, a_t, b + j, b_t, count, ci, c_row,
+                                            accumulate);
     }
 }
 
