@@ -106,14 +106,13 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
     m.head = shards * kernels::cpu::head_cross_entropy_scratch_bytes(shard_tokens, c.hidden_size);
     return m;
   }
-  // Chunks of f32 (chunk, vocab) buffers: measured, about three alive on one stream (the
-  // logits, their gradient, and the next op's output that MLX allocates ahead), about two
-  // per shard when row shards run at once, each shard with chunks of its own rows and its
-  // share of the budget of logits.
+  // Chunks of f32 (chunk, vocab) buffers: measured, about three alive per stream (the
+  // logits, their gradient, and the next op's output that MLX allocates ahead), also when
+  // row shards run at once (paced, Note [Pacing the host thread]), each shard with chunks of
+  // its own rows and its share of the budget of logits.
   int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens), c.vocab_size,
                                                        0, shards);
-  const uint64_t buffers = shards > 1 ? 2 : 3;
-  m.head = shards * buffers * uint64_t(chunk) * c.vocab_size * 4;
+  m.head = shards * 3 * uint64_t(chunk) * c.vocab_size * 4;
   return m;
 }
 

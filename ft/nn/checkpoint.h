@@ -1,6 +1,7 @@
 // Gradient checkpointing of a module's forward.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -17,5 +18,10 @@ using ArrayFn = std::function<std::vector<mx::array>(const std::vector<mx::array
 // inputs of the checkpointed function so their gradients flow; the returned function
 // reads them from the module at each call.
 ArrayFn checkpoint(Module& module, ArrayFn fn);
+
+// How many times, in this process, a function checkpoint() returned has been called: once
+// per trace when compiled, once per call otherwise. A caller compares it before and after
+// building a graph to tell whether the graph recomputes activations.
+uint64_t checkpointed_calls();
 
 }  // namespace ft::nn

@@ -1,12 +1,14 @@
 #include "ft/train/row_shards.h"
 
 #include <algorithm>
+#include <optional>
 
 #include <mlx/device.h>
 #include <mlx/ops.h>
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/pacing.h"
 #include "ft/kernels/cpu/parallel.h"
 
 namespace ft {
@@ -51,12 +53,14 @@ std::vector<mx::array> shard_rows(const std::vector<mx::array>& batch, int shard
 }
 
 std::vector<mx::array> RowShards::sum(const std::vector<mx::array>& batch, int shards,
-                                      const ShardFn& fn) {
+                                      const ShardFn& fn, bool paced) {
   mx::eval(batch);
   if (!workers_ || workers_->size() != shards) workers_ = std::make_unique<StreamWorkers>(shards);
   std::vector<std::vector<mx::array>> outputs(shards);
   {
     kernels::cpu::ScopedThreadLimit limit(kernels::cpu::num_threads() / shards, shards);
+    std::optional<kernels::cpu::ScopedPacedEval> pacing;  // Note [Pacing the host thread]
+    if (paced) pacing.emplace();
     workers_->run([&](int i) {
       std::vector<mx::array> out = fn(shard_rows(batch, i, shards), i);
       mx::eval(out);

@@ -35,8 +35,11 @@ class RowShards {
   // arrays fn returns there. Returns, output by output, their sums over the shards added in
   // shard order (lazy: the caller evaluates them). Every shard must return as many arrays.
   // Whatever else fn's graph reads must be evaluated already: a stream works only on the
-  // thread that made it.
-  std::vector<mx::array> sum(const std::vector<mx::array>& batch, int shards, const ShardFn& fn);
+  // thread that made it. paced: the evaluations run under a kernels::cpu::ScopedPacedEval
+  // (Note [Pacing the host thread]); their graphs should then pass ft's pacing points often,
+  // as a model's layers do.
+  std::vector<mx::array> sum(const std::vector<mx::array>& batch, int shards, const ShardFn& fn,
+                             bool paced = true);
 
  private:
   std::unique_ptr<StreamWorkers> workers_;

@@ -6,6 +6,7 @@
 #include <mlx/transforms.h>
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
+#include "ft/nn/checkpoint.h"
 #include "ft/nn/dropout.h"
 #include "ft/train/clip.h"
 #include "ft/train/optimizer.h"
@@ -148,15 +149,21 @@ std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& b
   ready.push_back(keys);
   mx::eval(ready);
   const size_t n_grads = names_.size();
-  std::vector<mx::array> sums = row_shards_.sum(batch, shards, [&](const Batch& rows, int i) {
-    mx::array shard_key = mx::reshape(mx::slice(keys, {i, 0}, {i + 1, 2}), {2});
-    std::lock_guard lock(trace_mutex_);
-    auto [loss, grads] = traced_loss_and_grads(rows, shard_key);
-    std::vector<mx::array> out = grads.arrays();
-    out.push_back(loss.loss_sum);
-    out.push_back(loss.tokens);
-    return out;
-  });
+  const uint64_t checkpointed_before = nn::checkpointed_calls();
+  std::vector<mx::array> sums = row_shards_.sum(
+      batch, shards,
+      [&](const Batch& rows, int i) {
+        mx::array shard_key = mx::reshape(mx::slice(keys, {i, 0}, {i + 1, 2}), {2});
+        std::lock_guard lock(trace_mutex_);
+        auto [loss, grads] = traced_loss_and_grads(rows, shard_key);
+        std::vector<mx::array> out = grads.arrays();
+        out.push_back(loss.loss_sum);
+        out.push_back(loss.tokens);
+        return out;
+      },
+      paced_shards_);
+  checkpointed_ = checkpointed_ || nn::checkpointed_calls() != checkpointed_before;
+  paced_shards_ = !checkpointed_;
   LossOutput loss{sums[n_grads], sums[n_grads + 1]};
   sums.erase(sums.begin() + n_grads, sums.end());
   return {loss, ParamMap::zip(names_, sums)};

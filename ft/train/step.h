@@ -119,6 +119,11 @@ class TrainStep {
   TracedFn traced_;
   RowShards row_shards_;
   std::mutex trace_mutex_;  // tracing touches the model: one shard at a time
+  // Whether the shards' evaluations are paced: after a first step whose graphs did not
+  // recompute activations. Gradient checkpointing keeps MLX's own budget of tasks in flight,
+  // which bounds how many rebuilt layers are held at once.
+  bool paced_shards_ = false;
+  bool checkpointed_ = false;
 };
 
 }  // namespace ft

@@ -13,6 +13,7 @@
 
 #include "ft/core/error.h"
 #include "ft/kernels/cpu/avx2.h"
+#include "ft/kernels/cpu/pacing.h"
 #include "ft/kernels/cpu/parallel.h"
 
 namespace ft::kernels::cpu {
@@ -392,6 +393,7 @@ class FusedAttention : public AttentionPrimitive {
                        stats.get());
       });
     });
+    pace(encoder);
 #else
     (void)inputs;
     (void)outputs;
@@ -447,6 +449,7 @@ class FusedAttentionVJP : public AttentionPrimitive {
                         delta.get());
       });
     });
+    pace(encoder);
 #else
     (void)inputs;
     (void)outputs;

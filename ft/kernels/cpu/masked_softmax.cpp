@@ -14,6 +14,7 @@
 #include <mlx/utils.h>       // defines: mx::finfo
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/pacing.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/kernels/cpu/storage.h"
 #include "ft/kernels/cpu/vec_math.h"
@@ -143,6 +144,7 @@ class CpuMaskedSoftmax : public mx::Primitive {
         });
       });
     });
+    pace(encoder);
   }
 
   void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {

@@ -8,6 +8,7 @@
 #include <mlx/primitives.h>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/pacing.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/kernels/cpu/storage.h"
 #include "ft/kernels/cpu/vec_math.h"
@@ -74,6 +75,7 @@ class CpuSwiglu : public mx::Primitive {
         });
       });
     });
+    pace(encoder);
   }
 
   void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
