@@ -90,6 +90,26 @@ TEST(HeadCrossEntropy, MatchesTheCompositeLossAndGradient) {
     }
 }
 
+// Logits that grow along the vocabulary (W's rows scaled from 0.1 to 30), so that the rows'
+// maxima keep rising from panel to panel by far more than the reference's headroom, and
+// beyond what exp could take without moving it: every reference move and rescale of the
+// running sums is exercised.
+TEST(HeadCrossEntropy, LogitsThatGrowAlongTheVocabulary) {
+  if (!supported()) GTEST_SKIP() << "needs an x86-64 processor with AVX2 and FMA";
+  ft::testing::OnCpu on_cpu;
+  for (float smoothing : {0.0f, 0.1f}) {
+    auto c = make_case(50, 64, 3000, 11);
+    auto ramp = mx::reshape(mx::linspace(0.1f, 30.0f, 3000), {3000, 1});
+    c.weight = mx::multiply(c.weight, ramp);
+    mx::eval(c.weight);
+    auto [loss, grad] = reference(c, smoothing);
+    EXPECT_GT(mx::max(mx::abs(mx::matmul(c.hidden, mx::transpose(c.weight)))).item<float>(), 100);
+    auto out = cpu::head_cross_entropy(c.hidden, c.weight, c.targets, {-100, smoothing, true});
+    EXPECT_TRUE(all_close(out[0], loss, 1e-4, 1e-5));
+    EXPECT_TRUE(all_close(out[1], grad, 1e-4, 1e-4));
+  }
+}
+
 TEST(HeadCrossEntropy, IgnoredRowsGetZeroAndOutOfRangeTargetsNaN) {
   if (!supported()) GTEST_SKIP() << "needs an x86-64 processor with AVX2 and FMA";
   ft::testing::OnCpu on_cpu;

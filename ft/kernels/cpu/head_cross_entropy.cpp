@@ -43,6 +43,15 @@ namespace ft::kernels::cpu {
 // packed in a layout of its own, a stretch of the vocabulary at a time, packed once per call
 // and read by every block. A row's result depends on the row alone, in a fixed order.
 
+// Note [A lazy reference]
+// The online softmax above is exact for any reference m that no logit passes by much: l and o
+// both carry the factor exp(-m), which lse = m + log l and o / l undo. So a row's reference
+// moves only when a panel's maximum passes it by more than kHeadroom (8: every exponential
+// stays below e^8, far from overflow); otherwise c = 1 and o is not rescaled. Past the first
+// panels a row's maximum rarely jumps that far, so the pass over o (features x rows per panel)
+// is skipped for whole blocks. The panel's maximum comes out of the first product's tiles,
+// from their registers, so the logits are read once more (for the exponentials), not twice.
+
 namespace {
 
 constexpr const char* kPlace = "head_cross_entropy";
@@ -53,6 +62,9 @@ constexpr int64_t kGroup = 16;      // rows per group: the first product's two 8
 constexpr int64_t kTile = 6;        // W rows per tile of the first product, and rows per tile
                                     // of the second
 constexpr int64_t kBlockRows = 96;  // rows per block, a multiple of kGroup
+// How far a panel's maximum may pass a row's reference before the reference moves: Note [A
+// lazy reference].
+constexpr float kHeadroom = 8.0f;
 
 // W rows per panel: about 192 KiB of W, which a block's two products share in L2.
 int64_t panel_rows(int64_t hidden) {
@@ -84,9 +96,9 @@ struct Job {
 };
 
 // out[i][0..16) = sum_k w[k][i] hidden_t[k][0..16) for a tile of 6 W rows packed as (H, 6),
-// out with row stride `stride`.
+// out with row stride `stride`; max[0..2) (16 rows' maxima) takes in the first `valid` of them.
 FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hidden_t, float* out,
-                                int64_t stride) {
+                                int64_t stride, int64_t valid, __m256* max) {
   __m256 acc[kTile][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kTile; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -107,6 +119,10 @@ FT_AVX2 inline void logits_tile(const float* w, int64_t hidden, const float* hid
   for (int i = 0; i < kTile; ++i) {
     _mm256_storeu_ps(out + i * stride, acc[i][0]);
     _mm256_storeu_ps(out + i * stride + 8, acc[i][1]);
+    if (i < valid) {
+      max[0] = _mm256_max_ps(max[0], acc[i][0]);
+      max[1] = _mm256_max_ps(max[1], acc[i][1]);
+    }
   }
 }
 
@@ -288,38 +304,43 @@ class HeadPass {
     float *max = stat(b, 0), *sum = stat(b, 1), *sum_z = stat(b, 2), *target_z = stat(b, 3),
           *rescale = stat(b, 4);
 
-    // The panel's logits, (count, R), in whole tiles of 6 (the buffer has room).
+    // The panel's logits, (count, R), in whole tiles of 6 (the buffer has room), and each row's
+    // maximum over them.
     const float* wa = weight_a_.get() + offset * hidden_;
+    __m256 panel_max[kBlockRows / 8];
+    for (auto& m : panel_max) m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
     for (int64_t j = 0; j < count; j += kTile)
       for (int64_t g = 0; g < r_pad; g += kGroup)
         logits_tile(wa + j * hidden_, hidden_, hidden_t + g * hidden_, logits + j * r_pad + g,
-                    r_pad);
+                    r_pad, count - j, panel_max + g / 8);
     for (int64_t r = 0; r < n; ++r)
       if (targets[r] >= start && targets[r] < start + count)
         target_z[r] = logits[(targets[r] - start) * r_pad + r];
 
-    // The running statistics, 8 rows at a time; the logits become exp(z - m').
+    // The running statistics, 8 rows at a time; the logits become exp(z - m). Note [A lazy
+    // reference]: m moves only when the panel's maximum passes it by more than kHeadroom.
     const bool smoothing = job_.smoothing > 0.0f;
+    const __m256 headroom = _mm256_set1_ps(kHeadroom), one = _mm256_set1_ps(1.0f);
+    int raised = 0;
     for (int64_t r = 0; r < r_pad; r += 8) {
-      const __m256 old_max = _mm256_loadu_ps(max + r);
-      __m256 new_max = old_max;
-      __m256 z_sum = _mm256_setzero_ps();
-      for (int64_t j = 0; j < count; ++j) {
-        const __m256 z = _mm256_loadu_ps(logits + j * r_pad + r);
-        new_max = _mm256_max_ps(new_max, z);
-        if (smoothing) z_sum = _mm256_add_ps(z_sum, z);
-      }
-      __m256 e_sum = _mm256_setzero_ps();
+      const __m256 old_ref = _mm256_loadu_ps(max + r);
+      const __m256 top = panel_max[r / 8];
+      const __m256 raise = _mm256_cmp_ps(top, _mm256_add_ps(old_ref, headroom), _CMP_GT_OQ);
+      raised |= _mm256_movemask_ps(raise);
+      const __m256 ref = _mm256_blendv_ps(old_ref, top, raise);
+      __m256 e_sum = _mm256_setzero_ps(), z_sum = _mm256_setzero_ps();
       for (int64_t j = 0; j < count; ++j) {
         float* z = logits + j * r_pad + r;
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(z), new_max));
+        const __m256 zj = _mm256_loadu_ps(z);
+        if (smoothing) z_sum = _mm256_add_ps(z_sum, zj);
+        const __m256 e = exp8(_mm256_sub_ps(zj, ref));
         _mm256_storeu_ps(z, e);
         e_sum = _mm256_add_ps(e_sum, e);
       }
-      const __m256 c = exp8(_mm256_sub_ps(old_max, new_max));
+      const __m256 c = _mm256_blendv_ps(one, exp8(_mm256_sub_ps(old_ref, ref)), raise);
       _mm256_storeu_ps(sum + r, _mm256_fmadd_ps(_mm256_loadu_ps(sum + r), c, e_sum));
       _mm256_storeu_ps(sum_z + r, _mm256_add_ps(_mm256_loadu_ps(sum_z + r), z_sum));
-      _mm256_storeu_ps(max + r, new_max);
+      _mm256_storeu_ps(max + r, ref);
       _mm256_storeu_ps(rescale + r, c);
     }
     if (!grad_) return;
@@ -328,7 +349,7 @@ class HeadPass {
     // exponentials (count x 16) staying in L1 while the panel's feature slices go by.
     const int64_t features = padded_features(hidden_);
     float* o = acc_.get() + b * features * kBlockRows;
-    for (int64_t k = 0; k < hidden_; ++k)
+    for (int64_t k = 0; raised && k < hidden_; ++k)
       for (int64_t r = 0; r < r_pad; r += 8)
         _mm256_storeu_ps(
             o + k * kBlockRows + r,
