@@ -103,7 +103,9 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   const mx::array weight = model.output_weight();
   if (!head_trained &&
       kernels::cpu::head_cross_entropy_supported(weight.dtype(), weight.dtype(), c.hidden_size)) {
-    m.head = shards * kernels::cpu::head_cross_entropy_scratch_bytes(shard_tokens, c.hidden_size);
+    m.head = shards * kernels::cpu::head_cross_entropy_scratch_bytes(shard_tokens, c.hidden_size,
+                                                                     c.vocab_size) +
+             kernels::cpu::head_cross_entropy_packed_bytes(c.vocab_size, c.hidden_size);
     return m;
   }
   // Chunks of f32 (chunk, vocab) buffers: measured, about three alive per stream (the

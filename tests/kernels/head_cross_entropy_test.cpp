@@ -72,10 +72,16 @@ TEST(HeadCrossEntropy, MatchesTheCompositeLossAndGradient) {
   struct Size {
     int n, h, v;
   };
+  // W kept packed between calls, and packed a stretch at a time (budget 0).
+  const int64_t budget = cpu::set_head_cross_entropy_packing_budget(0);
+  cpu::set_head_cross_entropy_packing_budget(budget);
+  for (int64_t packing : {budget, int64_t{0}})
   for (Size size : {Size{1, 16, 5}, Size{37, 32, 200}, Size{130, 48, 1000}, Size{100, 256, 4000}})
     for (float smoothing : {0.0f, 0.15f}) {
+      cpu::set_head_cross_entropy_packing_budget(packing);
       SCOPED_TRACE("N " + std::to_string(size.n) + " H " + std::to_string(size.h) + " V " +
-                   std::to_string(size.v) + " smoothing " + std::to_string(smoothing));
+                   std::to_string(size.v) + " smoothing " + std::to_string(smoothing) +
+                   " packing budget " + std::to_string(packing));
       auto c = make_case(size.n, size.h, size.v, size.n + size.v);
       auto [loss, grad] = reference(c, smoothing);
       auto out = cpu::head_cross_entropy(c.hidden, c.weight, c.targets, {-100, smoothing, true});
@@ -88,6 +94,7 @@ TEST(HeadCrossEntropy, MatchesTheCompositeLossAndGradient) {
       EXPECT_TRUE(all_close(out[1], grad, 1e-5, 1e-5));  // entries of order 1
       EXPECT_TRUE(mx::array_equal(loss_only[0], out[0]).item<bool>());
     }
+  cpu::set_head_cross_entropy_packing_budget(budget);
 }
 
 // Logits that grow along the vocabulary (W's rows scaled from 0.1 to 30), so that the rows'
@@ -108,6 +115,35 @@ TEST(HeadCrossEntropy, LogitsThatGrowAlongTheVocabulary) {
     EXPECT_TRUE(all_close(out[0], loss, 1e-4, 1e-5));
     EXPECT_TRUE(all_close(out[1], grad, 1e-4, 1e-4));
   }
+}
+
+// The packed W kept between calls (Note [The packed head]) follows the weight: another W gets
+// its own results, the first W again its first bits, and packing a stretch at a time in every
+// call (a budget of 0) gives the same bits as the kept packing.
+TEST(HeadCrossEntropy, KeptPackingFollowsTheWeight) {
+  if (!supported()) GTEST_SKIP() << "needs an x86-64 processor with AVX2 and FMA";
+  ft::testing::OnCpu on_cpu;
+  auto c = make_case(40, 256, 4000, 3);
+  const cpu::HeadCrossEntropyOptions options{-100, 0.0f, true};
+  auto first = cpu::head_cross_entropy(c.hidden, c.weight, c.targets, options);
+  mx::eval(first);
+  Case doubled = c;
+  doubled.weight = mx::multiply(c.weight, mx::array(2.0f));
+  mx::eval(doubled.weight);
+  auto [loss, grad] = reference(doubled, 0.0f);
+  auto second = cpu::head_cross_entropy(doubled.hidden, doubled.weight, doubled.targets, options);
+  EXPECT_TRUE(all_close(second[0], loss, 1e-5, 1e-5));
+  EXPECT_TRUE(all_close(second[1], grad, 1e-5, 1e-5));
+  auto again = cpu::head_cross_entropy(c.hidden, c.weight, c.targets, options);
+  EXPECT_TRUE(mx::array_equal(again[0], first[0]).item<bool>());
+  EXPECT_TRUE(mx::array_equal(again[1], first[1]).item<bool>());
+  const int64_t budget = cpu::set_head_cross_entropy_packing_budget(0);
+  auto unkept = cpu::head_cross_entropy(c.hidden, c.weight, c.targets, options);
+  mx::eval(unkept);
+  cpu::set_head_cross_entropy_packing_budget(budget);
+  EXPECT_TRUE(mx::array_equal(unkept[0], first[0]).item<bool>());
+  EXPECT_TRUE(mx::array_equal(unkept[1], first[1]).item<bool>());
+  EXPECT_EQ(cpu::head_cross_entropy_packed_bytes(4000, 256), (4002 * 256 + 4000 * 258) * 4u);
 }
 
 TEST(HeadCrossEntropy, IgnoredRowsGetZeroAndOutOfRangeTargetsNaN) {

@@ -1,11 +1,13 @@
 #include "ft/kernels/cpu/head_cross_entropy.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <future>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <mlx/allocator.h>            // defines: mx::allocator::malloc
@@ -189,12 +191,105 @@ FT_AVX2 inline void pack_tile(const float* w, int64_t hidden, int64_t rows, floa
   }
 }
 
+// W rows [first, first + count) of weight (V, hidden) in the two products' layouts: into
+// weight_a for the first, tiles of 6 rows as (H, 6), zero past the vocabulary; with `both`,
+// into weight_b for the second, each panel of `panel` rows as (H / 6, rows, 6) slices of 6
+// features (H rounded up to 6s, the padding zero).
+FT_AVX2 void pack_weight(const float* weight, int64_t hidden, int64_t panel, bool both,
+                         int64_t first, int64_t count, float* weight_a, float* weight_b) {
+  const float* w = weight + first * hidden;
+  const int64_t tiles = (count + kTile - 1) / kTile;
+  parallel_for(tiles, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      pack_tile(w + t * kTile * hidden, hidden, std::min(kTile, count - t * kTile),
+                weight_a + t * kTile * hidden);
+  });
+  if (!both) return;
+  // Each store writes 8 floats, of which the next row's store overwrites the last 2; a
+  // slice's last row writes only its 6.
+  const int64_t features = padded_features(hidden);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i six = _mm256_cmpgt_epi32(_mm256_set1_epi32(kTile), lane);
+  for (int64_t p = 0; p < count; p += panel) {
+    const int64_t rows = std::min(panel, count - p);
+    float* wb = weight_b + p * features;
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t f = 0; f < hidden; f += kTile) {
+        const float* src = w + (p + j) * hidden + f;
+        const __m256 v = f + 8 <= hidden
+                             ? _mm256_loadu_ps(src)
+                             : _mm256_maskload_ps(
+                                   src, _mm256_cmpgt_epi32(
+                                            _mm256_set1_epi32(static_cast<int>(hidden - f)), lane));
+        float* dst = wb + (f * rows + kTile * j);
+        if (j + 1 < rows)
+          _mm256_storeu_ps(dst, v);
+        else
+          _mm256_maskstore_ps(dst, six, v);
+      }
+  }
+}
+
+// Note [The packed head]
+// A frozen head's W is the same array call after call (every step, every row shard), and
+// packing it costs about a sixteenth of the head's time (the tiny bench: 15 of 250 ms per
+// shard). So W packed whole in both layouts is kept for the next call while it fits a budget
+// (set_head_cross_entropy_packing_budget, 256 MiB at first; the tiny bench's W takes 66 MB):
+// one entry for the process, made by the first call that finds none for its W and shared by
+// calls running at once. The entry holds the mx::array W, which keeps W's buffer alive and,
+// as a second reference, keeps MLX from donating it to another op's output, so equal data
+// pointers mean equal contents. A larger W is packed a stretch at a time in every call.
+struct PackedWeight {
+  mx::array weight;
+  int64_t vocab, hidden;
+  Floats a, b;
+};
+
+std::atomic<int64_t> g_packed_budget{int64_t{256} << 20};  // bytes of both layouts
+
+int64_t packed_bytes(int64_t vocab, int64_t hidden) {
+  const int64_t rows = (vocab + kTile - 1) / kTile * kTile;
+  return (rows * hidden + vocab * padded_features(hidden)) * int64_t{sizeof(float)};
+}
+
+// Never destroyed: calls may run while the process's statics go.
+std::mutex& packing_mutex() {
+  static std::mutex& mutex = *new std::mutex;
+  return mutex;
+}
+std::shared_ptr<const PackedWeight>& packed_entry() {
+  static auto& entry = *new std::shared_ptr<const PackedWeight>;
+  return entry;
+}
+
+// The packed W for this call's weight, made if there is none; null past the budget.
+std::shared_ptr<const PackedWeight> packed_weight(const mx::array& weight) {
+  const int64_t vocab = weight.shape(0), hidden = weight.shape(1);
+  if (packed_bytes(vocab, hidden) > g_packed_budget.load()) return nullptr;
+  std::lock_guard lock(packing_mutex());
+  std::shared_ptr<const PackedWeight>& entry = packed_entry();
+  if (entry && entry->weight.data<float>() == weight.data<float>() && entry->vocab == vocab &&
+      entry->hidden == hidden)
+    return entry;
+  entry.reset();  // frees the old entry before the new one is made
+  const int64_t rows = (vocab + kTile - 1) / kTile * kTile;
+  auto made = std::make_shared<PackedWeight>(PackedWeight{
+      weight, vocab, hidden, Floats(rows * hidden), Floats(vocab * padded_features(hidden))});
+  pack_weight(weight.data<float>(), hidden, panel_rows(hidden), true, 0, vocab, made->a.get(),
+              made->b.get());
+  entry = made;
+  return made;
+}
+
 // The state of a call: its rows in blocks of kBlockRows, and a stretch of W packed for the two
 // products. Block b holds rows[b * kBlockRows, ...) of the rows with a target.
 class HeadPass {
  public:
-  HeadPass(const Job& job, std::vector<int64_t> rows)
+  // packed: W already packed in both layouts for the whole vocabulary (Note [The packed
+  // head]), or null to pack a stretch at a time.
+  HeadPass(const Job& job, std::vector<int64_t> rows, const PackedWeight* packed)
       : job_(job),
+        packed_(packed),
         hidden_(job.hidden_size),
         panel_(panel_rows(hidden_)),
         stretch_(stretch_rows(hidden_)),
@@ -203,8 +298,8 @@ class HeadPass {
         grad_(job.dhidden != nullptr),
         hidden_t_(blocks_ * kBlockRows * hidden_),
         acc_(grad_ ? blocks_ * padded_features(hidden_) * kBlockRows : 0),
-        weight_a_(stretch_ * hidden_),
-        weight_b_(grad_ ? stretch_ * padded_features(hidden_) : 0),
+        weight_a_(packed ? 0 : stretch_ * hidden_),
+        weight_b_(grad_ && !packed ? stretch_ * padded_features(hidden_) : 0),
         stats_(kStats * blocks_ * kBlockRows),
         targets_(blocks_ * kBlockRows, -1) {}
 
@@ -212,14 +307,23 @@ class HeadPass {
     parallel_for(blocks_, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) start_block(b);
     });
+    const int64_t features = padded_features(hidden_);
     for (int64_t first = 0; first < job_.vocab; first += stretch_) {
       const int64_t count = std::min(stretch_, job_.vocab - first);
-      pack_stretch(first, count);
+      const float *wa = weight_a_.get(), *wb = weight_b_.get();
+      if (packed_) {
+        wa = packed_->a.get() + first * hidden_;
+        wb = packed_->b.get() + first * features;
+      } else {
+        pack_weight(job_.weight, hidden_, panel_, grad_, first, count, weight_a_.get(),
+                    weight_b_.get());
+      }
       parallel_for(blocks_, 1, [&](int64_t begin, int64_t end) {
         Floats logits(panel_ * kBlockRows + kTile);
         for (int64_t b = begin; b < end; ++b)
           for (int64_t p = 0; p < count; p += panel_)
-            panel(b, first + p, std::min(panel_, count - p), p, logits.get());
+            panel(b, first + p, std::min(panel_, count - p), wa + p * hidden_, wb + p * features,
+                  logits.get());
       });
     }
     parallel_for(blocks_, 1, [&](int64_t begin, int64_t end) {
@@ -257,47 +361,10 @@ class HeadPass {
     }
   }
 
-  // W rows [first, first + count) in the two products' layouts: for the first, tiles of 6
-  // rows as (H, 6), zero past the vocabulary; for the second, each panel as (H / 6, rows, 6)
-  // slices of 6 features (H rounded up to 6s, the padding zero).
-  FT_AVX2 void pack_stretch(int64_t first, int64_t count) {
-    const float* w = job_.weight + first * hidden_;
-    const int64_t tiles = (count + kTile - 1) / kTile;
-    parallel_for(tiles, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t)
-        pack_tile(w + t * kTile * hidden_, hidden_, std::min(kTile, count - t * kTile),
-                  weight_a_.get() + t * kTile * hidden_);
-    });
-    if (!grad_) return;
-    // Each store writes 8 floats, of which the next row's store overwrites the last 2; a
-    // slice's last row writes only its 6.
-    const int64_t features = padded_features(hidden_);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i six = _mm256_cmpgt_epi32(_mm256_set1_epi32(kTile), lane);
-    for (int64_t p = 0; p < count; p += panel_) {
-      const int64_t rows = std::min(panel_, count - p);
-      float* wb = weight_b_.get() + p * features;
-      for (int64_t j = 0; j < rows; ++j)
-        for (int64_t f = 0; f < hidden_; f += kTile) {
-          const float* src = w + (p + j) * hidden_ + f;
-          const __m256 v =
-              f + 8 <= hidden_
-                  ? _mm256_loadu_ps(src)
-                  : _mm256_maskload_ps(
-                        src,
-                        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hidden_ - f)), lane));
-          float* dst = wb + (f * rows + kTile * j);
-          if (j + 1 < rows)
-            _mm256_storeu_ps(dst, v);
-          else
-            _mm256_maskstore_ps(dst, six, v);
-        }
-    }
-  }
-
-  // Block b over the panel of W rows [start, start + count), at `offset` in the packed
-  // stretch: Note [One pass over the vocabulary]. logits: (panel, R) and a tile to spare.
-  FT_AVX2 void panel(int64_t b, int64_t start, int64_t count, int64_t offset, float* logits) {
+  // Block b over the panel of W rows [start, start + count), packed at wa and wb: Note [One
+  // pass over the vocabulary]. logits: (panel, R) and a tile to spare.
+  FT_AVX2 void panel(int64_t b, int64_t start, int64_t count, const float* wa, const float* wb,
+                     float* logits) {
     const int64_t n = rows_in(b), r_pad = width(b);
     const float* hidden_t = hidden_t_.get() + b * kBlockRows * hidden_;
     const int32_t* targets = targets_.data() + b * kBlockRows;
@@ -306,7 +373,6 @@ class HeadPass {
 
     // The panel's logits, (count, R), in whole tiles of 6 (the buffer has room), and each row's
     // maximum over them.
-    const float* wa = weight_a_.get() + offset * hidden_;
     __m256 panel_max[kBlockRows / 8];
     for (auto& m : panel_max) m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
     for (int64_t j = 0; j < count; j += kTile)
@@ -354,7 +420,6 @@ class HeadPass {
         _mm256_storeu_ps(
             o + k * kBlockRows + r,
             _mm256_mul_ps(_mm256_loadu_ps(rescale + r), _mm256_loadu_ps(o + k * kBlockRows + r)));
-    const float* wb = weight_b_.get() + offset * features;
     for (int64_t g = 0; g < r_pad; g += kGroup)
       for (int64_t f = 0; f < hidden_; f += kTile)
         gradient_tile(logits + g, r_pad, wb + f * count, count, o + f * kBlockRows + g, kBlockRows);
@@ -387,6 +452,7 @@ class HeadPass {
   }
 
   const Job& job_;
+  const PackedWeight* packed_;
   const int64_t hidden_, panel_, stretch_;
   const std::vector<int64_t> rows_;
   const int64_t blocks_;
@@ -399,7 +465,7 @@ class HeadPass {
   std::vector<int32_t> targets_;
 };
 
-void run(const Job& job, int64_t num_rows, int ignore_index) {
+void run(const Job& job, const mx::array& weight, int64_t num_rows, int ignore_index) {
   std::vector<int64_t> rows;  // the rows with a target; the others get 0 and a zero gradient
   rows.reserve(num_rows);
   for (int64_t r = 0; r < num_rows; ++r) {
@@ -411,7 +477,9 @@ void run(const Job& job, int64_t num_rows, int ignore_index) {
     if (job.dhidden)
       std::fill(job.dhidden + r * job.hidden_size, job.dhidden + (r + 1) * job.hidden_size, 0.0f);
   }
-  if (!rows.empty()) HeadPass(job, std::move(rows)).run();
+  if (rows.empty()) return;
+  const std::shared_ptr<const PackedWeight> packed = packed_weight(weight);
+  HeadPass(job, std::move(rows), packed.get()).run();
 }
 
 #endif  // FT_AVX2_KERNELS
@@ -443,7 +511,7 @@ class HeadCrossEntropy : public CrossEntropyPrimitive {
             options_.label_smoothing};
     const int64_t num_rows = hidden.shape(0);
     const int ignore_index = options_.ignore_index;
-    encoder.dispatch([job, num_rows, ignore_index]() mutable {
+    encoder.dispatch([job, weight, num_rows, ignore_index]() mutable {
       std::vector<float> weight_sum;
       if (job.dhidden && job.smoothing > 0.0f) {
         weight_sum.assign(job.hidden_size, 0.0f);
@@ -452,7 +520,7 @@ class HeadCrossEntropy : public CrossEntropyPrimitive {
             weight_sum[k] += job.weight[j * job.hidden_size + k];
         job.weight_sum = weight_sum.data();
       }
-      run(job, num_rows, ignore_index);
+      run(job, weight, num_rows, ignore_index);
     });
     // Note [Waiting for a long task]
     // MLX's eval runs ahead of the streams' workers, but only while fewer than a fixed number
@@ -478,19 +546,49 @@ class HeadCrossEntropy : public CrossEntropyPrimitive {
 
 }  // namespace
 
-size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size) {
+size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size, int64_t vocab) {
 #if FT_AVX2_KERNELS
   const int64_t padded = (rows + kBlockRows - 1) / kBlockRows * kBlockRows;
+  const bool packed = head_cross_entropy_packed_bytes(vocab, hidden_size) > 0;
   const int64_t floats =
       padded * hidden_size                     // the transposed hidden states
       + padded * padded_features(hidden_size)  // o
-      + stretch_rows(hidden_size) * (hidden_size + padded_features(hidden_size))  // packed W
-      + panel_rows(hidden_size) * kBlockRows + kTile  // a panel's logits
+      + (packed ? 0 : stretch_rows(hidden_size) * (hidden_size + padded_features(hidden_size))) +
+      panel_rows(hidden_size) * kBlockRows + kTile  // a panel's logits
       + HeadPass::kStats * padded;
   return static_cast<size_t>(floats) * sizeof(float) + padded * (sizeof(int32_t) + sizeof(int64_t));
 #else
   (void)rows;
   (void)hidden_size;
+  (void)vocab;
+  return 0;
+#endif
+}
+
+size_t head_cross_entropy_packed_bytes(int64_t vocab, int64_t hidden_size) {
+#if FT_AVX2_KERNELS
+  const int64_t bytes = packed_bytes(vocab, hidden_size);
+  return bytes <= g_packed_budget.load() ? static_cast<size_t>(bytes) : 0;
+#else
+  (void)vocab;
+  (void)hidden_size;
+  return 0;
+#endif
+}
+
+void release_head_cross_entropy_packing() {
+#if FT_AVX2_KERNELS
+  std::lock_guard lock(packing_mutex());
+  packed_entry().reset();
+#endif
+}
+
+int64_t set_head_cross_entropy_packing_budget(int64_t bytes) {
+#if FT_AVX2_KERNELS
+  release_head_cross_entropy_packing();
+  return g_packed_budget.exchange(std::max<int64_t>(0, bytes));
+#else
+  (void)bytes;
   return 0;
 #endif
 }

@@ -40,7 +40,17 @@ bool head_cross_entropy_supported(mx::Dtype hidden, mx::Dtype weight, int hidden
                                   mx::StreamOrDevice s = {});
 
 // The bytes one call with the gradient allocates for its work (beyond its inputs and outputs)
-// for `rows` rows of `hidden_size` features, with one thread.
-size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size);
+// for `rows` rows of `hidden_size` features and a vocabulary of `vocab`, with one thread, and
+// the bytes of the packed W that calls keep for the next (once for the process, Note [The
+// packed head] in head_cross_entropy.cpp; 0 for a W beyond its budget).
+size_t head_cross_entropy_scratch_bytes(int64_t rows, int64_t hidden_size, int64_t vocab);
+size_t head_cross_entropy_packed_bytes(int64_t vocab, int64_t hidden_size);
+
+// Frees the packed W kept for the next call, if any.
+void release_head_cross_entropy_packing();
+// The largest packed W (both layouts, bytes) kept for the next call, 256 MiB at first; a
+// larger one is packed a stretch at a time in every call. Frees what is kept; returns the
+// previous budget.
+int64_t set_head_cross_entropy_packing_budget(int64_t bytes);
 
 }  // namespace ft::kernels::cpu
