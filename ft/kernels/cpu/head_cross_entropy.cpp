@@ -42,8 +42,9 @@ namespace ft::kernels::cpu {
 // broadcasts 6 of that W row's features, so o is kept transposed, (features, rows), and
 // every cache line either operand reads is used whole (with the rows 6 at a time as the
 // broadcast side, each exponential line gave 6 of its 16 floats). Each product reads W
-// packed in a layout of its own, a stretch of the vocabulary at a time, packed once per call
-// and read by every block. A row's result depends on the row alone, in a fixed order.
+// packed in a layout of its own (kept between calls, Note [The packed head], or a stretch
+// of the vocabulary at a time, packed once per call) and read by every block. A row's
+// result depends on the row alone, in a fixed order.
 
 // Note [A lazy reference]
 // The online softmax above is exact for any reference m that no logit passes by much: l and o
@@ -238,7 +239,9 @@ FT_AVX2 void pack_weight(const float* weight, int64_t hidden, int64_t panel, boo
 // one entry for the process, made by the first call that finds none for its W and shared by
 // calls running at once. The entry holds the mx::array W, which keeps W's buffer alive and,
 // as a second reference, keeps MLX from donating it to another op's output, so equal data
-// pointers mean equal contents. A larger W is packed a stretch at a time in every call.
+// pointers mean equal contents. (So a W that training replaces keeps its old buffer alive
+// until the next call replaces the entry.) A larger W is packed a stretch at a time in every
+// call.
 struct PackedWeight {
   mx::array weight;
   int64_t vocab, hidden;
@@ -281,8 +284,9 @@ std::shared_ptr<const PackedWeight> packed_weight(const mx::array& weight) {
   return made;
 }
 
-// The state of a call: its rows in blocks of kBlockRows, and a stretch of W packed for the two
-// products. Block b holds rows[b * kBlockRows, ...) of the rows with a target.
+// The state of a call: its rows in blocks of kBlockRows and, unless W is kept packed whole, a
+// stretch of W packed for the two products. Block b holds rows[b * kBlockRows, ...) of the rows
+// with a target.
 class HeadPass {
  public:
   // packed: W already packed in both layouts for the whole vocabulary (Note [The packed
