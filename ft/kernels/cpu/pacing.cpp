@@ -24,7 +24,7 @@ namespace ft::kernels::cpu {
 // or SwiGLU ends with a marker task, and the host waits until its stream has run the marker
 // kPaceDepth points back. The host then stays a layer or so ahead of its worker, so the
 // buffers of dispatched, not yet run tasks stay those of about a layer. Measured on the tiny
-// bench (2 shards): peak memory 0.13 GiB with MLX's budget, 0.25 with none, 0.16 paced; the
+// bench (2 shards): peak memory 0.13 GiB with MLX's budget, 0.25 with none, 0.17 paced; the
 // context switches per step went from about 1300 to 300.
 // The marker signals when the task holding it is destroyed, so a stream that drops its tasks
 // after an error cannot leave the host waiting.
