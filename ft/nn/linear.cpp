@@ -30,9 +30,13 @@ void Linear::register_all() {
   if (bias_) register_parameter("bias", &*bias_);
 }
 
-mx::array Linear::operator()(const mx::array& x) {
+void Linear::check_input(const mx::array& x) const {
   FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "linear", "input's last dimension is ",
            x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
+}
+
+mx::array Linear::operator()(const mx::array& x) {
+  check_input(x);
   if (bias_) return mx::addmm(*bias_, x, mx::transpose(weight_));
   return mx::matmul(x, mx::transpose(weight_));
 }

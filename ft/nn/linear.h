@@ -17,6 +17,8 @@ class Linear : public Layer {
 
   std::string type_name() const override { return "Linear"; }
   mx::array operator()(const mx::array& x) override;
+  // ft::Error unless x's last dimension is in_features().
+  void check_input(const mx::array& x) const;
 
   int in_features() const { return weight_.shape(1); }
   int out_features() const { return weight_.shape(0); }

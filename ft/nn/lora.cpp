@@ -39,6 +39,14 @@ int base_out_features(const Layer& base) {
   return dynamic_cast<const Linear&>(base).out_features();
 }
 
+// y + u sb^T with the rows flattened, so that BLAS sees one product, not one per batch row,
+// adding into y (beta = 1) in place of a separate sum: one pass over (tokens, out) fewer.
+mx::array add_low_rank(const mx::array& y, const mx::array& u, const mx::array& sb) {
+  auto sum = mx::addmm(mx::reshape(y, {-1, y.shape(-1)}), mx::reshape(u, {-1, u.shape(-1)}),
+                       mx::transpose(sb));
+  return mx::reshape(sum, y.shape());
+}
+
 // Note [The adapter's backward]
 // y = x W^T (+ b) + u (sB)^T with u = x A^T. Autodiff of that composite computes x's gradient
 // as g W and du A apart and adds them: a pass over (tokens, in), and for the thin product a
@@ -56,7 +64,7 @@ const std::function<std::vector<mx::array>(const std::vector<mx::array>&)>& adap
         auto u = mx::matmul(x2, mx::transpose(a));
         mx::Shape shape = x.shape();
         shape.back() = w.shape(0);
-        return {mx::reshape(mx::addmm(y, u, mx::transpose(sb)), shape), u};
+        return {mx::reshape(add_low_rank(y, u, sb), shape), u};
       },
       [](const std::vector<mx::array>& in, const std::vector<mx::array>& cotangents,
          const std::vector<mx::array>& outputs) -> std::vector<mx::array> {
@@ -138,8 +146,7 @@ mx::array LoRALinear::operator()(const mx::array& x) {
   const mx::Dtype dtype = lora_A_.dtype();
   if (linear_ && no_dropout && x.dtype() == dtype && linear_->weight().dtype() == dtype &&
       (!linear_->bias() || linear_->bias()->dtype() == dtype)) {
-    FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "linear", "input's last dimension is ",
-             x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
+    linear_->check_input(x);
     std::vector<mx::array> in{x, linear_->weight(), lora_A_, scaled_b};
     if (linear_->bias()) in.push_back(*linear_->bias());
     return adapted_linear()(in)[0];  // Note [The adapter's backward]
@@ -147,15 +154,7 @@ mx::array LoRALinear::operator()(const mx::array& x) {
   auto y = (*base_)(x);  // checks x's shape
   auto xd = (*dropout_)(x);
   auto u = mx::matmul(xd, mx::transpose(lora_A_));
-  // Where no cast is needed the second product adds into the base output in place of a
-  // separate sum (BLAS with beta = 1): one pass over (tokens, out) fewer.
-  // Rows flattened first, so that BLAS sees one product, not one per batch row.
-  if (u.dtype() == y.dtype()) {
-    const int out = y.shape(-1);
-    auto sum = mx::addmm(mx::reshape(y, {-1, out}), mx::reshape(u, {-1, u.shape(-1)}),
-                         mx::transpose(scaled_b));
-    return mx::reshape(sum, y.shape());
-  }
+  if (u.dtype() == y.dtype()) return add_low_rank(y, u, scaled_b);  // no cast needed
   return mx::add(y, mx::astype(mx::matmul(u, mx::transpose(scaled_b)), y.dtype()));
 }
 

@@ -335,7 +335,7 @@ class HeadPass {
     });
   }
 
-  static constexpr int64_t kStats = 5;  // max, sum, sum of logits, target logit, rescale
+  static constexpr int64_t kStats = 5;  // reference, sum, sum of logits, target logit, rescale
 
  private:
   int64_t rows_in(int64_t b) const {
@@ -372,7 +372,7 @@ class HeadPass {
     const int64_t n = rows_in(b), r_pad = width(b);
     const float* hidden_t = hidden_t_.get() + b * kBlockRows * hidden_;
     const int32_t* targets = targets_.data() + b * kBlockRows;
-    float *max = stat(b, 0), *sum = stat(b, 1), *sum_z = stat(b, 2), *target_z = stat(b, 3),
+    float *reference = stat(b, 0), *sum = stat(b, 1), *sum_z = stat(b, 2), *target_z = stat(b, 3),
           *rescale = stat(b, 4);
 
     // The panel's logits, (count, R), in whole tiles of 6 (the buffer has room), and each row's
@@ -393,7 +393,7 @@ class HeadPass {
     const __m256 headroom = _mm256_set1_ps(kHeadroom), one = _mm256_set1_ps(1.0f);
     int raised = 0;
     for (int64_t r = 0; r < r_pad; r += 8) {
-      const __m256 old_ref = _mm256_loadu_ps(max + r);
+      const __m256 old_ref = _mm256_loadu_ps(reference + r);
       const __m256 top = panel_max[r / 8];
       const __m256 raise = _mm256_cmp_ps(top, _mm256_add_ps(old_ref, headroom), _CMP_GT_OQ);
       raised |= _mm256_movemask_ps(raise);
@@ -410,7 +410,7 @@ class HeadPass {
       const __m256 c = _mm256_blendv_ps(one, exp8(_mm256_sub_ps(old_ref, ref)), raise);
       _mm256_storeu_ps(sum + r, _mm256_fmadd_ps(_mm256_loadu_ps(sum + r), c, e_sum));
       _mm256_storeu_ps(sum_z + r, _mm256_add_ps(_mm256_loadu_ps(sum_z + r), z_sum));
-      _mm256_storeu_ps(max + r, ref);
+      _mm256_storeu_ps(reference + r, ref);
       _mm256_storeu_ps(rescale + r, c);
     }
     if (!grad_) return;
