@@ -15,6 +15,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
+#include "ft/kernels/cpu/avx2.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/kernels/cpu/softmax_cross_entropy.h"
 #include "ft/kernels/cpu/vec_math.h"
@@ -22,7 +23,6 @@
 
 namespace mx = mlx::core;
 namespace cpu = ft::kernels::cpu;
-
 
 TEST(VecMath, ExpMatchesStdExpOverTheWholeFloatRange) {
   // Every 97th float bit pattern from -inf to +inf, both signs: about 88 million values.
@@ -52,6 +52,59 @@ TEST(VecMath, ExpMatchesStdExpOverTheWholeFloatRange) {
   EXPECT_EQ(cpu::exp_approx(inf), inf);
   EXPECT_EQ(cpu::exp_approx(0.0f), 1.0f);
   EXPECT_TRUE(std::isnan(cpu::exp_approx(std::numeric_limits<float>::quiet_NaN())));
+}
+
+#if FT_AVX2_KERNELS
+// exp8 and exp8_normal of 8 floats.
+FT_AVX2 void exp8_both(const float* x, float* exp, float* exp_normal) {
+  const __m256 v = _mm256_loadu_ps(x);
+  _mm256_storeu_ps(exp, cpu::exp8(v));
+  _mm256_storeu_ps(exp_normal, cpu::exp8_normal(v));
+}
+#endif
+
+TEST(VecMath, Exp8MatchesStdExpAndExp8NormalMatchesItDownToFltMin) {
+#if FT_AVX2_KERNELS
+  if (!cpu::avx2_supported()) GTEST_SKIP() << "no AVX2";
+  const float log_min = -87.33654475f;
+  // Every 89th float bit pattern of both signs, 8 at a time, and the edges.
+  std::vector<float> xs;
+  for (uint32_t sign : {0u, 0x80000000u})
+    for (uint32_t bits = 0; bits <= 0x7f800000u; bits += 89)
+      xs.push_back(std::bit_cast<float>(bits | sign));
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float x : {-inf, log_min, std::nextafter(log_min, -inf), std::nextafter(log_min, inf), 88.0f,
+                  std::numeric_limits<float>::quiet_NaN()})
+    xs.push_back(x);
+  while (xs.size() % 8) xs.push_back(0.0f);
+  int64_t normal_same = 0;
+  for (size_t i = 0; i < xs.size(); i += 8) {
+    float exp[8], exp_normal[8];
+    exp8_both(xs.data() + i, exp, exp_normal);
+    for (int k = 0; k < 8; ++k) {
+      const float x = xs[i + k];
+      if (std::isnan(x)) {
+        ASSERT_TRUE(std::isnan(exp[k]) && std::isnan(exp_normal[k]));
+        continue;
+      }
+      const double expected = std::exp(static_cast<double>(x));
+      if (expected >= std::numeric_limits<float>::min() && expected <= 3.4e38) {
+        ASSERT_LT(std::abs(exp[k] - expected) / expected, 2.5e-7) << "x = " << x;
+      }
+      if (x > 88.0f) continue;  // beyond exp8_normal's domain
+      if (x < log_min) {
+        ASSERT_EQ(exp_normal[k], 0.0f) << "x = " << x;
+      } else {
+        ASSERT_EQ(std::bit_cast<uint32_t>(exp_normal[k]), std::bit_cast<uint32_t>(exp[k]))
+            << "x = " << x;
+        ++normal_same;
+      }
+    }
+  }
+  EXPECT_GT(normal_same, 1000000);  // the sweep crossed the whole normal range
+#else
+  GTEST_SKIP() << "no AVX2 kernels in this build";
+#endif
 }
 
 TEST(VecMath, Bf16RoundsToNearestEven) {

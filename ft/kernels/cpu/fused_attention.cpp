@@ -204,7 +204,7 @@ FT_AVX2 void forward_task(const ForwardJob& job, int64_t b, int64_t g, float* kt
           const __m256 m = _mm256_set1_ps(new_max);
           __m256 row_sum = _mm256_setzero_ps();
           for (int64_t j = 0; j < cols; j += 8) {
-            const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(sr + j), m));
+            const __m256 p = exp8_normal(_mm256_sub_ps(_mm256_loadu_ps(sr + j), m));
             _mm256_storeu_ps(sr + j, p);
             row_sum = _mm256_add_ps(row_sum, p);
           }
@@ -283,7 +283,7 @@ FT_AVX2 void backward_task(const BackwardJob& job, int64_t b, int64_t g, float* 
           const __m256 row_delta = _mm256_set1_ps(delta[i0 + r]);
           for (int64_t j = 0; j < cols; j += 8) {
             const __m256 x = _mm256_fmsub_ps(_mm256_loadu_ps(sr + j), scale, row_lse);
-            const __m256 p = _mm256_and_ps(exp8(x), lanes_below(j, limit));
+            const __m256 p = _mm256_and_ps(exp8_normal(x), lanes_below(j, limit));
             // P stays in s for dV; dS = scale P (dP - delta) goes to dp.
             _mm256_storeu_ps(sr + j, p);
             _mm256_storeu_ps(dpr + j,

@@ -403,11 +403,11 @@ class HeadPass {
         float* z = logits + j * r_pad + r;
         const __m256 zj = _mm256_loadu_ps(z);
         if (smoothing) z_sum = _mm256_add_ps(z_sum, zj);
-        const __m256 e = exp8(_mm256_sub_ps(zj, ref));
+        const __m256 e = exp8_normal(_mm256_sub_ps(zj, ref));  // z - ref <= kHeadroom
         _mm256_storeu_ps(z, e);
         e_sum = _mm256_add_ps(e_sum, e);
       }
-      const __m256 c = _mm256_blendv_ps(one, exp8(_mm256_sub_ps(old_ref, ref)), raise);
+      const __m256 c = _mm256_blendv_ps(one, exp8_normal(_mm256_sub_ps(old_ref, ref)), raise);
       _mm256_storeu_ps(sum + r, _mm256_fmadd_ps(_mm256_loadu_ps(sum + r), c, e_sum));
       _mm256_storeu_ps(sum_z + r, _mm256_add_ps(_mm256_loadu_ps(sum_z + r), z_sum));
       _mm256_storeu_ps(reference + r, ref);
