@@ -4,6 +4,7 @@
 
 #include <mlx/ops.h>
 #include <mlx/random.h>
+#include <mlx/transforms.h>
 
 #include "ft/core/error.h"
 #include "ft/nn/lora.h"
@@ -126,6 +127,36 @@ TEST(LoRALinear, GradientsMatchTheHandDerivedFormula) {
   auto fresh_grads = ft_test::loss_and_grads(fresh, x, g).second;
   EXPECT_EQ(max_abs(fresh_grads.at("lora_A")), 0.0f);
   EXPECT_GT(max_abs(fresh_grads.at("lora_B")), 0.0f);
+}
+
+TEST(LoRALinear, LargerRanksAndXsGradientMatchTheHandDerivedFormula) {
+  // The ranks people train with, 3-D inputs, and x's gradient (dx = G W + du A in one product
+  // of the custom backward, Note [The adapter's backward]).
+  auto base = make_base(1);
+  for (int rank : {8, 16, 24}) {
+    LoRALinear lora(base, rank, 8.0f, mx::random::key(2));
+    lora.update(ft::ParamMap{{"lora_A", randn({rank, kIn}, 6, 0.3f)},
+                             {"lora_B", randn({kOut, rank}, 7, 0.3f)}});
+    auto x = randn({2, 9, kIn}, 8);
+    auto g = randn({2, 9, kOut}, 9);
+    const float s = lora.scale();
+    const mx::array &a = lora.lora_A(), &b = lora.lora_B();
+    auto y = lora_reference(x, base->weight(), *base->bias(), a, b, s);
+    EXPECT_LT(max_abs_diff(lora(x), y), 1e-4f * max_abs(y)) << "rank " << rank;
+    auto [loss, grads] = ft_test::loss_and_grads(lora, x, g);
+    auto x2 = mx::reshape(x, {-1, kIn}), g2 = mx::reshape(g, {-1, kOut});
+    auto d_b = mx::multiply(mx::array(s), mx::matmul(t(g2), mx::matmul(x2, t(a))));
+    auto d_a = mx::multiply(mx::array(s), mx::matmul(t(mx::matmul(g2, b)), x2));
+    EXPECT_LT(max_abs_diff(grads.at("lora_B"), d_b), 1e-5f * max_abs(d_b)) << "rank " << rank;
+    EXPECT_LT(max_abs_diff(grads.at("lora_A"), d_a), 1e-5f * max_abs(d_a)) << "rank " << rank;
+    // dx = G W + s (G B) A.
+    auto dx = mx::vjp([&](const std::vector<mx::array>& in) { return std::vector{lora(in[0])}; },
+                      {x}, {g})
+                  .second[0];
+    auto d_x = mx::add(mx::matmul(g, base->weight()),
+                       mx::multiply(mx::array(s), mx::matmul(mx::matmul(g, b), a)));
+    EXPECT_LT(max_abs_diff(dx, d_x), 1e-5f * max_abs(d_x)) << "rank " << rank;
+  }
 }
 
 TEST(LoRALinear, DropoutAppliesToTheAdapterInputOnly) {
