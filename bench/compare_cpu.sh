@@ -8,9 +8,9 @@
 # PYTHON must have torch, transformers, peft, mlx and mlx-lm (default python3). Settings
 # through the environment: FT (build/ft), THREADS (all cores), BATCH (4), SEQ (256),
 # STEPS (10; hf_baseline.py adds 3 warmup steps, and so do the others), ROUNDS (1: how many
-# times ft and transformers+PEFT run, one after the other, before mlx-lm runs once; a shared
-# machine's speed wanders, and alternating rounds see the same swings). Prints the JSON
-# lines and a summary: median tokens/s per system and the ratios.
+# times ft and transformers+PEFT run, one after the other and in turns first, before mlx-lm
+# runs once; a shared machine's speed wanders, and alternating rounds see the same swings).
+# Prints the JSON lines and a summary: median tokens/s per system and the ratios.
 #
 # Threads: torch takes --threads; MLX (under ft and under mlx-lm) sends its matrix
 # products to BLAS, whose threads follow OPENBLAS_NUM_THREADS, and runs its other CPU
@@ -43,11 +43,24 @@ if awk -v l="$load" -v c="$CORES" 'BEGIN { exit !(l >= c) }'; then
   echo "# warning: load average $load on $CORES cores: other work shares the CPU and the" \
     "timings move with it (torch's threads suffer most; THREADS=1 is steadier)" >&2
 fi
-for ((round = 1; round <= ROUNDS; ++round)); do
+ft_side() {
   side ft "$FT" bench --shape tiny --method lora --dtype float32 --batch-size "$BATCH" \
     --seq-length "$SEQ" --steps "$STEPS" --warmup 3 --threads "$THREADS" --json
+}
+hf_side() {
   side hf-transformers+peft "$PYTHON" "$HF_BASELINE" --runs "tiny:lora:$BATCH:$SEQ:0:0" \
     --device cpu --dtype f32 --threads "$THREADS" --steps "$STEPS"
+}
+# Odd rounds run ft first, even rounds transformers+PEFT first, so that neither side always
+# follows the other.
+for ((round = 1; round <= ROUNDS; ++round)); do
+  if ((round % 2)); then
+    ft_side
+    hf_side
+  else
+    hf_side
+    ft_side
+  fi
 done
 side mlx-lm "${preload[@]}" "$PYTHON" bench/mlx_lm_baseline.py --runs "tiny:lora:$BATCH:$SEQ:0" \
   --dtype f32 --steps "$STEPS" --warmup 3
