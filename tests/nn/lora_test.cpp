@@ -142,20 +142,20 @@ TEST(LoRALinear, LargerRanksAndXsGradientMatchTheHandDerivedFormula) {
     const float s = lora.scale();
     const mx::array &a = lora.lora_A(), &b = lora.lora_B();
     auto y = lora_reference(x, base->weight(), *base->bias(), a, b, s);
-    EXPECT_LT(max_abs_diff(lora(x), y), 1e-4f * max_abs(y)) << "rank " << rank;
+    EXPECT_LT(max_abs_diff(lora(x), y), 1e-3f * max_abs(y)) << "rank " << rank;
     auto [loss, grads] = ft_test::loss_and_grads(lora, x, g);
     auto x2 = mx::reshape(x, {-1, kIn}), g2 = mx::reshape(g, {-1, kOut});
     auto d_b = mx::multiply(mx::array(s), mx::matmul(t(g2), mx::matmul(x2, t(a))));
     auto d_a = mx::multiply(mx::array(s), mx::matmul(t(mx::matmul(g2, b)), x2));
-    EXPECT_LT(max_abs_diff(grads.at("lora_B"), d_b), 1e-5f * max_abs(d_b)) << "rank " << rank;
-    EXPECT_LT(max_abs_diff(grads.at("lora_A"), d_a), 1e-5f * max_abs(d_a)) << "rank " << rank;
+    EXPECT_LT(max_abs_diff(grads.at("lora_B"), d_b), 1e-3f * max_abs(d_b)) << "rank " << rank;
+    EXPECT_LT(max_abs_diff(grads.at("lora_A"), d_a), 1e-3f * max_abs(d_a)) << "rank " << rank;
     // dx = G W + s (G B) A.
     auto dx = mx::vjp([&](const std::vector<mx::array>& in) { return std::vector{lora(in[0])}; },
                       {x}, {g})
                   .second[0];
     auto d_x = mx::add(mx::matmul(g, base->weight()),
                        mx::multiply(mx::array(s), mx::matmul(mx::matmul(g, b), a)));
-    EXPECT_LT(max_abs_diff(dx, d_x), 1e-5f * max_abs(d_x)) << "rank " << rank;
+    EXPECT_LT(max_abs_diff(dx, d_x), 1e-3f * max_abs(d_x)) << "rank " << rank;
   }
 }
 
