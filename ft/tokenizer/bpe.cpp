@@ -19,7 +19,8 @@ constexpr size_t kCacheMaxWordBytes = 256;
 class Bpe : public Model {
  public:
   explicit Bpe(const json& j) {
-    for (const auto& [token, id] : j.at("vocab").items()) vocab_.add(token, id.get<int>());
+    for (const auto& [token, id] : j.at("vocab").items())
+      vocab_.add(token, token_id(id, "BPE vocabulary id of '" + token + "'"));
     auto opt_string = [&](const char* key) {
       return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
     };

@@ -78,6 +78,11 @@ std::unique_ptr<PostProcessor> make_bos_eos_processor(std::optional<int> bos,
 // Shared helpers for the builders.
 [[noreturn]] void unsupported(const std::string& stage, const std::string& type);
 std::string json_type(const json& j, const std::string& stage);
+// A token id from the file, checked to be an integer in [0, kMaxVocabSize); what names it.
+int token_id(const json& v, const std::string& what);
+// The list j[key] of a Sequence, each element checked to be an object (a null element
+// would otherwise build a missing stage).
+const json& sequence_parts(const json& j, const char* key, const std::string& stage);
 // The pattern of a Split / Replace: {"String": s} (a literal) or {"Regex": r}.
 struct Pattern {
   std::string text;

@@ -216,7 +216,7 @@ std::unique_ptr<Decoder> make_decoder(const json& j) {
   if (type == "WordPiece") return std::make_unique<WordPieceDecoder>(j);
   if (type == "Sequence") {
     std::vector<std::unique_ptr<Decoder>> parts;
-    for (const auto& d : j.at("decoders")) parts.push_back(make_decoder(d));
+    for (const auto& d : sequence_parts(j, "decoders", "decoder")) parts.push_back(make_decoder(d));
     return std::make_unique<SequenceDecoder>(std::move(parts));
   }
   unsupported("decoder", type);

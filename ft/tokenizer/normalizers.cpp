@@ -19,6 +19,16 @@ std::string json_type(const json& j, const std::string& stage) {
   return j["type"].get<std::string>();
 }
 
+const json& sequence_parts(const json& j, const char* key, const std::string& stage) {
+  FT_CHECK(j.contains(key) && j[key].is_array(), "tokenizer", "Sequence ", stage, " has no \"", key,
+           "\" list");
+  const json& parts = j[key];
+  for (size_t i = 0; i < parts.size(); ++i)
+    FT_CHECK(parts[i].is_object(), "tokenizer", "Sequence ", stage, ": element ", i, " of \"", key,
+             "\" is ", parts[i].type_name(), ", not a ", stage);
+  return parts;
+}
+
 Pattern parse_pattern(const json& j, const std::string& stage) {
   if (j.is_object() && j.contains("String")) return {j["String"].get<std::string>(), false};
   if (j.is_object() && j.contains("Regex")) return {j["Regex"].get<std::string>(), true};
@@ -251,7 +261,8 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
   if (type == "BertNormalizer") return std::make_unique<BertNormalizer>(j);
   if (type == "Sequence") {
     std::vector<std::unique_ptr<Normalizer>> parts;
-    for (const auto& n : j.at("normalizers")) parts.push_back(make_normalizer(n));
+    for (const auto& n : sequence_parts(j, "normalizers", "normalizer"))
+      parts.push_back(make_normalizer(n));
     return std::make_unique<SequenceNormalizer>(std::move(parts));
   }
   unsupported("normalizer", type);

@@ -36,7 +36,8 @@ std::unique_ptr<PostProcessor> make_template(const json& j) {
     const std::string name = item["SpecialToken"].at("id").get<std::string>();
     FT_CHECK(specials.contains(name), "tokenizer", "TemplateProcessing uses special token '", name,
              "' that it does not define");
-    for (int id : specials[name].at("ids")) (seen_sequence ? after : before).push_back(id);
+    for (const json& id : specials[name].at("ids"))
+      (seen_sequence ? after : before).push_back(token_id(id, "TemplateProcessing id of " + name));
   }
   FT_CHECK(seen_sequence, "tokenizer", "TemplateProcessing 'single' has no sequence");
   return std::make_unique<AroundProcessor>(std::move(before), std::move(after));
@@ -68,12 +69,14 @@ std::unique_ptr<PostProcessor> make_post_processor(const json& j) {
   if (type == "ByteLevel") return std::make_unique<IdentityProcessor>();
   if (type == "RobertaProcessing" || type == "BertProcessing") {
     // ["<s>", 0]: the token and its id.
-    const int cls = j.at("cls").at(1).get<int>(), sep = j.at("sep").at(1).get<int>();
+    const int cls = token_id(j.at("cls").at(1), type + " cls id");
+    const int sep = token_id(j.at("sep").at(1), type + " sep id");
     return std::make_unique<AroundProcessor>(std::vector<int>{cls}, std::vector<int>{sep});
   }
   if (type == "Sequence") {
     std::vector<std::unique_ptr<PostProcessor>> parts;
-    for (const auto& p : j.at("processors")) parts.push_back(make_post_processor(p));
+    for (const auto& p : sequence_parts(j, "processors", "post-processor"))
+      parts.push_back(make_post_processor(p));
     return std::make_unique<SequenceProcessor>(std::move(parts));
   }
   unsupported("post-processor", type);

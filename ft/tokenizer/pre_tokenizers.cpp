@@ -302,7 +302,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j) {
   }
   if (type == "Sequence") {
     std::vector<std::unique_ptr<PreTokenizer>> parts;
-    for (const auto& p : j.at("pretokenizers")) parts.push_back(make_pre_tokenizer(p));
+    for (const auto& p : sequence_parts(j, "pretokenizers", "pre-tokenizer"))
+      parts.push_back(make_pre_tokenizer(p));
     return std::make_unique<SequencePreTokenizer>(std::move(parts));
   }
   unsupported("pre-tokenizer", type);

@@ -200,26 +200,32 @@ Tokenizer Tokenizer::from_json_text(std::string_view tokenizer_json,
   // Added tokens, split by where they are matched.
   std::vector<AddedToken> raw, normalized;
   std::vector<std::string> raw_patterns, normalized_patterns;
-  if (j.contains("added_tokens"))
-    for (const auto& a : j["added_tokens"]) {
-      AddedToken token;
-      token.id = a.at("id").get<int>();
-      token.content = a.at("content").get<std::string>();
-      token.single_word = a.value("single_word", false);
-      token.lstrip = a.value("lstrip", false);
-      token.rstrip = a.value("rstrip", false);
-      token.normalized = a.value("normalized", !a.value("special", false));
-      token.special = a.value("special", false);
-      t.added_by_id[token.id] = t.added.size();
-      t.added_by_content[token.content] = token.id;
-      t.added.push_back(token);
-      if (token.special) t.special_ids.push_back(token.id);
-      std::string piece = token.content;
-      if (token.normalized && t.normalizer) t.normalizer->normalize(piece);
-      t.added_piece.push_back(piece);
-      (token.normalized ? normalized : raw).push_back(token);
-      (token.normalized ? normalized_patterns : raw_patterns).push_back(piece);
-    }
+  try {
+    if (j.contains("added_tokens"))
+      for (const auto& a : j["added_tokens"]) {
+        AddedToken token;
+        token.id = token_id(a.at("id"), "added token id");
+        token.content = a.at("content").get<std::string>();
+        token.single_word = a.value("single_word", false);
+        token.lstrip = a.value("lstrip", false);
+        token.rstrip = a.value("rstrip", false);
+        token.normalized = a.value("normalized", !a.value("special", false));
+        token.special = a.value("special", false);
+        t.added_by_id[token.id] = t.added.size();
+        t.added_by_content[token.content] = token.id;
+        t.added.push_back(token);
+        if (token.special) t.special_ids.push_back(token.id);
+        std::string piece = token.content;
+        if (token.normalized && t.normalizer) t.normalizer->normalize(piece);
+        t.added_piece.push_back(piece);
+        (token.normalized ? normalized : raw).push_back(token);
+        (token.normalized ? normalized_patterns : raw_patterns).push_back(piece);
+      }
+  } catch (const Error& e) {
+    throw Error(e.place(), source + ": " + e.fact());
+  } catch (const json::exception& e) {
+    throw Error("tokenizer", source + ": added_tokens: unexpected structure: " + e.what());
+  }
   std::sort(t.special_ids.begin(), t.special_ids.end());
   t.raw_matcher = AddedTokenMatcher(std::move(raw), std::move(raw_patterns));
   t.normalized_matcher = AddedTokenMatcher(std::move(normalized), std::move(normalized_patterns));
@@ -244,9 +250,9 @@ Tokenizer Tokenizer::from_json_text(std::string_view tokenizer_json,
   if (generation.is_object() && generation.contains("eos_token_id")) {
     const json& e = generation["eos_token_id"];
     std::vector<int> listed;
-    if (e.is_number_integer()) listed.push_back(e.get<int>());
+    if (e.is_number_integer()) listed.push_back(token_id(e, "generation_config eos_token_id"));
     if (e.is_array())
-      for (const auto& x : e) listed.push_back(x.get<int>());
+      for (const auto& x : e) listed.push_back(token_id(x, "generation_config eos_token_id"));
     for (int id : listed)
       if (std::find(t.eos_ids.begin(), t.eos_ids.end(), id) == t.eos_ids.end())
         t.eos_ids.push_back(id);

@@ -16,6 +16,8 @@ class Unigram : public Model {
  public:
   explicit Unigram(const json& j) {
     const json& vocab = j.at("vocab");
+    FT_CHECK(vocab.size() <= size_t{kMaxVocabSize}, "tokenizer", "Unigram vocabulary of ",
+             vocab.size(), " pieces is larger than ft loads (", kMaxVocabSize, ")");
     scores_.reserve(vocab.size());
     int id = 0;
     for (const auto& entry : vocab) {
@@ -28,7 +30,7 @@ class Unigram : public Model {
       ++id;
     }
     if (j.contains("unk_id") && j["unk_id"].is_number()) {
-      unk_id_ = j["unk_id"].get<int>();
+      unk_id_ = token_id(j["unk_id"], "Unigram unk_id");
       FT_CHECK(*unk_id_ >= 0 && *unk_id_ < id, "tokenizer", "Unigram unk_id ", *unk_id_,
                " is outside the vocabulary of ", id);
     }

@@ -9,6 +9,10 @@
 
 namespace ft::tokenizer {
 
+// The largest vocabulary ft loads: 2^24 ids, far above any real tokenizer's (about
+// 260,000), and small enough that no file can make ft allocate gigabytes for its tables.
+constexpr int kMaxVocabSize = 1 << 24;
+
 struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -16,7 +20,7 @@ struct StringHash {
 
 class Vocab {
  public:
-  // Throws ft::Error when id is negative or the token or id is already taken.
+  // Throws ft::Error when id is outside [0, kMaxVocabSize) or the token or id is taken.
   void add(const std::string& token, int id);
   std::optional<int> find(std::string_view token) const {
     auto it = ids_.find(token);

@@ -1,6 +1,7 @@
 // The WordPiece model: greedy longest match from the left, later pieces carrying the
 // continuing prefix ("##"); a word with no full cover, or too long, is one unknown token.
 #include "ft/core/error.h"
+#include "ft/tokenizer/components.h"
 #include "ft/tokenizer/models.h"
 #include "ft/tokenizer/unicode.h"
 #include "ft/tokenizer/vocab.h"
@@ -11,7 +12,8 @@ namespace {
 class WordPiece : public Model {
  public:
   explicit WordPiece(const json& j) {
-    for (const auto& [token, id] : j.at("vocab").items()) vocab_.add(token, id.get<int>());
+    for (const auto& [token, id] : j.at("vocab").items())
+      vocab_.add(token, token_id(id, "WordPiece vocabulary id of '" + token + "'"));
     const std::string unk = j.value("unk_token", std::string("[UNK]"));
     auto id = vocab_.find(unk);
     FT_CHECK(id.has_value(), "tokenizer", "WordPiece unk_token '", unk,

@@ -162,6 +162,40 @@ TEST(Errors, UnsupportedComponentsAreNamed) {
             std::string::npos);
 }
 
+// A null element in a Sequence is refused when loading; it used to become a missing
+// stage that crashed the first encode or decode.
+TEST(Errors, SequenceWithANullElement) {
+  const auto base = nlohmann::json::parse(synthetic_json("wordpiece"));
+  const std::tuple<const char*, const char*, const char*> stages[] = {
+      {"normalizer", "normalizers", "normalizer"},
+      {"pre_tokenizer", "pretokenizers", "pre-tokenizer"},
+      {"post_processor", "processors", "post-processor"},
+      {"decoder", "decoders", "decoder"}};
+  for (auto [key, list, stage] : stages) {
+    auto j = base;
+    j[key] = {
+        {"type", "Sequence"},
+        {list, {nlohmann::json{{"type", "Sequence"}, {list, nlohmann::json::array()}}, nullptr}}};
+    EXPECT_EQ(error_of([&] { Tokenizer::from_json_text(j.dump()); }),
+              std::string("[tokenizer] tokenizer.json: Sequence ") + stage + ": element 1 of \"" +
+                  list + "\" is null, not a " + stage);
+  }
+}
+
+// Ids are checked as integers in [0, 2^24) before any table is sized by them.
+TEST(Errors, TokenIdsOutOfRange) {
+  auto j = nlohmann::json::parse(synthetic_json("wordpiece"));
+  j["model"]["vocab"]["huge"] = 4294967301;  // 2^32 + 5 used to load as 5
+  EXPECT_EQ(error_of([&] { Tokenizer::from_json_text(j.dump()); }),
+            "[tokenizer] tokenizer.json: WordPiece vocabulary id of 'huge' 4294967301 is outside "
+            "[0, 16777216), the ids ft loads");
+  j = nlohmann::json::parse(synthetic_json("wordpiece"));
+  j["added_tokens"] = {{{"id", 2147483647}, {"content", "<big>"}}};
+  EXPECT_EQ(error_of([&] { Tokenizer::from_json_text(j.dump()); }),
+            "[tokenizer] tokenizer.json: added token id 2147483647 is outside [0, 16777216), the "
+            "ids ft loads");
+}
+
 TEST(Threads, ConcurrentEncodesAgree) {
   const Tokenizer& tok = testing::load("llama3");
   std::string text;
