@@ -1,7 +1,7 @@
 #include "ft/io/npz.h"
 
 #include <algorithm>
-#include <regex>
+#include <cctype>
 
 #include <mlx/ops.h>  // defines: transpose, reshape
 
@@ -37,11 +37,29 @@ std::optional<mx::Dtype> npy_dtype(const std::string& descr) {
 
 // The .npy header is a Python dict literal, e.g.
 // {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
+// Read by hand rather than with std::regex, whose matcher recurses once per character
+// and can overflow the stack on a long header.
 std::string field(const std::string& header, const std::string& key, const std::string& where) {
-  const std::regex re("'" + key + "'\\s*:\\s*('[^']*'|True|False|\\([^)]*\\))");
-  std::smatch m;
-  FT_CHECK(std::regex_search(header, m, re), kPlace, where, ": .npy header has no '", key, "'");
-  return m[1].str();
+  const std::string quoted_key = "'" + key + "'";
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  for (size_t at = header.find(quoted_key); at != std::string::npos;
+       at = header.find(quoted_key, at + 1)) {
+    size_t i = at + quoted_key.size();
+    while (i < header.size() && is_space(header[i])) ++i;
+    if (i >= header.size() || header[i] != ':') continue;
+    ++i;
+    while (i < header.size() && is_space(header[i])) ++i;
+    if (header.compare(i, 4, "True") == 0) return "True";
+    if (header.compare(i, 5, "False") == 0) return "False";
+    const char close = i < header.size() && header[i] == '\''  ? '\''
+                       : i < header.size() && header[i] == '(' ? ')'
+                                                               : '\0';
+    if (close == '\0') continue;
+    const size_t end = header.find(close, i + 1);
+    if (end == std::string::npos) continue;
+    return header.substr(i, end + 1 - i);
+  }
+  throw Error(kPlace, where + ": .npy header has no '" + key + "'");
 }
 
 mx::array parse_npy(const std::string& bytes, const std::string& where) {
@@ -62,21 +80,33 @@ mx::array parse_npy(const std::string& bytes, const std::string& where) {
   const std::string header = bytes.substr(header_start, header_len);
   const std::string descr = field(header, "descr", where);
   auto dtype = npy_dtype(descr.substr(1, descr.size() - 2));
-  FT_CHECK(dtype.has_value(), kPlace, where, ": unsupported dtype ", descr);
+  FT_CHECK(dtype.has_value(), kPlace, where, ": unsupported dtype ", descr.substr(0, 100));
   const bool fortran = field(header, "fortran_order", where) == "True";
   mx::Shape shape;
   const std::string dims = field(header, "shape", where);
-  std::regex number("\\d+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number);
-       it != std::sregex_iterator(); ++it)
-    shape.push_back(std::stoi(it->str()));
-  size_t count = 1;
-  for (auto d : shape) count *= static_cast<size_t>(d);
+  // Each size below 2^31 (MLX's shapes), and the byte count without overflow.
+  size_t nbytes = mx::size_of(*dtype);
+  bool too_large = false;
+  for (size_t i = 0; i < dims.size();) {
+    if (!std::isdigit(static_cast<unsigned char>(dims[i]))) {
+      ++i;
+      continue;
+    }
+    int64_t size = 0;
+    for (; i < dims.size() && std::isdigit(static_cast<unsigned char>(dims[i])); ++i) {
+      size = size * 10 + (dims[i] - '0');
+      FT_CHECK(size < (int64_t{1} << 31), kPlace, where, ": shape ", dims.substr(0, 100),
+               " has a size of 2^31 or more");
+    }
+    shape.push_back(static_cast<int32_t>(size));
+    too_large = too_large || __builtin_mul_overflow(nbytes, static_cast<size_t>(size), &nbytes);
+  }
   const size_t data_start = header_start + header_len;
-  const size_t nbytes = count * mx::size_of(*dtype);
+  FT_CHECK(!too_large, kPlace, where, ": shape ", dims.substr(0, 100),
+           " needs more than 2^64 bytes");
   FT_CHECK(bytes.size() - data_start == nbytes, kPlace, where, ": holds ",
-           bytes.size() - data_start, " data bytes but shape ", dims, " of ", descr, " needs ",
-           nbytes);
+           bytes.size() - data_start, " data bytes but shape ", dims.substr(0, 100), " of ", descr,
+           " needs ", nbytes);
   if (!fortran) return detail::array_from_bytes(bytes.data() + data_start, nbytes, shape, *dtype);
   // Column-major data is the row-major array of the reversed shape, transposed.
   mx::Shape reversed(shape.rbegin(), shape.rend());

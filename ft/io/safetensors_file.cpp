@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,24 +41,45 @@ SafetensorsEntry parse_entry(const fs::path& file, const std::string& name, cons
   auto dtype = detail::dtype_from_safetensors_name(dtype_name);
   FT_CHECK(dtype.has_value(), kPlace, where, ": unsupported dtype '", dtype_name, "'");
   e.dtype = *dtype;
-  uint64_t count = 1;
+  // The byte count is computed without overflow: a wrapped product could match a
+  // small data range and describe an array larger than the file.
+  uint64_t bytes = mx::size_of(e.dtype);
+  bool too_large = false;
   for (const auto& d : info["shape"]) {
     FT_CHECK(d.is_number_unsigned() && d.get<uint64_t>() < (uint64_t{1} << 31), kPlace, where,
-             ": shape ", info["shape"].dump(), " is not a list of non-negative sizes");
+             ": shape ", info["shape"].dump().substr(0, 200),
+             " is not a list of non-negative sizes below 2^31");
     e.shape.push_back(d.get<int32_t>());
-    count *= d.get<uint64_t>();
+    too_large = too_large || __builtin_mul_overflow(bytes, d.get<uint64_t>(), &bytes);
   }
   const uint64_t begin = info["data_offsets"][0].get<uint64_t>();
   const uint64_t end = info["data_offsets"][1].get<uint64_t>();
   FT_CHECK(begin <= end, kPlace, where, ": data_offsets [", begin, ", ", end, "] are reversed");
-  FT_CHECK(end - begin == count * mx::size_of(e.dtype), kPlace, where, ": holds ", end - begin,
-           " bytes but shape ", info["shape"].dump(), " of ", dtype_name, " needs ",
-           count * mx::size_of(e.dtype));
+  FT_CHECK(!too_large, kPlace, where, ": shape ", info["shape"].dump().substr(0, 200), " of ",
+           dtype_name, " needs more than 2^64 bytes");
+  FT_CHECK(end - begin == bytes, kPlace, where, ": holds ", end - begin, " bytes but shape ",
+           info["shape"].dump().substr(0, 200), " of ", dtype_name, " needs ", bytes);
+  FT_CHECK(end <= file_size - data_start, kPlace, where, ": ends at byte ", data_start + end,
+           " but the file has ", file_size, " (truncated?)");
   e.begin = data_start + begin;
   e.end = data_start + end;
-  FT_CHECK(e.end <= file_size, kPlace, where, ": ends at byte ", e.end, " but the file has ",
-           file_size, " (truncated?)");
   return e;
+}
+
+// Two tensors may not share bytes: a writer that did so is broken, and a reader that
+// accepted it would load one tensor's data as another's.
+void check_no_overlaps(const fs::path& file, std::vector<SafetensorsEntry> entries) {
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  const SafetensorsEntry* previous = nullptr;
+  for (const auto& e : entries) {
+    if (e.begin == e.end) continue;  // an empty tensor holds no bytes
+    FT_CHECK(!previous || previous->end <= e.begin, kPlace, file.string(), ": tensors ",
+             quoted(previous->name), " (bytes ", previous->begin, "..", previous->end, ") and ",
+             quoted(e.name), " (bytes ", e.begin, "..", e.end, ") overlap");
+    previous = &e;
+  }
 }
 
 }  // namespace
@@ -81,16 +103,36 @@ SafetensorsHeader read_safetensors_header(const fs::path& file) {
   std::string text(header_len, '\0');
   in.read(text.data(), static_cast<std::streamsize>(header_len));
   FT_CHECK(in, kPlace, file.string(), ": cannot read the header");
+  return parse_safetensors_header(file, text, file_size);
+}
+
+SafetensorsHeader parse_safetensors_header(const fs::path& file, std::string_view text,
+                                           uint64_t file_size) {
+  // JSON keeps the last of two equal keys; the names are checked while parsing, so a
+  // file naming a tensor twice is refused instead of losing one silently.
+  const std::string* duplicate = nullptr;
+  std::unordered_set<std::string> names;
+  auto note_names = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && !duplicate) {
+      auto [it, fresh] = names.insert(parsed.get<std::string>());
+      if (!fresh) duplicate = &*it;
+    }
+    return true;
+  };
   json header;
   try {
-    header = json::parse(text);
+    header = json::parse(text, note_names);
   } catch (const json::parse_error& e) {
     throw Error(kPlace, file.string() + ": header is not valid JSON: " + e.what());
   }
+  FT_CHECK(!duplicate, kPlace, file.string(), ": the header names tensor ",
+           duplicate ? quoted(*duplicate) : "", " twice");
   FT_CHECK(header.is_object(), kPlace, file.string(), ": header is not a JSON object");
 
   SafetensorsHeader out;
-  const uint64_t data_start = 8 + header_len;
+  const uint64_t data_start = 8 + text.size();
+  FT_CHECK(data_start <= file_size, kPlace, file.string(), ": header of ", text.size(),
+           " bytes does not fit in the file's ", file_size, " bytes");
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
       if (info.is_null()) continue;  // MLX writes null when there is no metadata
@@ -104,6 +146,7 @@ SafetensorsHeader read_safetensors_header(const fs::path& file) {
     }
     out.tensors.push_back(parse_entry(file, name, info, data_start, file_size));
   }
+  check_no_overlaps(file, out.tensors);
   std::sort(out.tensors.begin(), out.tensors.end(),
             [](const auto& a, const auto& b) { return natural_less(a.name, b.name); });
   return out;

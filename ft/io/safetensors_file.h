@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -38,6 +39,10 @@ struct SafetensorsHeader {
 // Reads and checks the header: length within the file, valid JSON, known dtypes, each
 // tensor's byte range inside the file and matching its shape and dtype.
 SafetensorsHeader read_safetensors_header(const std::filesystem::path& file);
+// The same checks on a header already read: its JSON text, from a file of file_size
+// bytes whose data starts right after it. file names the file in errors.
+SafetensorsHeader parse_safetensors_header(const std::filesystem::path& file,
+                                           std::string_view header_json, uint64_t file_size);
 
 // Loads the tensors (only those named in `only`, when given) one at a time, casting
 // floating-point ones to dtype when given.

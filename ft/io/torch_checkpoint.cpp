@@ -50,10 +50,12 @@ struct Value {
   std::vector<int64_t> shape, strides;       // tensor
 };
 
-Ref make(Value::Kind kind) {
-  auto v = std::make_shared<Value>();
-  v->kind = kind;
-  return v;
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size() && i < 8; ++i)
+    out += (i ? ", " : "") + std::to_string(shape[i]);
+  if (shape.size() > 8) out += ", ... " + std::to_string(shape.size()) + " dimensions";
+  return out + ")";
 }
 
 std::optional<mx::Dtype> storage_dtype(const std::string& global) {
@@ -76,6 +78,17 @@ bool allowed_global(const std::string& name) {
 class Unpickler {
  public:
   Unpickler(const std::string& data, std::string where) : data_(data), where_(std::move(where)) {}
+  // A pickle can make a container hold itself (through the memo) or nest containers a
+  // million deep; emptying every object first frees them one by one, without leaking
+  // cycles or recursing through the chain.
+  ~Unpickler() {
+    for (const Ref& v : created_) {
+      v->items.clear();
+      v->entries.clear();
+    }
+  }
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
 
   Ref run() {
     while (true) {
@@ -246,6 +259,12 @@ class Unpickler {
   }
 
  private:
+  Ref make(Value::Kind kind) {
+    auto v = std::make_shared<Value>();
+    v->kind = kind;
+    created_.push_back(v);
+    return v;
+  }
   uint8_t byte() {
     FT_CHECK(pos_ < data_.size(), kPlace, where_, ": pickle ends early (truncated?)");
     return static_cast<uint8_t>(data_[pos_++]);
@@ -386,7 +405,36 @@ class Unpickler {
   std::vector<Ref> stack_;
   std::vector<size_t> marks_;
   std::map<uint64_t, Ref> memo_;
+  std::vector<Ref> created_;
 };
+
+// A tensor is a view of its storage: every element it reads must lie inside the
+// storage, and it may not hold more elements than the storage (a zero-stride view
+// repeating a few elements could otherwise ask for gigabytes). All sums and products
+// are checked, since the sizes and strides come from the file.
+void check_view(const Value& view, uint64_t storage_numel, const std::string& where) {
+  FT_CHECK(view.offset >= 0, kPlace, where, ": negative storage offset ", view.offset);
+  int64_t last = view.offset;
+  uint64_t numel = 1;
+  bool too_many = false, too_far = false;
+  for (size_t d = 0; d < view.shape.size(); ++d) {
+    const int64_t size = view.shape[d], stride = view.strides[d];
+    FT_CHECK(size >= 0 && stride >= 0, kPlace, where, ": negative size or stride");
+    FT_CHECK(size < (int64_t{1} << 31), kPlace, where, ": size ", size, " of dimension ", d,
+             " is more than MLX's 2^31 - 1");
+    too_many = too_many || __builtin_mul_overflow(numel, static_cast<uint64_t>(size), &numel);
+    int64_t reach = 0;
+    if (size > 0)
+      too_far = too_far || __builtin_mul_overflow(size - 1, stride, &reach) ||
+                __builtin_add_overflow(last, reach, &last);
+  }
+  if (numel == 0 && !too_many) return;  // an empty view reads nothing
+  FT_CHECK(!too_many && numel <= storage_numel, kPlace, where, ": view of shape ",
+           shape_text(view.shape), " has more elements than its storage's ", storage_numel);
+  FT_CHECK(!too_far && static_cast<uint64_t>(last) < storage_numel, kPlace, where,
+           ": view of shape ", shape_text(view.shape), " reaches past the end of its storage of ",
+           storage_numel, " elements");
+}
 
 }  // namespace
 
@@ -409,7 +457,8 @@ ParamMap load_torch_checkpoint(const fs::path& file, std::optional<mx::Dtype> dt
            ": no data.pkl in the archive (not a torch.save checkpoint, or saved by an old "
            "PyTorch without the zip format)");
   const std::string pickle = zip.read(prefix + "data.pkl");
-  Ref root = Unpickler(pickle, file.string()).run();
+  Unpickler unpickler(pickle, file.string());  // owns the objects until the tensors are built
+  Ref root = unpickler.run();
   FT_CHECK(root->kind == Value::Kind::dict, kPlace, file.string(),
            ": the pickle is not a state dict");
 
@@ -442,19 +491,7 @@ ParamMap load_torch_checkpoint(const fs::path& file, std::optional<mx::Dtype> dt
                                                          {static_cast<int32_t>(s.numel)}, s.dtype))
                .first;
     }
-    // The last element the view touches must lie inside the storage.
-    int64_t last = value->offset;
-    bool empty = false;
-    for (size_t d = 0; d < value->shape.size(); ++d) {
-      FT_CHECK(value->shape[d] >= 0 && value->strides[d] >= 0, kPlace, where,
-               ": negative size or stride");
-      if (value->shape[d] == 0)
-        empty = true;
-      else
-        last += (value->shape[d] - 1) * value->strides[d];
-    }
-    FT_CHECK(value->offset >= 0 && (empty || last < static_cast<int64_t>(s.numel)), kPlace, where,
-             ": view reaches element ", last, " of a storage with ", s.numel);
+    check_view(*value, s.numel, where);
     mx::Shape shape(value->shape.begin(), value->shape.end());
     mx::Strides strides(value->strides.begin(), value->strides.end());
     mx::array view = mx::contiguous(

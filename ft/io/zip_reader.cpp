@@ -34,8 +34,10 @@ ZipReader::ZipReader(const fs::path& file) : path_(file) {
   in_.open(file, std::ios::binary);
   FT_CHECK(in_, kPlace, file.string(), ": cannot open");
   auto read_at = [&](uint64_t offset, uint64_t n) {
-    FT_CHECK(offset + n <= file_size_, kPlace, file.string(), ": truncated zip (needs byte ",
-             offset + n, ", file has ", file_size_, ")");
+    // Written so that no sum can wrap: the offsets and sizes come from the file.
+    FT_CHECK(n <= file_size_ && offset <= file_size_ - n, kPlace, file.string(),
+             ": truncated zip (needs bytes ", offset, "..", offset, "+", n, ", file has ",
+             file_size_, ")");
     std::string buf(n, '\0');
     in_.seekg(static_cast<std::streamoff>(offset));
     in_.read(buf.data(), static_cast<std::streamsize>(n));
@@ -120,15 +122,16 @@ std::string ZipReader::read(const std::string& name) {
 
 std::string ZipReader::read(const Entry& e) {
   const std::string where = path_.string() + ": entry '" + e.name + "'";
-  FT_CHECK(e.local_header_offset + 30 <= file_size_, kPlace, where,
+  FT_CHECK(file_size_ >= 30 && e.local_header_offset <= file_size_ - 30, kPlace, where,
            ": header past the end of the file");
   std::string local(30, '\0');
   in_.seekg(static_cast<std::streamoff>(e.local_header_offset));
   in_.read(local.data(), 30);
   FT_CHECK(in_ && le(local, 0, 4) == kLocalHeader, kPlace, where, ": corrupt local header");
   const uint64_t data_start = e.local_header_offset + 30 + le(local, 26, 2) + le(local, 28, 2);
-  FT_CHECK(data_start + e.compressed_size <= file_size_, kPlace, where, ": data ends at byte ",
-           data_start + e.compressed_size, " but the file has ", file_size_, " (truncated?)");
+  FT_CHECK(data_start <= file_size_ && e.compressed_size <= file_size_ - data_start, kPlace, where,
+           ": data of ", e.compressed_size, " bytes from byte ", data_start,
+           " runs past the end of the file's ", file_size_, " (truncated?)");
   std::string raw(e.compressed_size, '\0');
   in_.seekg(static_cast<std::streamoff>(data_start));
   in_.read(raw.data(), static_cast<std::streamsize>(raw.size()));
@@ -139,6 +142,10 @@ std::string ZipReader::read(const Entry& e) {
   }
   FT_CHECK(e.method == 8, kPlace, where, ": compression method ", e.method,
            " is not supported (only stored and deflate)");
+  // Deflate expands at most 1032 to 1; a larger claimed size is corrupt, and is refused
+  // before it is allocated.
+  FT_CHECK(e.size / 1032 <= e.compressed_size, kPlace, where, ": claims ", e.size, " bytes from ",
+           e.compressed_size, " compressed, more than deflate can expand");
   std::string out(e.size, '\0');
   z_stream z{};
   FT_CHECK(inflateInit2(&z, -MAX_WBITS) == Z_OK, kPlace, where, ": zlib init failed");
