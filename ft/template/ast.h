@@ -34,6 +34,7 @@ struct Expr {
   Kind kind;
   int line = 0;
   int column = 0;
+  int depth = 1;  // levels of expressions from here down, this one included
   Value value;
   std::string name;
   bool negated = false;  // Test: `is not`

@@ -1,5 +1,6 @@
 // Attribute and item access, calls, the global functions transformers gives chat
 // templates, and the str/dict methods the sandbox lets templates call.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 
@@ -58,8 +59,10 @@ std::string py_format(Interpreter& in, const std::string& fmt, CallArgs& a) {
           in.fail("Replacement index " + std::to_string(auto_index) + " out of range");
         v = a.args[auto_index++];
       } else if (std::isdigit(static_cast<unsigned char>(field[0]))) {
+        if (field.size() > 9 || !std::all_of(field.begin(), field.end(), ::isdigit) ||
+            std::stoul(field) >= a.args.size())
+          in.fail("Replacement index " + field.substr(0, 20) + " out of range");
         size_t k = std::stoul(field);
-        if (k >= a.args.size()) in.fail("Replacement index " + field + " out of range");
         v = a.args[k];
       } else {
         const Value* found = find_kwarg(a, field);
@@ -369,9 +372,10 @@ std::optional<Value> Interpreter::builtin_global(const std::string& name) {
       }
       if (step == 0) in.fail("range() arg 3 must not be zero");
       List out;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+      for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
         out.emplace_back(i);
         if (out.size() > 100000) in.fail("range too big");
+        if (__builtin_add_overflow(i, step, &i)) break;  // past INT64's ends: past stop too
       }
       return Value::list(std::move(out));
     });

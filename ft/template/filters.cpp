@@ -4,12 +4,26 @@
 
 #include "ft/core/error.h"
 #include "ft/template/args.h"
+#include "ft/template/integers.h"
 #include "ft/template/interpreter.h"
 #include "ft/template/strings.h"
 
 namespace ft::jinja {
 
 namespace {
+
+constexpr int64_t kMaxIndent = 4096;  // tojson's indent: wider is surely a mistake
+
+// Python's int(x) of a float: an error where Python raises one or would need a big
+// integer, instead of the undefined behaviour of a C++ conversion out of range.
+int64_t float_to_int(Interpreter& in, double x) {
+  if (std::isnan(x)) in.fail("cannot convert float NaN to integer");
+  if (std::isinf(x)) in.fail("cannot convert float infinity to integer");
+  // 2^63 is exactly representable; every double below it in magnitude fits.
+  if (!(x > -9223372036854775808.0 && x < 9223372036854775808.0))
+    in.fail("int(" + float_repr(x) + ") does not fit in 64 bits, which template integers have");
+  return static_cast<int64_t>(x);
+}
 
 // Jinja's attribute getter for filters: "a.b.0" walks item by item.
 Value get_path(Interpreter& in, const Value& v, const Value& path) {
@@ -20,7 +34,9 @@ Value get_path(Interpreter& in, const Value& v, const Value& path) {
   while (true) {
     size_t dot = p.find('.', start);
     std::string part = p.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
+    // Jinja reads an all-digit part as an index; one past 18 digits indexes nothing.
+    bool numeric =
+        !part.empty() && part.size() <= 18 && std::all_of(part.begin(), part.end(), ::isdigit);
     cur = in.get_item(cur, numeric ? Value(static_cast<int64_t>(std::stoll(part))) : Value(part));
     if (dot == std::string::npos) return cur;
     if (cur.is_undefined()) return cur;
@@ -138,9 +154,13 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
       item_sep = string_arg(*this, separators.as_list()[0], "separators");
       key_sep = string_arg(*this, separators.as_list()[1], "separators");
     }
-    int width = indent.is_none() ? -1 : static_cast<int>(int_arg(*this, indent, "indent"));
+    const int64_t width = indent.is_none() ? -1 : int_arg(*this, indent, "indent");
+    if (width > kMaxIndent)
+      fail("tojson indent " + std::to_string(width) + " is wider than ft supports (" +
+           std::to_string(kMaxIndent) + ")");
     try {
-      return Value(v.to_json(width, separators.is_none() ? nullptr : &item_sep,
+      return Value(v.to_json(static_cast<int>(std::max<int64_t>(width, -1)),
+                             separators.is_none() ? nullptr : &item_sep,
                              separators.is_none() ? nullptr : &key_sep, sort_keys));
     } catch (const Error& e) {
       fail(e.fact());
@@ -192,9 +212,12 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     Value attribute = arg(*this, a, 1, "attribute", Value::none());
     std::string out;
     List items = iterate(v);
-    for (size_t i = 0; i < items.size(); ++i)
-      out += (i ? sep : "") +
-             (attribute.is_none() ? items[i] : get_path(*this, items[i], attribute)).str();
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string item =
+          (attribute.is_none() ? items[i] : get_path(*this, items[i], attribute)).str();
+      check_text_size(out.size() + (i ? sep.size() : 0) + item.size());
+      out += (i ? sep : "") + item;
+    }
     return Value(out);
   }
   if (name == "default" || name == "d") {
@@ -222,9 +245,22 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   if (name == "replace") {
     std::string from = arg(*this, a, 0, "old").str(), to = arg(*this, a, 1, "new").str();
     Value count = arg(*this, a, 2, "count", Value::none());
-    return Value(
-        py_replace(v.str(), from, to,
-                   count.is_none() ? -1 : static_cast<long>(int_arg(*this, count, "count"))));
+    const std::string text = v.str();
+    const int64_t limit = count.is_none() ? -1 : int_arg(*this, count, "count");
+    // The result's size is checked before it is built: an empty `from` matches
+    // around every character.
+    uint64_t matches = 0;
+    if (from.empty()) {
+      matches = py_length(text) + 1;
+    } else {
+      for (size_t at = text.find(from); at != std::string::npos;
+           at = text.find(from, at + from.size()))
+        ++matches;
+    }
+    if (limit >= 0) matches = std::min<uint64_t>(matches, static_cast<uint64_t>(limit));
+    // Both factors are below kMaxTextBytes + 2, so the product fits in 64 bits.
+    if (to.size() > from.size()) check_text_size(text.size() + matches * (to.size() - from.size()));
+    return Value(py_replace(text, from, to, static_cast<long>(limit)));
   }
   if (name == "first" || name == "last") {
     List items = iterate(v);
@@ -238,7 +274,7 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   if (name == "int") {
     Value dflt = arg(*this, a, 0, "default", Value(int64_t{0}));
     if (v.is_bool() || v.is_int()) return Value(v.as_int());
-    if (v.is_float()) return Value(static_cast<int64_t>(v.as_double()));
+    if (v.is_float()) return Value(float_to_int(*this, v.as_double()));
     if (v.is_string()) {
       std::string s = py_strip(v.as_string(), nullptr, true, true);
       try {
@@ -252,7 +288,7 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
       try {
         size_t used = 0;
         double f = std::stod(s, &used);
-        if (used == s.size()) return Value(static_cast<int64_t>(f));
+        if (used == s.size()) return Value(float_to_int(*this, f));
       } catch (const std::exception&) {
       }
     }
@@ -274,8 +310,11 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   }
   if (name == "abs") {
     if (!v.is_number()) fail("bad operand type for abs(): '" + v.type_name() + "'");
-    return v.is_float() ? Value(std::fabs(v.as_double()))
-                        : Value(static_cast<int64_t>(std::llabs(v.as_int())));
+    if (v.is_float()) return Value(std::fabs(v.as_double()));
+    auto magnitude = int_abs(v.as_int());
+    if (!magnitude)
+      fail("integer overflow in abs(" + v.repr() + ") (template integers are 64-bit)");
+    return Value(*magnitude);
   }
   if (name == "round") {
     int64_t precision = int_arg(*this, arg(*this, a, 0, "precision", Value(0)), "precision");
@@ -289,13 +328,18 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
   }
   if (name == "indent") {
     Value width = arg(*this, a, 0, "width", Value(4));
-    std::string pad = width.is_string()
-                          ? width.as_string()
-                          : std::string(static_cast<size_t>(int_arg(*this, width, "width")), ' ');
+    if (!width.is_string())
+      check_text_size(static_cast<uint64_t>(std::max<int64_t>(int_arg(*this, width, "width"), 0)));
+    std::string pad =
+        width.is_string()
+            ? width.as_string()
+            : std::string(static_cast<size_t>(std::max<int64_t>(int_arg(*this, width, "width"), 0)),
+                          ' ');
     bool first = flag(1, "first", false), blank = flag(2, "blank", false);
     std::vector<std::string> lines = py_splitlines(v.str() + "\n");
     std::string out;
     for (size_t i = 0; i < lines.size(); ++i) {
+      check_text_size(out.size() + 1 + pad.size() * 2 + lines[i].size());
       if (i) out += "\n";
       if (i > 0 && (blank || !lines[i].empty())) out += pad;
       out += lines[i];
@@ -348,8 +392,13 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     for (const Value& item : iterate(v)) {
       Value x = attribute.is_none() ? item : get_path(*this, item, attribute);
       if (!x.is_number() || !total.is_number()) fail("sum() can only add numbers");
-      total = (x.is_float() || total.is_float()) ? Value(total.as_double() + x.as_double())
-                                                 : Value(total.as_int() + x.as_int());
+      if (x.is_float() || total.is_float()) {
+        total = Value(total.as_double() + x.as_double());
+        continue;
+      }
+      auto sum = int_add(total.as_int(), x.as_int());
+      if (!sum) fail_overflow(total, "+", x);
+      total = Value(*sum);
     }
     return total;
   }
@@ -366,6 +415,7 @@ Value Interpreter::apply_filter(const std::string& name, const Value& v, CallArg
     std::string s = v.str();
     int64_t n = static_cast<int64_t>(py_length(s));
     if (width <= n) return Value(s);
+    check_text_size(s.size() + static_cast<uint64_t>(width - n));
     int64_t total = width - n, left = total / 2 + (total & width & 1);
     return Value(std::string(static_cast<size_t>(left), ' ') + s +
                  std::string(static_cast<size_t>(total - left), ' '));

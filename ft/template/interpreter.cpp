@@ -3,36 +3,86 @@
 #include <cmath>
 
 #include "ft/core/error.h"
+#include "ft/template/integers.h"
 #include "ft/template/lexer.h"
 
 namespace ft::jinja {
 
 namespace {
 constexpr int max_call_depth = 200;  // macros calling macros; deeper means runaway recursion
-
-// Python's floor division and modulo on integers.
-int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-  return q;
-}
 }  // namespace
 
 void Interpreter::fail(const std::string& message) const {
   syntax_error(line_, column_, message);
 }
 
-std::string Interpreter::render(const Body& body, const Value& variables) {
+Interpreter::Step::Step(Interpreter& in) : in_(in) {
+  ++in.eval_depth_;
+  if (in.eval_depth_ > kMaxEvalDepth)
+    in.fail("nesting deeper than " + std::to_string(kMaxEvalDepth) +
+            " while rendering (macros calling macros?)");
+  in.count_step();
+}
+
+void Interpreter::count_step() {
+  if (++steps_ > max_steps_)
+    fail("the template ran more than " + std::to_string(max_steps_) + " steps (a runaway loop?)");
+}
+
+void Interpreter::check_list_size(size_t items) {
+  if (items > kMaxListItems)
+    fail("list of " + std::to_string(items) + " items is longer than a template may build (" +
+         std::to_string(kMaxListItems) + ")");
+}
+
+void Interpreter::check_text_size(size_t bytes) {
+  if (bytes > kMaxTextBytes)
+    fail("text of " + std::to_string(bytes) + " bytes is longer than a template may build (" +
+         std::to_string(kMaxTextBytes) + ")");
+}
+
+void Interpreter::fail_overflow(const Value& a, const std::string& op, const Value& b) {
+  fail("integer overflow in " + a.repr() + " " + op + " " + b.repr() +
+       " (template integers are 64-bit; Python would give a bigger integer)");
+}
+
+std::string Interpreter::render(const Body& body, const Value& variables, int64_t max_steps) {
   FT_ASSERT(variables.is_dict());
+  max_steps_ = max_steps;
+  steps_ = 0;
+  eval_depth_ = 0;
   frame_ = std::make_shared<Frame>();
   frame_->vars = variables.as_dict();
   std::string out;
   out_ = &out;
+  struct Cleanup {
+    Interpreter& in;
+    ~Cleanup() {
+      in.out_ = nullptr;
+      in.frame_.reset();
+      for (const auto& scope : in.macro_scopes_) scope->vars.clear();
+      in.macro_scopes_.clear();
+    }
+  } cleanup{*this};
   exec(body);
-  out_ = nullptr;
-  frame_.reset();
   return out;
 }
+
+namespace {
+
+// Whether v is or holds a namespace (within the depth values are built to).
+bool holds_namespace(const Value& v) {
+  if (v.is_namespace()) return true;
+  if (v.is_list())
+    for (const Value& item : v.as_list())
+      if (holds_namespace(item)) return true;
+  if (v.is_dict())
+    for (const auto& [key, item] : v.as_dict())
+      if (holds_namespace(item)) return true;
+  return false;
+}
+
+}  // namespace
 
 Interpreter::Flow Interpreter::exec(const Body& body) {
   for (const auto& node : body) {
@@ -84,13 +134,19 @@ void Interpreter::assign_targets(const std::vector<std::string>& targets, const 
 
 Interpreter::Flow Interpreter::exec_node(const Node& node) {
   at(node.line, node.column);
+  Step step(*this);
   switch (node.kind) {
     case Node::Kind::Text:
+      check_text_size(out_->size() + node.text.size());
       *out_ += node.text;
       break;
-    case Node::Kind::Output:
-      *out_ += eval(*node.expr).str();
+    case Node::Kind::Output: {
+      std::string text = eval(*node.expr).str();
+      at(node.line, node.column);
+      check_text_size(out_->size() + text.size());
+      *out_ += text;
       break;
+    }
     case Node::Kind::If:
       for (const auto& [cond, body] : node.branches)
         if (!cond || eval(*cond).truthy()) return exec(body);
@@ -107,6 +163,9 @@ Interpreter::Flow Interpreter::exec_node(const Node& node) {
       Value ns = lookup(node.targets[0]);
       at(node.line, node.column);
       if (!ns.is_namespace()) fail("cannot assign attribute on non-namespace object");
+      // A namespace inside a namespace could be made to hold itself: a cycle that
+      // str() and tojson would follow for ever.
+      if (holds_namespace(v)) fail("a namespace attribute cannot hold a namespace");
       ns.set(node.attr, std::move(v));
       break;
     }
@@ -131,7 +190,9 @@ Interpreter::Flow Interpreter::exec_node(const Node& node) {
       args.kwargs.emplace_back("caller",
                                make_macro(node, frame_, node.params, node.body, "caller"));
       at(call.line, call.column);
-      *out_ += this->call(callee, args).str();
+      std::string text = this->call(callee, args).str();
+      check_text_size(out_->size() + text.size());
+      *out_ += text;
       break;
     }
     case Node::Kind::FilterBlock: {
@@ -139,7 +200,9 @@ Interpreter::Flow Interpreter::exec_node(const Node& node) {
       filter_input_ = &v;
       Value result = eval(*node.expr);
       filter_input_ = nullptr;
-      *out_ += result.str();
+      std::string text = result.str();
+      check_text_size(out_->size() + text.size());
+      *out_ += text;
       break;
     }
     case Node::Kind::Generation:
@@ -161,6 +224,7 @@ void Interpreter::exec_for(const Node& node) {
   List items;
   if (node.condition) {
     for (const Value& item : all) {
+      count_step();
       frame_ = std::make_shared<Frame>(Frame{{}, outer});
       assign_targets(node.targets, item);
       if (eval(*node.condition).truthy()) items.push_back(item);
@@ -171,6 +235,8 @@ void Interpreter::exec_for(const Node& node) {
   }
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    at(node.line, node.column);
+    count_step();  // an empty body costs nothing else
     // Each iteration starts a fresh scope: a `set` inside the body does not outlive it.
     frame_ = std::make_shared<Frame>(Frame{{}, outer});
     Dict loop{{"index", Value(i + 1)},      {"index0", Value(i)},
@@ -201,6 +267,7 @@ void Interpreter::exec_for(const Node& node) {
 Value Interpreter::make_macro(const Node& node, std::shared_ptr<Frame> scope,
                               const std::vector<MacroParam>& params, const Body& body,
                               const std::string& name) {
+  macro_scopes_.push_back(scope);
   return Value::function(name, [scope, &params, &body, name](Interpreter& in, CallArgs& a) {
     if (++in.depth_ > max_call_depth) {
       --in.depth_;
@@ -252,6 +319,7 @@ void Interpreter::collect_args(const Expr& e, CallArgs& args) {
 
 Value Interpreter::eval(const Expr& e) {
   at(e.line, e.column);
+  Step step(*this);
   switch (e.kind) {
     case Expr::Kind::Literal:
       return e.value;
@@ -261,7 +329,12 @@ Value Interpreter::eval(const Expr& e) {
     case Expr::Kind::Tuple: {
       List items;
       for (const auto& item : e.items) items.push_back(eval(*item));
-      return Value::list(std::move(items), e.kind == Expr::Kind::Tuple);
+      at(e.line, e.column);
+      try {
+        return Value::list(std::move(items), e.kind == Expr::Kind::Tuple);
+      } catch (const Error& error) {
+        fail(error.fact());  // nested too deep, now with the place
+      }
     }
     case Expr::Kind::Dict: {
       Dict items;
@@ -280,7 +353,12 @@ Value Interpreter::eval(const Expr& e) {
           }
         if (!replaced) items.emplace_back(key.as_string(), std::move(v));
       }
-      return Value::dict(std::move(items));
+      at(e.line, e.column);
+      try {
+        return Value::dict(std::move(items));
+      } catch (const Error& error) {
+        fail(error.fact());  // nested too deep, now with the place
+      }
     }
     case Expr::Kind::Attr: {
       Value obj = eval(*e.items[0]);
@@ -326,11 +404,12 @@ Value Interpreter::eval(const Expr& e) {
       int64_t stop = clamp(bounds[1], step > 0 ? n : -1);
       std::u32string sub;
       List items;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+      for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
         if (is_str)
           sub.push_back(chars[static_cast<size_t>(i)]);
         else
           items.push_back(obj.as_list()[static_cast<size_t>(i)]);
+        if (__builtin_add_overflow(i, step, &i)) break;  // past INT64's ends: past stop too
       }
       return is_str ? Value(utf8_encode(sub)) : Value::list(std::move(items), obj.is_tuple());
     }
@@ -363,7 +442,10 @@ Value Interpreter::eval(const Expr& e) {
       if (!v.is_number())
         fail("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
       if (e.name == "+") return v.is_float() ? v : Value(v.as_int());
-      return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
+      if (v.is_float()) return Value(-v.as_double());
+      auto negated = int_neg(v.as_int());
+      if (!negated) fail("integer overflow in -(" + v.repr() + ") (template integers are 64-bit)");
+      return Value(*negated);
     }
     case Expr::Kind::Binary:
       return eval_binary(e);
@@ -425,7 +507,11 @@ Value Interpreter::eval_binary(const Expr& e) {
   if (op == "or") return a.truthy() ? a : eval(*e.items[1]);
   Value b = eval(*e.items[1]);
   at(e.line, e.column);
-  if (op == "~") return Value(a.str() + b.str());
+  if (op == "~") {
+    std::string left = a.str(), right = b.str();
+    check_text_size(left.size() + right.size());
+    return Value(left + right);
+  }
   if (a.is_undefined()) fail(a.undefined_hint());
   if (b.is_undefined()) fail(b.undefined_hint());
   auto unsupported = [&]() {
@@ -434,12 +520,19 @@ Value Interpreter::eval_binary(const Expr& e) {
   };
   if (a.is_number() && b.is_number()) {
     bool floats = a.is_float() || b.is_float();
+    auto checked = [&](std::optional<int64_t> r) {
+      if (!r) fail_overflow(a, op, b);
+      return Value(*r);
+    };
     if (op == "+")
-      return floats ? Value(a.as_double() + b.as_double()) : Value(a.as_int() + b.as_int());
+      return floats ? Value(a.as_double() + b.as_double())
+                    : checked(int_add(a.as_int(), b.as_int()));
     if (op == "-")
-      return floats ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
+      return floats ? Value(a.as_double() - b.as_double())
+                    : checked(int_sub(a.as_int(), b.as_int()));
     if (op == "*")
-      return floats ? Value(a.as_double() * b.as_double()) : Value(a.as_int() * b.as_int());
+      return floats ? Value(a.as_double() * b.as_double())
+                    : checked(int_mul(a.as_int(), b.as_int()));
     if (op == "/") {
       if (b.as_double() == 0) fail("division by zero");
       return Value(a.as_double() / b.as_double());
@@ -447,32 +540,37 @@ Value Interpreter::eval_binary(const Expr& e) {
     if (op == "//" || op == "%") {
       if (b.as_double() == 0)
         fail(op == "%" ? "modulo by zero" : "integer division or modulo by zero");
-      if (!floats) {
-        int64_t q = floor_div(a.as_int(), b.as_int());
-        return op == "//" ? Value(q) : Value(a.as_int() - q * b.as_int());
-      }
+      if (!floats)
+        return op == "//" ? checked(int_floor_div(a.as_int(), b.as_int()))
+                          : Value(int_mod(a.as_int(), b.as_int()));
       double q = std::floor(a.as_double() / b.as_double());
       return op == "//" ? Value(q) : Value(a.as_double() - q * b.as_double());
     }
     if (op == "**") {
-      if (!floats && b.as_int() >= 0) {
-        int64_t r = 1;
-        for (int64_t i = 0; i < b.as_int(); ++i) r *= a.as_int();
-        return Value(r);
-      }
+      if (!floats && b.as_int() >= 0) return checked(int_pow(a.as_int(), b.as_int()));
       return Value(std::pow(a.as_double(), b.as_double()));
     }
     fail(unsupported());
   }
   if (op == "+") {
-    if (a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
+    if (a.is_string() && b.is_string()) {
+      check_text_size(a.as_string().size() + b.as_string().size());
+      return Value(a.as_string() + b.as_string());
+    }
     if (a.is_list() && b.is_list()) {
+      check_list_size(a.as_list().size() + b.as_list().size());
       List items = a.as_list();
       items.insert(items.end(), b.as_list().begin(), b.as_list().end());
       return Value::list(std::move(items), a.is_tuple());
     }
   }
   if (op == "*" && (a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) {
+    // The size is checked before anything is built; a count below 1 gives an empty result.
+    const uint64_t count = static_cast<uint64_t>(std::max<int64_t>(b.as_int(), 0));
+    const uint64_t unit = a.is_string() ? a.as_string().size() : a.as_list().size();
+    if (unit != 0 && count > (a.is_string() ? kMaxTextBytes : kMaxListItems) / unit)
+      fail(std::string(a.is_string() ? "a string" : "a list") + " repeated " +
+           std::to_string(count) + " times is larger than a template may build");
     if (a.is_string()) {
       std::string s;
       for (int64_t i = 0; i < b.as_int(); ++i) s += a.as_string();

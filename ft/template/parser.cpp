@@ -3,6 +3,7 @@
 // then postfix access, calls, filters and tests.
 #include <algorithm>
 
+#include "ft/core/error.h"
 #include "ft/template/ast.h"
 #include "ft/template/interpreter.h"
 #include "ft/template/lexer.h"
@@ -80,6 +81,36 @@ class Parser {
     ++pos_;
   }
 
+  // Note [Nesting limits]
+  // The parser, the interpreter and the AST's destructor all recurse, so the depth of a
+  // template is bounded while it is parsed: `nesting_` counts the statements and
+  // expressions the parser is inside, and each expression node records its own depth
+  // (left-leaning chains such as `a + b + c ...` or `x.a.b.c ...` are built by loops,
+  // not recursion). Past kMaxNesting the template is refused, before the stack runs out.
+  class Nested {
+   public:
+    explicit Nested(Parser& p) : p_(p) {
+      if (++p_.nesting_ > kMaxNesting) p_.too_deep(p_.cur());
+    }
+    ~Nested() { --p_.nesting_; }
+
+   private:
+    Parser& p_;
+  };
+  [[noreturn]] void too_deep(const Token& t) const {
+    fail(t, "nesting deeper than " + std::to_string(kMaxNesting));
+  }
+  // Records e's depth from its operands; refuses it past the limit.
+  ExprPtr nest(ExprPtr e) {
+    for (const auto& item : e->items)
+      if (item) e->depth = std::max(e->depth, item->depth + 1);
+    if (e->depth + nesting_ > kMaxNesting) fail_at(*e);
+    return e;
+  }
+  [[noreturn]] void fail_at(const Expr& e) const {
+    syntax_error(e.line, e.column, "nesting deeper than " + std::to_string(kMaxNesting));
+  }
+
   // Statements until one of end_tags (consumed, its name stored in `end`).
   Body parse_body(const std::vector<std::string>& end_tags, std::string& end) {
     Body body;
@@ -127,6 +158,7 @@ class Parser {
   }
 
   std::unique_ptr<Node> parse_statement() {
+    Nested nested(*this);
     const Token& kw = cur();
     if (kw.type != T::Name) unexpected("a statement name");
     std::string name = next().value;
@@ -279,10 +311,11 @@ class Parser {
       if (cur().type == T::BlockEnd || cur().type == T::VarEnd || is_name("if")) break;
       tuple->items.push_back(with_condition ? parse_expression() : parse_or());
     }
-    return tuple;
+    return nest(std::move(tuple));
   }
 
   ExprPtr parse_expression() {
+    Nested nested(*this);
     const Token& start = cur();
     ExprPtr expr = parse_or();
     while (accept_name("if")) {
@@ -290,7 +323,7 @@ class Parser {
       cond->items.push_back(std::move(expr));
       cond->items.push_back(parse_or());
       cond->items.push_back(accept_name("else") ? parse_expression() : nullptr);
-      expr = std::move(cond);
+      expr = nest(std::move(cond));
     }
     return expr;
   }
@@ -300,7 +333,7 @@ class Parser {
     e->name = op;
     e->items.push_back(std::move(a));
     e->items.push_back(std::move(b));
-    return e;
+    return nest(std::move(e));
   }
 
   ExprPtr parse_or() {
@@ -323,10 +356,11 @@ class Parser {
 
   ExprPtr parse_not() {
     if (is_name("not")) {
+      Nested nested(*this);
       auto e = make_expr(Expr::Kind::Unary, next());
       e->name = "not";
       e->items.push_back(parse_not());
-      return e;
+      return nest(std::move(e));
     }
     return parse_compare();
   }
@@ -356,6 +390,7 @@ class Parser {
       }
       cmp->ops.push_back(op);
       cmp->items.push_back(parse_math1());
+      cmp = nest(std::move(cmp));
     }
     return cmp ? std::move(cmp) : std::move(first);
   }
@@ -399,9 +434,11 @@ class Parser {
   ExprPtr parse_unary(bool with_filter = true) {
     ExprPtr node;
     if (is_op("-") || is_op("+")) {
+      Nested nested(*this);
       node = make_expr(Expr::Kind::Unary, cur());
       node->name = next().value;
       node->items.push_back(parse_unary(false));
+      node = nest(std::move(node));
     } else {
       node = parse_primary();
     }
@@ -448,7 +485,8 @@ class Parser {
       case T::Float: {
         ++pos_;
         auto e = make_expr(Expr::Kind::Literal, t);
-        e->value = Value(std::stod(t.value));
+        // strtod, not stod: a literal past the float range is inf in Python, not an error.
+        e->value = Value(std::strtod(t.value.c_str(), nullptr));
         return e;
       }
       case T::Op:
@@ -466,7 +504,7 @@ class Parser {
             inner = std::move(tuple);
           }
           expect_op(")");
-          return inner;
+          return nest(std::move(inner));
         }
         if (t.value == "[") {
           ++pos_;
@@ -476,7 +514,7 @@ class Parser {
             if (accept_op("]")) break;
             list->items.push_back(parse_expression());
           }
-          return list;
+          return nest(std::move(list));
         }
         if (t.value == "{") {
           ++pos_;
@@ -488,7 +526,7 @@ class Parser {
             expect_op(":");
             dict->items.push_back(parse_expression());
           }
-          return dict;
+          return nest(std::move(dict));
         }
         break;
       default:
@@ -506,13 +544,18 @@ class Parser {
           e->kind = Expr::Kind::Item;
           e->items.push_back(std::move(node));
           auto index = make_expr(Expr::Kind::Literal, cur());
-          index->value = Value(static_cast<int64_t>(std::stoll(next().value)));
+          try {
+            index->value = Value(static_cast<int64_t>(std::stoll(cur().value)));
+          } catch (const std::exception&) {
+            fail(cur(), "integer literal out of range");
+          }
+          ++pos_;
           e->items.push_back(std::move(index));
         } else {
           e->name = expect_name();
           e->items.push_back(std::move(node));
         }
-        node = std::move(e);
+        node = nest(std::move(e));
       } else if (accept_op("[")) {
         node = parse_subscript(std::move(node), t);
       } else if (is_op("(")) {
@@ -543,7 +586,7 @@ class Parser {
       e->items.push_back(std::move(parts[1]));
       e->items.push_back(std::move(parts[2]));
     }
-    return e;
+    return nest(std::move(e));
   }
 
   // Arguments after '(': positional first, then name=value.
@@ -569,7 +612,7 @@ class Parser {
     auto e = make_expr(Expr::Kind::Call, cur());
     e->items.push_back(std::move(callee));
     parse_args(*e);
-    return e;
+    return nest(std::move(e));
   }
 
   // `| name(args)` repeated; the operand may be null (filter blocks, block sets).
@@ -584,7 +627,7 @@ class Parser {
       if (is_op("(")) {
         parse_args(*e);
       }
-      operand = std::move(e);
+      operand = nest(std::move(e));
     }
     return operand;
   }
@@ -610,7 +653,7 @@ class Parser {
                    is_op("[") || is_op("{")) {
           e->items.push_back(parse_postfix(parse_primary()));
         }
-        node = std::move(e);
+        node = nest(std::move(e));
       } else if (is_op("(")) {
         node = parse_call(std::move(node));
       } else {
@@ -621,11 +664,16 @@ class Parser {
 
   std::vector<Token> toks_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace
 
 Body parse(const std::string& source) {
+  if (source.size() > kMaxTemplateBytes)
+    throw Error("template", "a template of " + std::to_string(source.size()) +
+                                " bytes is larger than ft reads (" +
+                                std::to_string(kMaxTemplateBytes) + ")");
   return Parser(tokenize(source)).parse_template();
 }
 

@@ -26,10 +26,23 @@ Value::Value(int64_t i) : kind_(Kind::Int), int_(i) {}
 Value::Value(double f) : kind_(Kind::Float), float_(f) {}
 Value::Value(std::string s) : kind_(Kind::String), str_(std::move(s)) {}
 
+namespace {
+
+[[noreturn]] void too_deep() {
+  throw Error("template",
+              "a value nested deeper than " + std::to_string(kMaxValueDepth) + " lists and dicts");
+}
+
+}  // namespace
+
 Value Value::list(List items, bool tuple) {
   Value v;
   v.kind_ = Kind::List;
   v.tuple_ = tuple;
+  int depth = 0;
+  for (const Value& item : items) depth = std::max(depth, item.depth());
+  if (depth + 1 > kMaxValueDepth) too_deep();
+  v.depth_ = static_cast<uint16_t>(depth + 1);
   v.list_ = std::make_shared<List>(std::move(items));
   return v;
 }
@@ -37,6 +50,10 @@ Value Value::list(List items, bool tuple) {
 Value Value::dict(Dict items) {
   Value v;
   v.kind_ = Kind::Dict;
+  int depth = 0;
+  for (const auto& [key, item] : items) depth = std::max(depth, item.depth());
+  if (depth + 1 > kMaxValueDepth) too_deep();
+  v.depth_ = static_cast<uint16_t>(depth + 1);
   v.dict_ = std::make_shared<Dict>(std::move(items));
   return v;
 }
@@ -56,6 +73,11 @@ Value Value::function(std::string name, Function fn) {
 }
 
 Value Value::from_json(const nlohmann::ordered_json& j) {
+  return from_json_at(j, 0);
+}
+
+Value Value::from_json_at(const nlohmann::ordered_json& j, int depth) {
+  if (depth >= kMaxValueDepth) too_deep();
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null:
       return none();
@@ -64,6 +86,9 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::number_integer:
       return Value(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned:
+      if (j.get<uint64_t>() > uint64_t{INT64_MAX})
+        throw Error("template", "the integer " + j.dump() +
+                                    " does not fit in 64 bits, which template integers have");
       return Value(static_cast<int64_t>(j.get<uint64_t>()));
     case nlohmann::ordered_json::value_t::number_float:
       return Value(j.get<double>());
@@ -72,13 +97,13 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::array: {
       List items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(from_json(e));
+      for (const auto& e : j) items.push_back(from_json_at(e, depth + 1));
       return list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       Dict items;
       items.reserve(j.size());
-      for (const auto& [k, e] : j.items()) items.emplace_back(k, from_json(e));
+      for (const auto& [k, e] : j.items()) items.emplace_back(k, from_json_at(e, depth + 1));
       return dict(std::move(items));
     }
     default:

@@ -29,6 +29,10 @@ struct CallArgs {
 
 using Function = std::function<Value(Interpreter&, CallArgs&)>;
 
+// Lists and dicts nest at most this deep. str(), tojson, == and the destructor all
+// recurse through a value, so a template (or JSON input) may not build a deeper one.
+constexpr int kMaxValueDepth = 512;
+
 class Value {
  public:
   // Namespace is a Dict whose attributes can be assigned with `set ns.x = ...`.
@@ -58,9 +62,13 @@ class Value {
   static Value dict(Dict items = {});
   static Value namespace_(Dict items = {});
   static Value function(std::string name, Function fn);
+  // Throws ft::Error for JSON nested deeper than kMaxValueDepth and for integers past
+  // 64 bits.
   static Value from_json(const nlohmann::ordered_json& j);
 
   Kind kind() const { return kind_; }
+  // Levels of lists and dicts, this one included (0 for a scalar), as built.
+  int depth() const { return depth_; }
   bool is_undefined() const { return kind_ == Kind::Undefined; }
   bool is_none() const { return kind_ == Kind::None; }
   bool is_bool() const { return kind_ == Kind::Bool; }
@@ -103,9 +111,12 @@ class Value {
   std::string type_name() const;
 
  private:
+  static Value from_json_at(const nlohmann::ordered_json& j, int depth);
+
   Kind kind_ = Kind::Undefined;
   bool bool_ = false;
   bool tuple_ = false;
+  uint16_t depth_ = 0;
   int64_t int_ = 0;
   double float_ = 0;
   std::string str_;  // string, undefined hint, or function name
