@@ -21,6 +21,22 @@ using Json = nlohmann::ordered_json;
 constexpr size_t kMaxReasons = 20;
 constexpr int kCacheVersion = 1;
 
+// std::getline that stops at kMaxRecordBytes: a longer line is refused before it is
+// held in memory whole. False at the end of the file.
+bool read_line(std::istream& in, std::string& line, const std::string& where) {
+  line.clear();
+  std::streambuf& buf = *in.rdbuf();
+  bool any = false;
+  for (int c = buf.sbumpc(); c != std::char_traits<char>::eof(); c = buf.sbumpc()) {
+    any = true;
+    if (c == '\n') return true;
+    FT_CHECK(line.size() < kMaxRecordBytes, "data", where, ": a line longer than ft reads (",
+             kMaxRecordBytes, " bytes)");
+    line.push_back(static_cast<char>(c));
+  }
+  return any;
+}
+
 // A 64-bit hash for cache keys, eight bytes a step so that hashing a large dataset
 // costs little next to reading it; not a defence against crafted collisions.
 struct Hasher {
@@ -208,19 +224,14 @@ DataStats DataLoader::tokenize_file(const fs::path& file,
   std::string line;
   int64_t line_no = 0;
   int64_t non_blank = 0;
-  while (std::getline(in, line)) {
+  while (read_line(in, line, file.string() + ":" + std::to_string(line_no + 1))) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     ++non_blank;
     std::string where = file.string() + ":" + std::to_string(line_no);
     try {
-      Json record;
-      try {
-        record = Json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        throw Error("data", where + ": not valid JSON: " + e.what());
-      }
+      const Json record = parse_record(line, where);
       // The first record fixes the format (when not given) for the whole file.
       if (format == Format::kAuto) format = detect_format(record, where);
       Sample sample = samples_.tokenize(to_record(record, format, where), where);

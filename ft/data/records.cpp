@@ -1,11 +1,89 @@
 #include "ft/data/records.h"
 
+#include <unordered_map>
+#include <vector>
+
 #include "ft/core/error.h"
 
 namespace ft::data {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+// Builds the JSON value from nlohmann's SAX events, finding each object's keys in a
+// hash map instead of ordered_json's linear search.
+class RecordBuilder {
+ public:
+  explicit RecordBuilder(const std::string& where) : where_(where) {}
+
+  bool null() { return put(Json(nullptr)); }
+  bool boolean(bool v) { return put(Json(v)); }
+  bool number_integer(Json::number_integer_t v) { return put(Json(v)); }
+  bool number_unsigned(Json::number_unsigned_t v) { return put(Json(v)); }
+  bool number_float(Json::number_float_t v, const std::string&) { return put(Json(v)); }
+  bool string(std::string& v) { return put(Json(std::move(v))); }
+  bool binary(Json::binary_t& v) { return put(Json(std::move(v))); }
+  bool start_object(std::size_t) { return open(Json::object()); }
+  bool start_array(std::size_t) { return open(Json::array()); }
+  bool end_object() {
+    keys_.pop_back();
+    open_.pop_back();
+    return true;
+  }
+  bool end_array() {
+    open_.pop_back();
+    return true;
+  }
+  bool key(std::string& key) {
+    auto& entries =
+        static_cast<Json::object_t::Container&>(open_.back()->get_ref<Json::object_t&>());
+    auto [it, fresh] = keys_.back().emplace(key, entries.size());
+    if (fresh) entries.emplace_back(std::move(key), nullptr);
+    slot_ = &entries[it->second].second;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    throw Error("data", where_ + ": not valid JSON: " + e.what());
+  }
+
+  Json take() { return std::move(root_); }
+
+ private:
+  // Places v where the next value goes: the root, the end of the open list, or the
+  // slot of the last key.
+  Json* place(Json v) {
+    if (open_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Json& parent = *open_.back();
+    if (parent.is_array()) {
+      auto& items = parent.get_ref<Json::array_t&>();
+      items.push_back(std::move(v));
+      return &items.back();
+    }
+    *slot_ = std::move(v);
+    return slot_;
+  }
+  bool put(Json v) {
+    place(std::move(v));
+    return true;
+  }
+  bool open(Json container) {
+    FT_CHECK(open_.size() < static_cast<size_t>(kMaxRecordDepth), "data", where_,
+             ": JSON nested deeper than ", kMaxRecordDepth, " levels");
+    const bool is_object = container.is_object();
+    open_.push_back(place(std::move(container)));
+    if (is_object) keys_.emplace_back();
+    return true;
+  }
+
+  const std::string& where_;
+  Json root_;
+  std::vector<Json*> open_;  // the containers being filled, innermost last
+  std::vector<std::unordered_map<std::string, size_t>> keys_;  // key -> index, per open object
+  Json* slot_ = nullptr;
+};
 
 const std::string& string_field(const Json& record, const char* key, const std::string& where) {
   FT_CHECK(record.contains(key), "data", where, ": missing field \"", key, "\"");
@@ -28,7 +106,8 @@ std::string sharegpt_role(const std::string& from, const std::string& where) {
   if (from == "gpt" || from == "assistant" || from == "model") return "assistant";
   if (from == "system") return "system";
   if (from == "tool" || from == "function_response" || from == "observation") return "tool";
-  throw Error("data", where + ": unknown ShareGPT speaker \"" + from + "\"");
+  throw Error("data", where + ": unknown ShareGPT speaker \"" +
+                          (from.size() > 40 ? from.substr(0, 40) + "..." : from) + "\"");
 }
 
 void check_messages(const Json& messages, const std::string& where) {
@@ -55,6 +134,14 @@ void check_messages(const Json& messages, const std::string& where) {
 }
 
 }  // namespace
+
+Json parse_record(std::string_view line, const std::string& where) {
+  FT_CHECK(line.size() <= kMaxRecordBytes, "data", where, ": a line of ", line.size(),
+           " bytes is longer than ft reads (", kMaxRecordBytes, ")");
+  RecordBuilder builder(where);
+  Json::sax_parse(line, &builder);
+  return builder.take();
+}
 
 Format parse_format(std::string_view name) {
   if (name == "auto") return Format::kAuto;
@@ -94,8 +181,16 @@ Format detect_format(const Json& record, const std::string& where) {
   if (record.contains("instruction") && record.contains("output")) return Format::kAlpaca;
   if (record.contains("prompt") && record.contains("completion")) return Format::kCompletions;
   if (record.contains("text")) return Format::kText;
+  // The first few keys: a record may have thousands.
   std::string keys;
-  for (const auto& [k, v] : record.items()) keys += (keys.empty() ? "" : ", ") + k;
+  size_t listed = 0;
+  for (const auto& [k, v] : record.items()) {
+    if (listed == 5) {
+      keys += ", ... " + std::to_string(record.size()) + " keys in all";
+      break;
+    }
+    keys += (listed++ ? ", " : "") + (k.size() > 40 ? k.substr(0, 40) + "..." : k);
+  }
   throw Error("data", where + ": unknown record format with keys {" + keys +
                           "} (expected text, prompt/completion, messages, "
                           "instruction/output or conversations)");

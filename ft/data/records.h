@@ -18,6 +18,19 @@ enum class Format {
   kShareGpt,     // {"conversations": [{"from", "value"}...]}
 };
 
+// The limits a JSONL record is held to (docs/reliability.md): a line of at most
+// kMaxRecordBytes, objects and lists nested at most kMaxRecordDepth deep (chat templates
+// and json.dumps recurse through them).
+constexpr size_t kMaxRecordBytes = size_t{64} << 20;
+constexpr int kMaxRecordDepth = 256;
+
+// One JSONL line as JSON, in time linear in its length (nlohmann's ordered_json finds
+// keys by a linear search, which made a line of n keys cost n^2). Keys keep the order
+// they were written in; a repeated key keeps its first place and its last value, as
+// Python's json.loads does. Throws ft::Error naming `where` for invalid JSON and for
+// input past the limits above.
+nlohmann::ordered_json parse_record(std::string_view line, const std::string& where);
+
 // "auto", "text", "completions", "chat", "alpaca", "sharegpt"; anything else is an error.
 Format parse_format(std::string_view name);
 std::string format_name(Format format);
