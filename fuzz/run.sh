@@ -44,10 +44,11 @@ for t in "${TARGETS[@]}"; do
   "$BUILD_DIR/fuzz/fuzz_$t" "$corpus" -max_total_time="$SECONDS_PER_TARGET" \
       -rss_limit_mb="$RSS_MB" -timeout=20 -print_final_stats=1 \
       -artifact_prefix="$findings/" >"$log" 2>&1 || rc=$?
+  # A target stopped by a finding prints no totals: its counts show as "-".
   runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
   secs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\2/p' "$log" | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)
+  ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)
   found=$(find "$findings" -type f | wc -l)
   status="none"
   if [[ $rc -ne 0 || $found -ne 0 ]]; then

@@ -10,7 +10,7 @@ namespace {
 
 std::string le(uint64_t v, int n) {
   std::string out;
-  for (int i = 0; i < n; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  for (int i = 0; i < n; ++i) out.push_back(i < 8 ? static_cast<char>((v >> (8 * i)) & 0xff) : 0);
   return out;
 }
 
