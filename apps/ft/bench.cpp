@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/ft/commands.h"
-#include "apps/ft/lm_task.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/core/random.h"
@@ -66,8 +66,8 @@ struct BenchOptions {
 
 // The shapes of hf_baseline.py's SHAPES, field for field, so both sides build the same
 // model. Qwen2 puts a bias on q, k and v (transformers' Qwen2Attention).
-models::LlamaConfig shape_config(const std::string& name) {
-  std::map<std::string, models::LlamaConfig> shapes;
+models::Config shape_config(const std::string& name) {
+  std::map<std::string, models::Config> shapes;
   auto& tiny = shapes["tiny"];
   tiny.model_type = "llama";
   tiny.hidden_size = 256;
@@ -79,7 +79,7 @@ models::LlamaConfig shape_config(const std::string& name) {
   tiny.rope_theta = 10000.0f;
   tiny.tie_word_embeddings = true;
   tiny.max_position_embeddings = 2048;
-  tiny.rms_norm_eps = 1e-5f;
+  tiny.norm_eps = 1e-5f;
 
   auto& llama1b = shapes["llama1b"];  // Llama-3.2-1B
   llama1b.model_type = "llama";
@@ -92,7 +92,7 @@ models::LlamaConfig shape_config(const std::string& name) {
   llama1b.rope_theta = 500000.0f;
   llama1b.tie_word_embeddings = true;
   llama1b.max_position_embeddings = 8192;
-  llama1b.rms_norm_eps = 1e-5f;
+  llama1b.norm_eps = 1e-5f;
 
   auto& qwen05b = shapes["qwen05b"];  // Qwen2.5-0.5B
   qwen05b.model_type = "qwen2";
@@ -105,7 +105,7 @@ models::LlamaConfig shape_config(const std::string& name) {
   qwen05b.rope_theta = 1000000.0f;
   qwen05b.tie_word_embeddings = true;
   qwen05b.max_position_embeddings = 8192;
-  qwen05b.rms_norm_eps = 1e-6f;
+  qwen05b.norm_eps = 1e-6f;
   qwen05b.qkv_bias = true;
 
   auto& llama8b = shapes["llama8b"];  // Llama-3.1-8B
@@ -119,7 +119,7 @@ models::LlamaConfig shape_config(const std::string& name) {
   llama8b.rope_theta = 500000.0f;
   llama8b.tie_word_embeddings = false;
   llama8b.max_position_embeddings = 8192;
-  llama8b.rms_norm_eps = 1e-5f;
+  llama8b.norm_eps = 1e-5f;
 
   auto it = shapes.find(name);
   if (it == shapes.end()) {
@@ -137,26 +137,15 @@ mx::Dtype parse_dtype(const std::string& name) {
   throw Error("bench", "--dtype must be float32, bfloat16 or float16, got '" + name + "'");
 }
 
-// Note [Model FLOPs per token]
-// The formula of hf_baseline.py, so that both MFU figures divide the same work:
-//   N     parameters of the model outside "embed_tokens" (before any adapter; an untied
-//         lm_head counts here as well as in `head`, as in the baseline)
-//   head  2 h V          the output projection's matmul
-//   attn  2 * 2 L s h / 2  QK^T and PV over a causal (half) square of s positions
-//   fwd   2 N + head + attn
-// A matmul's backward costs twice its forward when the weight's gradient is taken and
-// once when only the input's is: LoRA (and DoRA) train no base weight, so a step is
-// fwd (forward) + fwd (input gradients) + attn (attention's backward is twice its
-// forward), and full fine-tuning is 3 fwd. The adapters' own small matmuls and
-// recomputation under gradient checkpointing are not counted (model FLOPs, not
-// hardware FLOPs).
-double flops_per_token(const models::LlamaConfig& c, double non_embedding_params, bool adapters,
-                       int seq) {
-  double h = c.hidden_size, layers = c.num_hidden_layers, vocab = c.vocab_size;
-  double head = 2 * h * vocab;
-  double attn = 2.0 * 2.0 * layers * seq * h / 2.0;
-  double fwd = 2 * non_embedding_params + head + attn;
-  return adapters ? 2 * fwd + attn : 3 * fwd;
+// Model FLOPs per step and token: models::flops_per_token's forward (the formula of
+// hf_baseline.py, Note [Model FLOPs per token] in ft/models/causal_lm.cpp). A matmul's
+// backward costs twice its forward when the weight's gradient is taken and once when only
+// the input's is: LoRA (and DoRA) train no base weight, so a step is fwd (forward) + fwd
+// (input gradients) + attn (attention's backward is twice its forward), and full
+// fine-tuning is 3 fwd. The adapters' own small matmuls and recomputation under gradient
+// checkpointing are not counted (model FLOPs, not hardware FLOPs).
+double step_flops_per_token(const models::TokenFlops& f, bool adapters) {
+  return adapters ? 2 * f.forward() + f.attention : 3 * f.forward();
 }
 
 // Note [CPU threads]
@@ -195,7 +184,7 @@ void run_bench(const BenchOptions& o) {
   bool on_gpu = mx::default_device() == mx::Device::gpu;
   int threads = use_threads(o.threads);
 
-  std::unique_ptr<models::LlamaForCausalLM> model;
+  std::unique_ptr<models::CausalLM> model;
   std::string shape = o.shape;
   if (!o.model.empty()) {
     FT_CHECK(fs::is_directory(o.model), "bench", o.model, ": no such model folder");
@@ -203,16 +192,13 @@ void run_bench(const BenchOptions& o) {
     shape = fs::path(o.model).filename().string();
     if (shape.empty()) shape = fs::path(o.model).parent_path().filename().string();
   } else {
-    models::LlamaConfig config = shape_config(o.shape);
     Rng rng(o.seed);
-    model = std::make_unique<models::LlamaForCausalLM>(config, rng, dtype);
+    model = models::build_model(shape_config(o.shape), rng, dtype);
   }
-  const models::LlamaConfig& config = model->config();
-  double non_embedding = 0;
-  for (const auto& [name, value] : model->parameters())
-    if (name.find("embed_tokens") == std::string::npos) non_embedding += value.size();
+  const models::Config& config = model->config();
+  const models::TokenFlops flops = models::flops_per_token(*model, o.seq_length);
 
-  model->backbone().gradient_checkpointing = o.grad_checkpoint;
+  model->set_gradient_checkpointing(o.grad_checkpoint);
   bool adapters = o.method != "full";
   if (adapters) {
     nn::LoraConfig lora;
@@ -231,7 +217,7 @@ void run_bench(const BenchOptions& o) {
   auto optimizer = make_optimizer(opt);
   StepConfig step_config;
   if (o.max_grad_norm > 0) step_config.max_grad_norm = o.max_grad_norm;
-  TrainStep step(*model, causal_lm_loss(), *optimizer, step_config);
+  TrainStep step(*model, train::causal_lm_loss(), *optimizer, step_config);
 
   // seq + 1 random ids: the model reads the first seq, the targets are the last seq.
   Rng rng(o.seed + 1);
@@ -258,7 +244,7 @@ void run_bench(const BenchOptions& o) {
   double peak_tflops = o.peak_tflops > 0                      ? o.peak_tflops
                        : (on_gpu && backend_name() == "cuda") ? 989.0
                                                               : 0.0;
-  double fpt = flops_per_token(config, non_embedding, adapters, o.seq_length);
+  double fpt = step_flops_per_token(flops, adapters);
   std::optional<double> mfu;
   if (peak_tflops > 0) mfu = tokens_per_s * fpt / (peak_tflops * 1e12);
 

@@ -15,8 +15,8 @@
 #include "apps/ft/commands.h"
 #include "ft/core/device.h"
 #include "ft/core/random.h"
-#include "ft/kernels/linear_cross_entropy.h"
-#include "ft/models/llama.h"
+#include "ft/models/registry.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/step.h"
@@ -67,7 +67,7 @@ void run_demo(const DemoOptions& o) {
   std::cout << "ft demo on " << device << "\n";
   Rng rng(o.seed);
 
-  models::LlamaConfig config;
+  models::Config config;
   config.vocab_size = 256;
   config.hidden_size = o.hidden;
   config.intermediate_size = o.hidden * 8 / 3 / 8 * 8;
@@ -75,8 +75,9 @@ void run_demo(const DemoOptions& o) {
   config.num_attention_heads = 4;
   config.num_key_value_heads = 2;
   config.tie_word_embeddings = true;
-  models::LlamaForCausalLM model(config, rng);
-  model.backbone().gradient_checkpointing = o.checkpointing;
+  std::unique_ptr<models::CausalLM> built = models::build_model(config, rng);
+  models::CausalLM& model = *built;
+  model.set_gradient_checkpointing(o.checkpointing);
   mx::eval(model.parameters().arrays());
   std::cout << "model: Llama-style, " << o.layers << " layers, hidden " << o.hidden << ", "
             << model.num_parameters() << " parameters; data: " << o.data << " (" << corpus.shape(0)
@@ -88,17 +89,15 @@ void run_demo(const DemoOptions& o) {
   opt.schedule = warmup_cosine(o.learning_rate, o.warmup, o.steps, o.learning_rate * 0.1f);
   auto optimizer = make_optimizer(opt);
 
-  LossFn loss_fn = [](nn::Module& m, const Batch& batch, const mx::array&) {
-    auto& llama = static_cast<models::LlamaForCausalLM&>(m);
+  // Each row is a window of the corpus: the model reads all but its last byte and
+  // predicts all but its first.
+  LossFn lm_loss = train::causal_lm_loss();
+  LossFn loss_fn = [lm_loss](nn::Module& m, const Batch& batch, const mx::array& key) {
     const mx::array& window = batch[0];  // (B, L + 1)
     int length = window.shape(1) - 1;
     mx::array inputs = mx::slice(window, {0, 0}, {window.shape(0), length});
     mx::array targets = mx::slice(window, {0, 1}, {window.shape(0), length + 1});
-    mx::array hidden = llama.hidden_states(inputs);
-    kernels::LinearCrossEntropyOptions ce;
-    ce.reduction = train::Reduction::sum;
-    mx::array loss = kernels::linear_cross_entropy(hidden, llama.output_weight(), targets, ce);
-    return LossOutput{loss, train::num_valid_tokens(targets)};
+    return lm_loss(m, {inputs, targets}, key);
   };
   StepConfig step_config;
   step_config.compile = !o.no_compile;

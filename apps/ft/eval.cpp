@@ -13,7 +13,7 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
-#include "apps/ft/lm_task.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
@@ -53,7 +53,7 @@ void run_eval(const EvalOptions& o) {
   b.max_seq_length = o.max_seq_length;
   b.shuffle = false;
   data::Batcher batcher(split.data, b);
-  auto eval_fn = causal_lm_eval();
+  auto eval_fn = train::causal_lm_eval();
   RowShards shards;
   double loss = 0, tokens = 0, correct = 0;
   for (int64_t i = 0; i < batcher.batches_per_epoch(); ++i) {

@@ -59,12 +59,14 @@ uint64_t weights_on_disk(const fs::path& folder) {
 void print_model_info(const InfoOptions& o) {
   FT_CHECK(fs::is_directory(o.model), "info", o.model, ": no such model folder");
   io::ModelConfig config = io::read_config(o.model);
-  models::LlamaConfig c = models::from_hf_config(config);
-  c.validate();
+  models::Config c = models::from_hf_config(config);
   // Built lazily: the random weights are never computed, so any size costs nothing.
   Rng rng(0);
-  models::LlamaForCausalLM model(c, rng, dtype_named(o.dtype));
-  uint64_t embedding = model.backbone().embed_tokens_->parameters().numel();
+  std::unique_ptr<models::CausalLM> built = models::build_model(c, rng, dtype_named(o.dtype));
+  models::CausalLM& model = *built;
+  uint64_t embedding = 0;
+  for (const auto& [name, value] : model.parameters())
+    if (model.is_embedding_parameter(name)) embedding += value.size();
   uint64_t total = model.num_parameters();
   // A quantized folder (its config's defaults) or QLoRA's quantized base.
   std::optional<io::QuantSpec> quant;

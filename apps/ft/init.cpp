@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -18,7 +17,7 @@
 #include "ft/core/error.h"
 #include "ft/core/random.h"
 #include "ft/io/model_folder.h"
-#include "ft/models/llama.h"
+#include "ft/models/registry.h"
 #include "ft/tokenizer/tokenizer.h"
 #include "ft/tokenizer/unicode.h"
 
@@ -119,50 +118,6 @@ void write_byte_tokenizer(const fs::path& dir) {
 
 namespace {
 
-// config.json with the fields transformers writes for each model_type.
-json hf_config(const std::string& arch, const models::LlamaConfig& c, int bos, int eos) {
-  static const std::map<std::string, std::string> architectures = {
-      {"llama", "LlamaForCausalLM"},
-      {"mistral", "MistralForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},
-      {"qwen3", "Qwen3ForCausalLM"}};
-  json j = {{"architectures", {architectures.at(arch)}},
-            {"model_type", arch},
-            {"vocab_size", c.vocab_size},
-            {"hidden_size", c.hidden_size},
-            {"intermediate_size", c.intermediate_size},
-            {"num_hidden_layers", c.num_hidden_layers},
-            {"num_attention_heads", c.num_attention_heads},
-            {"num_key_value_heads", c.num_key_value_heads},
-            {"head_dim", c.resolved_head_dim()},
-            {"hidden_act", "silu"},
-            {"max_position_embeddings", c.max_position_embeddings},
-            {"initializer_range", c.initializer_range},
-            {"rms_norm_eps", c.rms_norm_eps},
-            {"rope_theta", c.rope_theta},
-            {"rope_scaling", nullptr},
-            {"tie_word_embeddings", c.tie_word_embeddings},
-            {"attention_dropout", 0.0},
-            {"use_cache", true},
-            {"torch_dtype", "float32"},
-            {"transformers_version", "4.56.0"}};
-  if (bos >= 0) j["bos_token_id"] = bos;
-  if (eos >= 0) j["eos_token_id"] = eos;
-  if (arch == "llama") {
-    j["attention_bias"] = false;
-    j["mlp_bias"] = false;
-    j["pretraining_tp"] = 1;
-  } else if (arch == "mistral") {
-    j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
-  } else {  // qwen2, qwen3
-    j["use_sliding_window"] = false;
-    j["sliding_window"] = nullptr;
-    j["max_window_layers"] = c.num_hidden_layers;
-    if (arch == "qwen3") j["attention_bias"] = false;
-  }
-  return j;
-}
-
 void run_init(const InitOptions& o) {
   fs::path out(o.out);
   fs::path tok_dir = o.tokenizer.empty() ? fs::path() : fs::path(o.tokenizer);
@@ -184,42 +139,32 @@ void run_init(const InitOptions& o) {
   }
   auto tok = tokenizer::Tokenizer::from_dir(tok_dir);
 
-  models::LlamaConfig c;
-  c.model_type = o.arch;
-  c.vocab_size = tok.vocab_size();
-  if (o.size == "tiny") {
-    c.hidden_size = 64;
-    c.intermediate_size = 176;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-  } else {  // small
-    c.hidden_size = 256;
-    c.intermediate_size = 688;
-    c.num_hidden_layers = 4;
-    c.num_attention_heads = 8;
-    c.num_key_value_heads = 4;
+  models::InitSizes sizes;
+  sizes.vocab_size = tok.vocab_size();
+  if (o.size == "small") {
+    sizes.hidden_size = 256;
+    sizes.intermediate_size = 688;
+    sizes.num_hidden_layers = 4;
+    sizes.num_attention_heads = 8;
+    sizes.num_key_value_heads = 4;
   }
-  c.max_position_embeddings = 2048;
-  c.rms_norm_eps = 1e-6f;
-  c.tie_word_embeddings = true;
-  c.qkv_bias = o.arch == "qwen2";
-  c.qk_norm = o.arch == "qwen3";
-  c.validate();
+  sizes.bos_token_id = tok.bos_token() ? tok.bos_token()->id : -1;
+  sizes.eos_token_id = tok.eos_token() ? tok.eos_token()->id : -1;
+  const models::Family& family = models::family_of(o.arch, "init");
+  nlohmann::json config_json = family.init_config(o.arch, sizes);
+  models::Config c = models::from_hf_config(io::ModelConfig(config_json, out / "config.json"));
   Rng rng(o.seed);
-  models::LlamaForCausalLM model(c, rng);
-  ParamMap weights = model.parameters();
+  std::unique_ptr<models::CausalLM> model = models::build_model(c, rng);
+  ParamMap weights = model->parameters();
   mx::eval(weights.arrays());
 
-  int bos = tok.bos_token() ? tok.bos_token()->id : -1;
-  int eos = tok.eos_token() ? tok.eos_token()->id : -1;
   io::SaveOptions save;
   save.copy_tokenizer_from = tok_dir;
-  io::save_model_folder(weights, hf_config(o.arch, c, bos, eos), out, save);
+  io::save_model_folder(weights, config_json, out, save);
   fs::remove_all(staging);
   std::cout << "wrote " << out.string() << ": " << o.arch << " (" << o.size << "), "
             << c.num_hidden_layers << " layers, hidden " << c.hidden_size << ", vocab "
-            << c.vocab_size << ", " << model.num_parameters() << " parameters\n";
+            << c.vocab_size << ", " << model->num_parameters() << " parameters\n";
 }
 
 }  // namespace
@@ -228,7 +173,7 @@ void add_init_command(CLI::App& app) {
   auto o = std::make_shared<InitOptions>();
   auto* cmd = app.add_subcommand("init", "Write a small random model folder with a tokenizer");
   cmd->add_option("--arch", o->arch, "Architecture (config.json model_type)")
-      ->check(CLI::IsMember({"llama", "qwen2", "qwen3", "mistral"}))
+      ->check(CLI::IsMember(models::known_model_types()))
       ->capture_default_str();
   cmd->add_option("--size", o->size,
                   "tiny: 2 layers, hidden 64; small: 4 layers, hidden 256, 8 heads")

@@ -18,7 +18,7 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
-#include "apps/ft/lm_task.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
@@ -378,7 +378,7 @@ void run_train(const TrainOptions& o) {
     std::cout << "quantized " << quantized.size() << " layers to " << o.quantize_bits
               << " bits (groups of " << o.quantize_group_size << ")\n";
   }
-  model->backbone().gradient_checkpointing = o.grad_checkpoint;
+  model->set_gradient_checkpointing(o.grad_checkpoint);
   if (!o.adapter.empty()) {
     // Saved again with the settings it was trained with (alpha, dropout, rsLoRA, DoRA).
     uint64_t seed = lora.seed;
@@ -409,16 +409,16 @@ void run_train(const TrainOptions& o) {
   t.max_steps_this_run = o.stop_after;
   if (dtype == mx::float16)
     t.loss_scale = LossScaleConfig{.growth_interval = o.loss_scale_interval};
-  LossFn loss = causal_lm_loss(o.pack);
+  LossFn loss = train::causal_lm_loss(o.pack);
   if (!o.teacher.empty()) {
-    std::shared_ptr<models::LlamaForCausalLM> teacher = models::load_model(o.teacher, dtype);
+    std::shared_ptr<models::CausalLM> teacher = models::load_model(o.teacher, dtype);
     train::DistillOptions distill{.weight = o.distill_weight, .temperature = o.distill_temperature};
-    loss = causal_lm_distill_loss(teacher, *model, distill, o.pack);
+    loss = train::causal_lm_distill_loss(teacher, *model, distill, o.pack);
     std::cout << "teacher: " << o.teacher << ", weight " << o.distill_weight << ", temperature "
               << o.distill_temperature << "\n";
   }
   fs::create_directories(o.output_dir);
-  train::Trainer trainer(*model, loss, causal_lm_eval(o.pack), *optimizer, p.train->data,
+  train::Trainer trainer(*model, loss, train::causal_lm_eval(o.pack), *optimizer, p.train->data,
                          p.valid ? &p.valid->data : nullptr, p.batch, t);
   int64_t resumed = trainer.resume();
   if (resumed > 0) std::cout << "resumed from step " << resumed << "\n";
@@ -482,7 +482,7 @@ void run_validate(const TrainOptions& o) {
   auto config = io::read_config(o.model);
   models::check_quantized_training(config, o.quantize_bits, o.quantize_group_size,
                                    o.method == "full");
-  models::LlamaConfig c = models::from_hf_config(config);
+  models::Config c = models::from_hf_config(config);
   c.validate();
   make_optimizer(optimizer_config(o, p.total_steps));
   nn::LoraConfig lora = lora_config(o);

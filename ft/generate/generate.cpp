@@ -6,7 +6,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
-#include "ft/generate/kv_cache.h"
+#include "ft/models/cache.h"
 #include "ft/tokenizer/tokenizer.h"
 
 namespace ft::generate {
@@ -38,7 +38,7 @@ size_t final_length(const std::string& text, const std::vector<std::string>& sto
 
 }  // namespace
 
-GenerateResult generate(models::LlamaForCausalLM& model, const std::vector<int>& prompt,
+GenerateResult generate(models::CausalLM& model, const std::vector<int>& prompt,
                         const GenerateOptions& options, const DecodeFn& decode,
                         const TextCallback& on_text) {
   FT_CHECK(!prompt.empty(), "generate", "the prompt is empty");
@@ -52,7 +52,7 @@ GenerateResult generate(models::LlamaForCausalLM& model, const std::vector<int>&
     FT_CHECK(id >= 0 && id < vocab, "generate", "prompt token id ", id,
              " is outside the vocabulary (", vocab, ")");
   Sampler sampler(options.sampling, options.seed);
-  KVCache cache(model.config().num_hidden_layers, options.cache_step);
+  models::Cache cache = model.make_cache(options.cache_step);
 
   // The prompt in chunks; only the last position's logits are needed.
   mx::array logits = mx::array(0.0f);

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "ft/generate/sampling.h"
-#include "ft/models/llama.h"
+#include "ft/models/causal_lm.h"
 
 namespace ft::tokenizer {
 class Tokenizer;  // ft/tokenizer/tokenizer.h
@@ -50,7 +50,7 @@ using TextCallback = std::function<void(const std::string& piece)>;
 
 // Generates from a non-empty prompt (ids of batch 1). Throws ft::Error for an empty
 // prompt, ids outside the vocabulary, or invalid options.
-GenerateResult generate(models::LlamaForCausalLM& model, const std::vector<int>& prompt,
+GenerateResult generate(models::CausalLM& model, const std::vector<int>& prompt,
                         const GenerateOptions& options, const DecodeFn& decode,
                         const TextCallback& on_text = {});
 

@@ -54,7 +54,7 @@ int optimizer_states_per_parameter(const std::string& optimizer) {
               "unknown optimizer '" + optimizer + "' (known: sgd, adam, adamw, adafactor, lion)");
 }
 
-MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const TrainingPlan& plan) {
+MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPlan& plan) {
   FT_CHECK(plan.batch_size > 0 && plan.seq_length > 0, "memory",
            "batch size and sequence length must be positive");
   MemoryEstimate m;
@@ -66,10 +66,12 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
     m.optimizer_state += uint64_t(states) * p.size() * 4;
   }
 
-  const LlamaConfig& c = model.config();
+  const Config& c = model.config();
+  // A mixture of experts keeps the MLP activations of the experts each token runs.
+  int64_t experts_run = c.num_experts > 0 ? c.num_experts_per_tok : 1;
   LayerShape shape{c.hidden_size, int64_t(c.num_attention_heads) * c.resolved_head_dim(),
-                   int64_t(c.num_key_value_heads) * c.resolved_head_dim(), c.intermediate_size,
-                   c.num_attention_heads};
+                   int64_t(c.num_key_value_heads) * c.resolved_head_dim(),
+                   experts_run * c.intermediate_size, c.num_attention_heads};
   // LoRA ranks per layer: x A of each adapted module, spread evenly over the layers.
   int64_t lora_total = 0;
   for (const auto& [path, module] : model.named_modules())
@@ -80,9 +82,12 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   const int64_t keys =
       c.sliding_window > 0 ? std::min(plan.seq_length, c.sliding_window) : plan.seq_length;
   const int64_t itemsize = model.output_weight().itemsize();
+  // Soft-capped scores (Gemma 2) go through plain ops, which keep them.
   const bool materialized =
-      plan.materialized_attention && !kernels::cpu::fused_attention_supported(
-                                         model.output_weight().dtype(), c.resolved_head_dim());
+      c.attn_logit_softcapping > 0 ||
+      (plan.materialized_attention &&
+       !kernels::cpu::fused_attention_supported(model.output_weight().dtype(),
+                                                c.resolved_head_dim()));
   const int64_t layer =
       tokens * kept_per_token(shape, lora_per_layer, keys, materialized) * itemsize;
   const int64_t layers = c.num_hidden_layers;
@@ -99,8 +104,14 @@ MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const Tra
   // vocabulary]): each shard's call holds a few buffers of its own rows.
   bool head_trained = false;
   for (const auto& [name, p] : model.trainable_parameters())
-    head_trained |= name == "lm_head.weight" || name == "model.embed_tokens.weight";
+    head_trained |= name == model.output_weight_name();
   const mx::array weight = model.output_weight();
+  if (model.logit_softcap() > 0 || model.output_bias()) {
+    // The whole (tokens, vocab) f32 logits, their capped form and their gradient
+    // (train::causal_lm_loss forms them for such heads).
+    m.head = 3 * uint64_t(tokens) * c.vocab_size * 4;
+    return m;
+  }
   if (!head_trained &&
       kernels::cpu::head_cross_entropy_supported(weight.dtype(), weight.dtype(), c.hidden_size)) {
     m.head = shards * kernels::cpu::head_cross_entropy_scratch_bytes(shard_tokens, c.hidden_size,

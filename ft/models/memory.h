@@ -13,7 +13,7 @@
 
 #include <mlx/array.h>
 
-#include "ft/models/llama.h"
+#include "ft/models/causal_lm.h"
 
 namespace ft::models {
 
@@ -45,7 +45,7 @@ struct MemoryEstimate {
 // The model as built (after apply_lora or quantization): its parameters' shapes and
 // dtypes decide the weights, the trainable ones the gradients and optimizer state. The
 // arrays need not be evaluated, so a model built lazily from a config costs nothing.
-MemoryEstimate estimate_training_memory(const LlamaForCausalLM& model, const TrainingPlan& plan);
+MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPlan& plan);
 
 // f32 moments an optimizer keeps per trained parameter (Adafactor's factored moments are
 // counted as none). Throws ft::Error for an unknown name.

@@ -1,10 +1,8 @@
-// Building models from Hugging Face folders: config.json's model_type picks a family,
-// whose reader turns the config into a LlamaConfig, and the weights load strictly.
+// Model families and building models from Hugging Face folders: config.json's
+// model_type picks a family (ft/models/families/), whose reader turns the config into a
+// Config and whose builder makes the CausalLM; the weights then load strictly.
 //
-// Known families: llama (1, 2, 3, 3.1, 3.2; rope_scaling llama3, linear, dynamic),
-// mistral (sliding-window attention), qwen2 (q/k/v bias), qwen3 (q/k RMSNorm). All four
-// are switches of the Llama blocks in llama.h, so each registry entry is a config
-// reader only.
+// Adding a family: docs/models.md.
 #pragma once
 
 #include <filesystem>
@@ -13,39 +11,72 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "ft/core/param_map.h"
+#include "ft/core/random.h"
 #include "ft/io/model_folder.h"
-#include "ft/models/llama.h"
+#include "ft/models/causal_lm.h"
 
 namespace ft::models {
 
-// Reads the fields every family shares: sizes, heads, head_dim, rope_theta and
-// rope_scaling (or transformers 5's rope_parameters), rms_norm_eps,
-// tie_word_embeddings, attention_bias, mlp_bias, max_position_embeddings. Throws
-// ft::Error naming config.json and the field for missing or ill-typed values and for an
-// unknown rope type.
-LlamaConfig read_llama_config(const io::ModelConfig& config);
+// The sizes `ft init` asks of a family for a small random model.
+struct InitSizes {
+  int vocab_size = 259;
+  int hidden_size = 64;
+  int intermediate_size = 176;
+  int num_hidden_layers = 2;
+  int num_attention_heads = 4;
+  int num_key_value_heads = 2;
+  int bos_token_id = -1;  // -1: none
+  int eos_token_id = -1;
+};
 
-// config.json's model_type through the registry. Throws ft::Error for a missing or
-// unknown model_type, listing the known ones.
-LlamaConfig from_hf_config(const io::ModelConfig& config);
+struct Family {
+  // The config.json model_types it reads, e.g. {"qwen2", "qwen3"}.
+  std::vector<std::string> model_types;
+  // config.json -> Config. Throws ft::Error naming the file and the field.
+  std::function<Config(const io::ModelConfig&)> read_config;
+  // A model with random (lazy) weights.
+  std::function<std::unique_ptr<CausalLM>(const Config&, Rng&, mx::Dtype)> build;
+  // config.json for a small random model of model_type, with the fields transformers
+  // writes (ft init).
+  std::function<nlohmann::json(const std::string& model_type, const InitSizes&)> init_config;
+  // Before a strict load: drops the tensors a checkpoint carries beside the parameters
+  // and renames older layouts to the family's names. Throws ft::Error for tensors that
+  // belong to another layout. May be empty.
+  std::function<void(ParamMap& weights, const Config&)> sanitize;
+  // --target-modules when none is given: the attention's projections.
+  std::vector<std::string> default_lora_targets;
+};
 
-using ConfigReader = std::function<LlamaConfig(const io::ModelConfig&)>;
-// Adds or replaces the reader of a model_type.
-void register_model_type(const std::string& model_type, ConfigReader reader);
+// The family of a model_type; throws ft::Error naming `where` and listing the known
+// types when there is none.
+const Family& family_of(const std::string& model_type, const std::string& where = "model");
 // Registered model types, sorted.
 std::vector<std::string> known_model_types();
 
+// config.json's model_type through the registry. Throws ft::Error for a missing or
+// unknown model_type, listing the known ones, and for fields the family finds wrong
+// (naming config.json).
+Config from_hf_config(const io::ModelConfig& config);
+
+// A model of the config's family with random weights (lazy: nothing is computed until
+// evaluated). Throws ft::Error for an invalid config.
+std::unique_ptr<CausalLM> build_model(const Config& config, Rng& rng,
+                                      mx::Dtype dtype = mx::float32);
+
 // A model from folder/config.json with the folder's weights (cast to dtype), loaded
-// strictly: one ft::Error lists every missing, unexpected or mis-shaped tensor.
-// Tensors a checkpoint may carry beside the parameters are dropped first: rotary
-// inv_freq buffers, and lm_head's when the embeddings are tied.
+// strictly: one ft::Error lists every missing, unexpected or mis-shaped tensor. The
+// family's sanitize runs first (rotary inv_freq buffers, a tied head's copy, older
+// tensor layouts).
 //
 // Quantized folders (mlx-lm's convert -q, or ft's quantize_model and a save): every
 // module whose weights come as MLX affine "weight" (uint32), "scales" and "biases"
 // becomes an nn::QuantizedLinear or nn::QuantizedEmbedding with the group size and
 // bits of config.json's "quantization" (its per-module entry, else the defaults); the
 // scales and biases are cast to dtype like every floating tensor. See quantize.h.
-std::unique_ptr<LlamaForCausalLM> load_model(const std::filesystem::path& folder,
-                                             mx::Dtype dtype = mx::float32);
+std::unique_ptr<CausalLM> load_model(const std::filesystem::path& folder,
+                                     mx::Dtype dtype = mx::float32);
 
 }  // namespace ft::models

@@ -7,21 +7,23 @@
 
 namespace ft::nn {
 
-Linear::Linear(int in_features, int out_features, bool bias, const mx::array& key, mx::Dtype dtype)
-    : weight_(mx::array(0.0f)) {
+Linear::Linear(int in_features, int out_features, bool bias, const mx::array& key, mx::Dtype dtype,
+               bool transposed)
+    : weight_(mx::array(0.0f)), transposed_(transposed) {
   FT_CHECK(in_features > 0 && out_features > 0, "linear", "features must be positive, got (",
            in_features, ", ", out_features, ")");
   auto keys = mx::random::split(key);
   weight_ = init::uniform_fan_in({out_features, in_features}, in_features, keys.first, dtype);
+  if (transposed_) weight_ = mx::transpose(weight_);
   if (bias) bias_ = init::uniform_fan_in({out_features}, in_features, keys.second, dtype);
   register_all();
 }
 
-Linear::Linear(mx::array weight, std::optional<mx::array> bias)
-    : weight_(std::move(weight)), bias_(std::move(bias)) {
+Linear::Linear(mx::array weight, std::optional<mx::array> bias, bool transposed)
+    : weight_(std::move(weight)), bias_(std::move(bias)), transposed_(transposed) {
   FT_CHECK(weight_.ndim() == 2, "linear", "weight must be 2-D, got ", weight_.ndim(), "-D");
-  FT_CHECK(!bias_ || (bias_->ndim() == 1 && bias_->shape(0) == weight_.shape(0)), "linear",
-           "bias must have shape (", weight_.shape(0), ",)");
+  FT_CHECK(!bias_ || (bias_->ndim() == 1 && bias_->shape(0) == out_features()), "linear",
+           "bias must have shape (", out_features(), ",)");
   register_all();
 }
 
@@ -35,10 +37,15 @@ void Linear::check_input(const mx::array& x) const {
            x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
 }
 
+mx::array Linear::weight_out_in() const {
+  return transposed_ ? mx::transpose(weight_) : weight_;
+}
+
 mx::array Linear::operator()(const mx::array& x) {
   check_input(x);
-  if (bias_) return mx::addmm(*bias_, x, mx::transpose(weight_));
-  return mx::matmul(x, mx::transpose(weight_));
+  mx::array w_in_out = transposed_ ? weight_ : mx::transpose(weight_);
+  if (bias_) return mx::addmm(*bias_, x, w_in_out);
+  return mx::matmul(x, w_in_out);
 }
 
 }  // namespace ft::nn

@@ -123,7 +123,7 @@ const std::optional<mx::array>& LoRALinear::base_bias() const {
 }
 
 mx::array LoRALinear::base_weight() const {
-  return quantized_ ? quantized_->dequantized_weight() : linear_->weight();
+  return quantized_ ? quantized_->dequantized_weight() : linear_->weight_out_in();
 }
 
 mx::array LoRALinear::delta_weight() const {
@@ -135,7 +135,7 @@ mx::array LoRALinear::base_product(const mx::array& x) const {
   if (quantized_)
     return quantized_matmul_t(x, quantized_->weight(), quantized_->scales(), quantized_->biases(),
                               quantized_->group_size(), quantized_->bits());
-  return mx::matmul(x, mx::transpose(linear_->weight()));
+  return mx::matmul(x, mx::transpose(linear_->weight_out_in()));
 }
 
 mx::array LoRALinear::operator()(const mx::array& x) {
@@ -144,7 +144,8 @@ mx::array LoRALinear::operator()(const mx::array& x) {
   auto scaled_b = mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_);
   const bool no_dropout = dropout_->p() == 0.0f || !dropout_->training();
   const mx::Dtype dtype = lora_A_.dtype();
-  if (linear_ && no_dropout && x.dtype() == dtype && linear_->weight().dtype() == dtype &&
+  if (linear_ && !linear_->transposed() && no_dropout && x.dtype() == dtype &&
+      linear_->weight().dtype() == dtype &&
       (!linear_->bias() || linear_->bias()->dtype() == dtype)) {
     linear_->check_input(x);
     std::vector<mx::array> in{x, linear_->weight(), lora_A_, scaled_b};
@@ -165,7 +166,10 @@ mx::array LoRALinear::merged_weight() const {
 
 std::shared_ptr<Layer> LoRALinear::fuse(bool dequantize) const {
   mx::Dtype dtype = quantized_ ? quantized_->scales().dtype() : linear_->weight().dtype();
-  auto fused = std::make_shared<Linear>(mx::astype(merged_weight(), dtype), base_bias());
+  mx::array merged = mx::astype(merged_weight(), dtype);  // (out, in)
+  if (linear_ && linear_->transposed())
+    return std::make_shared<Linear>(mx::transpose(merged), base_bias(), /*transposed=*/true);
+  auto fused = std::make_shared<Linear>(merged, base_bias());
   if (!quantized_ || dequantize) return fused;
   return QuantizedLinear::from_linear(*fused, quantized_->group_size(), quantized_->bits());
 }

@@ -18,15 +18,19 @@ void check_input(const char* place, const mx::array& x, int dims) {
 
 }  // namespace
 
-RMSNorm::RMSNorm(int dims, float eps, mx::Dtype dtype) : eps_(eps), weight_(mx::array(0.0f)) {
+RMSNorm::RMSNorm(int dims, float eps, mx::Dtype dtype, bool unit_offset)
+    : eps_(eps), unit_offset_(unit_offset), weight_(mx::array(0.0f)) {
   check_norm_args("rms_norm", dims, eps);
-  weight_ = mx::ones({dims}, dtype);
+  weight_ = unit_offset ? mx::zeros({dims}, dtype) : mx::ones({dims}, dtype);
   register_parameter("weight", &weight_);
 }
 
 mx::array RMSNorm::operator()(const mx::array& x) {
   check_input("rms_norm", x, dims());
-  return mx::fast::rms_norm(x, weight_, eps_);
+  if (!unit_offset_) return mx::fast::rms_norm(x, weight_, eps_);
+  // Gemma adds the one in float32 before scaling.
+  mx::array scale = mx::astype(mx::astype(weight_, mx::float32) + 1.0f, x.dtype());
+  return mx::fast::rms_norm(x, scale, eps_);
 }
 
 LayerNorm::LayerNorm(int dims, float eps, bool affine, bool bias, mx::Dtype dtype)

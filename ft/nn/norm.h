@@ -7,20 +7,24 @@
 
 namespace ft::nn {
 
-// y = x / sqrt(mean(x^2, -1) + eps) * weight. Parameter "weight" (dims,), ones.
+// y = x / sqrt(mean(x^2, -1) + eps) * weight. Parameter "weight" (dims,), ones. With
+// unit_offset the scale is 1 + weight and weight starts at zeros (Gemma's RMSNorm).
 class RMSNorm : public Layer {
  public:
-  explicit RMSNorm(int dims, float eps = 1e-5f, mx::Dtype dtype = mx::float32);
+  explicit RMSNorm(int dims, float eps = 1e-5f, mx::Dtype dtype = mx::float32,
+                   bool unit_offset = false);
 
   std::string type_name() const override { return "RMSNorm"; }
   mx::array operator()(const mx::array& x) override;
 
   int dims() const { return weight_.shape(0); }
   float eps() const { return eps_; }
+  bool unit_offset() const { return unit_offset_; }
   const mx::array& weight() const { return weight_; }
 
  private:
   float eps_;
+  bool unit_offset_;
   mx::array weight_;  // (dims,)
 };
 

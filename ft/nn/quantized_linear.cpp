@@ -70,7 +70,7 @@ QuantizedLinear::QuantizedLinear(mx::array weight, mx::array scales, mx::array b
 std::shared_ptr<QuantizedLinear> QuantizedLinear::from_linear(const Linear& linear, int group_size,
                                                               int bits) {
   check_quantization("quantized_linear", linear.in_features(), group_size, bits);
-  auto packed = mx::quantize(linear.weight(), group_size, bits);
+  auto packed = mx::quantize(linear.weight_out_in(), group_size, bits);
   return std::make_shared<QuantizedLinear>(packed[0], packed[1], packed[2], linear.bias(),
                                            group_size, bits);
 }

@@ -43,7 +43,7 @@ ParamMap expected(const std::string& name) {
   return ParamMap::load_safetensors((kAdapters / (name + "_expected.safetensors")).string());
 }
 
-mx::array logits_of(models::LlamaForCausalLM& model, const ParamMap& want) {
+mx::array logits_of(models::CausalLM& model, const ParamMap& want) {
   model.eval();
   auto logits = model(want.at("ids"));
   logits.eval();

@@ -103,7 +103,8 @@ const fs::path& model_dir() {
     config["vocab_size"] = 256;
     auto llama = ft::models::from_hf_config(ft::io::ModelConfig(config, root / "config.json"));
     ft::Rng rng(11);
-    ft::models::LlamaForCausalLM model(llama, rng);
+    auto built = ft::models::build_model(llama, rng);
+    auto& model = *built;
     ft::io::SaveOptions save;
     save.copy_tokenizer_from = tokenizer;
     ft::io::save_model_folder(model.parameters(), config, root / "model", save);
@@ -113,7 +114,7 @@ const fs::path& model_dir() {
 }
 
 struct Library {
-  std::unique_ptr<ft::models::LlamaForCausalLM> model;
+  std::unique_ptr<ft::models::CausalLM> model;
   ft::tokenizer::Tokenizer tokenizer;
 };
 

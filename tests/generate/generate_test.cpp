@@ -27,7 +27,7 @@ std::string letters(const std::vector<int>& ids) {
 }
 
 // Greedy decoding the slow way: the full forward over the whole sequence at each step.
-std::vector<int> greedy_without_cache(ft::models::LlamaForCausalLM& model, std::vector<int> ids,
+std::vector<int> greedy_without_cache(ft::models::CausalLM& model, std::vector<int> ids,
                                       int steps) {
   std::vector<int> generated;
   for (int i = 0; i < steps; ++i) {

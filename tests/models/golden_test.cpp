@@ -129,19 +129,20 @@ namespace {
 
 // The fixtures exercise what they are meant to: without the feature the logits move
 // well past the tolerance (so a model that ignored it could not pass).
-ft::models::LlamaConfig config_without(const std::string& name,
-                                       void (*strip)(ft::models::LlamaConfig&)) {
-  ft::models::LlamaConfig c = ft::models::from_hf_config(ft::io::read_config(kModels / name));
+ft::models::Config config_without(const std::string& name,
+                                       void (*strip)(ft::models::Config&)) {
+  ft::models::Config c = ft::models::from_hf_config(ft::io::read_config(kModels / name));
   strip(c);
   return c;
 }
 
-float error_without(const std::string& name, void (*strip)(ft::models::LlamaConfig&),
+float error_without(const std::string& name, void (*strip)(ft::models::Config&),
                     int length = 12) {
   ft::ParamMap expected =
       ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string());
   ft::Rng rng(0);
-  ft::models::LlamaForCausalLM model(config_without(name, strip), rng);
+  auto built = ft::models::build_model(config_without(name, strip), rng);
+  auto& model = *built;
   model.load(ft::io::load_weights(kModels / name));
   mx::array ids = mx::slice(expected.at("ids"), {0, 0}, {2, length});
   mx::array logits = expected.at("logits");
@@ -162,12 +163,14 @@ TEST(GoldenFixtures, EachFeatureChangesTheLogits) {
 // Dynamic NTK scaling leaves a sequence no longer than max_position_embeddings (8)
 // with plain RoPE and rescales a longer one.
 TEST(GoldenFixtures, DynamicRopeIsPlainWithinMaxPositions) {
-  ft::models::LlamaConfig dynamic =
+  ft::models::Config dynamic =
       ft::models::from_hf_config(ft::io::read_config(kModels / "llama_dynamic"));
-  ft::models::LlamaConfig plain = dynamic;
+  ft::models::Config plain = dynamic;
   plain.rope_scaling.type = ft::models::RopeScaling::Type::none;
   ft::Rng rng_a(0), rng_b(0);
-  ft::models::LlamaForCausalLM a(dynamic, rng_a), b(plain, rng_b);
+  auto a_model = ft::models::build_model(dynamic, rng_a);
+  auto b_model = ft::models::build_model(plain, rng_b);
+  auto &a = *a_model, &b = *b_model;
   ft::ParamMap weights = ft::io::load_weights(kModels / "llama_dynamic");
   a.load(weights);
   b.load(weights);

@@ -13,6 +13,7 @@
 #include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/linear_cross_entropy.h"
 #include "ft/models/memory.h"
+#include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
@@ -22,11 +23,11 @@
 namespace {
 
 namespace mx = mlx::core;
-using ft::models::LlamaConfig;
-using ft::models::LlamaForCausalLM;
+using ft::models::Config;
+using ft::models::CausalLM;
 
-LlamaConfig small_config() {
-  LlamaConfig c;
+Config small_config() {
+  Config c;
   c.vocab_size = 8000;
   c.hidden_size = 256;
   c.intermediate_size = 688;
@@ -51,9 +52,9 @@ struct Case {
 constexpr int kShards = 2;
 
 // Peak bytes the allocator saw over two training steps, less what was live before.
-double measured_peak(LlamaForCausalLM& model, const Case& k) {
+double measured_peak(CausalLM& model, const Case& k) {
   ft::LossFn loss = [k](ft::nn::Module& m, const ft::Batch& b, const mx::array&) {
-    auto& lm = static_cast<LlamaForCausalLM&>(m);
+    auto& lm = static_cast<CausalLM&>(m);
     ft::kernels::LinearCrossEntropyOptions ce;
     ce.reduction = ft::train::Reduction::sum;
     ce.weight_grad = !k.lora;  // LoRA leaves the (tied) head frozen, as ft train does
@@ -86,7 +87,8 @@ TEST(MemoryEstimate, TracksTheMeasuredPeakOfTrainingSteps) {
   for (Case k : {Case{true, 2, 128, false}, Case{true, 4, 256, true}, Case{false, 2, 256, false},
                  Case{true, 1, 512, false}}) {
     ft::Rng rng(0);
-    LlamaForCausalLM model(small_config(), rng);
+    auto built = ft::models::build_model(small_config(), rng);
+    CausalLM& model = *built;
     if (k.lora) {
       ft::nn::LoraConfig l;
       l.rank = 16;
@@ -100,7 +102,7 @@ TEST(MemoryEstimate, TracksTheMeasuredPeakOfTrainingSteps) {
     plan.seq_length = k.length;
     plan.grad_checkpoint = k.checkpoint;
     plan.row_shards = ft::row_shards(k.batch, kShards);  // as the step below splits its batch
-    model.backbone().gradient_checkpointing = k.checkpoint;
+    model.set_gradient_checkpointing(k.checkpoint);
     auto e = ft::models::estimate_training_memory(model, plan);
     double weights_live = e.weights;  // live before the step: only the weights
     double measured = measured_peak(model, k) + weights_live;

@@ -83,13 +83,13 @@ json read_json(const fs::path& file) {
 
 // models/llama quantized by ft at 4 bits in groups of 32, as make_quantized.py has
 // mlx-lm do it for llama_q4_g32.
-std::unique_ptr<ft::models::LlamaForCausalLM> quantized_llama() {
+std::unique_ptr<ft::models::CausalLM> quantized_llama() {
   auto model = ft::models::load_model(kLlama);
   ft::models::quantize_model(*model, {.group_size = 32, .bits = 4});
   return model;
 }
 
-void save_quantized(const ft::models::LlamaForCausalLM& model, const ft::io::QuantSpec& spec,
+void save_quantized(const ft::models::CausalLM& model, const ft::io::QuantSpec& spec,
                     const fs::path& out) {
   json config = ft::io::read_config(kLlama).json();
   ft::models::set_quantization_config(config, spec);

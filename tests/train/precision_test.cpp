@@ -9,7 +9,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
-#include "ft/models/llama.h"
+#include "ft/models/registry.h"
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/precision.h"
@@ -21,7 +21,7 @@ namespace mx = mlx::core;
 
 namespace {
 
-ft::models::LlamaConfig tiny_config() {
+ft::models::Config tiny_config() {
   return ft::testing::tiny_llama_config();
 }
 
@@ -29,7 +29,7 @@ ft::models::LlamaConfig tiny_config() {
 // poison * sum(logits) to the loss: its gradient overflows float16 for a large poison
 // while the loss value stays finite, which is how a real overflow looks.
 ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array&) {
-  auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
+  auto& model = static_cast<ft::models::CausalLM&>(m);
   mx::array logits = model(batch[0]);
   mx::array loss =
       ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
@@ -51,9 +51,9 @@ std::unique_ptr<ft::Optimizer> make(const std::string& name, float lr) {
 }
 
 // A tiny model with seed 7's weights in dtype.
-std::unique_ptr<ft::models::LlamaForCausalLM> model_in(mx::Dtype dtype) {
+std::unique_ptr<ft::models::CausalLM> model_in(mx::Dtype dtype) {
   ft::Rng rng(7);
-  auto model = std::make_unique<ft::models::LlamaForCausalLM>(tiny_config(), rng);
+  auto model = ft::models::build_model(tiny_config(), rng);
   model->cast(dtype);
   mx::eval(model->parameters().arrays());
   return model;

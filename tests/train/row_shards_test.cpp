@@ -7,7 +7,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/kernels/cpu/parallel.h"
-#include "ft/models/llama.h"
+#include "ft/models/registry.h"
 #include "ft/train/losses.h"
 #include "ft/train/row_shards.h"
 #include "ft/train/trainer.h"
@@ -60,14 +60,15 @@ TEST(RowShards, SplitsRowsEvenlyAndOnlyCommonRowMajorBatches) {
 TEST(RowShards, EvaluationOverShardsEqualsTheWholeBatch) {
   ft::testing::OnCpu cpu;
   ft::Rng rng(5);
-  ft::models::LlamaForCausalLM model(ft::testing::tiny_llama_config(), rng);
+  auto built = ft::models::build_model(ft::testing::tiny_llama_config(), rng);
+  auto& model = *built;
   model.eval();
   auto [k1, k2] = mx::random::split(mx::random::key(8));
   mx::array inputs = mx::random::randint(0, 32, {5, 7}, mx::int32, k1);
   mx::array targets = mx::random::randint(0, 32, {5, 7}, mx::int32, k2);
   targets = mx::where(mx::reshape(mx::arange(7), {1, 7}) < 2, mx::array(-100), targets);
   ft::train::EvalFn eval_fn = [](ft::nn::Module& m, const ft::Batch& batch) {
-    auto& lm = static_cast<ft::models::LlamaForCausalLM&>(m);
+    auto& lm = static_cast<ft::models::CausalLM&>(m);
     mx::array logits = lm(batch[0]);
     mx::array loss =
         ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});

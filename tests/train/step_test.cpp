@@ -5,7 +5,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
-#include "ft/models/llama.h"
+#include "ft/models/registry.h"
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/step.h"
@@ -16,13 +16,13 @@ namespace mx = mlx::core;
 
 namespace {
 
-ft::models::LlamaConfig tiny_config() {
+ft::models::Config tiny_config() {
   return ft::testing::tiny_llama_config();
 }
 
 // Batch: {inputs (B, L), targets (B, L) with -100 where not trained}.
 ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array&) {
-  auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
+  auto& model = static_cast<ft::models::CausalLM&>(m);
   mx::array logits = model(batch[0]);
   mx::array loss =
       ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
@@ -69,7 +69,10 @@ TEST(TrainStep, AccumulationEqualsOneBigBatch) {
   auto key = mx::random::key(0);
 
   ft::Rng rng1(7), rng2(7);
-  ft::models::LlamaForCausalLM m1(tiny_config(), rng1), m2(tiny_config(), rng2);
+  auto m1_model = ft::models::build_model(tiny_config(), rng1);
+  auto& m1 = *m1_model;
+  auto m2_model = ft::models::build_model(tiny_config(), rng2);
+  auto& m2 = *m2_model;
   auto o1 = sgd(0.5f), o2 = sgd(0.5f);
   ft::TrainStep s1(m1, llama_loss, *o1), s2(m2, llama_loss, *o2);
   auto r1 = s1.run({a, b}, {key, key});
@@ -81,14 +84,16 @@ TEST(TrainStep, AccumulationEqualsOneBigBatch) {
   EXPECT_LT(max_abs_diff(m1.parameters(), m2.parameters()), 1e-5);
   // The update did something: parameters moved away from the initial ones.
   ft::Rng rng3(7);
-  ft::models::LlamaForCausalLM fresh(tiny_config(), rng3);
+  auto fresh_model = ft::models::build_model(tiny_config(), rng3);
+  auto& fresh = *fresh_model;
   EXPECT_GT(max_abs_diff(m1.parameters(), fresh.parameters()), 1e-3);
 }
 
 // The step's gradient of the loss sum agrees with central finite differences.
 TEST(TrainStep, GradientMatchesFiniteDifferences) {
   ft::Rng rng(3);
-  ft::models::LlamaForCausalLM model(tiny_config(), rng);
+  auto built = ft::models::build_model(tiny_config(), rng);
+  auto& model = *built;
   auto opt = sgd(0.1f);
   ft::StepConfig config;
   config.compile = false;
@@ -122,8 +127,9 @@ TEST(TrainStep, CompiledEqualsUncompiledAndCheckpointed) {
   std::vector<ft::ParamMap> results;
   for (int variant = 0; variant < 3; ++variant) {
     ft::Rng rng(9);
-    ft::models::LlamaForCausalLM model(tiny_config(), rng);
-    model.backbone().gradient_checkpointing = variant == 2;
+    auto built = ft::models::build_model(tiny_config(), rng);
+    auto& model = *built;
+    model.set_gradient_checkpointing(variant == 2);
     auto opt = sgd(0.5f);
     ft::StepConfig config;
     config.compile = variant != 1;
@@ -137,7 +143,8 @@ TEST(TrainStep, CompiledEqualsUncompiledAndCheckpointed) {
 
 TEST(TrainStep, LossFallsWithAdamW) {
   ft::Rng rng(1);
-  ft::models::LlamaForCausalLM model(tiny_config(), rng);
+  auto built = ft::models::build_model(tiny_config(), rng);
+  auto& model = *built;
   auto opt = optimizer("adamw", 1e-2f);
   ft::StepConfig config;
   config.max_grad_norm = 1.0f;
@@ -155,7 +162,10 @@ TEST(TrainStep, ClippingBoundsTheUpdate) {
   ft::Batch batch = make_batch(2, 8, 0, 5);
   auto key = mx::random::key(0);
   ft::Rng rng1(4), rng2(4);
-  ft::models::LlamaForCausalLM m1(tiny_config(), rng1), m2(tiny_config(), rng2);
+  auto m1_model = ft::models::build_model(tiny_config(), rng1);
+  auto& m1 = *m1_model;
+  auto m2_model = ft::models::build_model(tiny_config(), rng2);
+  auto& m2 = *m2_model;
   ft::ParamMap before = m1.parameters();
   auto o1 = sgd(1.0f), o2 = sgd(1.0f);
   ft::StepConfig clipped;
@@ -174,7 +184,8 @@ TEST(TrainStep, ClippingBoundsTheUpdate) {
 
 TEST(TrainStep, BadInputIsAnError) {
   ft::Rng rng(1);
-  ft::models::LlamaForCausalLM model(tiny_config(), rng);
+  auto built = ft::models::build_model(tiny_config(), rng);
+  auto& model = *built;
   auto opt = sgd(0.1f);
   ft::TrainStep step(model, llama_loss, *opt);
   EXPECT_THROW(step.run({}, {}), ft::Error);
@@ -194,7 +205,8 @@ TEST(TrainStep, RowShardsEqualTheWholeBatchAndRepeatExactly) {
   };
   auto train = [&](int shards) {
     ft::Rng rng(12);
-    ft::models::LlamaForCausalLM model(tiny_config(), rng);
+    auto built = ft::models::build_model(tiny_config(), rng);
+    auto& model = *built;
     auto opt = optimizer("adamw", 1e-2f);
     ft::StepConfig config;
     config.row_shards = shards;
@@ -225,7 +237,8 @@ TEST(TrainStep, BatchesWithoutCommonRowsRunUnsplit) {
   };
   auto final_loss = [&](int shards) {
     ft::Rng rng(2);
-    ft::models::LlamaForCausalLM model(tiny_config(), rng);
+    auto built = ft::models::build_model(tiny_config(), rng);
+    auto& model = *built;
     auto opt = sgd(0.1f);
     ft::StepConfig config;
     config.row_shards = shards;

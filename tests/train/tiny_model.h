@@ -1,13 +1,13 @@
 // The tiny Llama configuration the tests of tests/train build their models from.
 #pragma once
 
-#include "ft/models/llama.h"
+#include "ft/models/causal_lm.h"
 
 namespace ft::testing {
 
 // 2 layers, hidden 16, 4 heads (2 kv), vocabulary 32.
-inline models::LlamaConfig tiny_llama_config() {
-  models::LlamaConfig c;
+inline models::Config tiny_llama_config() {
+  models::Config c;
   c.vocab_size = 32;
   c.hidden_size = 16;
   c.intermediate_size = 32;

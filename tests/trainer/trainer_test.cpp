@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
-#include "ft/models/llama.h"
+#include "ft/models/registry.h"
 #include "ft/train/checkpoint.h"
 #include "ft/train/losses.h"
 #include "ft/train/optimizer.h"
@@ -35,8 +35,8 @@ using ft::train::TrainerConfig;
 
 namespace {
 
-ft::models::LlamaConfig tiny_config() {
-  ft::models::LlamaConfig c;
+ft::models::Config tiny_config() {
+  ft::models::Config c;
   c.vocab_size = 64;
   c.hidden_size = 32;
   c.intermediate_size = 64;
@@ -66,7 +66,7 @@ ft::data::TokenizedData random_data(int samples, uint32_t seed) {
 // Drops a random fifth of the targets with the step's key, so the losses also depend on
 // the Rng state a resumed run must restore.
 ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array& key) {
-  auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
+  auto& model = static_cast<ft::models::CausalLM&>(m);
   mx::array logits = model(batch[0]);
   mx::array keep = mx::random::bernoulli(mx::array(0.8f), batch[1].shape(), key);
   mx::array targets = mx::where(keep, batch[1], mx::array(ft::data::kIgnoreIndex));
@@ -76,7 +76,7 @@ ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::a
 }
 
 ft::train::EvalOutput llama_eval(ft::nn::Module& m, const ft::Batch& batch) {
-  auto& model = static_cast<ft::models::LlamaForCausalLM&>(m);
+  auto& model = static_cast<ft::models::CausalLM&>(m);
   mx::array logits = model(batch[0]);  // (B, L, vocab)
   mx::array loss =
       ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
@@ -102,7 +102,8 @@ ft::data::BatchOptions batch_options() {
 // A model, optimizer and trainer built from scratch, the way a new process would.
 struct TrainingRun {
   ft::Rng rng{7};
-  ft::models::LlamaForCausalLM model{tiny_config(), rng};
+  std::unique_ptr<ft::models::CausalLM> built = ft::models::build_model(tiny_config(), rng);
+  ft::models::CausalLM& model = *built;
   std::unique_ptr<ft::Optimizer> optimizer;
   std::unique_ptr<Trainer> trainer;
 

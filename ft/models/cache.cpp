@@ -1,10 +1,12 @@
-#include "ft/generate/kv_cache.h"
+#include "ft/models/cache.h"
+
+#include <algorithm>
 
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
 
-namespace ft::generate {
+namespace ft::models {
 
 LayerCache::LayerCache(int step) : step_(step) {
   FT_CHECK(step > 0, "kv_cache", "step must be positive, got ", step);
@@ -61,19 +63,27 @@ void LayerCache::trim(int length) {
   offset_ = length;
 }
 
-KVCache::KVCache(int num_layers, int step) {
+Cache::Cache(int num_layers, int step) {
   FT_CHECK(num_layers > 0, "kv_cache", "num_layers must be positive, got ", num_layers);
   layers_.assign(num_layers, LayerCache(step));
 }
 
-LayerCache& KVCache::layer(int i) {
+LayerCache& Cache::layer(int i) {
   FT_CHECK(i >= 0 && i < num_layers(), "kv_cache", "layer ", i, " out of range (", num_layers(),
            " layers)");
   return layers_[i];
 }
 
-void KVCache::trim(int length) {
-  for (auto& layer : layers_) layer.trim(length);
+void Cache::trim(int length) {
+  FT_CHECK(length >= 0 && length <= offset_, "kv_cache", "cannot trim to ", length,
+           " positions: ", offset_, " are stored");
+  if (length == offset_) return;
+  for (const auto& layer : layers_)
+    FT_CHECK(!layer.conv_state(), "kv_cache",
+             "a convolution layer's state cannot be rewound (trim to ", length, " of ", offset_,
+             " positions)");
+  for (auto& layer : layers_) layer.trim(std::min(length, layer.offset()));
+  offset_ = length;
 }
 
-}  // namespace ft::generate
+}  // namespace ft::models

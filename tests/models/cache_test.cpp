@@ -10,7 +10,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/param_map.h"
-#include "ft/generate/kv_cache.h"
+#include "ft/models/cache.h"
 #include "ft/models/attention_mask.h"
 #include "ft/models/registry.h"
 #include "tests/test_util.h"
@@ -50,7 +50,7 @@ TEST_P(CachedForward, EqualsTheFullForward) {
   mx::array full = (*model)(ids);
 
   // step 4 forces the storage to grow several times, once in the middle of a chunk.
-  ft::generate::KVCache cache(model->config().num_hidden_layers, 4);
+  ft::models::Cache cache(model->config().num_hidden_layers, 4);
   std::vector<std::pair<int, int>> pieces = {{0, 5}, {5, 6}, {6, 7}, {7, 8}, {8, 9}, {9, 12}};
   for (auto [begin, end] : pieces) {
     EXPECT_EQ(cache.offset(), begin);
@@ -82,12 +82,12 @@ TEST(CachedForwardDynamicRope, EqualsTheFullForwardWhereHuggingFaceAgrees) {
   mx::array ids = random_ids(1, 12, model->config().vocab_size, 9);
   mx::array first8 = columns(ids, 0, 8);
   mx::array full8 = (*model)(first8);
-  ft::generate::KVCache cache(model->config().num_hidden_layers);
+  ft::models::Cache cache(model->config().num_hidden_layers);
   EXPECT_LT(max_abs_diff(model->forward(columns(ids, 0, 6), cache), columns(full8, 0, 6)), 1e-5f);
   for (int p = 6; p < 8; ++p)
     EXPECT_LT(max_abs_diff(model->forward(columns(ids, p, p + 1), cache), columns(full8, p, p + 1)),
               1e-5f);
-  ft::generate::KVCache fresh(model->config().num_hidden_layers);
+  ft::models::Cache fresh(model->config().num_hidden_layers);
   EXPECT_LT(max_abs_diff(model->forward(ids, fresh), (*model)(ids)), 1e-5f);
 }
 
@@ -111,8 +111,8 @@ TEST(PackedMask, TwoSamplesInOneRowGiveTheLogitsOfEachAlone) {
   }
 }
 
-TEST(KVCache, RejectsMismatchedUpdatesAndBadTrims) {
-  ft::generate::LayerCache cache(2);
+TEST(Cache, RejectsMismatchedUpdatesAndBadTrims) {
+  ft::models::LayerCache cache(2);
   auto [k, v] = cache.update(mx::ones({1, 2, 3, 4}), mx::zeros({1, 2, 3, 4}));
   EXPECT_EQ(k.shape(), (mx::Shape{1, 2, 3, 4}));
   EXPECT_EQ(cache.offset(), 3);
@@ -140,7 +140,7 @@ TEST(PackedMask, GradientCheckpointingKeepsTheMask) {
   ft::ParamMap params = model->parameters();
   auto gradients = [&](bool checkpointing) {
     model->train();
-    model->backbone().gradient_checkpointing = checkpointing;
+    model->set_gradient_checkpointing(checkpointing);
     auto loss = [&](const std::vector<mx::array>& inputs) {
       model->update(ft::ParamMap::zip(params.names(), inputs));
       return std::vector<mx::array>{mx::sum(mx::square((*model)(row, mask)))};
