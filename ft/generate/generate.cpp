@@ -54,17 +54,24 @@ GenerateResult generate(models::CausalLM& model, const std::vector<int>& prompt,
   Sampler sampler(options.sampling, options.seed);
   models::Cache cache = model.make_cache(options.cache_step);
 
-  // The prompt in chunks; only the last position's logits are needed.
-  mx::array logits = mx::array(0.0f);
-  int length = static_cast<int>(prompt.size());
-  for (int begin = 0; begin < length; begin += options.prefill_chunk) {
-    int end = std::min(length, begin + options.prefill_chunk);
-    std::vector<int32_t> chunk(prompt.begin() + begin, prompt.begin() + end);
-    mx::array ids(chunk.data(), {1, end - begin}, mx::int32);
-    mx::array out = model.forward(ids, cache);
-    logits = mx::reshape(mx::slice(out, {0, end - begin - 1, 0}, {1, end - begin, vocab}), {vocab});
-    mx::eval(logits);
-  }
+  // Runs ids through the model in chunks onto the cache; the last position's logits.
+  // A sequence that crosses the model's rope switch goes in one piece (see
+  // CausalLM::rope_switch_length).
+  const int rope_switch = model.rope_switch_length();
+  auto prefill = [&](const std::vector<int>& ids) {
+    int length = static_cast<int>(ids.size());
+    int chunk_size = rope_switch > 0 && length > rope_switch ? length : options.prefill_chunk;
+    mx::array last = mx::array(0.0f);
+    for (int begin = 0; begin < length; begin += chunk_size) {
+      int end = std::min(length, begin + chunk_size);
+      std::vector<int32_t> chunk(ids.begin() + begin, ids.begin() + end);
+      mx::array out = model.forward(mx::array(chunk.data(), {1, end - begin}, mx::int32), cache);
+      last = mx::reshape(mx::slice(out, {0, end - begin - 1, 0}, {1, end - begin, vocab}), {vocab});
+      mx::eval(last);
+    }
+    return last;
+  };
+  mx::array logits = prefill(prompt);
 
   GenerateResult result;
   result.finish_reason = "length";
@@ -91,6 +98,12 @@ GenerateResult generate(models::CausalLM& model, const std::vector<int>& prompt,
     }
     emit_up_to(final_length(result.text, options.stop));
     if (step + 1 == options.max_tokens) break;  // no forward for a token never sampled
+    if (rope_switch > 0 && cache.offset() == rope_switch) {
+      // The next position is past the switch: every key is rotated anew.
+      cache = model.make_cache(options.cache_step);
+      logits = prefill(history);
+      continue;
+    }
     int32_t next = token;
     logits = mx::reshape(model.forward(mx::array(&next, {1, 1}, mx::int32), cache), {vocab});
     mx::eval(logits);

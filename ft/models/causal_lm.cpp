@@ -57,6 +57,11 @@ mx::array CausalLM::output_weight() const {
                            "supported)");
 }
 
+int CausalLM::rope_switch_length() const {
+  const RopeScaling& r = config_.rope_scaling;
+  return r.type == RopeScaling::Type::longrope ? r.original_max_position_embeddings : 0;
+}
+
 std::string CausalLM::output_weight_name() const {
   if (lm_head_) return "lm_head.weight";
   return head_spec_.stack_name + "." + stack_->spec().embed_name + ".weight";

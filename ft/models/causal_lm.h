@@ -48,6 +48,11 @@ class CausalLM : public nn::Module {
   // Hugging Face with a cache, depend on the positions seen so far).
   mx::array forward(const mx::array& ids, Cache& cache,
                     const std::optional<mx::array>& mask = std::nullopt);
+  // > 0 when the rotary frequencies change once a sequence grows past this many
+  // positions (longrope's switch to its long factors): keys cached before then were
+  // rotated with the short ones, so a cache must be rebuilt from the whole sequence
+  // when it crosses (as transformers' Phi-3 generation does). 0 otherwise.
+  int rope_switch_length() const;
   // A cache for this model, growing by `step` positions.
   Cache make_cache(int step = 256) const { return Cache(config_.num_hidden_layers, step); }
 

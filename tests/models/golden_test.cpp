@@ -1,14 +1,22 @@
-// ft against tiny random models made by Hugging Face transformers
-// (tests/golden/make_model_fixtures.py): logits, loss and gradients.
+// ft against tiny random models made by Hugging Face transformers, one row per family
+// variant (tests/golden/make_model_fixtures.py, make_family_fixtures.py): logits, loss,
+// weight gradients, LoRA against PEFT, and greedy generation through the cache against
+// transformers' generate.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <regex>
+#include <sstream>
 #include <string>
+#include <unordered_map>
 
 #include <mlx/ops.h>
 #include <mlx/transforms.h>
 
 #include "ft/core/param_map.h"
+#include "ft/generate/generate.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/losses.h"
@@ -37,6 +45,52 @@ mx::array shifted_loss(const mx::array& logits, const mx::array& ids) {
   return ft::train::cross_entropy(head, targets, {.reduction = ft::train::Reduction::mean});
 }
 
+// The fixture's LoRA targets (its metadata's lora_target_modules; q_proj and v_proj
+// for the fixtures that predate it).
+std::vector<std::string> lora_targets(const std::string& name) {
+  std::unordered_map<std::string, std::string> metadata;
+  ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string(), &metadata);
+  auto it = metadata.find("lora_target_modules");
+  if (it == metadata.end()) return {"q_proj", "v_proj"};
+  std::vector<std::string> out;
+  std::stringstream list(it->second);
+  for (std::string item; std::getline(list, item, ',');) out.push_back(item);
+  return out;
+}
+
+std::vector<int> ids_of(const mx::array& a) {
+  mx::array flat = mx::astype(mx::flatten(a), mx::int32);
+  return std::vector<int>(flat.data<int32_t>(), flat.data<int32_t>() + flat.size());
+}
+
+// Where a checkpoint's tensor lives among ft's parameters: GPT2Model files lack the
+// "transformer." prefix, and Mixtral's per-expert tensors are slices of the stacked ones.
+struct Located {
+  std::string name;
+  std::function<mx::array(const mx::array&)> part = [](const mx::array& a) { return a; };
+};
+
+Located where(const std::string& name, const ft::ParamMap& params, int intermediate) {
+  if (params.contains(name)) return {name};
+  if (params.contains("transformer." + name)) return {"transformer." + name};
+  static const std::regex expert(
+      R"((model\.layers\.\d+\.)block_sparse_moe\.(gate\.weight|experts\.(\d+)\.(w[123])\.weight))");
+  std::smatch m;
+  if (!std::regex_match(name, m, expert)) return {name};
+  const std::string layer = m[1];
+  if (m[2] == "gate.weight") return {layer + "mlp.gate.weight"};
+  int e = std::stoi(m[3]);
+  const std::string w = m[4];
+  if (w == "w2")
+    return {layer + "mlp.experts.down_proj",
+            [e](const mx::array& a) { return mx::squeeze(mx::slice(a, {e, 0, 0}, {e + 1, a.shape(1), a.shape(2)}), 0); }};
+  int begin = w == "w1" ? 0 : intermediate;  // [gate | up] rows
+  return {layer + "mlp.experts.gate_up_proj", [e, begin, intermediate](const mx::array& a) {
+            return mx::squeeze(
+                mx::slice(a, {e, begin, 0}, {e + 1, begin + intermediate, a.shape(2)}), 0);
+          }};
+}
+
 class GoldenModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
@@ -50,30 +104,37 @@ TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
   mx::array logits = (*model)(ids);
   EXPECT_LT(relative_error(logits, expected.at("logits")), 1e-4f) << name;
 
-  // Gradients of the loss for the weights the fixture recorded ("grad.<name>").
-  std::vector<std::string> names;
+  // Gradients of the loss for the weights the fixture recorded ("grad.<name>"), under
+  // the checkpoint's names (located among ft's parameters by where()).
+  std::vector<std::string> recorded;
   for (const auto& [key, value] : expected)
-    if (key.starts_with("grad.")) names.push_back(key.substr(5));
-  ASSERT_GE(names.size(), 2u);
+    if (key.starts_with("grad.")) recorded.push_back(key.substr(5));
+  ASSERT_GE(recorded.size(), 2u);
   ft::ParamMap params = model->parameters();
+  std::vector<std::string> names;  // ft's parameters, each once
+  for (const auto& r : recorded) {
+    std::string n = where(r, params, model->config().intermediate_size).name;
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  }
   std::vector<mx::array> inputs;
   for (const auto& n : names) inputs.push_back(params.at(n));
   auto loss_fn = [&](const std::vector<mx::array>& values) {
     model->update(ft::ParamMap::zip(names, values));
     return std::vector<mx::array>{shifted_loss((*model)(ids), ids)};
   };
-  auto [loss, grads] = mx::value_and_grad(loss_fn, [&] {
-    std::vector<int> all(names.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
-    return all;
-  }())(inputs);
+  std::vector<int> argnums(names.size());
+  for (size_t i = 0; i < argnums.size(); ++i) argnums[i] = static_cast<int>(i);
+  auto [loss, grads] = mx::value_and_grad(loss_fn, argnums)(inputs);
   model->update(ft::ParamMap::zip(names, inputs));
+  ft::ParamMap grad_of = ft::ParamMap::zip(names, grads);
 
   float expected_loss = expected.at("loss").item<float>();
   EXPECT_NEAR(loss[0].item<float>(), expected_loss, 1e-5f * std::abs(expected_loss)) << name;
-  for (size_t i = 0; i < names.size(); ++i)
-    EXPECT_LT(relative_error(grads[i], expected.at("grad." + names[i])), 1e-4f)
-        << name << " " << names[i];
+  for (const auto& r : recorded) {
+    Located at = where(r, params, model->config().intermediate_size);
+    EXPECT_LT(relative_error(at.part(grad_of.at(at.name)), expected.at("grad." + r)), 1e-4f)
+        << name << " " << r;
+  }
 }
 
 // PEFT LoRA (rank 4, alpha 8) on every q_proj and v_proj with the fixture's adapters:
@@ -89,20 +150,23 @@ TEST_P(GoldenModel, LoraMatchesPeft) {
   ft::nn::LoraConfig lora;
   lora.rank = 4;
   lora.alpha = 8.0f;
-  lora.target_modules = {"q_proj", "v_proj"};
+  lora.target_modules = lora_targets(name);
   std::vector<std::string> adapted = ft::nn::apply_lora(*model, lora);
-  ASSERT_EQ(adapted.size(), 4u);
   ft::ParamMap adapters;
   for (const auto& [key, value] : expected)
     if (key.starts_with("lora.")) adapters.set(key.substr(5), value);
-  ASSERT_EQ(adapters.size(), 8u);
+  ASSERT_EQ(adapters.size(), 2 * adapted.size());
   model->update(adapters);
 
   std::vector<std::string> names = model->trainable_parameters().names();
-  ASSERT_EQ(names, adapters.names());
+  std::vector<std::string> sorted = names, fixture = adapters.names();
+  std::sort(sorted.begin(), sorted.end());
+  std::sort(fixture.begin(), fixture.end());
+  ASSERT_EQ(sorted, fixture);
   EXPECT_LT(relative_error((*model)(ids), expected.at("lora_logits")), 1e-4f) << name;
 
-  std::vector<mx::array> inputs = adapters.arrays();
+  std::vector<mx::array> inputs;
+  for (const auto& n : names) inputs.push_back(adapters.at(n));
   std::vector<int> argnums(names.size());
   for (size_t i = 0; i < argnums.size(); ++i) argnums[i] = static_cast<int>(i);
   auto loss_fn = [&](const std::vector<mx::array>& values) {
@@ -119,9 +183,35 @@ TEST_P(GoldenModel, LoraMatchesPeft) {
         << name << " " << names[i];
 }
 
+// Greedy generation through the cache (ft::generate::generate, prefill then one token at
+// a time) gives transformers' generate(do_sample=False) tokens.
+TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
+  const std::string name = GetParam();
+  auto model = ft::models::load_model(kModels / name, mx::float32);
+  model->eval();
+  ft::ParamMap expected =
+      ft::ParamMap::load_safetensors((kModels / (name + "_generate.safetensors")).string());
+  std::vector<int> prompt = ids_of(expected.at("prompt"));
+  std::vector<int> want = ids_of(expected.at("generated"));
+  ASSERT_GT(want.size(), prompt.size());
+  ft::generate::GenerateOptions options;
+  options.max_tokens = static_cast<int>(want.size() - prompt.size());
+  options.prefill_chunk = 3;  // the prompt in two chunks: the cache across a prefill too
+  options.cache_step = 4;     // and grown several times
+  auto result = ft::generate::generate(*model, prompt, options, [](const std::vector<int>&) {
+    return std::string();
+  });
+  std::vector<int> got = prompt;
+  got.insert(got.end(), result.ids.begin(), result.ids.end());
+  EXPECT_EQ(got, want) << name;
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModel,
                          ::testing::Values("llama", "llama3_tied", "llama_linear", "llama_dynamic",
-                                           "mistral", "qwen2", "qwen3"));
+                                           "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text",
+                                           "phi", "phi_qk_layernorm", "phi3", "phi3_longrope",
+                                           "gpt2", "gpt2_bare", "mixtral", "mixtral_legacy",
+                                           "lfm2"));
 
 }  // namespace
 
