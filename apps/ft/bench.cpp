@@ -47,8 +47,9 @@ struct BenchOptions {
   std::string method = "lora";
   int lora_rank = 16;
   float lora_alpha = 32.0f;
-  std::vector<std::string> target_modules{"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                          "gate_proj", "up_proj", "down_proj"};
+  // Empty: every linear layer of the decoder layers (Llama's q/k/v/o/gate/up/down, as
+  // hf_baseline.py adapts; each family's own names otherwise).
+  std::vector<std::string> target_modules;
   std::string dtype = "float32";
   int batch_size = 4;
   int seq_length = 256;
@@ -206,6 +207,7 @@ void run_bench(const BenchOptions& o) {
     lora.alpha = o.lora_alpha;
     lora.dora = o.method == "dora";
     lora.target_modules = o.target_modules;
+    if (lora.target_modules.empty()) lora.target_regex = R"(\.(layers|h)\.[0-9]+\.)";
     lora.seed = o.seed;
     nn::apply_lora(*model, lora);  // adapters in f32, the trained masters
   }
@@ -309,8 +311,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha (scale alpha / rank)")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--target-modules", o->target_modules, "Adapted layers by last name component")
-      ->capture_default_str();
+  cmd->add_option("--target-modules", o->target_modules,
+                  "Adapted layers by last name component (default: every linear layer of the "
+                  "decoder layers)");
   cmd->add_option("--dtype", o->dtype, "Base weights and compute: float32, bfloat16 or float16")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
       ->capture_default_str();

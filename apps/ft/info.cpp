@@ -28,7 +28,7 @@ struct InfoOptions {
   std::string model;
   std::string method = "lora";
   int lora_rank = 8;
-  std::vector<std::string> target_modules{"q_proj", "k_proj", "v_proj", "o_proj"};
+  std::vector<std::string> target_modules;  // empty: the family's default
   int num_layers = 0;
   std::string dtype = "float32";
   int batch_size = 4;
@@ -82,7 +82,9 @@ void print_model_info(const InfoOptions& o) {
     nn::LoraConfig lora;
     lora.rank = o.lora_rank;
     lora.dora = o.method == "dora";
-    lora.target_modules = o.target_modules;
+    lora.target_modules = o.target_modules.empty()
+                              ? models::family_of(c.model_type).default_lora_targets
+                              : o.target_modules;
     lora.num_layers = o.num_layers;
     // Adapters stay f32 over a low-precision base, as ft train keeps them.
     nn::apply_lora(model, lora);
@@ -202,8 +204,8 @@ void add_info_command(CLI::App& app) {
       ->check(kPositive)
       ->capture_default_str()
       ->group(group);
-  cmd->add_option("--target-modules", o->target_modules, "Adapted layers by last name component")
-      ->capture_default_str()
+  cmd->add_option("--target-modules", o->target_modules,
+                  "Adapted layers by last name component (default: the family's)")
       ->group(group);
   cmd->add_option("--num-layers", o->num_layers, "Adapt only the last N layers (0: all)")
       ->check(kNonNegative)

@@ -44,7 +44,7 @@ struct TrainOptions {
   float lora_alpha = 16.0f;
   float lora_dropout = 0.0f;
   bool rslora = false;
-  std::vector<std::string> target_modules{"q_proj", "k_proj", "v_proj", "o_proj"};
+  std::vector<std::string> target_modules;  // empty: the family's default
   std::string target_regex;
   int num_layers = 0;
   std::string optimizer = "adamw";
@@ -99,8 +99,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->capture_default_str();
   cmd->add_flag("--rslora", o.rslora, "Scale alpha / sqrt(rank)");
   cmd->add_option("--target-modules", o.target_modules,
-                  "Adapted layers by last name component (q_proj v_proj ...)")
-      ->capture_default_str();
+                  "Adapted layers by last name component (q_proj v_proj ...; default: the "
+                  "family's attention projections: q/k/v/o_proj, Phi-3's qkv_proj and o_proj, "
+                  "GPT-2's c_attn and c_proj, ...)");
   cmd->add_option("--target-regex", o.target_regex,
                   "Adapt layers whose dotted path matches this regex");
   cmd->add_option("--num-layers", o.num_layers, "Adapt only the last N layers (0: all)")
@@ -336,6 +337,10 @@ nn::LoraConfig lora_config(const TrainOptions& o) {
   l.dora = o.method == "dora";
   l.target_modules = o.target_modules;
   l.target_regex = o.target_regex;
+  if (l.target_modules.empty() && l.target_regex.empty() && !o.model.empty() &&
+      fs::is_directory(o.model))
+    l.target_modules = models::family_of(models::from_hf_config(io::read_config(o.model)).model_type)
+                           .default_lora_targets;
   l.num_layers = o.num_layers;
   l.seed = o.seed;
   return l;
@@ -503,8 +508,8 @@ void add_train_command(CLI::App& app) {
   auto q = std::make_shared<TrainOptions>();
   auto* quick = cmd->add_subcommand(
       "quick",
-      "Fine-tune with defaults: LoRA r8 on q/k/v/o, lr 1e-4 with warmup, one epoch "
-      "up to 200 steps");
+      "Fine-tune with defaults: LoRA r8 on the attention projections, lr 1e-4 with warmup, "
+      "one epoch up to 200 steps");
   quick->add_option("model", q->model, "Model folder")->required();
   quick->add_option("data", q->data, "JSONL file or data folder")->required();
   quick->add_option("--output-dir", q->output_dir, "Output folder")->capture_default_str();

@@ -168,3 +168,84 @@ TEST(HfConfig, ReadsLegacyRopeScaling) {
 }
 
 }  // namespace
+
+namespace {
+
+// The first line of a load error and whether it names what it should.
+::testing::AssertionResult names(const std::string& error, const std::vector<std::string>& parts) {
+  if (error.empty()) return ::testing::AssertionFailure() << "no error";
+  for (const auto& part : parts)
+    if (error.find(part) == std::string::npos)
+      return ::testing::AssertionFailure() << "'" << error << "' does not name '" << part << "'";
+  return ::testing::AssertionSuccess();
+}
+
+TEST(FamilyErrors, AMissingFieldTheFamilyNeedsIsNamed) {
+  Scratch gpt2("gpt2");
+  json c = gpt2.config();
+  c.erase("n_embd");
+  gpt2.write_config(c);
+  EXPECT_TRUE(names(load_error(gpt2.dir()), {"config.json", "n_embd"}));
+
+  Scratch mixtral("mixtral");
+  c = mixtral.config();
+  c.erase("num_local_experts");
+  mixtral.write_config(c);
+  EXPECT_TRUE(names(load_error(mixtral.dir()), {"config.json", "num_local_experts"}));
+}
+
+TEST(FamilyErrors, AnUnknownRopeScalingTypeIsNamed) {
+  Scratch phi3("phi3_longrope");
+  json c = phi3.config();
+  c["rope_parameters"]["rope_type"] = "yarn2";
+  phi3.write_config(c);
+  EXPECT_TRUE(names(load_error(phi3.dir()), {"config.json", "unsupported rope_scaling type 'yarn2'"}));
+
+  c["rope_parameters"]["rope_type"] = "longrope";
+  c["rope_parameters"]["long_factor"] = json::array({1.0, 2.0});
+  phi3.write_config(c);
+  EXPECT_TRUE(names(load_error(phi3.dir()), {"config.json", "short_factor and long_factor"}));
+}
+
+// Phi-3's fused weights under a Phi-2 config: every tensor that does not fit is listed.
+TEST(FamilyErrors, WeightsOfAnotherFamilyAreListed) {
+  Scratch phi("phi");
+  fs::copy(kModels / "phi3" / "model.safetensors", phi.dir() / "model.safetensors",
+           fs::copy_options::overwrite_existing);
+  std::string error = load_error(phi.dir());
+  EXPECT_TRUE(names(error, {phi.dir().string(), "qkv_proj", "dense"}));
+}
+
+TEST(FamilyErrors, ExpertCountsThatDoNotMatchTheTensorsAreNamed) {
+  Scratch fewer("mixtral");
+  json c = fewer.config();
+  c["num_local_experts"] = 3;
+  fewer.write_config(c);
+  EXPECT_TRUE(names(load_error(fewer.dir()), {"experts.3.w1.weight", "past the 3 experts"}));
+
+  Scratch more("mixtral");
+  c = more.config();
+  c["num_local_experts"] = 5;
+  more.write_config(c);
+  EXPECT_TRUE(names(load_error(more.dir()), {"experts.4.w1.weight", "is missing", "5 experts"}));
+
+  Scratch fused("mixtral_fused");
+  c = fused.config();
+  c["num_local_experts"] = 5;
+  fused.write_config(c);
+  EXPECT_TRUE(names(load_error(fused.dir()), {"experts.gate_up_proj", "shape"}));
+}
+
+TEST(FamilyErrors, ConfigSizesOutOfRangeAreRefusedBeforeBuilding) {
+  Scratch llama("llama");
+  json c = llama.config();
+  c["num_hidden_layers"] = 1048576;
+  llama.write_config(c);
+  EXPECT_TRUE(names(load_error(llama.dir()), {"num_hidden_layers", "between 1 and 4096"}));
+  c["num_hidden_layers"] = 2;
+  c["hidden_size"] = 4294967360LL;
+  llama.write_config(c);
+  EXPECT_TRUE(names(load_error(llama.dir()), {"hidden_size", "4294967360"}));
+}
+
+}  // namespace

@@ -1,0 +1,58 @@
+// Every family through the commands a user runs: ft init --arch writes a folder that
+// loads, ft train fine-tunes it with LoRA on the family's default targets, ft fuse
+// merges the adapter into a folder that computes what the adapted model computes, and
+// ft bench --model times it.
+#include <nlohmann/json.hpp>
+
+#include "ft/models/registry.h"
+#include "tests/cli_train/cli_train_util.h"
+
+namespace {
+
+using namespace ft::testing::cli_train;
+
+class Family : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Family, InitTrainFuseAndBench) {
+  const std::string arch = GetParam();
+  fs::path model = temp("family_" + arch);
+  fs::path run_dir = temp("family_run_" + arch), fused = temp("family_fused_" + arch);
+  Result r = run("init --arch " + arch + " --out " + model.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  fs::path data = small_data(32);
+  r = run("train " + model.string() + " " + data.string() +
+          " --iterations 4 --batch-size 4 --learning-rate 1e-2 --output-dir " + run_dir.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::vector<std::string> targets =
+      ft::models::family_of(nlohmann::json::parse(std::ifstream(model / "config.json"))
+                                ["model_type"]
+                                    .get<std::string>())
+          .default_lora_targets;
+  auto adapter_config =
+      nlohmann::json::parse(std::ifstream(run_dir / "adapter" / "adapter_config.json"));
+  std::vector<std::string> saved = adapter_config["target_modules"];
+  std::sort(saved.begin(), saved.end());
+  std::vector<std::string> expected = targets;
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(saved, expected) << arch;
+
+  r = run("fuse " + model.string() + " --adapter " + (run_dir / "adapter").string() + " --out " +
+          fused.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  double base = eval_loss(model, data);
+  double adapted = eval_loss(model, data, "--adapter " + (run_dir / "adapter").string());
+  double merged = eval_loss(fused, data);
+  EXPECT_GT(std::abs(adapted - base), 1e-3) << arch << ": the adapter changed nothing";
+  EXPECT_NEAR(merged, adapted, 1e-4 * adapted) << arch;
+
+  r = run("bench --model " + model.string() + " --steps 1 --warmup 1 --seq-length 32 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto bench = nlohmann::json::parse(r.out);
+  EXPECT_GT(bench["tokens_per_s"].get<double>(), 0) << arch;
+  EXPECT_GT(bench["flops_per_token"].get<double>(), 0) << arch;
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, Family,
+                         ::testing::ValuesIn(ft::models::known_model_types()));
+
+}  // namespace
