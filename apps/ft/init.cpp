@@ -120,6 +120,10 @@ namespace {
 
 void run_init(const InitOptions& o) {
   fs::path out(o.out);
+  // A folder that holds anything may be someone's model: never replaced.
+  std::error_code exists_ec;
+  FT_CHECK(!fs::exists(out, exists_ec) || (fs::is_directory(out) && fs::is_empty(out)), "init",
+           out.string(), " already exists; remove it or choose another --out");
   fs::path tok_dir = o.tokenizer.empty() ? fs::path() : fs::path(o.tokenizer);
   if (!tok_dir.empty()) {
     FT_CHECK(fs::is_directory(tok_dir), "init", tok_dir.string(), ": no such tokenizer folder");
@@ -179,7 +183,7 @@ void add_init_command(CLI::App& app) {
                   "tiny: 2 layers, hidden 64; small: 4 layers, hidden 256, 8 heads")
       ->check(CLI::IsMember({"tiny", "small"}))
       ->capture_default_str();
-  cmd->add_option("--out", o->out, "Model folder to write (replaced when it exists)")->required();
+  cmd->add_option("--out", o->out, "Model folder to write (a new or empty folder)")->required();
   cmd->add_option("--tokenizer", o->tokenizer,
                   "Copy this tokenizer folder (default: write a byte-level BPE tokenizer "
                   "with ChatML special tokens and chat template)");

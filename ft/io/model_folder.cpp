@@ -3,6 +3,8 @@
 #include <unistd.h>  // defines: getpid, for names of temporary folders
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -160,12 +162,19 @@ const nlohmann::json& ModelConfig::field(const std::string& key) const {
 
 int64_t ModelConfig::get_int(const std::string& key) const {
   const nlohmann::json& v = field(key);
-  // 4096.0 is accepted as an integer: some exporters write every number as a float.
-  if (v.is_number_float() &&
-      v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
-    return static_cast<int64_t>(v.get<double>());
+  // 4096.0 is accepted as an integer: some exporters write every number as a float. The
+  // range is checked before any conversion (a double past int64's range converts to
+  // nothing defined, an unsigned one past INT64_MAX would wrap).
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    FT_CHECK(std::abs(d) < 9.2e18 && d == std::floor(d), "config", file_.string(), ": field '",
+             key, "' must be an integer, got ", v.dump());
+    return static_cast<int64_t>(d);
+  }
   FT_CHECK(v.is_number_integer(), "config", file_.string(), ": field '", key,
            "' must be an integer, got ", type_name(v), " (", v.dump(), ")");
+  FT_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= uint64_t(INT64_MAX), "config",
+           file_.string(), ": field '", key, "' is out of range (", v.dump(), ")");
   return v.get<int64_t>();
 }
 
@@ -235,8 +244,10 @@ std::optional<QuantizationConfig> quantization_config(const ModelConfig& config)
              ": needs an integer group_size");
     FT_CHECK(o.contains("bits") && o["bits"].is_number_integer(), "config", where, what,
              ": needs an integer bits");
-    s.group_size = o["group_size"].get<int>();
-    s.bits = o["bits"].get<int>();
+    // Read wide, so that 2^32 + 4 is not taken for 4.
+    int64_t group_size = o["group_size"].get<int64_t>(), bits = o["bits"].get<int64_t>();
+    s.group_size = group_size == int(group_size) ? int(group_size) : 0;
+    s.bits = bits == int(bits) ? int(bits) : 0;
     FT_CHECK(s.bits == 2 || s.bits == 3 || s.bits == 4 || s.bits == 5 || s.bits == 6 || s.bits == 8,
              "config", where, what, ": bits must be 2, 3, 4, 5, 6 or 8, got ", s.bits);
     FT_CHECK(s.group_size == 32 || s.group_size == 64 || s.group_size == 128, "config", where, what,

@@ -23,7 +23,7 @@
 using namespace ft::testing::cli_train;
 
 TEST(CliTrain, InitWritesALoadableFolderWithATokenizer) {
-  for (std::string arch : {"llama", "qwen2", "qwen3", "mistral"}) {
+  for (std::string arch : {"llama", "qwen2", "qwen3", "mistral"}) {  // the others: families_test.cpp
     fs::path dir = temp("init_" + arch);
     Result r = run("init --arch " + arch + " --out " + dir.string());
     ASSERT_EQ(r.status, 0) << r.out;
@@ -346,4 +346,17 @@ TEST(CliTrain, TrainingContinuesFromASavedAdapter) {
                     " --output-dir " + temp("continue_full").string());
   EXPECT_EQ(full.status, 1);
   EXPECT_TRUE(one_error_line(full.out)) << full.out;
+}
+
+// ft init never replaces a folder that holds something (a model, say).
+TEST(CliTrain, InitRefusesAFolderThatHoldsSomething) {
+  fs::path dir = temp("init_existing");
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.json") << "{\"precious\": true}";
+  Result r = run("init --arch llama --out " + dir.string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(one_error_line(r.out)) << r.out;
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+  std::ifstream in(dir / "config.json");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "{\"precious\": true}");
 }

@@ -44,6 +44,23 @@ TEST(Config, TypedFieldsAndErrors) {
       "[config] " + file + ": field 'rms_norm_eps' must be true or false, got a number (1e-06)");
 }
 
+// Integers past int64, or floats that are not whole or out of its range, are refused,
+// not converted (1e300 to int64 is undefined; 2^64 - 1 would wrap to -1).
+TEST(Config, IntegersOutOfRangeAreRefused) {
+  nlohmann::json j = {{"a", 1e300}, {"b", 18446744073709551615ull}, {"c", 4096.0}, {"d", 2.5},
+                      {"quantization", {{"group_size", 4294967360ll}, {"bits", 4}}}};
+  ft::io::ModelConfig config(j, "config.json");
+  EXPECT_EQ(error_of([&] { config.get_int("a"); }),
+            "[config] config.json: field 'a' must be an integer, got 1e+300");
+  EXPECT_EQ(error_of([&] { config.get_int("b"); }),
+            "[config] config.json: field 'b' is out of range (18446744073709551615)");
+  EXPECT_EQ(config.get_int("c"), 4096);
+  EXPECT_EQ(error_of([&] { config.get_int("d"); }),
+            "[config] config.json: field 'd' must be an integer, got 2.5");
+  EXPECT_NE(error_of([&] { ft::io::quantization_config(config); }).find("group_size must be 32"),
+            std::string::npos);
+}
+
 TEST(Config, MissingAndBrokenFiles) {
   TempDir dir;
   EXPECT_EQ(error_of([&] { ft::io::read_config(dir.path() / "nope"); }),
