@@ -9,6 +9,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,27 @@ std::vector<std::pair<std::string, const nn::LoRALinear*>> wrappers(const nn::Mo
   for (const auto& [path, module] : model.named_modules())
     if (auto* w = dynamic_cast<const nn::LoRALinear*>(module)) out.emplace_back(path, w);
   return out;
+}
+
+// Every ExpertLoRA under model, by the path of the parameter it adapts.
+std::vector<std::pair<std::string, const nn::ExpertLoRA*>> expert_adapters(
+    const nn::Module& model) {
+  std::vector<std::pair<std::string, const nn::ExpertLoRA*>> out;
+  for (const auto& [path, module] : model.named_modules())
+    if (auto* e = dynamic_cast<const nn::ExpertLoRA*>(module)) out.emplace_back(path, e);
+  return out;
+}
+
+// "a.b.c" -> {"a.b", "c"}.
+std::pair<std::string, std::string> split_last(const std::string& path) {
+  const size_t dot = path.rfind('.');
+  if (dot == std::string::npos) return {"", path};
+  return {path.substr(0, dot), path.substr(dot + 1)};
+}
+
+// The AdapterHost at path in model, or null.
+nn::AdapterHost* host_at(const nn::Module& model, const std::string& path) {
+  return dynamic_cast<nn::AdapterHost*>(model.find_module(path).get());
 }
 
 // "model.layers.12.self_attn.q_proj" -> 12 and "self_attn.q_proj"; -1 off the layers.
@@ -116,24 +138,62 @@ void write_folder_atomically(const fs::path& out_dir,
 }
 
 struct Collected {
-  std::vector<std::string> paths;  // in named_modules order
-  int rank = 0;
+  std::vector<std::string> paths;    // LoRA/DoRA wrappers, in named_modules order
+  std::vector<std::string> stacked;  // ExpertLoRA parameters, in named_modules order
+  int rank = 0;                      // per expert for an ExpertLoRA
   bool dora = false;
 };
 
 Collected collect(const nn::Module& model, const nn::LoraConfig& config) {
   Collected c;
+  auto take_rank = [&](int rank) {
+    FT_CHECK(c.rank == 0 || c.rank == rank, kPlace, "adapters of ranks ", c.rank, " and ", rank,
+             " in one model cannot be saved with one rank");
+    c.rank = rank;
+  };
   for (const auto& [path, w] : wrappers(model)) {
-    FT_CHECK(c.rank == 0 || c.rank == w->rank(), kPlace, "adapters of ranks ", c.rank, " and ",
-             w->rank(), " in one model cannot be saved with one rank");
-    c.rank = w->rank();
+    take_rank(w->rank());
     c.dora = c.dora || dynamic_cast<const nn::DoRALinear*>(w) != nullptr;
     c.paths.push_back(path);
   }
-  FT_CHECK(!c.paths.empty(), kPlace, "the model has no LoRA or DoRA layers to save");
+  for (const auto& [path, e] : expert_adapters(model)) {
+    take_rank(e->rank());
+    c.stacked.push_back(path);
+  }
+  FT_CHECK(!c.paths.empty() || !c.stacked.empty(), kPlace,
+           "the model has no LoRA or DoRA layers to save");
   FT_CHECK(c.dora == config.dora, kPlace, "the config says dora = ", config.dora,
            " but the model's adapters say otherwise");
   return c;
+}
+
+// Note [PEFT's names for stacked parameters]
+// PEFT wraps a module once per targeted parameter (ParamWrapper), in the order the module
+// holds its parameters, the first innermost; each wrapper's adapter sits beside its
+// base_layer. With gate_up_proj and down_proj both adapted, the experts' tensors are
+//   <experts>.base_layer.lora_A.weight   gate_up_proj (inner)
+//   <experts>.lora_A.weight              down_proj (outer)
+// and with only one of them, <experts>.lora_A.weight.
+
+// PEFT's module name (without "base_model.model.") for each stacked parameter path.
+std::map<std::string, std::string> peft_stacked_modules(const nn::Module& model,
+                                                        const std::vector<std::string>& stacked) {
+  const std::set<std::string> adapted(stacked.begin(), stacked.end());
+  std::map<std::string, std::string> out;
+  for (const auto& path : stacked) {
+    const auto [host_path, parameter] = split_last(path);
+    nn::AdapterHost* host = host_at(model, host_path);
+    FT_ASSERT(host != nullptr);
+    std::vector<std::string> wrapped;  // innermost first
+    for (const auto& p : host->adaptable_parameters())
+      if (adapted.contains(host_path + "." + p)) wrapped.push_back(p);
+    const auto it = std::find(wrapped.begin(), wrapped.end(), parameter);
+    FT_ASSERT(it != wrapped.end());
+    std::string module = host_path;
+    for (auto depth = wrapped.end() - it - 1; depth > 0; --depth) module += ".base_layer";
+    out[path] = module;
+  }
+  return out;
 }
 
 float lora_scale(const nn::LoraConfig& config, int rank) {
@@ -161,7 +221,47 @@ T field(const json& j, const char* key, const fs::path& file) {
   }
 }
 
-Adapter read_peft(const fs::path& dir) {
+// Drops PEFT's "base_layer" components from a module name and counts them.
+std::pair<std::string, int> strip_base_layers(const std::string& module) {
+  std::string out;
+  int depth = 0;
+  std::stringstream parts(module);
+  for (std::string part; std::getline(parts, part, '.');) {
+    if (part == "base_layer") {
+      ++depth;
+      continue;
+    }
+    out += (out.empty() ? "" : ".") + part;
+  }
+  return {out, depth};
+}
+
+// The stacked parameters target_parameters selects on module, by PEFT's rule (the key
+// "<module>.<parameter>" equals an entry or ends with "." + it), in the order PEFT nests
+// them: the model's when given (see Note [PEFT's names for stacked parameters]), else the
+// order the entries are listed in.
+std::vector<std::string> targeted_parameters(const std::string& module,
+                                             const std::vector<std::string>& targets,
+                                             const nn::Module* model) {
+  std::vector<std::string> listed;
+  for (const auto& target : targets) {
+    const std::string parameter = split_last(target).second;
+    const std::string key = module + "." + parameter;
+    const bool match = key == target || (key.size() > target.size() + 1 && key.ends_with(target) &&
+                                         key[key.size() - target.size() - 1] == '.');
+    if (match && std::find(listed.begin(), listed.end(), parameter) == listed.end())
+      listed.push_back(parameter);
+  }
+  if (!model || listed.empty()) return listed;
+  nn::AdapterHost* host = host_at(*model, module);
+  if (!host) return {};
+  std::vector<std::string> ordered;
+  for (const auto& p : host->adaptable_parameters())
+    if (std::find(listed.begin(), listed.end(), p) != listed.end()) ordered.push_back(p);
+  return ordered;
+}
+
+Adapter read_peft(const fs::path& dir, const nn::Module* model) {
   const fs::path config_file = dir / "adapter_config.json";
   const fs::path weights_file = dir / "adapter_model.safetensors";
   json j = read_json(config_file);
@@ -186,7 +286,12 @@ Adapter read_peft(const fs::path& dir) {
   a.config.dora = j.value("use_dora", false);
   if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
     a.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
+  std::vector<std::string> target_parameters;
+  if (j.contains("target_parameters") && !j["target_parameters"].is_null())
+    target_parameters = field<std::vector<std::string>>(j, "target_parameters", config_file);
 
+  // (module, wrapper depth) -> the tensors of one stacked adapter, resolved below.
+  std::map<std::pair<std::string, int>, std::vector<std::pair<std::string, mx::array>>> wrapped;
   ParamMap raw = ParamMap::load_safetensors(weights_file.string());
   for (const auto& [name, value] : raw) {
     FT_CHECK(name.rfind(kPeftPrefix, 0) == 0, kPlace, weights_file.string(), ": tensor '", name,
@@ -200,7 +305,16 @@ Adapter read_peft(const fs::path& dir) {
     for (const auto& [suffix, ours] : suffixes) {
       if (rest.size() > suffix.size() &&
           rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0) {
-        a.weights.set(rest.substr(0, rest.size() - suffix.size()) + "." + ours, value);
+        const std::string module = rest.substr(0, rest.size() - suffix.size());
+        if (!target_parameters.empty()) {
+          auto [unwrapped, depth] = strip_base_layers(module);
+          if (!targeted_parameters(unwrapped, target_parameters, model).empty()) {
+            wrapped[{unwrapped, depth}].emplace_back(ours, value);
+            known = true;
+            break;
+          }
+        }
+        a.weights.set(module + "." + ours, value);
         known = true;
         break;
       }
@@ -208,6 +322,23 @@ Adapter read_peft(const fs::path& dir) {
     FT_CHECK(known, kPlace, weights_file.string(), ": tensor '", name,
              "' is not a LoRA or DoRA tensor");
   }
+  // See Note [PEFT's names for stacked parameters]: depth d of n wrappers is the
+  // (n - 1 - d)-th targeted parameter.
+  for (const auto& [key, tensors] : wrapped) {
+    const auto& [module, depth] = key;
+    const auto parameters = targeted_parameters(module, target_parameters, model);
+    const int n = static_cast<int>(parameters.size());
+    int deepest = 0;
+    for (const auto& [other, unused] : wrapped)
+      if (other.first == module) deepest = std::max(deepest, other.second);
+    FT_CHECK(deepest + 1 == n, kPlace, weights_file.string(), ": target_parameters selects ", n,
+             " parameter", n == 1 ? "" : "s", " of '", module, "' but the file wraps it ",
+             deepest + 1, " time", deepest == 0 ? "" : "s");
+    const std::string path = module + "." + parameters[n - 1 - depth];
+    for (const auto& [ours, value] : tensors) a.weights.set(path + "." + ours, value);
+    a.stacked.push_back(path);
+  }
+  std::sort(a.stacked.begin(), a.stacked.end());
   return a;
 }
 
@@ -253,22 +384,27 @@ Adapter read_mlx_lm(const fs::path& dir) {
 ParamMap adapter_parameters(const nn::Module& model) {
   ParamMap all = model.parameters();
   ParamMap out;
-  for (const auto& [path, w] : wrappers(model))
-    for (const auto& name : w->adapter_names()) {
+  for (const auto& [path, module] : model.named_modules()) {
+    std::vector<std::string> names;
+    if (auto* w = dynamic_cast<const nn::LoRALinear*>(module)) names = w->adapter_names();
+    if (auto* e = dynamic_cast<const nn::ExpertLoRA*>(module)) names = e->adapter_names();
+    for (const auto& name : names) {
       const std::string full = path + "." + name;
       out.set(full, all.at(full));
     }
+  }
   return out;
 }
 
 void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
                        const std::string& base_model_name_or_path, const fs::path& out_dir) {
   const Collected c = collect(model, config);
+  const auto stacked_modules = peft_stacked_modules(model, c.stacked);
   ParamMap ours = adapter_parameters(model);
   ParamMap tensors;
   for (const auto& [name, value] : ours) {
-    const size_t dot = name.rfind('.');
-    const std::string module = name.substr(0, dot), leaf = name.substr(dot + 1);
+    auto [module, leaf] = split_last(name);
+    if (auto it = stacked_modules.find(module); it != stacked_modules.end()) module = it->second;
     const std::string peft_leaf = leaf == "lora_A"   ? "lora_A.weight"
                                   : leaf == "lora_B" ? "lora_B.weight"
                                                      : "lora_magnitude_vector";
@@ -279,14 +415,31 @@ void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
   // Module names when they describe the set exactly (every Linear with those names in the
   // chosen layers is adapted, as apply_lora did), else a regex naming each path.
   json j;
-  if (config.target_regex.empty()) {
+  if (c.paths.empty()) {
+    j["target_modules"] = json::array();  // PEFT's way to adapt only target_parameters
+  } else if (config.target_regex.empty()) {
     std::set<std::string> names;
     for (const auto& p : c.paths) names.insert(p.substr(p.rfind('.') + 1));
     j["target_modules"] = std::vector<std::string>(names.begin(), names.end());
   } else {
     j["target_modules"] = exact_regex(c.paths);
   }
-  if (config.num_layers > 0 && config.target_regex.empty()) {
+  // PEFT matches target_parameters by suffix and ignores layers_to_transform for them:
+  // the path inside a decoder layer ("mlp.experts.gate_up_proj") when every layer's is
+  // adapted, else each full path. Without stacked adapters the key is left out, as
+  // before it existed (PEFT reads that as null).
+  if (!c.stacked.empty()) {
+    std::vector<std::string> parameters;
+    for (const auto& p : c.stacked) {
+      const auto [layer, inner] = split_layer(p);
+      const bool every_layer = config.target_regex.empty() && config.num_layers == 0 && layer >= 0;
+      const std::string entry = every_layer ? inner : p;
+      if (std::find(parameters.begin(), parameters.end(), entry) == parameters.end())
+        parameters.push_back(entry);
+    }
+    j["target_parameters"] = parameters;
+  }
+  if (config.num_layers > 0 && config.target_regex.empty() && !c.paths.empty()) {
     std::set<int> layers;
     for (const auto& p : c.paths)
       if (int i = split_layer(p).first; i >= 0) layers.insert(i);
@@ -321,6 +474,10 @@ void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
 void save_mlx_lm_adapter(const nn::Module& model, const nn::LoraConfig& config,
                          const fs::path& out_dir) {
   const Collected c = collect(model, config);
+  FT_CHECK(c.stacked.empty(), kPlace,
+           "mlx-lm's layout has no form for adapters on stacked "
+           "expert parameters ('",
+           c.stacked.front(), "'); save in PEFT's layout");
   // mlx-lm adapts `keys` (paths inside a decoder layer) in each of the last num_layers
   // layers: check that the adapted set has that form.
   std::set<int> layers;
@@ -370,12 +527,12 @@ void save_mlx_lm_adapter(const nn::Module& model, const nn::LoraConfig& config,
   });
 }
 
-Adapter load_adapter(const fs::path& dir) {
+Adapter load_adapter(const fs::path& dir, const nn::Module* model) {
   std::error_code ec;
   FT_CHECK(fs::is_directory(dir, ec), kPlace, dir.string(), ": not a folder");
   Adapter a;
   if (fs::is_regular_file(dir / "adapter_model.safetensors", ec))
-    a = read_peft(dir);
+    a = read_peft(dir, model);
   else if (fs::is_regular_file(dir / "adapters.safetensors", ec))
     a = read_mlx_lm(dir);
   else
@@ -394,11 +551,14 @@ Adapter load_adapter(const fs::path& dir) {
     const mx::array* A = a.weights.find(m + ".lora_A");
     const mx::array* B = a.weights.find(m + ".lora_B");
     const bool has_m = a.weights.contains(m + ".lora_magnitude");
+    // A stacked parameter's pair has rank E*r (Note [Adapters on stacked expert parameters]).
+    const bool stacked = std::binary_search(a.stacked.begin(), a.stacked.end(), m);
     if (!A || !B)
       problems.push_back(m + " lacks lora_A or lora_B");
-    else if (A->ndim() != 2 || B->ndim() != 2 || A->shape(0) != a.config.rank ||
-             B->shape(1) != a.config.rank)
-      problems.push_back(m + ": lora_A/lora_B are not of rank " + std::to_string(a.config.rank));
+    else if (A->ndim() != 2 || B->ndim() != 2 || A->shape(0) != B->shape(1) ||
+             (stacked ? A->shape(0) % a.config.rank != 0 : A->shape(0) != a.config.rank))
+      problems.push_back(m + ": lora_A/lora_B are not of rank " + std::to_string(a.config.rank) +
+                         (stacked ? " per expert" : ""));
     if (has_m != a.config.dora)
       problems.push_back(m + (a.config.dora ? " lacks the DoRA magnitude"
                                             : " has a DoRA magnitude but the config is LoRA"));
@@ -418,12 +578,32 @@ Adapter load_adapter(const fs::path& dir) {
 
 std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
                                        std::optional<mx::Dtype> dtype) {
-  Adapter a = load_adapter(dir);
+  Adapter a = load_adapter(dir, &model);
   const fs::path weights_file = dir / (a.format == AdapterFormat::peft ? "adapter_model.safetensors"
                                                                        : "adapters.safetensors");
   // Check every module against the model before changing anything.
   std::vector<std::string> problems;
   for (const auto& m : a.modules) {
+    const auto& A = a.weights.at(m + ".lora_A");
+    const auto& B = a.weights.at(m + ".lora_B");
+    if (std::binary_search(a.stacked.begin(), a.stacked.end(), m)) {
+      const auto [host_path, parameter] = split_last(m);
+      nn::AdapterHost* host = host_at(model, host_path);
+      const auto adaptable = host ? host->adaptable_parameters() : std::vector<std::string>{};
+      if (std::find(adaptable.begin(), adaptable.end(), parameter) == adaptable.end()) {
+        problems.push_back("the model has no stacked expert parameter '" + m + "'");
+        continue;
+      }
+      const mx::array& w = host->stacked_parameter(parameter);  // (E, out, in)
+      const int experts = w.shape(0), out = w.shape(1), in = w.shape(2);
+      if (A.shape(0) != experts * a.config.rank || A.shape(1) != in || B.shape(0) != out)
+        problems.push_back("'" + m + "' is (" + std::to_string(experts) + ", " +
+                           std::to_string(out) + ", " + std::to_string(in) +
+                           ") in the model but the adapter is for (" +
+                           std::to_string(A.shape(0) / a.config.rank) + ", " +
+                           std::to_string(B.shape(0)) + ", " + std::to_string(A.shape(1)) + ")");
+      continue;
+    }
     auto module = model.find_module(m);
     int in = 0, out = 0;
     if (auto* l = dynamic_cast<nn::Linear*>(module.get())) {
@@ -437,8 +617,6 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
       problems.push_back("'" + m + "' is not a Linear layer of the model");
       continue;
     }
-    const auto& A = a.weights.at(m + ".lora_A");
-    const auto& B = a.weights.at(m + ".lora_B");
     if (A.shape(1) != in || B.shape(0) != out)
       problems.push_back("'" + m + "' is (" + std::to_string(out) + ", " + std::to_string(in) +
                          ") in the model but the adapter is for (" + std::to_string(B.shape(0)) +

@@ -13,6 +13,7 @@
 #include "ft/nn/embedding.h"
 #include "ft/nn/init.h"
 #include "ft/nn/linear.h"
+#include "ft/nn/lora.h"
 #include "ft/nn/norm.h"
 
 namespace ft::models {
@@ -215,8 +216,9 @@ mx::array Mlp::operator()(const mx::array& x) {
   throw Error("mlp", "unknown MLP kind");
 }
 
-// The stacked expert weights: parameters only, the products are MoE's.
-class MoE::Experts : public nn::Module {
+// The stacked expert weights: parameters and their adapters (Note [Adapters on stacked
+// expert parameters] in nn/lora.h), the products are MoE's.
+class MoE::Experts : public nn::Module, public nn::AdapterHost {
  public:
   Experts(const Config& c, Rng& rng, mx::Dtype dtype)
       : gate_up_proj(mx::array(0.0f)), down_proj(mx::array(0.0f)) {
@@ -225,10 +227,41 @@ class MoE::Experts : public nn::Module {
     down_proj = nn::init::uniform_fan_in({e, h, i}, i, rng.next(), dtype);
     register_parameter("gate_up_proj", &gate_up_proj);
     register_parameter("down_proj", &down_proj);
+    register_module("gate_up_proj", &gate_up_lora);
+    register_module("down_proj", &down_lora);
   }
   std::string type_name() const override { return "Experts"; }
+
+  std::vector<std::string> adaptable_parameters() const override {
+    return {"gate_up_proj", "down_proj"};
+  }
+  mx::array& stacked_parameter(const std::string& name) override {
+    check_adaptable(name);
+    return name == "gate_up_proj" ? gate_up_proj : down_proj;
+  }
+  std::shared_ptr<nn::ExpertLoRA>& adapter_slot(const std::string& name) override {
+    check_adaptable(name);
+    return name == "gate_up_proj" ? gate_up_lora : down_lora;
+  }
+
+  // x (..., 1, in) through each row's experts in indices: W_e x + the adapter's term.
+  static mx::array project(const mx::array& x, const mx::array& weight,
+                           const std::shared_ptr<nn::ExpertLoRA>& adapter,
+                           const mx::array& indices) {
+    mx::array y = mx::gather_mm(x, mx::swapaxes(weight, -1, -2), std::nullopt, indices);
+    if (!adapter) return y;
+    return y + mx::astype((*adapter)(x, indices), y.dtype());
+  }
+
   mx::array gate_up_proj;  // (experts, 2 * intermediate, hidden)
   mx::array down_proj;     // (experts, hidden, intermediate)
+  std::shared_ptr<nn::ExpertLoRA> gate_up_lora, down_lora;  // null while not adapted
+
+ private:
+  static void check_adaptable(const std::string& name) {
+    FT_CHECK(name == "gate_up_proj" || name == "down_proj", "moe",
+             "the experts have no stacked parameter '", name, "' (gate_up_proj, down_proj)");
+  }
 };
 
 MoE::MoE(const Config& config, Rng& rng, mx::Dtype dtype)
@@ -255,12 +288,11 @@ mx::array MoE::operator()(const mx::array& x, std::vector<mx::array>* router_log
   weights = mx::astype(weights / mx::sum(weights, -1, true), x.dtype());
   // (T, 1, 1, H) against each token's k experts: (T, k, 1, 2I), then (T, k, 1, H).
   mx::array in = mx::expand_dims(tokens, {-2, -3});
-  mx::array gate_up = mx::gather_mm(in, mx::swapaxes(experts_->gate_up_proj, -1, -2),
-                                    std::nullopt, chosen);
+  mx::array gate_up = Experts::project(in, experts_->gate_up_proj, experts_->gate_up_lora, chosen);
   auto halves = mx::split(gate_up, 2, -1);
   mx::array inner = activation_(halves[0]) * halves[1];
-  mx::array out = mx::gather_mm(inner, mx::swapaxes(experts_->down_proj, -1, -2), std::nullopt,
-                                chosen);                            // (T, k, 1, H)
+  mx::array out = Experts::project(inner, experts_->down_proj, experts_->down_lora,
+                                   chosen);                         // (T, k, 1, H)
   out = mx::squeeze(out, -2);                                       // (T, k, H)
   out = mx::sum(out * mx::expand_dims(weights, -1), 1);             // (T, H)
   return mx::reshape(out, shape);

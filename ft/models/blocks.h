@@ -119,7 +119,9 @@ class Mlp : public nn::Module {
 // probabilities renormalised over the k. The experts' weights are stacked under
 // "experts": gate_up_proj (experts, 2 * intermediate, hidden), [gate | up] rows, and
 // down_proj (experts, hidden, intermediate), as transformers 5 names them; each
-// token's experts run through MLX's gathered matmul (mx::gather_mm), not a loop.
+// token's experts run through MLX's gathered matmul (mx::gather_mm), not a loop. The
+// experts are an nn::AdapterHost: LoRA on "experts.gate_up_proj" / "experts.down_proj"
+// in PEFT's target_parameters layout (nn/lora.h).
 class MoE : public nn::Module {
  public:
   MoE(const Config& config, Rng& rng, mx::Dtype dtype);

@@ -13,7 +13,8 @@
 
 namespace ft::models {
 
-// Replaces every LoRA/DoRA layer under model by its merged layer (nn::fuse_lora). A
+// Replaces every LoRA/DoRA layer under model by its merged layer and merges every
+// adapter on a stacked expert parameter into that parameter (nn::fuse_lora). A
 // quantized base is re-quantized with its own group size and bits, or with dequantize
 // becomes a plain Linear. Throws ft::Error when the model has no adapters. Returns the
 // merged paths.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -217,6 +218,44 @@ mx::array DoRALinear::merged_weight() const {
   return mx::multiply(mx::expand_dims(g, 1), LoRALinear::merged_weight());
 }
 
+ExpertLoRA::ExpertLoRA(int experts, int out_features, int in_features, int rank, float alpha,
+                       const mx::array& key, bool rslora, mx::Dtype dtype)
+    : experts_(experts), scale_(0.0f), lora_A_(mx::array(0.0f)), lora_B_(mx::array(0.0f)) {
+  check_adapter_args(rank, alpha, 0.0f);
+  FT_CHECK(experts > 0 && out_features > 0 && in_features > 0, "lora",
+           "a stacked parameter needs positive sizes, got (", experts, ", ", out_features, ", ",
+           in_features, ")");
+  scale_ = rslora ? alpha / std::sqrt(static_cast<float>(rank)) : alpha / static_cast<float>(rank);
+  // PEFT's nn.Linear(in, E*r): the same kaiming_uniform over fan-in `in` as LoRALinear's A.
+  lora_A_ = init::kaiming_uniform({experts * rank, in_features}, in_features, std::sqrt(5.0f), key,
+                                  dtype);
+  lora_B_ = mx::zeros({out_features, experts * rank}, dtype);
+  register_parameter("lora_A", &lora_A_);
+  register_parameter("lora_B", &lora_B_);
+}
+
+mx::array ExpertLoRA::operator()(const mx::array& x, const mx::array& indices) const {
+  int r = rank();
+  // Note [Adapters on stacked expert parameters]: A's rows (E, r, in), B's columns
+  // (out, r, E); the scale goes on B, the smaller operand of the backward.
+  mx::array a = mx::reshape(lora_A_, {experts_, r, in_features()});  // (E, r, in)
+  mx::array scaled_b = mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_);
+  mx::array b = mx::transpose(mx::reshape(scaled_b, {out_features(), r, experts_}),
+                              {2, 1, 0});  // (E, r, out)
+  mx::array u = mx::gather_mm(mx::astype(x, a.dtype()), mx::swapaxes(a, -1, -2), std::nullopt,
+                              indices);               // (..., 1, r)
+  return mx::gather_mm(u, b, std::nullopt, indices);  // (..., 1, out)
+}
+
+mx::array ExpertLoRA::delta_weight() const {
+  int r = rank();
+  mx::array a = mx::reshape(lora_A_, {experts_, r, in_features()});  // (E, r, in)
+  mx::array b =
+      mx::transpose(mx::reshape(lora_B_, {out_features(), r, experts_}), {2, 0, 1});  // (E, out, r)
+  mx::array product = mx::matmul(b, a);  // (E, out, in)
+  return mx::multiply(mx::array(scale_, product.dtype()), product);
+}
+
 namespace {
 
 std::regex compile_regex(const std::string& regex) {
@@ -242,6 +281,12 @@ std::string last_component(const std::string& path) {
 
 }  // namespace
 
+// A stacked parameter that apply_lora adapts: its host and its name there.
+struct StackedTarget {
+  AdapterHost* host;
+  std::string parameter;
+};
+
 std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
   check_adapter_args(config.rank, config.alpha, config.dropout);
   FT_CHECK(!config.target_modules.empty() || !config.target_regex.empty(), "lora",
@@ -262,27 +307,58 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
     std::advance(it, -std::min<int>(config.num_layers, static_cast<int>(indices.size())));
     min_layer = *it;
   }
-
-  std::vector<std::string> paths;
-  for (const auto& [path, module] : modules) {
-    if (path.empty()) continue;
-    if (!dynamic_cast<Linear*>(module) && !dynamic_cast<QuantizedLinear*>(module)) continue;
+  auto targeted = [&](const std::string& path) {
     const auto& targets = config.target_modules;
     bool named = std::find(targets.begin(), targets.end(), last_component(path)) != targets.end();
-    if (!named && !(target_re && std::regex_search(path, *target_re))) continue;
-    if (min_layer >= 0 && layer_index(path) < min_layer) continue;
-    paths.push_back(path);
+    if (!named && !(target_re && std::regex_search(path, *target_re))) return false;
+    return min_layer < 0 || layer_index(path) >= min_layer;
+  };
+
+  // paths[i] is a Linear's path, or a stacked parameter's when stacked has it.
+  std::vector<std::string> paths;
+  std::map<std::string, StackedTarget> stacked;
+  for (const auto& [path, module] : modules) {
+    if (path.empty()) continue;
+    if (auto* host = dynamic_cast<AdapterHost*>(module)) {
+      for (const auto& parameter : host->adaptable_parameters()) {
+        const std::string full = path + "." + parameter;
+        if (host->adapter_slot(parameter) || !targeted(full)) continue;
+        FT_CHECK(!config.dora, "lora", "DoRA on the stacked expert parameter '", full,
+                 "' is not supported; use LoRA there or leave it out of the targets");
+        FT_CHECK(config.dropout == 0.0f, "lora", "dropout on the stacked expert parameter '", full,
+                 "' is not supported (its input is shared by every expert); set it to 0");
+        paths.push_back(full);
+        stacked.emplace(full, StackedTarget{host, parameter});
+      }
+      continue;
+    }
+    if (!dynamic_cast<Linear*>(module) && !dynamic_cast<QuantizedLinear*>(module)) continue;
+    if (targeted(path)) paths.push_back(path);
   }
-  FT_CHECK(!paths.empty(), "lora", "no Linear or QuantizedLinear matches the targets");
+  FT_CHECK(!paths.empty(), "lora",
+           "no Linear or QuantizedLinear matches the targets, nor any stacked expert parameter");
 
   auto keys = mx::random::split(mx::random::key(config.seed), static_cast<int>(paths.size()));
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> replaced;
   std::vector<std::shared_ptr<LoRALinear>> wrappers;
+  std::vector<std::shared_ptr<ExpertLoRA>*> filled;
   try {
     for (size_t i = 0; i < paths.size(); ++i) {
+      auto key = mx::take(keys, static_cast<int>(i), 0);
+      if (auto it = stacked.find(paths[i]); it != stacked.end()) {
+        auto& [host, parameter] = it->second;
+        const mx::array& weight = host->stacked_parameter(parameter);
+        FT_CHECK(weight.ndim() == 3, "lora", "'", paths[i], "' is ", weight.ndim(),
+                 "-D; a stacked expert parameter is (experts, out, in)");
+        auto& slot = host->adapter_slot(parameter);
+        slot = std::make_shared<ExpertLoRA>(weight.shape(0), weight.shape(1), weight.shape(2),
+                                            config.rank, config.alpha, key, config.rslora,
+                                            config.dtype);
+        filled.push_back(&slot);
+        continue;
+      }
       auto base = std::dynamic_pointer_cast<Layer>(root.find_module(paths[i]));
       FT_ASSERT(base != nullptr);
-      auto key = mx::take(keys, static_cast<int>(i), 0);
       std::shared_ptr<LoRALinear> wrapper =
           config.dora ? std::make_shared<DoRALinear>(base, config.rank, config.alpha, key,
                                                      config.dropout, config.rslora, config.dtype)
@@ -294,6 +370,7 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
     }
   } catch (...) {
     for (auto& [path, base] : replaced) root.replace_module(path, base);
+    for (auto* slot : filled) slot->reset();
     throw;
   }
 
@@ -303,18 +380,36 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
     for (const auto& name : wrapper->adapter_names()) names += (names.empty() ? "" : "|") + name;
     wrapper->unfreeze("^(" + names + ")$");
   }
+  for (auto* slot : filled) (*slot)->unfreeze();
   return paths;
 }
 
 std::vector<std::string> fuse_lora(Module& root, bool dequantize) {
+  // Collected first: fusing drops the adapters that named_modules points into.
   std::vector<std::pair<std::string, std::shared_ptr<Layer>>> fused;
-  for (const auto& [path, module] : root.named_modules())
+  std::vector<std::pair<std::string, StackedTarget>> merged;
+  for (const auto& [path, module] : root.named_modules()) {
     if (auto* wrapper = dynamic_cast<LoRALinear*>(module))
       fused.emplace_back(path, wrapper->fuse(dequantize));
+    if (auto* host = dynamic_cast<AdapterHost*>(module))
+      for (const auto& parameter : host->adaptable_parameters())
+        if (host->adapter_slot(parameter))
+          merged.emplace_back(path.empty() ? parameter : path + "." + parameter,
+                              StackedTarget{host, parameter});
+  }
   std::vector<std::string> paths;
   for (auto& [path, layer] : fused) {
     if (path.empty()) continue;  // root itself cannot be replaced in place
     root.replace_module(path, layer);
+    paths.push_back(path);
+  }
+  for (auto& [path, target] : merged) {
+    mx::array& weight = target.host->stacked_parameter(target.parameter);  // (E, out, in)
+    auto& slot = target.host->adapter_slot(target.parameter);
+    mx::array delta = slot->delta_weight();
+    mx::Dtype compute = mx::promote_types(weight.dtype(), delta.dtype());
+    weight = mx::astype(mx::add(mx::astype(weight, compute), delta), weight.dtype());
+    slot.reset();
     paths.push_back(path);
   }
   return paths;

@@ -1,5 +1,6 @@
-// LoRA and DoRA adapters around a Linear or a QuantizedLinear (QLoRA), and the
-// helpers that put them into a model and merge them back.
+// LoRA and DoRA adapters around a Linear or a QuantizedLinear (QLoRA), LoRA on a mixture
+// of experts' stacked weights (PEFT's target_parameters), and the helpers that put them
+// into a model and merge them back.
 //
 // Note [LoRA parameter names]: a wrapper shows its base layer's own parameters under
 // their original names ("weight", "bias", and "scales"/"biases" for a quantized base),
@@ -106,6 +107,64 @@ class DoRALinear : public LoRALinear {
   mx::array lora_magnitude_;  // (out,)
 };
 
+// Note [Adapters on stacked expert parameters]
+// A mixture of experts keeps its experts' weights stacked in one parameter W (E, out, in)
+// (MoE's experts.gate_up_proj and down_proj), which no Linear wraps. PEFT 0.21 adapts such
+// a parameter through target_parameters with one pair of matrices for all experts:
+//   lora_A (E*r, in)   rows expert-major: expert e owns rows [e*r, (e+1)*r)
+//   lora_B (out, E*r)  columns rank-major: column k*E + e is rank k of expert e
+// so expert e's delta is s B[:, e::E] A[e*r:(e+1)*r] with s = alpha / r (r per expert).
+// An ExpertLoRA holds that pair; its host module registers one child slot per adaptable
+// parameter under the parameter's own name, so the adapter's tensors are
+// "<...>.experts.gate_up_proj.lora_A" / ".lora_B", beside the frozen
+// "<...>.experts.gate_up_proj". There is no dropout (PEFT refuses it there too: the
+// input is shared by every expert's delta) and no DoRA.
+class ExpertLoRA : public Module {
+ public:
+  // rank (per expert) > 0, alpha > 0; A from key as LoRALinear's, B zeros, in dtype.
+  ExpertLoRA(int experts, int out_features, int in_features, int rank, float alpha,
+             const mx::array& key, bool rslora = false, mx::Dtype dtype = mx::float32);
+
+  std::string type_name() const override { return "ExpertLoRA"; }
+
+  // The low-rank term of the experts in indices for each row of x: x (..., 1, in) with
+  // indices broadcastable against x's batch shape, as mx::gather_mm takes them ->
+  // (..., 1, out). Two gathered products, never a loop over experts.
+  mx::array operator()(const mx::array& x, const mx::array& indices) const;
+  // s B_e A_e for every expert: (E, out, in), in the adapter's dtype.
+  mx::array delta_weight() const;
+
+  int experts() const { return experts_; }
+  int rank() const { return lora_A_.shape(0) / experts_; }
+  float scale() const { return scale_; }
+  int in_features() const { return lora_A_.shape(1); }
+  int out_features() const { return lora_B_.shape(0); }
+  const mx::array& lora_A() const { return lora_A_; }
+  const mx::array& lora_B() const { return lora_B_; }
+  std::vector<std::string> adapter_names() const { return {"lora_A", "lora_B"}; }
+
+ private:
+  int experts_;
+  float scale_;
+  mx::array lora_A_;  // (E*r, in)
+  mx::array lora_B_;  // (out, E*r)
+};
+
+// A module whose own stacked parameters (E, out, in) can carry ExpertLoRA adapters. It
+// registers, for each adaptable parameter, a child slot of the same name that stays null
+// until apply_lora fills it, and adds the slot's term in its forward.
+class AdapterHost {
+ public:
+  virtual ~AdapterHost() = default;
+  // The parameters that may carry an adapter, in registration order (PEFT nests its
+  // wrappers in this order, the first innermost: see ft/io/adapters.h).
+  virtual std::vector<std::string> adaptable_parameters() const = 0;
+  // The stacked parameter (E, out, in) by name.
+  virtual mx::array& stacked_parameter(const std::string& name) = 0;
+  // Its adapter slot, registered as the child `name`; null while not adapted.
+  virtual std::shared_ptr<ExpertLoRA>& adapter_slot(const std::string& name) = 0;
+};
+
 struct LoraConfig {
   int rank = 8;
   float alpha = 16.0f;
@@ -114,7 +173,9 @@ struct LoraConfig {
   bool dora = false;
   // A Linear or QuantizedLinear is adapted when the last component of its dotted path
   // is one of target_modules ({"q_proj", "v_proj"}) or target_regex matches its whole
-  // path somewhere (std::regex_search). At least one of the two must be given.
+  // path somewhere (std::regex_search). At least one of the two must be given. A stacked
+  // parameter of an AdapterHost is matched the same way by its name ("gate_up_proj",
+  // "down_proj") and its full path ("model.layers.0.mlp.experts.gate_up_proj").
   std::vector<std::string> target_modules;
   std::string target_regex;
   // > 0: only modules under ".layers.<i>." for the last num_layers values of i.
@@ -123,14 +184,17 @@ struct LoraConfig {
   mx::Dtype dtype = mx::float32;
 };
 
-// Replaces every matching layer under root by a LoRALinear (DoRALinear with dora),
-// freezes everything except the adapters' parameters, and returns the replaced paths
-// in named_modules order. Throws ft::Error on a bad config, when nothing matches, or
-// when a slot refuses the wrapper (then nothing is replaced).
+// Replaces every matching layer under root by a LoRALinear (DoRALinear with dora), puts
+// an ExpertLoRA on every matching stacked parameter, freezes everything except the
+// adapters' parameters, and returns the adapted paths (a parameter's path for an
+// ExpertLoRA) in named_modules order. Throws ft::Error on a bad config, when nothing
+// matches, for DoRA or dropout on a stacked parameter, or when a slot refuses the wrapper
+// (then nothing is changed).
 std::vector<std::string> apply_lora(Module& root, const LoraConfig& config);
 
-// Replaces every LoRA/DoRA wrapper under root by its fuse(dequantize) layer and
-// returns their paths.
+// Replaces every LoRA/DoRA wrapper under root by its fuse(dequantize) layer, merges every
+// ExpertLoRA into its stacked parameter (W_e + s B_e A_e, in W's dtype) and removes it,
+// and returns their paths.
 std::vector<std::string> fuse_lora(Module& root, bool dequantize = false);
 
 }  // namespace ft::nn

@@ -46,7 +46,9 @@ mx::array shifted_loss(const mx::array& logits, const mx::array& ids) {
 }
 
 // The fixture's LoRA targets (its metadata's lora_target_modules; q_proj and v_proj
-// for the fixtures that predate it).
+// for the fixtures that predate it), and the names of the stacked expert parameters PEFT
+// adapted through lora_target_parameters ("mlp.experts.gate_up_proj" -> "gate_up_proj"),
+// which ft's target_modules match as a user would name them.
 std::vector<std::string> lora_targets(const std::string& name) {
   std::unordered_map<std::string, std::string> metadata;
   ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string(), &metadata);
@@ -55,6 +57,11 @@ std::vector<std::string> lora_targets(const std::string& name) {
   std::vector<std::string> out;
   std::stringstream list(it->second);
   for (std::string item; std::getline(list, item, ',');) out.push_back(item);
+  if (auto params = metadata.find("lora_target_parameters"); params != metadata.end()) {
+    std::stringstream parameters(params->second);
+    for (std::string item; std::getline(parameters, item, ',');)
+      out.push_back(item.substr(item.rfind('.') + 1));
+  }
   return out;
 }
 
@@ -137,8 +144,9 @@ TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
   }
 }
 
-// PEFT LoRA (rank 4, alpha 8) on every q_proj and v_proj with the fixture's adapters:
-// logits, loss and the adapters' gradients.
+// PEFT LoRA (rank 4, alpha 8) on the fixture's targets (q_proj and v_proj, or its own
+// list; Mixtral's stacked experts too) with the fixture's adapters: logits, loss and the
+// adapters' gradients.
 TEST_P(GoldenModel, LoraMatchesPeft) {
   const std::string name = GetParam();
   auto model = ft::models::load_model(kModels / name, mx::float32);
