@@ -67,6 +67,7 @@ std::vector<std::string> lora_targets(const std::string& name) {
 
 std::vector<int> ids_of(const mx::array& a) {
   mx::array flat = mx::astype(mx::flatten(a), mx::int32);
+  mx::eval(flat);
   return std::vector<int>(flat.data<int32_t>(), flat.data<int32_t>() + flat.size());
 }
 
