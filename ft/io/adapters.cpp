@@ -277,8 +277,8 @@ Adapter read_peft(const fs::path& dir, const nn::Module* model) {
            ": bias other than \"none\" is not supported");
   FT_CHECK(!j.value("lora_bias", false), kPlace, config_file.string(),
            ": lora_bias is not supported");
-  FT_CHECK(!j.value("fan_in_fan_out", false), kPlace, config_file.string(),
-           ": fan_in_fan_out is not supported");
+  // fan_in_fan_out says the base weights are stored (in, out) (GPT-2's Conv1D); the
+  // adapters' shapes are the same either way, and ft's Linear knows its own storage.
   a.config.rank = field<int>(j, "r", config_file);
   a.config.alpha = field<float>(j, "lora_alpha", config_file);
   a.config.dropout = j.value("lora_dropout", 0.0f);
@@ -457,7 +457,12 @@ void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
   j["use_rslora"] = config.rslora;
   j["use_dora"] = config.dora;
   j["bias"] = "none";
-  j["fan_in_fan_out"] = false;
+  // PEFT's flag for Conv1D bases, whose weights are stored (in, out) (GPT-2).
+  bool transposed = false;
+  for (const auto& [path, w] : wrappers(model))
+    if (auto* linear = dynamic_cast<const nn::Linear*>(w->base().get()))
+      transposed |= linear->transposed();
+  j["fan_in_fan_out"] = transposed;
   j["inference_mode"] = true;
   j["init_lora_weights"] = true;
   j["modules_to_save"] = nullptr;

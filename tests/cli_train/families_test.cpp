@@ -35,6 +35,8 @@ TEST_P(Family, InitTrainFuseAndBench) {
   std::vector<std::string> expected = targets;
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(saved, expected) << arch;
+  // PEFT's flag for Conv1D bases (weights stored (in, out)), which only GPT-2 has.
+  EXPECT_EQ(adapter_config["fan_in_fan_out"].get<bool>(), arch == "gpt2") << arch;
 
   r = run("fuse " + model.string() + " --adapter " + (run_dir / "adapter").string() + " --out " +
           fused.string());
