@@ -245,10 +245,11 @@ class MoE::Experts : public nn::Module, public nn::AdapterHost {
   }
 
   // x (..., 1, in) through each row's experts in indices: W_e x + the adapter's term.
+  // sorted: indices are in ascending order (each expert's rows contiguous).
   static mx::array project(const mx::array& x, const mx::array& weight,
                            const std::shared_ptr<nn::ExpertLoRA>& adapter,
-                           const mx::array& indices) {
-    mx::array y = mx::gather_mm(x, mx::swapaxes(weight, -1, -2), std::nullopt, indices);
+                           const mx::array& indices, bool sorted) {
+    mx::array y = mx::gather_mm(x, mx::swapaxes(weight, -1, -2), std::nullopt, indices, sorted);
     if (!adapter) return y;
     return y + mx::astype((*adapter)(x, indices), y.dtype());
   }
@@ -286,14 +287,23 @@ mx::array MoE::operator()(const mx::array& x, std::vector<mx::array>* router_log
       {t, top_k_});                                                 // (T, k)
   mx::array weights = mx::take_along_axis(probs, chosen, -1);      // (T, k)
   weights = mx::astype(weights / mx::sum(weights, -1, true), x.dtype());
-  // (T, 1, 1, H) against each token's k experts: (T, k, 1, 2I), then (T, k, 1, H).
-  mx::array in = mx::expand_dims(tokens, {-2, -3});
-  mx::array gate_up = Experts::project(in, experts_->gate_up_proj, experts_->gate_up_lora, chosen);
+  // Note [Experts in sorted rows]: the T k (token, expert) pairs sorted by expert, so each
+  // expert's rows are contiguous (gather_mm's sorted path, a grouped product, which is
+  // also the form MLX's CUDA backend runs for training), then put back in token order.
+  mx::array pairs = mx::reshape(chosen, {-1});                     // (T k,)
+  mx::array order = mx::argsort(pairs);                            // (T k,)
+  mx::array back = mx::argsort(order);                             // (T k,)
+  mx::array sorted_experts = mx::take(pairs, order);               // (T k,)
+  mx::array rows = mx::take(tokens, mx::floor_divide(order, mx::array(top_k_, order.dtype())),
+                            0);                                     // (T k, H)
+  mx::array in = mx::expand_dims(rows, -2);                        // (T k, 1, H)
+  mx::array gate_up = Experts::project(in, experts_->gate_up_proj, experts_->gate_up_lora,
+                                       sorted_experts, true);      // (T k, 1, 2I)
   auto halves = mx::split(gate_up, 2, -1);
   mx::array inner = activation_(halves[0]) * halves[1];
   mx::array out = Experts::project(inner, experts_->down_proj, experts_->down_lora,
-                                   chosen);                         // (T, k, 1, H)
-  out = mx::squeeze(out, -2);                                       // (T, k, H)
+                                   sorted_experts, true);          // (T k, 1, H)
+  out = mx::reshape(mx::take(mx::squeeze(out, -2), back, 0), {t, top_k_, hidden});  // (T, k, H)
   out = mx::sum(out * mx::expand_dims(weights, -1), 1);             // (T, H)
   return mx::reshape(out, shape);
 }
