@@ -11,6 +11,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -41,12 +43,15 @@ inline std::filesystem::path write_temp(std::string_view contents, const std::st
   return path;
 }
 
-// Runs fn, letting ft::Error (a clean refusal) end it quietly.
+// Runs fn, letting ft::Error (a clean refusal) end it quietly; with FT_FUZZ_VERBOSE set in
+// the environment, the refusal is printed (to see what an input reaches).
 template <typename Fn>
 int refusing(Fn&& fn) {
+  static const bool verbose = std::getenv("FT_FUZZ_VERBOSE") != nullptr;
   try {
     fn();
-  } catch (const ft::Error&) {
+  } catch (const ft::Error& e) {
+    if (verbose) std::fprintf(stderr, "refused: %s\n", e.what());
   }
   return 0;
 }

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -211,14 +213,50 @@ json read_json(const fs::path& file) {
   }
 }
 
+// A value as the error shows it: the JSON, cut short.
+std::string shown(const json& v) {
+  std::string text = v.dump();
+  return text.size() > 60 ? text.substr(0, 57) + "..." : text;
+}
+
+// A field of type T; numbers must be numbers (a bool is not 1), and an integer must be
+// an integer within int's range (a float converted to int past it is undefined).
 template <typename T>
 T field(const json& j, const char* key, const fs::path& file) {
   FT_CHECK(j.contains(key) && !j[key].is_null(), kPlace, file.string(), ": missing '", key, "'");
+  const json& v = j[key];
+  auto within_int = [&] {
+    if (v.is_number_unsigned()) return v.get<uint64_t>() <= uint64_t(INT32_MAX);
+    return v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
+  };
+  const bool wrong_number =
+      (std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && !v.is_number()) ||
+      (std::is_integral_v<T> && !std::is_same_v<T, bool> && !within_int());
+  FT_CHECK(!wrong_number, kPlace, file.string(), ": '", key, "' must be ",
+           std::is_integral_v<T> ? "an integer within int's range" : "a number", ", got ",
+           shown(v));
   try {
-    return j[key].get<T>();
+    return v.get<T>();
   } catch (const json::exception&) {
-    throw Error(kPlace, file.string() + ": '" + key + "' has the wrong type: " + j[key].dump());
+    throw Error(kPlace, file.string() + ": '" + key + "' has the wrong type: " + shown(v));
   }
+}
+
+// An optional field: fallback when absent or null.
+template <typename T>
+T field(const json& j, const char* key, const fs::path& file, const T& fallback) {
+  return j.contains(key) && !j[key].is_null() ? field<T>(j, key, file) : fallback;
+}
+
+// The adapter's scaling settings, named with the file and the field: the rank
+// (1 to 2^16), a finite positive alpha (scale for mlx-lm) and a dropout in [0, 1).
+void check_lora_settings(const nn::LoraConfig& c, const fs::path& file, const char* rank_key) {
+  FT_CHECK(c.rank > 0 && c.rank <= (1 << 16), kPlace, file.string(), ": '", rank_key,
+           "' must be between 1 and 65536, got ", c.rank);
+  FT_CHECK(std::isfinite(c.alpha) && c.alpha > 0, kPlace, file.string(),
+           ": the scale (alpha / rank) must be finite and positive, got alpha ", c.alpha);
+  FT_CHECK(c.dropout >= 0 && c.dropout < 1, kPlace, file.string(),
+           ": the dropout must be in [0, 1), got ", c.dropout);
 }
 
 // Drops PEFT's "base_layer" components from a module name and counts them.
@@ -265,6 +303,7 @@ Adapter read_peft(const fs::path& dir, const nn::Module* model) {
   const fs::path config_file = dir / "adapter_config.json";
   const fs::path weights_file = dir / "adapter_model.safetensors";
   json j = read_json(config_file);
+  FT_CHECK(j.is_object(), kPlace, config_file.string(), ": not a JSON object");
   Adapter a;
   a.format = AdapterFormat::peft;
   const auto type = field<std::string>(j, "peft_type", config_file);
@@ -273,17 +312,18 @@ Adapter read_peft(const fs::path& dir, const nn::Module* model) {
   for (const char* key : {"rank_pattern", "alpha_pattern"})
     FT_CHECK(!j.contains(key) || j[key].is_null() || j[key].empty(), kPlace, config_file.string(),
              ": ", key, " is not supported");
-  FT_CHECK(j.value("bias", std::string("none")) == "none", kPlace, config_file.string(),
-           ": bias other than \"none\" is not supported");
-  FT_CHECK(!j.value("lora_bias", false), kPlace, config_file.string(),
+  FT_CHECK(field<std::string>(j, "bias", config_file, "none") == "none", kPlace,
+           config_file.string(), ": bias other than \"none\" is not supported");
+  FT_CHECK(!field<bool>(j, "lora_bias", config_file, false), kPlace, config_file.string(),
            ": lora_bias is not supported");
   // fan_in_fan_out says the base weights are stored (in, out) (GPT-2's Conv1D); the
   // adapters' shapes are the same either way, and ft's Linear knows its own storage.
   a.config.rank = field<int>(j, "r", config_file);
   a.config.alpha = field<float>(j, "lora_alpha", config_file);
-  a.config.dropout = j.value("lora_dropout", 0.0f);
-  a.config.rslora = j.value("use_rslora", false);
-  a.config.dora = j.value("use_dora", false);
+  a.config.dropout = field<float>(j, "lora_dropout", config_file, 0.0f);
+  a.config.rslora = field<bool>(j, "use_rslora", config_file, false);
+  a.config.dora = field<bool>(j, "use_dora", config_file, false);
+  check_lora_settings(a.config, config_file, "r");
   if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
     a.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
   std::vector<std::string> target_parameters;
@@ -346,9 +386,10 @@ Adapter read_mlx_lm(const fs::path& dir) {
   const fs::path config_file = dir / "adapter_config.json";
   const fs::path weights_file = dir / "adapters.safetensors";
   json j = read_json(config_file);
+  FT_CHECK(j.is_object(), kPlace, config_file.string(), ": not a JSON object");
   Adapter a;
   a.format = AdapterFormat::mlx_lm;
-  const auto type = j.value("fine_tune_type", std::string("lora"));
+  const auto type = field<std::string>(j, "fine_tune_type", config_file, "lora");
   FT_CHECK(type == "lora" || type == "dora", kPlace, config_file.string(), ": fine_tune_type ",
            type, " is not supported (lora or dora)");
   a.config.dora = type == "dora";
@@ -359,7 +400,8 @@ Adapter read_mlx_lm(const fs::path& dir) {
   FT_CHECK(a.config.rank > 0, kPlace, config_file.string(), ": rank must be positive");
   // mlx-lm stores the product alpha / r directly.
   a.config.alpha = field<float>(p, "scale", config_file) * static_cast<float>(a.config.rank);
-  a.config.dropout = p.value("dropout", 0.0f);
+  a.config.dropout = field<float>(p, "dropout", config_file, 0.0f);
+  check_lora_settings(a.config, config_file, "rank");
 
   ParamMap raw = ParamMap::load_safetensors(weights_file.string());
   for (const auto& [name, value] : raw) {

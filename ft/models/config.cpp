@@ -1,5 +1,6 @@
 #include "ft/models/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ft/core/error.h"
@@ -12,12 +13,21 @@ namespace ft::models {
 // of modules with one object per layer and head, so a mistyped num_hidden_layers of a
 // million would cost minutes and gigabytes before any weight is read. Each size must be
 // a positive integer no larger than kMaxSize (2^24: past every published vocabulary and
-// width), layers no more than kMaxLayers, so products of two sizes stay far from
-// int64's range.
+// width), layers no more than kMaxLayers (256, twice the deepest published model, Llama
+// 3.1 405B's 126; building the lazy modules costs about 5 ms and 0.5 MB a layer under
+// the fuzz build's sanitizers, so 1,024 layers took 5 to 25 s there), so products of two
+// sizes stay far from int64's range.
+// Config::validate then bounds what the sizes make together: head_dim at most
+// kMaxHeadDim (4096; published models use 64 to 256), since scaled rotary embeddings
+// compute head_dim / 2 periods per layer when the model is built, and every weight
+// (the experts' stack is a product of three sizes) at most kMaxWeightElements (2^48),
+// so byte counts stay far from int64's range too.
 namespace {
 
 constexpr int64_t kMaxSize = int64_t{1} << 24;
-constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxLayers = 256;
+constexpr int64_t kMaxHeadDim = 4096;
+constexpr double kMaxWeightElements = double(int64_t{1} << 48);
 
 int64_t limit_of(const std::string& key) {
   return key == "num_hidden_layers" || key == "n_layer" ? kMaxLayers : kMaxSize;
@@ -103,8 +113,11 @@ RopeScaling read_rope_scaling(const io::ModelConfig& config, const nlohmann::jso
     out.factor = static_cast<float>(required("factor"));
     out.low_freq_factor = static_cast<float>(number("low_freq_factor", 1.0));
     out.high_freq_factor = static_cast<float>(number("high_freq_factor", 4.0));
-    out.original_max_position_embeddings =
-        static_cast<int>(required("original_max_position_embeddings"));
+    double original = required("original_max_position_embeddings");
+    FT_CHECK(original >= 1 && original <= 1e9, where,
+             "rope_scaling.original_max_position_embeddings must be between 1 and 1e9, got ",
+             original);
+    out.original_max_position_embeddings = static_cast<int>(original);
   } else if (type == "longrope" || type == "su") {
     out.type = Type::longrope;
     out.short_factor = factors("short_factor");
@@ -196,8 +209,19 @@ void Config::validate() const {
            ")");
   FT_CHECK(head_dim > 0 || hidden_size % num_attention_heads == 0, "config", "hidden_size (",
            hidden_size, ") is not a multiple of num_attention_heads (", num_attention_heads, ")");
-  FT_CHECK(head_dim >= 0 && int64_t(resolved_head_dim()) * num_attention_heads <= (1 << 24),
-           "config", "head_dim ", head_dim, " is out of range");
+  FT_CHECK(head_dim >= 0 && resolved_head_dim() <= kMaxHeadDim &&
+               int64_t(resolved_head_dim()) * num_attention_heads <= kMaxSize,
+           "config", "head_dim ", resolved_head_dim(), " is out of range (at most ", kMaxHeadDim,
+           ", and head_dim * num_attention_heads at most ", kMaxSize, ")");
+  // The largest weights: the embedding, the MLP's (or each expert's gate and up, stacked),
+  // the attention's projections. Note [Config limits].
+  const double hidden = hidden_size, attention = double(resolved_head_dim()) * num_attention_heads;
+  const double largest =
+      std::max({vocab_size * hidden, 2.0 * std::max(num_experts, 1) * intermediate_size * hidden,
+                attention * hidden});
+  FT_CHECK(largest <= kMaxWeightElements, "config", "the sizes make a weight of ", largest,
+           " elements, past the limit of 2^48 (hidden_size ", hidden_size, ", intermediate_size ",
+           intermediate_size, ", vocab_size ", vocab_size, ", num_local_experts ", num_experts, ")");
   FT_CHECK(partial_rotary_factor > 0 && partial_rotary_factor <= 1, "config",
            "partial_rotary_factor must be in (0, 1], got ", partial_rotary_factor);
   FT_CHECK(rotary_dims() > 0 && resolved_head_dim() % 2 == 0, "config",

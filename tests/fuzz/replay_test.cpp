@@ -9,6 +9,8 @@
 #include <sstream>
 
 // The targets' sources, built as plain functions ft_fuzz_<name> (no FT_FUZZ_MAIN).
+#include "fuzz/adapter_config.cpp"
+#include "fuzz/config_json.cpp"
 #include "fuzz/jsonl_record.cpp"
 #include "fuzz/npz.cpp"
 #include "fuzz/safetensors.cpp"
@@ -48,6 +50,7 @@ int replay(const std::string& name, Target target) {
 
 TEST(FuzzReplay, EveryTargetOnItsSeedsAndRegressions) {
   const std::pair<const char*, Target> targets[] = {
+      {"adapter_config", ft_fuzz_adapter_config},     {"config_json", ft_fuzz_config_json},
       {"jsonl_record", ft_fuzz_jsonl_record},         {"npz", ft_fuzz_npz},
       {"safetensors", ft_fuzz_safetensors},           {"template", ft_fuzz_template},
       {"tokenizer_encode", ft_fuzz_tokenizer_encode}, {"tokenizer_json", ft_fuzz_tokenizer_json},

@@ -241,7 +241,7 @@ TEST(FamilyErrors, ConfigSizesOutOfRangeAreRefusedBeforeBuilding) {
   json c = llama.config();
   c["num_hidden_layers"] = 1048576;
   llama.write_config(c);
-  EXPECT_TRUE(names(load_error(llama.dir()), {"num_hidden_layers", "between 1 and 4096"}));
+  EXPECT_TRUE(names(load_error(llama.dir()), {"num_hidden_layers", "between 1 and 256"}));
   c["num_hidden_layers"] = 2;
   c["hidden_size"] = 4294967360LL;
   llama.write_config(c);
