@@ -11,33 +11,27 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <mlx/ops.h>
-#include <mlx/random.h>
 
 #include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/fuse.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
+#include "tests/adapters/export_util.h"
 #include "tests/test_util.h"
 
 namespace ft {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::read_bytes;
+using testing::relative_error;
 const fs::path kGolden = FT_TEST_DATA;
 const fs::path kAdapters = kGolden / "adapters";
 const fs::path kModel = kGolden / "models" / "llama";
-
-// max |got - want| / max |want|
-float relative_error(const mx::array& got, const mx::array& want) {
-  auto diff = mx::max(mx::abs(mx::subtract(got, want)));
-  auto scale = mx::max(mx::abs(want));
-  return mx::divide(diff, scale).item<float>();
-}
 
 ParamMap expected(const std::string& name) {
   return ParamMap::load_safetensors((kAdapters / (name + "_expected.safetensors")).string());
@@ -54,13 +48,6 @@ fs::path temp_dir(const std::string& name) {
   fs::path dir = fs::path(::testing::TempDir()) / ("ft_adapters_" + name);
   fs::remove_all(dir);
   return dir;
-}
-
-std::string read_bytes(const fs::path& file) {
-  std::ifstream f(file, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 class ForeignAdapter : public ::testing::TestWithParam<const char*> {};
@@ -145,26 +132,7 @@ TEST_P(Export, MatchesTheCommittedExportThatPeftAndMlxLmLoaded) {
   const ExportCase& c = GetParam();
   auto model = models::load_model(kModel);
   nn::apply_lora(*model, c.config);
-  ParamMap adapters = io::adapter_parameters(*model);
-  auto key = mx::random::key(1234);
-  ParamMap values;
-  for (const auto& [name, value] : adapters) {
-    auto keys = mx::random::split(key);
-    key = keys.first;
-    const auto& sub = keys.second;
-    if (name.ends_with("lora_magnitude"))
-      values.set(
-          name,
-          mx::multiply(
-              value, mx::add(mx::array(1.0f),
-                             mx::multiply(mx::array(0.2f),
-                                          mx::random::uniform(value.shape(), mx::float32, sub)))));
-    else
-      values.set(name, mx::multiply(mx::array(0.3f), mx::random::normal(value.shape(), mx::float32,
-                                                                        0.0f, 1.0f, sub)));
-  }
-  values.eval();
-  model->update(values);
+  model->update(testing::random_adapter_values(io::adapter_parameters(*model), 1234));
 
   const bool write = std::getenv("FT_WRITE_ADAPTER_FIXTURES") != nullptr;
   const std::string base = std::string("ft_export_") + c.kind;

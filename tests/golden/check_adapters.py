@@ -1,7 +1,9 @@
 """Adapters that other tools wrote, and a check that they read the adapters ft writes.
 
 Run from the repository root with a Python that has torch, transformers, peft,
-safetensors and mlx-lm (mlx-lm runs on Linux with MLX's CPU backend):
+safetensors and mlx-lm (mlx-lm runs on Linux with MLX's CPU backend; .golden-venv's mlx
+lacks that backend's libmlx.so, so there prefix LD_LIBRARY_PATH=.venv/lib/python3.11/
+site-packages/mlx/lib, ft's own MLX of the same version):
 
   python tests/golden/check_adapters.py           # make the fixtures tests/adapters reads
   python tests/golden/check_adapters.py --verify  # load ft's exports with PEFT and mlx-lm
@@ -17,10 +19,17 @@ transpose, scale or magnitude shows in the logits.
 --verify: ft's exports adapters/ft_export_<kind>/{peft,mlx_lm}/ and the logits ft
 computed with them, adapters/ft_export_<kind>_expected.safetensors, are written by
   FT_WRITE_ADAPTER_FIXTURES=1 ./build/tests/test_adapters --gtest_filter='*Export*'
-This loads each with peft.PeftModel.from_pretrained and mlx_lm's load_adapters and
-prints OK when the logits match ft's (max relative error 1e-4). tests/adapters checks
-that a fresh export is byte-identical to the committed one, so any change to the
-exporter makes these two commands be run again.
+  (tests/adapters/adapters_test.cpp: kinds lora and dora on models/llama, in both layouts;
+  tests/adapters/family_export_test.cpp: one per family fixture, kind = the fixture's name
+  (phi3, phi3_longrope, gpt2, mixtral_fused, lfm2, gemma2, phi), PEFT's layout only)
+This loads each on the base model its adapter_config.json names (base_model_name_or_path,
+relative to the repository root; float32, eager attention) with
+peft.PeftModel.from_pretrained (which must take in every tensor of the file as saved), then
+merged into the base weights with merge_and_unload, and with mlx_lm's load_adapters where
+an mlx_lm/ folder exists; it prints OK per check when the logits match ft's (max relative
+error 1e-4), else FAIL, and exits non-zero on any FAIL. tests/adapters checks that a fresh
+export is byte-identical to the committed one, so any change to the exporter makes these two
+commands be run again.
 """
 
 import json
@@ -31,11 +40,12 @@ import sys
 import numpy as np
 import torch
 import transformers
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(HERE, "adapters")
 MODEL = os.path.join(HERE, "models", "llama")
 
@@ -45,8 +55,10 @@ def ids_for(vocab):
     return torch.randint(0, vocab, (2, 12), generator=g)
 
 
-def hf_model():
-    model = transformers.AutoModelForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32)
+def hf_model(folder=MODEL):
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager"
+    )
     model.eval()
     return model
 
@@ -85,12 +97,12 @@ def make_peft(name, **config):
     print("wrote", folder)
 
 
-def mlx_model():
+def mlx_model(folder=MODEL):
     from pathlib import Path
 
     from mlx_lm.utils import load_model
 
-    model, _ = load_model(Path(MODEL))
+    model, _ = load_model(Path(folder))
     return model
 
 
@@ -138,9 +150,6 @@ def relative_error(got, want):
 
 
 def verify():
-    import mlx.core as mx
-    from mlx_lm.tuner.utils import load_adapters
-
     failures = 0
     kinds = sorted(
         d[len("ft_export_"):]
@@ -153,17 +162,39 @@ def verify():
         base = os.path.join(OUT, "ft_export_" + kind)
         expected = load_numpy(base + "_expected.safetensors")
         ids, want = expected["ids"], expected["logits"]
+        peft_dir = os.path.join(base, "peft")
+        config = json.load(open(os.path.join(peft_dir, "adapter_config.json")))
+        model_dir = os.path.join(ROOT, config["base_model_name_or_path"])
 
-        model = PeftModel.from_pretrained(hf_model(), os.path.join(base, "peft"))
+        model = PeftModel.from_pretrained(hf_model(model_dir), peft_dir)
         model.eval()
+        # Every tensor of the file is in the model: PEFT only warns about the others.
+        saved = load_numpy(os.path.join(peft_dir, "adapter_model.safetensors"))
+        loaded = {k: v.detach().numpy() for k, v in get_peft_model_state_dict(model).items()}
+        unused = sorted(set(saved) ^ set(loaded))
+        unused += [k for k in set(saved) & set(loaded) if not np.array_equal(saved[k], loaded[k])]
         with torch.no_grad():
             got = model(input_ids=torch.from_numpy(ids.astype(np.int64))).logits.numpy()
         err = relative_error(got, want)
+        ok = err < 1e-4 and not unused
+        failures += not ok
+        print(f"{'OK' if ok else 'FAIL'} peft   {kind}: max relative error {err:.2e}"
+              + (f", not loaded as saved: {unused}" if unused else ""))
+        # Merged into the base weights (fan_in_fan_out transposes the delta for Conv1D).
+        merged = model.merge_and_unload()
+        with torch.no_grad():
+            got = merged(input_ids=torch.from_numpy(ids.astype(np.int64))).logits.numpy()
+        err = relative_error(got, want)
         ok = err < 1e-4
         failures += not ok
-        print(f"{'OK' if ok else 'FAIL'} peft   {kind}: max relative error {err:.2e}")
+        print(f"{'OK' if ok else 'FAIL'} merged {kind}: max relative error {err:.2e}")
 
-        mlx = mlx_model()
+        if not os.path.isdir(os.path.join(base, "mlx_lm")):
+            continue
+        import mlx.core as mx
+        from mlx_lm.tuner.utils import load_adapters
+
+        mlx = mlx_model(model_dir)
         load_adapters(mlx, os.path.join(base, "mlx_lm"))
         mlx.eval()
         got = np.array(mlx(mx.array(ids)).astype(mx.float32))
