@@ -146,8 +146,8 @@ mx::array Attention::operator()(const mx::array& x, const LayerInput& in) {
   std::string mode;
   std::optional<mx::array> array_mask;
   if (mask) {
-    FT_CHECK(mask->ndim() >= 2 && mask->shape(-1) == keys && mask->shape(-2) == length,
-             "attention", "attention mask must end in (", length, ", ", keys, "), got ",
+    FT_CHECK(mask->ndim() >= 2 && mask->shape(-1) == keys && mask->shape(-2) == length, "attention",
+             "attention mask must end in (", length, ", ", keys, "), got ",
              mask->ndim() >= 2
                  ? std::to_string(mask->shape(-2)) + ", " + std::to_string(mask->shape(-1))
                  : std::to_string(mask->ndim()) + "-D");
@@ -247,15 +247,15 @@ class MoE::Experts : public nn::Module, public nn::AdapterHost {
   // x (..., 1, in) through each row's experts in indices: W_e x + the adapter's term.
   // sorted: indices are in ascending order (each expert's rows contiguous).
   static mx::array project(const mx::array& x, const mx::array& weight,
-                           const std::shared_ptr<nn::ExpertLoRA>& adapter,
-                           const mx::array& indices, bool sorted) {
+                           const std::shared_ptr<nn::ExpertLoRA>& adapter, const mx::array& indices,
+                           bool sorted) {
     mx::array y = mx::gather_mm(x, mx::swapaxes(weight, -1, -2), std::nullopt, indices, sorted);
     if (!adapter) return y;
     return y + mx::astype((*adapter)(x, indices), y.dtype());
   }
 
-  mx::array gate_up_proj;  // (experts, 2 * intermediate, hidden)
-  mx::array down_proj;     // (experts, hidden, intermediate)
+  mx::array gate_up_proj;                                   // (experts, 2 * intermediate, hidden)
+  mx::array down_proj;                                      // (experts, hidden, intermediate)
   std::shared_ptr<nn::ExpertLoRA> gate_up_lora, down_lora;  // null while not adapted
 
  private:
@@ -276,35 +276,35 @@ MoE::MoE(const Config& config, Rng& rng, mx::Dtype dtype)
 mx::array MoE::operator()(const mx::array& x, std::vector<mx::array>* router_logits) {
   mx::Shape shape = x.shape();
   int hidden = shape.back();
-  mx::array tokens = mx::reshape(x, {-1, hidden});                 // (T, H)
-  mx::array logits = (*gate_)(tokens);                             // (T, E)
+  mx::array tokens = mx::reshape(x, {-1, hidden});  // (T, H)
+  mx::array logits = (*gate_)(tokens);              // (T, E)
   if (router_logits) router_logits->push_back(logits);
   mx::array probs = mx::softmax(mx::astype(logits, mx::float32), -1);
   int t = tokens.shape(0);
   // The top k experts of each token (in no particular order: their outputs are summed).
-  mx::array chosen = mx::slice(
-      mx::argpartition(mx::negative(mx::stop_gradient(probs)), top_k_ - 1, -1), {0, 0},
-      {t, top_k_});                                                 // (T, k)
-  mx::array weights = mx::take_along_axis(probs, chosen, -1);      // (T, k)
+  mx::array chosen =
+      mx::slice(mx::argpartition(mx::negative(mx::stop_gradient(probs)), top_k_ - 1, -1), {0, 0},
+                {t, top_k_});                                  // (T, k)
+  mx::array weights = mx::take_along_axis(probs, chosen, -1);  // (T, k)
   weights = mx::astype(weights / mx::sum(weights, -1, true), x.dtype());
   // Note [Experts in sorted rows]: the T k (token, expert) pairs sorted by expert, so each
   // expert's rows are contiguous (gather_mm's sorted path, a grouped product, which is
   // also the form MLX's CUDA backend runs for training), then put back in token order.
-  mx::array pairs = mx::reshape(chosen, {-1});                     // (T k,)
-  mx::array order = mx::argsort(pairs);                            // (T k,)
-  mx::array back = mx::argsort(order);                             // (T k,)
-  mx::array sorted_experts = mx::take(pairs, order);               // (T k,)
+  mx::array pairs = mx::reshape(chosen, {-1});        // (T k,)
+  mx::array order = mx::argsort(pairs);               // (T k,)
+  mx::array back = mx::argsort(order);                // (T k,)
+  mx::array sorted_experts = mx::take(pairs, order);  // (T k,)
   mx::array rows = mx::take(tokens, mx::floor_divide(order, mx::array(top_k_, order.dtype())),
-                            0);                                     // (T k, H)
-  mx::array in = mx::expand_dims(rows, -2);                        // (T k, 1, H)
+                            0);              // (T k, H)
+  mx::array in = mx::expand_dims(rows, -2);  // (T k, 1, H)
   mx::array gate_up = Experts::project(in, experts_->gate_up_proj, experts_->gate_up_lora,
-                                       sorted_experts, true);      // (T k, 1, 2I)
+                                       sorted_experts, true);  // (T k, 1, 2I)
   auto halves = mx::split(gate_up, 2, -1);
   mx::array inner = activation_(halves[0]) * halves[1];
-  mx::array out = Experts::project(inner, experts_->down_proj, experts_->down_lora,
-                                   sorted_experts, true);          // (T k, 1, H)
+  mx::array out = Experts::project(inner, experts_->down_proj, experts_->down_lora, sorted_experts,
+                                   true);                                           // (T k, 1, H)
   out = mx::reshape(mx::take(mx::squeeze(out, -2), back, 0), {t, top_k_, hidden});  // (T, k, H)
-  out = mx::sum(out * mx::expand_dims(weights, -1), 1);             // (T, H)
+  out = mx::sum(out * mx::expand_dims(weights, -1), 1);                             // (T, H)
   return mx::reshape(out, shape);
 }
 
@@ -351,8 +351,8 @@ mx::array Stack::operator()(const mx::array& ids, const std::optional<mx::array>
     if (gradient_checkpointing && training() && !cache) {
       // The mask is a constant of the data (no gradient), so the closure holds it; router
       // logits leave the checkpoint as extra outputs.
-      auto run = [&layer, mask, offset, collect = router_logits != nullptr](
-                     const std::vector<mx::array>& inputs) {
+      auto run = [&layer, mask, offset,
+                  collect = router_logits != nullptr](const std::vector<mx::array>& inputs) {
         std::vector<mx::array> logits;
         LayerInput inner{mask, nullptr, offset, collect ? &logits : nullptr};
         std::vector<mx::array> out{layer(inputs[0], inner)};
@@ -370,9 +370,8 @@ mx::array Stack::operator()(const mx::array& ids, const std::optional<mx::array>
   return (*norm_)(h);
 }
 
-PreNormLayer::PreNormLayer(const Config& config, const AttentionSpec& attention,
-                           const MlpSpec& mlp, Rng& rng, mx::Dtype dtype,
-                           const PreNormNames& names) {
+PreNormLayer::PreNormLayer(const Config& config, const AttentionSpec& attention, const MlpSpec& mlp,
+                           Rng& rng, mx::Dtype dtype, const PreNormNames& names) {
   input_layernorm_ = make_norm(config.norm, config.hidden_size, config.norm_eps, dtype);
   self_attn_ = std::make_shared<Attention>(config, attention, rng, dtype);
   post_attention_layernorm_ = make_norm(config.norm, config.hidden_size, config.norm_eps, dtype);

@@ -51,7 +51,7 @@ struct AttentionSpec {
     fused_qkv,  // qkv_proj (q rows, then k, then v) and the output projection (Phi-3)
   };
   Projections projections = Projections::separate;
-  std::string qkv_name = "qkv_proj";  // the fused projection's name (GPT-2: c_attn)
+  std::string qkv_name = "qkv_proj";   // the fused projection's name (GPT-2: c_attn)
   std::string output_name = "o_proj";  // Phi-2: dense, LFM2: out_proj, GPT-2: c_proj
   bool qkv_bias = false;
   bool output_bias = false;
@@ -60,12 +60,12 @@ struct AttentionSpec {
   // names (Qwen3, Gemma 3: q_norm; Phi-2, LFM2: q_layernorm).
   std::optional<NormKind> qk_norm;
   std::string q_norm_name = "q_norm", k_norm_name = "k_norm";
-  bool rotary = true;            // false: no rotary embedding (GPT-2's learned positions)
-  float rope_base = 0.0f;        // 0: config.rope_theta
-  bool rope_scaled = true;       // apply config.rope_scaling
-  int window = 0;                // sliding window of this layer, 0: full causal
-  float scale = 0.0f;            // 0: 1 / sqrt(head_dim)
-  float softcap = 0.0f;          // > 0: scores -> softcap tanh(scores / softcap)
+  bool rotary = true;       // false: no rotary embedding (GPT-2's learned positions)
+  float rope_base = 0.0f;   // 0: config.rope_theta
+  bool rope_scaled = true;  // apply config.rope_scaling
+  int window = 0;           // sliding window of this layer, 0: full causal
+  float scale = 0.0f;       // 0: 1 / sqrt(head_dim)
+  float softcap = 0.0f;     // > 0: scores -> softcap tanh(scores / softcap)
 };
 
 // Multi-head attention with grouped key/value heads, causal (and windowed).

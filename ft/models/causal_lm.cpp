@@ -137,12 +137,13 @@ mx::array load_balancing_loss(const std::vector<mx::array>& router_logits, int t
   int experts = logits.shape(-1);
   mx::array probs = mx::softmax(logits, -1);
   // The top k experts of each token; which ones carries no gradient.
-  mx::array chosen = mx::slice(mx::argpartition(mx::negative(mx::stop_gradient(probs)), top_k - 1, -1),
-                               {0, 0}, {probs.shape(0), top_k});  // (T, k)
-  mx::array one_hot = mx::equal(mx::expand_dims(chosen, -1),
-                                mx::arange(experts, chosen.dtype()));  // (T, k, E)
-  mx::array routed_share = mx::mean(mx::astype(one_hot, mx::float32), 0);  // (k, E)
-  mx::array mean_prob = mx::mean(probs, 0);                                // (E,)
+  mx::array chosen =
+      mx::slice(mx::argpartition(mx::negative(mx::stop_gradient(probs)), top_k - 1, -1), {0, 0},
+                {probs.shape(0), top_k});  // (T, k)
+  mx::array one_hot =
+      mx::equal(mx::expand_dims(chosen, -1), mx::arange(experts, chosen.dtype()));  // (T, k, E)
+  mx::array routed_share = mx::mean(mx::astype(one_hot, mx::float32), 0);           // (k, E)
+  mx::array mean_prob = mx::mean(probs, 0);                                         // (E,)
   return mx::sum(routed_share * mean_prob) * static_cast<float>(experts);
 }
 

@@ -221,7 +221,8 @@ void Config::validate() const {
                 attention * hidden});
   FT_CHECK(largest <= kMaxWeightElements, "config", "the sizes make a weight of ", largest,
            " elements, past the limit of 2^48 (hidden_size ", hidden_size, ", intermediate_size ",
-           intermediate_size, ", vocab_size ", vocab_size, ", num_local_experts ", num_experts, ")");
+           intermediate_size, ", vocab_size ", vocab_size, ", num_local_experts ", num_experts,
+           ")");
   FT_CHECK(partial_rotary_factor > 0 && partial_rotary_factor <= 1, "config",
            "partial_rotary_factor must be in (0, 1], got ", partial_rotary_factor);
   FT_CHECK(rotary_dims() > 0 && resolved_head_dim() % 2 == 0, "config",
@@ -233,9 +234,9 @@ void Config::validate() const {
   FT_CHECK(layer_types.empty() || static_cast<int>(layer_types.size()) == num_hidden_layers,
            "config", "layer_types has ", layer_types.size(), " entries for ", num_hidden_layers,
            " layers");
-  FT_CHECK(attn_logit_softcapping >= 0 && final_logit_softcapping >= 0 &&
-               query_pre_attn_scalar >= 0,
-           "config", "soft-capping values and query_pre_attn_scalar must not be negative");
+  FT_CHECK(
+      attn_logit_softcapping >= 0 && final_logit_softcapping >= 0 && query_pre_attn_scalar >= 0,
+      "config", "soft-capping values and query_pre_attn_scalar must not be negative");
   if (rope_scaling.type != RopeScaling::Type::none &&
       rope_scaling.type != RopeScaling::Type::longrope)
     FT_CHECK(rope_scaling.factor > 0, "config", "rope_scaling factor must be positive, got ",

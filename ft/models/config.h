@@ -31,9 +31,9 @@ struct RopeScaling {
 
 // The kinds of layer normalisation the families use.
 enum class NormKind {
-  rms,          // x / rms(x) * w
-  rms_plus_one, // x / rms(x) * (1 + w), w starting at zeros (Gemma)
-  layer,        // (x - mean) / std * w + b (Phi-2, GPT-2)
+  rms,           // x / rms(x) * w
+  rms_plus_one,  // x / rms(x) * (1 + w), w starting at zeros (Gemma)
+  layer,         // (x - mean) / std * w + b (Phi-2, GPT-2)
 };
 
 struct Config {
@@ -70,7 +70,7 @@ struct Config {
 
   // Rotary embeddings.
   float rope_theta = 10000.0f;
-  float rope_local_theta = 0.0f;  // > 0: the base of sliding layers (Gemma 3)
+  float rope_local_theta = 0.0f;       // > 0: the base of sliding layers (Gemma 3)
   float partial_rotary_factor = 1.0f;  // share of head_dim rotated (Phi)
   RopeScaling rope_scaling;
   int max_position_embeddings = 2048;

@@ -49,8 +49,8 @@ const Family& family_of(const std::string& model_type, const std::string& where)
 
 Config from_hf_config(const io::ModelConfig& config) {
   const std::string where = config.file().string();
-  FT_CHECK(config.has("model_type"), where, "missing field model_type (known: ",
-           join(known_model_types()), ")");
+  FT_CHECK(config.has("model_type"), where,
+           "missing field model_type (known: ", join(known_model_types()), ")");
   std::string type = config.get_string("model_type");
   Config c = family_of(type, where).read_config(config);
   c.model_type = type;

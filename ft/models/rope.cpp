@@ -65,8 +65,8 @@ Rope::Rope(const Config& config, float base, bool scaled)
     attention_factor_ = scaling_.attention_factor;
     if (attention_factor_ <= 0) {
       double original = scaling_.original_max_position_embeddings;
-      double factor = scaling_.factor > 0 ? scaling_.factor
-                                          : double(max_position_embeddings_) / original;
+      double factor =
+          scaling_.factor > 0 ? scaling_.factor : double(max_position_embeddings_) / original;
       attention_factor_ =
           factor <= 1 ? 1.0f
                       : static_cast<float>(std::sqrt(1 + std::log(factor) / std::log(original)));

@@ -56,8 +56,8 @@ LossFn causal_lm_loss(bool packed) {
 }
 
 LossFn causal_lm_distill_loss(std::shared_ptr<models::CausalLM> teacher,
-                              const models::CausalLM& student,
-                              const DistillOptions& options, bool packed) {
+                              const models::CausalLM& student, const DistillOptions& options,
+                              bool packed) {
   int teacher_vocab = teacher->output_weight().shape(0);
   int student_vocab = student.output_weight().shape(0);
   FT_CHECK(teacher_vocab == student_vocab, "distill", "the teacher has ", teacher_vocab,

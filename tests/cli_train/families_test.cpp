@@ -24,9 +24,9 @@ TEST_P(Family, InitTrainFuseAndBench) {
           " --iterations 4 --batch-size 4 --learning-rate 1e-2 --output-dir " + run_dir.string());
   ASSERT_EQ(r.status, 0) << r.out;
   const std::vector<std::string> targets =
-      ft::models::family_of(nlohmann::json::parse(std::ifstream(model / "config.json"))
-                                ["model_type"]
-                                    .get<std::string>())
+      ft::models::family_of(
+          nlohmann::json::parse(std::ifstream(model / "config.json"))["model_type"]
+              .get<std::string>())
           .default_lora_targets;
   auto adapter_config =
       nlohmann::json::parse(std::ifstream(run_dir / "adapter" / "adapter_config.json"));
@@ -54,7 +54,6 @@ TEST_P(Family, InitTrainFuseAndBench) {
   EXPECT_GT(bench["flops_per_token"].get<double>(), 0) << arch;
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, Family,
-                         ::testing::ValuesIn(ft::models::known_model_types()));
+INSTANTIATE_TEST_SUITE_P(Families, Family, ::testing::ValuesIn(ft::models::known_model_types()));
 
 }  // namespace

@@ -90,8 +90,9 @@ Located where(const std::string& name, const ft::ParamMap& params, int intermedi
   int e = std::stoi(m[3]);
   const std::string w = m[4];
   if (w == "w2")
-    return {layer + "mlp.experts.down_proj",
-            [e](const mx::array& a) { return mx::squeeze(mx::slice(a, {e, 0, 0}, {e + 1, a.shape(1), a.shape(2)}), 0); }};
+    return {layer + "mlp.experts.down_proj", [e](const mx::array& a) {
+              return mx::squeeze(mx::slice(a, {e, 0, 0}, {e + 1, a.shape(1), a.shape(2)}), 0);
+            }};
   int begin = w == "w1" ? 0 : intermediate;  // [gate | up] rows
   return {layer + "mlp.experts.gate_up_proj", [e, begin, intermediate](const mx::array& a) {
             return mx::squeeze(
@@ -207,9 +208,8 @@ TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
   options.max_tokens = static_cast<int>(want.size() - prompt.size());
   options.prefill_chunk = 3;  // the prompt in two chunks: the cache across a prefill too
   options.cache_step = 4;     // and grown several times
-  auto result = ft::generate::generate(*model, prompt, options, [](const std::vector<int>&) {
-    return std::string();
-  });
+  auto result = ft::generate::generate(*model, prompt, options,
+                                       [](const std::vector<int>&) { return std::string(); });
   std::vector<int> got = prompt;
   got.insert(got.end(), result.ids.begin(), result.ids.end());
   EXPECT_EQ(got, want) << name;
@@ -228,15 +228,13 @@ namespace {
 
 // The fixtures exercise what they are meant to: without the feature the logits move
 // well past the tolerance (so a model that ignored it could not pass).
-ft::models::Config config_without(const std::string& name,
-                                       void (*strip)(ft::models::Config&)) {
+ft::models::Config config_without(const std::string& name, void (*strip)(ft::models::Config&)) {
   ft::models::Config c = ft::models::from_hf_config(ft::io::read_config(kModels / name));
   strip(c);
   return c;
 }
 
-float error_without(const std::string& name, void (*strip)(ft::models::Config&),
-                    int length = 12) {
+float error_without(const std::string& name, void (*strip)(ft::models::Config&), int length = 12) {
   ft::ParamMap expected =
       ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string());
   ft::Rng rng(0);

@@ -23,6 +23,10 @@ FT_MODEL_FAMILIES(FT_DECLARE_FAMILY)
 
 // Pieces the family files share.
 
+// The default LoRA targets of families with Llama's attention names.
+inline const std::vector<std::string> kAttentionProjections = {"q_proj", "k_proj", "v_proj",
+                                                               "o_proj"};
+
 // Llama's pre-norm layers (families/llama.cpp) with the switches of c: attention and
 // qkv biases, q/k RMSNorm, sliding windows, the MLP's activation and bias.
 std::unique_ptr<CausalLM> build_llama(const Config& c, Rng& rng, mx::Dtype dtype);

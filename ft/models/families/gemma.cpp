@@ -58,7 +58,8 @@ Config read(const io::ModelConfig& outer) {
   }
   bool gemma2 = config.get_string("model_type", "gemma3_text") == "gemma2";
   Config c = read_common_config(config);
-  c.hidden_act = config.get_string("hidden_activation", config.get_string("hidden_act", "gelu_pytorch_tanh"));
+  c.hidden_act =
+      config.get_string("hidden_activation", config.get_string("hidden_act", "gelu_pytorch_tanh"));
   c.norm = NormKind::rms_plus_one;
   c.tie_word_embeddings = config.get_bool("tie_word_embeddings", true);
   c.head_dim = read_size(config, "head_dim", 256);
@@ -185,14 +186,12 @@ nlohmann::json init_config(const std::string& type, const InitSizes& sizes) {
 }  // namespace
 
 Family gemma() {
-  Family f;
-  f.model_types = {"gemma2", "gemma3_text", "gemma3"};
-  f.read_config = read;
-  f.build = build;
-  f.init_config = init_config;
-  f.sanitize = sanitize;
-  f.default_lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  return f;
+  return {.model_types = {"gemma2", "gemma3_text", "gemma3"},
+          .read_config = read,
+          .build = build,
+          .init_config = init_config,
+          .sanitize = sanitize,
+          .default_lora_targets = kAttentionProjections};
 }
 
 }  // namespace ft::models::families

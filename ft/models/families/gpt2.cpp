@@ -96,14 +96,12 @@ nlohmann::json init_config(const std::string&, const InitSizes& s) {
 }  // namespace
 
 Family gpt2() {
-  Family f;
-  f.model_types = {"gpt2"};
-  f.read_config = read;
-  f.build = build;
-  f.init_config = init_config;
-  f.sanitize = sanitize;
-  f.default_lora_targets = {"c_attn", "c_proj"};
-  return f;
+  return {.model_types = {"gpt2"},
+          .read_config = read,
+          .build = build,
+          .init_config = init_config,
+          .sanitize = sanitize,
+          .default_lora_targets = {"c_attn", "c_proj"}};
 }
 
 }  // namespace ft::models::families

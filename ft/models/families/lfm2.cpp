@@ -99,9 +99,11 @@ class ShortConv : public nn::Module {
                            : mx::zeros({batch, kernel_ - 1, hidden}, bv.dtype());
     mx::array padded = mx::concatenate({before, bv}, 1);  // (B, K - 1 + L, H)
     if (cache)
-      cache->set_conv_state(mx::slice(padded, {0, length, 0}, {batch, length + kernel_ - 1, hidden}));
+      cache->set_conv_state(
+          mx::slice(padded, {0, length, 0}, {batch, length + kernel_ - 1, hidden}));
     // out[t] = sum_j w[j] in[t - (K - 1) + j]: K shifted slices of the padded input.
-    mx::array w = mx::reshape(mx::transpose(conv_->weight, {2, 1, 0}), {kernel_, hidden});  // (K, H)
+    mx::array w =
+        mx::reshape(mx::transpose(conv_->weight, {2, 1, 0}), {kernel_, hidden});  // (K, H)
     mx::array out = mx::zeros_like(bv);
     for (int j = 0; j < kernel_; ++j) {
       mx::array shifted = mx::slice(padded, {0, j, 0}, {batch, j + length, hidden});
@@ -184,14 +186,12 @@ nlohmann::json init_config(const std::string&, const InitSizes& sizes) {
 }  // namespace
 
 Family lfm2() {
-  Family f;
-  f.model_types = {"lfm2"};
-  f.read_config = read;
-  f.build = build;
-  f.init_config = init_config;
-  f.sanitize = drop_buffers;
-  f.default_lora_targets = {"q_proj", "k_proj", "v_proj", "out_proj", "in_proj"};
-  return f;
+  return {.model_types = {"lfm2"},
+          .read_config = read,
+          .build = build,
+          .init_config = init_config,
+          .sanitize = drop_buffers,
+          .default_lora_targets = {"q_proj", "k_proj", "v_proj", "out_proj", "in_proj"}};
 }
 
 }  // namespace ft::models::families

@@ -49,14 +49,12 @@ std::unique_ptr<CausalLM> build_llama(const Config& c, Rng& rng, mx::Dtype dtype
 }
 
 Family llama() {
-  Family f;
-  f.model_types = {"llama", "mistral"};
-  f.read_config = read;
-  f.build = build_llama;
-  f.init_config = init_config;
-  f.sanitize = drop_buffers;
-  f.default_lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  return f;
+  return {.model_types = {"llama", "mistral"},
+          .read_config = read,
+          .build = build_llama,
+          .init_config = init_config,
+          .sanitize = drop_buffers,
+          .default_lora_targets = kAttentionProjections};
 }
 
 }  // namespace ft::models::families

@@ -76,14 +76,14 @@ void sanitize(ParamMap& weights, const Config& c) {
       for (const char* w : {"w1", "w2", "w3"})
         FT_CHECK(weights.contains(expert + w + ".weight"), "mixtral", "tensor '", expert, w,
                  ".weight' is missing: config.json has ", c.num_experts, " experts");
-      gate_up.push_back(mx::concatenate(
-          {weights.at(expert + "w1.weight"), weights.at(expert + "w3.weight")}, 0));
+      gate_up.push_back(
+          mx::concatenate({weights.at(expert + "w1.weight"), weights.at(expert + "w3.weight")}, 0));
       down.push_back(weights.at(expert + "w2.weight"));
       for (const char* w : {"w1", "w2", "w3"}) weights.erase(expert + w + ".weight");
     }
     const std::string extra = old + "experts." + std::to_string(c.num_experts) + ".w1.weight";
-    FT_CHECK(!weights.contains(extra), "mixtral", "tensor '", extra,
-             "' is past the ", c.num_experts, " experts config.json declares");
+    FT_CHECK(!weights.contains(extra), "mixtral", "tensor '", extra, "' is past the ",
+             c.num_experts, " experts config.json declares");
     weights.set(prefix + ".mlp.experts.gate_up_proj", mx::stack(gate_up));
     weights.set(prefix + ".mlp.experts.down_proj", mx::stack(down));
   }
@@ -104,14 +104,12 @@ nlohmann::json init_config(const std::string&, const InitSizes& sizes) {
 }  // namespace
 
 Family mixtral() {
-  Family f;
-  f.model_types = {"mixtral"};
-  f.read_config = read;
-  f.build = build;
-  f.init_config = init_config;
-  f.sanitize = sanitize;
-  f.default_lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  return f;
+  return {.model_types = {"mixtral"},
+          .read_config = read,
+          .build = build,
+          .init_config = init_config,
+          .sanitize = sanitize,
+          .default_lora_targets = kAttentionProjections};
 }
 
 }  // namespace ft::models::families

@@ -83,14 +83,12 @@ nlohmann::json init_config(const std::string& type, const InitSizes& sizes) {
 }  // namespace
 
 Family phi() {
-  Family f;
-  f.model_types = {"phi"};
-  f.read_config = read;
-  f.build = build;
-  f.init_config = init_config;
-  f.sanitize = drop_buffers;
-  f.default_lora_targets = {"q_proj", "k_proj", "v_proj", "dense"};
-  return f;
+  return {.model_types = {"phi"},
+          .read_config = read,
+          .build = build,
+          .init_config = init_config,
+          .sanitize = drop_buffers,
+          .default_lora_targets = {"q_proj", "k_proj", "v_proj", "dense"}};
 }
 
 }  // namespace ft::models::families

@@ -43,14 +43,12 @@ nlohmann::json init_config(const std::string& type, const InitSizes& sizes) {
 }  // namespace
 
 Family phi3() {
-  Family f;
-  f.model_types = {"phi3"};
-  f.read_config = read;
-  f.build = build;
-  f.init_config = init_config;
-  f.sanitize = drop_buffers;
-  f.default_lora_targets = {"qkv_proj", "o_proj"};
-  return f;
+  return {.model_types = {"phi3"},
+          .read_config = read,
+          .build = build,
+          .init_config = init_config,
+          .sanitize = drop_buffers,
+          .default_lora_targets = {"qkv_proj", "o_proj"}};
 }
 
 }  // namespace ft::models::families

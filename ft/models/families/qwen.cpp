@@ -36,14 +36,12 @@ nlohmann::json init_config(const std::string& type, const InitSizes& sizes) {
 }  // namespace
 
 Family qwen() {
-  Family f;
-  f.model_types = {"qwen2", "qwen3"};
-  f.read_config = read;
-  f.build = build_llama;  // Llama's layers, switched by the config
-  f.init_config = init_config;
-  f.sanitize = drop_buffers;
-  f.default_lora_targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  return f;
+  return {.model_types = {"qwen2", "qwen3"},
+          .read_config = read,
+          .build = build_llama,  // Llama's layers, switched by the config
+          .init_config = init_config,
+          .sanitize = drop_buffers,
+          .default_lora_targets = kAttentionProjections};
 }
 
 }  // namespace ft::models::families
