@@ -89,8 +89,16 @@ FT_FUZZ_TARGET(adapter_config) {
   }
   std::ofstream(dir / "adapter_config.json", std::ios::binary | std::ios::trunc)
       .write(text.data(), static_cast<std::streamsize>(text.size()));
-  // Read alone, and read against the model (which orders stacked parameters) to apply.
-  ft::fuzz::refusing([&] { ft::io::load_adapter(dir); });
+  // Read alone, then read against the model (which orders stacked parameters) and
+  // applied. A config refused when read alone is refused the same way against the model,
+  // but for stacked parameters, whose order only the model gives: building the model is
+  // most of the cost, so it is built only for the others.
+  bool read = false;
+  ft::fuzz::refusing([&] {
+    ft::io::load_adapter(dir);
+    read = true;
+  });
+  if (!read && !experts) return 0;
   return ft::fuzz::refusing([&] {
     ft::Rng rng(0);
     auto model = ft::models::build_model(experts ? mixtral_config() : llama_config(), rng);
