@@ -310,7 +310,7 @@ mx::array MoE::operator()(const mx::array& x, std::vector<mx::array>* router_log
 
 Stack::Stack(const Config& config, const StackSpec& spec, const LayerFactory& make_layer, Rng& rng,
              mx::Dtype dtype)
-    : spec_(spec) {
+    : spec_(spec), max_positions_(config.max_position_embeddings) {
   // Small embeddings keep the first logits near uniform when the head is tied.
   embed_tokens_ = std::make_shared<nn::Embedding>(nn::init::normal(
       {config.vocab_size, config.hidden_size}, config.initializer_range, rng.next(), dtype));
@@ -339,10 +339,8 @@ mx::array Stack::operator()(const mx::array& ids, const std::optional<mx::array>
   mx::array h = (*embed_tokens_)(ids);
   if (spec_.embed_scale != 1.0f) h = h * mx::array(spec_.embed_scale, h.dtype());
   if (embed_positions_) {
-    auto* positions = dynamic_cast<nn::Embedding*>(embed_positions_.get());
-    int limit = positions ? positions->num_embeddings() : 0;
-    FT_CHECK(offset + length <= limit, "model", "position ", offset + length - 1,
-             " is past the model's ", limit, " learned positions");
+    FT_CHECK(offset + length <= max_positions_, "model", "position ", offset + length - 1,
+             " is past the model's ", max_positions_, " learned positions");
     h = h + (*embed_positions_)(mx::arange(offset, offset + length, mx::int32));
   }
   for (int i = 0; i < num_layers(); ++i) {

@@ -174,6 +174,7 @@ class Stack : public nn::Module {
  private:
   StackSpec spec_;
   std::shared_ptr<nn::Layer> embed_tokens_;
+  int max_positions_;                            // rows of embed_positions_
   std::shared_ptr<nn::Layer> embed_positions_;  // (max_positions, hidden); null without
   std::shared_ptr<nn::ModuleList<Block>> layers_;
   std::shared_ptr<nn::Layer> norm_;

@@ -2,6 +2,8 @@
 // loads, ft train fine-tunes it with LoRA on the family's default targets, ft fuse
 // merges the adapter into a folder that computes what the adapted model computes, and
 // ft bench --model times it.
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include "ft/models/registry.h"
@@ -52,6 +54,29 @@ TEST_P(Family, InitTrainFuseAndBench) {
   auto bench = nlohmann::json::parse(r.out);
   EXPECT_GT(bench["tokens_per_s"].get<double>(), 0) << arch;
   EXPECT_GT(bench["flops_per_token"].get<double>(), 0) << arch;
+}
+
+// DoRA, QLoRA (4 bits in groups of 32: every layer of the tiny models, GPT-2's learned
+// positions included) and full fine-tuning run on every family and write their outputs.
+TEST_P(Family, DoraQloraAndFullFineTuning) {
+  const std::string arch = GetParam();
+  fs::path model = temp("methods_" + arch);
+  ASSERT_EQ(run("init --arch " + arch + " --out " + model.string()).status, 0);
+  fs::path data = small_data(16);
+  const std::vector<std::pair<std::string, std::string>> methods = {
+      {"--method dora", "adapter"},
+      {"--quantize-bits 4 --quantize-group-size 32", "adapter"},
+      {"--method full", "model"}};
+  for (const auto& [options, output] : methods) {
+    fs::path out = temp("methods_run_" + arch);
+    Result r = run("train " + model.string() + " " + data.string() +
+                   " --iterations 2 --batch-size 4 " + options + " --output-dir " + out.string());
+    EXPECT_EQ(r.status, 0) << arch << " " << options << ": " << r.out;
+    EXPECT_TRUE(fs::exists(out / output)) << arch << " " << options;
+    auto losses = metric_losses(out / "metrics.jsonl");
+    ASSERT_EQ(losses.size(), 2u) << arch << " " << options;
+    EXPECT_TRUE(std::isfinite(losses[0]) && std::isfinite(losses[1])) << arch << " " << options;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Family, ::testing::ValuesIn(ft::models::known_model_types()));
