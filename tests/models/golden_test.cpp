@@ -19,6 +19,7 @@
 #include "ft/generate/generate.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/train/losses.h"
 
 namespace mx = mlx::core;
@@ -275,6 +276,52 @@ TEST(GoldenFixtures, DynamicRopeIsPlainWithinMaxPositions) {
   EXPECT_TRUE(mx::array_equal(a(ids), b(ids)).item<bool>());
   mx::array longer = mx::reshape(mx::arange(18, mx::int32), {2, 9});
   EXPECT_FALSE(mx::allclose(a(longer), b(longer), 1e-4, 1e-4).item<bool>());
+}
+
+}  // namespace
+
+namespace {
+
+// Mixtral's router load-balancing loss (config.json's output_router_logits on): the
+// model's auxiliary loss is transformers' aux_loss times router_aux_loss_coef, and the
+// training loss (train::causal_lm_loss, summed over tokens) adds it once per token, so
+// its mean is transformers' loss_with_aux; the router's gradient follows it.
+TEST(GoldenFixtures, MixtralRouterLossMatchesTransformers) {
+  ft::io::ModelConfig file = ft::io::read_config(kModels / "mixtral_fused");
+  nlohmann::json json = file.json();
+  json["output_router_logits"] = true;
+  ft::models::Config config = ft::models::from_hf_config(ft::io::ModelConfig(json, file.file()));
+  ASSERT_FLOAT_EQ(config.router_aux_loss_coef, 0.02f);
+  ft::Rng rng(0);
+  auto model = ft::models::build_model(config, rng);
+  model->load(ft::io::load_weights(kModels / "mixtral_fused"));
+  model->eval();
+  ft::ParamMap expected =
+      ft::ParamMap::load_safetensors((kModels / "mixtral_fused_expected.safetensors").string());
+  mx::array ids = expected.at("ids");
+
+  model->hidden_states(ids);
+  ASSERT_TRUE(model->auxiliary_loss().has_value());
+  EXPECT_NEAR(model->auxiliary_loss()->item<float>() / 0.02f, expected.at("aux_loss").item<float>(),
+              1e-5f);
+
+  // The whole rows in, as transformers runs them (the router sees all 12 positions), and
+  // each position's next id as its target, the last one ignored (-100).
+  int length = ids.shape(1);
+  mx::array targets = mx::concatenate(
+      {mx::slice(ids, {0, 1}, {2, length}), mx::full({2, 1}, -100, ids.dtype())}, 1);
+  ft::Batch batch{ids, targets};
+  const std::string router = "model.layers.0.mlp.gate.weight";
+  ft::ParamMap params = model->parameters();
+  auto loss_fn = [&](const std::vector<mx::array>& values) {
+    model->update(ft::ParamMap::zip({router}, values));
+    ft::LossOutput out = ft::train::causal_lm_loss()(*model, batch, mx::array(0));
+    return std::vector<mx::array>{out.loss_sum / mx::astype(out.tokens, mx::float32)};
+  };
+  auto [loss, grads] = mx::value_and_grad(loss_fn, std::vector<int>{0})({params.at(router)});
+  float want = expected.at("loss_with_aux").item<float>();
+  EXPECT_NEAR(loss[0].item<float>(), want, 1e-5f * want);
+  EXPECT_LT(relative_error(grads[0], expected.at("grad_with_aux." + router)), 1e-4f);
 }
 
 }  // namespace
