@@ -73,6 +73,7 @@ struct TrainOptions {
   std::string dtype = "float32";
   int64_t loss_scale_interval = 2000;
   std::string teacher;
+  float router_aux_loss = -1.0f;  // < 0: config.json's (output_router_logits)
   float distill_weight = 0.5f;
   float distill_temperature = 2.0f;
   int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
@@ -185,6 +186,11 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "float16: double the loss scale after this many steps without overflow")
       ->check(kPositive)
       ->capture_default_str();
+  cmd->add_option("--router-aux-loss", o.router_aux_loss,
+                  "Mixture-of-experts models: the weight of the router's load-balancing loss "
+                  "(default: config.json's router_aux_loss_coef when output_router_logits is "
+                  "set, else none)")
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--teacher", o.teacher,
                   "Distil from this model folder (same tokenizer): its logits are the soft "
                   "targets of a KL term")
@@ -346,6 +352,15 @@ nn::LoraConfig lora_config(const TrainOptions& o) {
   return l;
 }
 
+// --router-aux-loss needs a router: checked from config.json before anything is read or
+// written.
+void check_router_aux_loss(const TrainOptions& o) {
+  if (o.router_aux_loss < 0 || o.model.empty()) return;
+  models::Config c = models::from_hf_config(io::read_config(o.model));
+  FT_CHECK(c.num_experts > 0, "train", "--router-aux-loss: a ", c.model_type,
+           " model has no router (mixture-of-experts models only)");
+}
+
 // Distillation compares the two models' distributions token by token: the teacher must
 // use the student's tokenizer. Checked from the configs, before any data or weights load.
 void check_teacher(const TrainOptions& o) {
@@ -363,6 +378,7 @@ void on_sigint(int) {
 
 void run_train(const TrainOptions& o) {
   auto start = std::chrono::steady_clock::now();
+  check_router_aux_loss(o);
   nn::LoraConfig lora = lora_config(o);
   std::error_code ec;
   fs::create_directories(o.output_dir, ec);
@@ -384,6 +400,7 @@ void run_train(const TrainOptions& o) {
               << " bits (groups of " << o.quantize_group_size << ")\n";
   }
   model->set_gradient_checkpointing(o.grad_checkpoint);
+  if (o.router_aux_loss >= 0) model->set_router_aux_loss(o.router_aux_loss);
   if (!o.adapter.empty()) {
     // Saved again with the settings it was trained with (alpha, dropout, rsLoRA, DoRA).
     uint64_t seed = lora.seed;
@@ -483,12 +500,12 @@ void run_train(const TrainOptions& o) {
 }
 
 void run_validate(const TrainOptions& o) {
+  check_router_aux_loss(o);
   Prepared p = prepare_data(o);
   auto config = io::read_config(o.model);
   models::check_quantized_training(config, o.quantize_bits, o.quantize_group_size,
                                    o.method == "full");
   models::Config c = models::from_hf_config(config);
-  c.validate();
   make_optimizer(optimizer_config(o, p.total_steps));
   nn::LoraConfig lora = lora_config(o);
   check_teacher(o);

@@ -1,5 +1,7 @@
 #include "ft/models/causal_lm.h"
 
+#include <cmath>
+
 #include <mlx/ops.h>
 
 #include "ft/nn/embedding.h"
@@ -32,6 +34,15 @@ mx::array CausalLM::hidden_states(const mx::array& ids, const std::optional<mx::
     auxiliary_loss_ = load_balancing_loss(router_logits, config_.num_experts_per_tok) *
                       config_.router_aux_loss_coef;
   return hidden;
+}
+
+void CausalLM::set_router_aux_loss(float coef) {
+  FT_CHECK(config_.num_experts > 0, "model", "a ", config_.model_type,
+           " model has no router: the router's auxiliary loss applies to mixture-of-experts "
+           "models");
+  FT_CHECK(coef >= 0 && std::isfinite(coef), "model",
+           "the router's auxiliary loss weight must be finite and not negative, got ", coef);
+  config_.router_aux_loss_coef = coef;
 }
 
 mx::array CausalLM::operator()(const mx::array& ids, const std::optional<mx::array>& mask) {

@@ -75,6 +75,9 @@ class CausalLM : public nn::Module {
   // a cache, times config.router_aux_loss_coef; nullopt for other families or when the
   // coefficient is 0.
   std::optional<mx::array> auxiliary_loss() const { return auxiliary_loss_; }
+  // Sets the coefficient (0: no auxiliary loss). Throws ft::Error for a model without
+  // experts.
+  void set_router_aux_loss(float coef);
 
   // Parameter names of the token (and position) embeddings: what "embedding parameters"
   // count in summaries and FLOPs.

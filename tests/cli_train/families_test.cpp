@@ -82,3 +82,35 @@ TEST_P(Family, DoraQloraAndFullFineTuning) {
 INSTANTIATE_TEST_SUITE_P(Families, Family, ::testing::ValuesIn(ft::models::known_model_types()));
 
 }  // namespace
+
+namespace {
+
+// --router-aux-loss adds Mixtral's load-balancing loss (the first step's loss grows by the
+// weight times the aux loss, about 2 for a balanced router of top-2), and is refused for a
+// model without experts, by ft train and ft validate alike.
+TEST(RouterAuxLoss, WeighsTheLoadBalancingLossAndNeedsExperts) {
+  fs::path model = temp("aux_mixtral");
+  ASSERT_EQ(run("init --arch mixtral --out " + model.string()).status, 0);
+  fs::path data = small_data(8);
+  auto first_loss = [&](const std::string& extra) {
+    fs::path out = temp("aux_run");
+    Result r = run("train " + model.string() + " " + data.string() +
+                   " --iterations 1 --batch-size 4 --output-dir " + out.string() + extra);
+    EXPECT_EQ(r.status, 0) << r.out;
+    auto losses = metric_losses(out / "metrics.jsonl");
+    return losses.empty() ? 0.0f : losses[0];
+  };
+  float plain = first_loss(""), weighted = first_loss(" --router-aux-loss 0.5");
+  EXPECT_GT(weighted - plain, 0.5f * 1.5f);
+  EXPECT_LT(weighted - plain, 0.5f * 4.0f);
+
+  for (const char* command : {"train", "validate"}) {
+    Result r = run(std::string(command) + " " + tiny_model().string() + " " + data.string() +
+                   " --router-aux-loss 0.5 --output-dir " + temp("aux_llama").string());
+    EXPECT_EQ(r.status, 1) << command;
+    EXPECT_TRUE(one_error_line(r.out)) << r.out;
+    EXPECT_NE(r.out.find("has no router"), std::string::npos) << r.out;
+  }
+}
+
+}  // namespace
