@@ -80,8 +80,9 @@ struct Config {
   int num_experts_per_tok = 0;
   float router_aux_loss_coef = 0.0f;
 
-  // Short convolutions (LFM2): the kernel length.
+  // Short convolutions (LFM2): the kernel length, and biases on the convolution block.
   int conv_kernel = 0;
+  bool conv_bias = false;
 
   int resolved_head_dim() const {
     return head_dim > 0 ? head_dim : hidden_size / num_attention_heads;

@@ -36,7 +36,7 @@ Config read(const io::ModelConfig& config) {
     c.intermediate_size = size;
   }
   c.conv_kernel = read_size(config, "conv_L_cache", 3);
-  c.mlp_bias = config.get_bool("conv_bias", false);  // the convolution block's biases
+  c.conv_bias = config.get_bool("conv_bias", false);
   c.layer_types = read_layer_types(config);
   if (c.layer_types.empty()) {
     std::vector<bool> full(c.num_hidden_layers, !config.has("full_attn_idxs"));
@@ -79,9 +79,9 @@ class ShortConv : public nn::Module {
  public:
   ShortConv(const Config& c, Rng& rng, mx::Dtype dtype) : kernel_(c.conv_kernel) {
     int h = c.hidden_size;
-    conv_ = std::make_shared<DepthwiseConv>(h, kernel_, c.mlp_bias, rng, dtype);
-    in_proj_ = make_linear(h, 3 * h, c.mlp_bias, rng, dtype);
-    out_proj_ = make_linear(h, h, c.mlp_bias, rng, dtype);
+    conv_ = std::make_shared<DepthwiseConv>(h, kernel_, c.conv_bias, rng, dtype);
+    in_proj_ = make_linear(h, 3 * h, c.conv_bias, rng, dtype);
+    out_proj_ = make_linear(h, h, c.conv_bias, rng, dtype);
     register_module("conv", &conv_);
     register_module("in_proj", &in_proj_);
     register_module("out_proj", &out_proj_);
