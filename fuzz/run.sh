@@ -7,7 +7,9 @@
 # memory), leaving the input under build-fuzz/findings/<target>/.
 #   fuzz/run.sh [SECONDS] [TARGET...]
 # FT_FUZZ_JOBS sets the build's parallelism (default 2), FT_FUZZ_RSS_MB the memory
-# limit per target (default 2048).
+# limit per target (default 2048). FT_FUZZ_RUNS=N stops each target after N executions
+# (libFuzzer's -runs) or SECONDS, whichever comes first: give SECONDS room, e.g.
+#   FT_FUZZ_RUNS=1000000 fuzz/run.sh 3600 yaml_config
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 BUILD_DIR=build-fuzz
 RSS_MB=${FT_FUZZ_RSS_MB:-2048}
+RUNS=()
+[[ -n "${FT_FUZZ_RUNS:-}" ]] && RUNS=(-runs="$FT_FUZZ_RUNS")
 
 command -v clang++ >/dev/null || { echo "fuzz: clang++ is needed (apt-get install clang)" >&2; exit 2; }
 cmake -S . -B "$BUILD_DIR" -G Ninja -DFT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -42,7 +46,7 @@ for t in "${TARGETS[@]}"; do
   [[ -d fuzz/regressions/$t ]] && cp -n fuzz/regressions/"$t"/* "$corpus"/ 2>/dev/null || true
   rc=0
   "$BUILD_DIR/fuzz/fuzz_$t" "$corpus" -max_total_time="$SECONDS_PER_TARGET" \
-      -rss_limit_mb="$RSS_MB" -timeout=20 -print_final_stats=1 \
+      -rss_limit_mb="$RSS_MB" -timeout=20 -print_final_stats=1 "${RUNS[@]}" \
       -artifact_prefix="$findings/" >"$log" 2>&1 || rc=$?
   # A target stopped by a finding prints no totals: its counts show as "-".
   runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)

@@ -1,8 +1,6 @@
 // ft train, ft train quick, ft validate: fine-tune a model folder on a dataset with
 // LoRA, DoRA or full fine-tuning. Every option is also a key of a YAML config
 // (--config): the key is the option's long name with '-' or '_'; the command line wins.
-#include <yaml-cpp/yaml.h>
-
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -18,13 +16,14 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
-#include "ft/train/causal_lm_task.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
+#include "ft/io/options_file.h"
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/precision.h"
 #include "ft/train/schedule.h"
@@ -225,34 +224,23 @@ void take_positional_config(CLI::App* cmd, TrainOptions& o) {
   cmd->get_option("model")->clear();
 }
 
-// Fills the options the command line left unset from the YAML file.
+// Fills the options the command line left unset from the YAML file (read and checked by
+// io::read_options_yaml; here each key finds its option and each value is parsed by it).
 void merge_yaml(CLI::App* cmd, const std::string& file) {
   if (file.empty()) return;
-  FT_CHECK(fs::exists(file), "config", file, ": no such file");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::Exception& e) {
-    throw Error("config", file + ": " + e.what());
-  }
-  FT_CHECK(root.IsMap(), "config", file, ": expected a mapping of option names to values");
-  for (const auto& entry : root) {
-    std::string key = entry.first.as<std::string>();
+  for (const io::OptionEntry& entry : io::read_options_yaml(file)) {
+    const std::string& key = entry.key;
     std::string dashed = key;
     for (char& ch : dashed) ch = ch == '_' ? '-' : ch;
     CLI::Option* opt = dashed == "config" ? nullptr : cmd->get_option_no_throw("--" + dashed);
     if (!opt && (dashed == "model" || dashed == "data")) opt = cmd->get_option_no_throw(dashed);
-    if (!opt) throw CLI::ValidationError(file + ": unknown key '" + key + "'");
+    if (!opt) {
+      const std::string shown = key.size() > 60 ? key.substr(0, 57) + "..." : key;
+      throw CLI::ValidationError(file + ": unknown key '" + shown + "'");
+    }
     if (opt->count() > 0) continue;  // the command line wins
-    const YAML::Node& value = entry.second;
     try {
-      if (value.IsSequence()) {
-        for (const auto& item : value) opt->add_result(item.as<std::string>());
-      } else if (value.IsScalar()) {
-        opt->add_result(value.as<std::string>());
-      } else {
-        throw CLI::ValidationError(file + ": key '" + key + "' needs a value or a list");
-      }
+      for (const std::string& value : entry.values) opt->add_result(value);
       opt->run_callback();
     } catch (const CLI::ParseError& e) {
       throw CLI::ValidationError(file + ": key '" + key + "': " + e.what());

@@ -18,6 +18,7 @@
 #include "fuzz/tokenizer_encode.cpp"
 #include "fuzz/tokenizer_json.cpp"
 #include "fuzz/torch_pickle.cpp"
+#include "fuzz/yaml_config.cpp"
 #include "fuzz/zip.cpp"
 
 namespace {
@@ -50,10 +51,17 @@ int replay(const std::string& name, Target target) {
 
 TEST(FuzzReplay, EveryTargetOnItsSeedsAndRegressions) {
   const std::pair<const char*, Target> targets[] = {
-      {"adapter_config", ft_fuzz_adapter_config},     {"config_json", ft_fuzz_config_json},
-      {"jsonl_record", ft_fuzz_jsonl_record},         {"npz", ft_fuzz_npz},
-      {"safetensors", ft_fuzz_safetensors},           {"template", ft_fuzz_template},
-      {"tokenizer_encode", ft_fuzz_tokenizer_encode}, {"tokenizer_json", ft_fuzz_tokenizer_json},
-      {"torch_pickle", ft_fuzz_torch_pickle},         {"zip", ft_fuzz_zip}};
+      {"adapter_config", ft_fuzz_adapter_config},
+      {"config_json", ft_fuzz_config_json},
+      {"jsonl_record", ft_fuzz_jsonl_record},
+      {"npz", ft_fuzz_npz},
+      {"safetensors", ft_fuzz_safetensors},
+      {"template", ft_fuzz_template},
+      {"tokenizer_encode", ft_fuzz_tokenizer_encode},
+      {"tokenizer_json", ft_fuzz_tokenizer_json},
+      {"torch_pickle", ft_fuzz_torch_pickle},
+      {"yaml_config", ft_fuzz_yaml_config},
+      {"zip", ft_fuzz_zip},
+  };
   for (auto [name, target] : targets) EXPECT_GT(replay(name, target), 0) << name;
 }
