@@ -122,7 +122,7 @@ SafetensorsHeader parse_safetensors_header(const fs::path& file, std::string_vie
   json header;
   try {
     header = json::parse(text, note_names);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(kPlace, file.string() + ": header is not valid JSON: " + e.what());
   }
   FT_CHECK(!duplicate, kPlace, file.string(), ": the header names tensor ",

@@ -123,7 +123,7 @@ json parse_json(std::string_view text, const std::string& source) {
   if (text.empty()) return json();
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error("tokenizer", source + ": malformed JSON: " + e.what());
   }
 }

@@ -104,6 +104,17 @@ TEST(BadSafetensors, OverlappingDataIsRefused) {
                 ".." + std::to_string(start + 12) + ") overlap");
 }
 
+// A number past double's range is nlohmann's out_of_range, not a parse_error (the fuzz
+// target's input in fuzz/regressions/safetensors/).
+TEST(BadSafetensors, NumberPastDoubleIsRefused) {
+  const auto file =
+      std::filesystem::path(FT_SOURCE_DIR) / "fuzz/regressions/safetensors/shape_1e999.safetensors";
+  EXPECT_EQ(error_of([&] { ft::io::load_safetensors_file(file, std::nullopt); }),
+            "[safetensors] " + file.string() +
+                ": header is not valid JSON: [json.exception.out_of_range.406] number overflow "
+                "parsing '1e999'");
+}
+
 // 2^31 - 1 cubed wraps a 64-bit byte count; the wrapped value must not pass for the range.
 TEST(BadSafetensors, ShapeWhoseByteCountOverflows) {
   TempDir dir;

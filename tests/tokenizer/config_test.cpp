@@ -121,6 +121,16 @@ TEST(Errors, MalformedJsonNamesTheFile) {
             std::string::npos);
 }
 
+// A number past double's range is nlohmann's out_of_range, not a parse_error (the fuzz
+// target's input in fuzz/regressions/tokenizer_json/).
+TEST(Errors, NumberPastDoubleIsMalformedJson) {
+  EXPECT_EQ(error_of([] {
+              Tokenizer::from_json_text(R"({"version": "1.0", "model": {"dropout": 1e999}})");
+            }),
+            "[tokenizer] tokenizer.json: malformed JSON: [json.exception.out_of_range.406] number "
+            "overflow parsing '1e999'");
+}
+
 TEST(Config, ModelTypeFollowsFromTheFieldsWhenLeftOut) {
   for (const char* name : {"wordpiece", "unigram", "sp_bpe"}) {
     auto j = nlohmann::json::parse(synthetic_json(name));
