@@ -18,6 +18,7 @@
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
+#include "ft/nn/experts.h"  // defines: ExpertWeights
 
 namespace ft::io {
 namespace fs = std::filesystem;
@@ -52,9 +53,9 @@ std::pair<std::string, std::string> split_last(const std::string& path) {
   return {path.substr(0, dot), path.substr(dot + 1)};
 }
 
-// The AdapterHost at path in model, or null.
-nn::AdapterHost* host_at(const nn::Module& model, const std::string& path) {
-  return dynamic_cast<nn::AdapterHost*>(model.find_module(path).get());
+// The ExpertWeights at path in model, or null.
+const nn::ExpertWeights* host_at(const nn::Module& model, const std::string& path) {
+  return dynamic_cast<const nn::ExpertWeights*>(model.find_module(path).get());
 }
 
 // "model.layers.12.self_attn.q_proj" -> 12 and "self_attn.q_proj"; -1 off the layers.
@@ -184,10 +185,10 @@ std::map<std::string, std::string> peft_stacked_modules(const nn::Module& model,
   std::map<std::string, std::string> out;
   for (const auto& path : stacked) {
     const auto [host_path, parameter] = split_last(path);
-    nn::AdapterHost* host = host_at(model, host_path);
+    const nn::ExpertWeights* host = host_at(model, host_path);
     FT_ASSERT(host != nullptr);
     std::vector<std::string> wrapped;  // innermost first
-    for (const auto& p : host->adaptable_parameters())
+    for (const auto& p : host->stacked_names())
       if (adapted.contains(host_path + "." + p)) wrapped.push_back(p);
     const auto it = std::find(wrapped.begin(), wrapped.end(), parameter);
     FT_ASSERT(it != wrapped.end());
@@ -291,10 +292,10 @@ std::vector<std::string> targeted_parameters(const std::string& module,
       listed.push_back(parameter);
   }
   if (!model || listed.empty()) return listed;
-  nn::AdapterHost* host = host_at(*model, module);
+  const nn::ExpertWeights* host = host_at(*model, module);
   if (!host) return {};
   std::vector<std::string> ordered;
-  for (const auto& p : host->adaptable_parameters())
+  for (const auto& p : host->stacked_names())
     if (std::find(listed.begin(), listed.end(), p) != listed.end()) ordered.push_back(p);
   return ordered;
 }
@@ -635,14 +636,14 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
     const auto& B = a.weights.at(m + ".lora_B");
     if (std::binary_search(a.stacked.begin(), a.stacked.end(), m)) {
       const auto [host_path, parameter] = split_last(m);
-      nn::AdapterHost* host = host_at(model, host_path);
-      const auto adaptable = host ? host->adaptable_parameters() : std::vector<std::string>{};
+      const nn::ExpertWeights* host = host_at(model, host_path);
+      const auto adaptable = host ? host->stacked_names() : std::vector<std::string>{};
       if (std::find(adaptable.begin(), adaptable.end(), parameter) == adaptable.end()) {
         problems.push_back("the model has no stacked expert parameter '" + m + "'");
         continue;
       }
-      const mx::array& w = host->stacked_parameter(parameter);  // (E, out, in)
-      const int experts = w.shape(0), out = w.shape(1), in = w.shape(2);
+      const nn::StackedWeight& w = host->stacked(parameter);
+      const int experts = w.experts(), out = w.out_features(), in = w.in_features();
       if (A.shape(0) != experts * a.config.rank || A.shape(1) != in || B.shape(0) != out)
         problems.push_back("'" + m + "' is (" + std::to_string(experts) + ", " +
                            std::to_string(out) + ", " + std::to_string(in) +

@@ -71,7 +71,7 @@ Adapter load_adapter(const std::filesystem::path& dir, const nn::Module* model =
 
 // apply_lora with the adapter's config, then the adapter's values. Every adapted module
 // must exist in model as a Linear or QuantizedLinear of matching shape (a stacked
-// parameter as one of an nn::AdapterHost of matching shape); otherwise one
+// parameter as one of an nn::ExpertWeights of matching shape); otherwise one
 // ft::Error naming the adapter file lists every problem and the model is left untouched.
 // The adapter's arrays are cast to dtype when given (e.g. the model's compute dtype), else
 // kept as stored. Returns the adapted paths.

@@ -11,9 +11,9 @@
 #include "ft/kernels/swiglu.h"
 #include "ft/nn/checkpoint.h"
 #include "ft/nn/embedding.h"
+#include "ft/nn/experts.h"
 #include "ft/nn/init.h"
 #include "ft/nn/linear.h"
-#include "ft/nn/lora.h"
 #include "ft/nn/norm.h"
 
 namespace ft::models {
@@ -216,53 +216,19 @@ mx::array Mlp::operator()(const mx::array& x) {
   throw Error("mlp", "unknown MLP kind");
 }
 
-// The stacked expert weights: parameters and their adapters (Note [Adapters on stacked
-// expert parameters] in nn/lora.h), the products are MoE's.
-class MoE::Experts : public nn::Module, public nn::AdapterHost {
+// The stacked expert weights, as transformers 5 names them: "gate_up_proj"
+// (experts, 2 * intermediate, hidden), [gate | up] rows, and "down_proj"
+// (experts, hidden, intermediate).
+class MoE::Experts : public nn::ExpertWeights {
  public:
-  Experts(const Config& c, Rng& rng, mx::Dtype dtype)
-      : gate_up_proj(mx::array(0.0f)), down_proj(mx::array(0.0f)) {
+  Experts(const Config& c, Rng& rng, mx::Dtype dtype) {
     int e = c.num_experts, h = c.hidden_size, i = c.intermediate_size;
-    gate_up_proj = nn::init::uniform_fan_in({e, 2 * i, h}, h, rng.next(), dtype);
-    down_proj = nn::init::uniform_fan_in({e, h, i}, i, rng.next(), dtype);
-    register_parameter("gate_up_proj", &gate_up_proj);
-    register_parameter("down_proj", &down_proj);
-    register_module("gate_up_proj", &gate_up_lora);
-    register_module("down_proj", &down_lora);
+    add_stacked("gate_up_proj", nn::StackedWeight::floats(nn::init::uniform_fan_in(
+                                    {e, 2 * i, h}, h, rng.next(), dtype)));
+    add_stacked("down_proj", nn::StackedWeight::floats(
+                                 nn::init::uniform_fan_in({e, h, i}, i, rng.next(), dtype)));
   }
   std::string type_name() const override { return "Experts"; }
-
-  std::vector<std::string> adaptable_parameters() const override {
-    return {"gate_up_proj", "down_proj"};
-  }
-  mx::array& stacked_parameter(const std::string& name) override {
-    check_adaptable(name);
-    return name == "gate_up_proj" ? gate_up_proj : down_proj;
-  }
-  std::shared_ptr<nn::ExpertLoRA>& adapter_slot(const std::string& name) override {
-    check_adaptable(name);
-    return name == "gate_up_proj" ? gate_up_lora : down_lora;
-  }
-
-  // x (..., 1, in) through each row's experts in indices: W_e x + the adapter's term.
-  // sorted: indices are in ascending order (each expert's rows contiguous).
-  static mx::array project(const mx::array& x, const mx::array& weight,
-                           const std::shared_ptr<nn::ExpertLoRA>& adapter, const mx::array& indices,
-                           bool sorted) {
-    mx::array y = mx::gather_mm(x, mx::swapaxes(weight, -1, -2), std::nullopt, indices, sorted);
-    if (!adapter) return y;
-    return y + mx::astype((*adapter)(x, indices), y.dtype());
-  }
-
-  mx::array gate_up_proj;                                   // (experts, 2 * intermediate, hidden)
-  mx::array down_proj;                                      // (experts, hidden, intermediate)
-  std::shared_ptr<nn::ExpertLoRA> gate_up_lora, down_lora;  // null while not adapted
-
- private:
-  static void check_adaptable(const std::string& name) {
-    FT_CHECK(name == "gate_up_proj" || name == "down_proj", "moe",
-             "the experts have no stacked parameter '", name, "' (gate_up_proj, down_proj)");
-  }
 };
 
 MoE::MoE(const Config& config, Rng& rng, mx::Dtype dtype)
@@ -288,8 +254,11 @@ mx::array MoE::operator()(const mx::array& x, std::vector<mx::array>* router_log
   mx::array weights = mx::take_along_axis(probs, chosen, -1);  // (T, k)
   weights = mx::astype(weights / mx::sum(weights, -1, true), x.dtype());
   // Note [Experts in sorted rows]: the T k (token, expert) pairs sorted by expert, so each
-  // expert's rows are contiguous (gather_mm's sorted path, a grouped product, which is
-  // also the form MLX's CUDA backend runs for training), then put back in token order.
+  // expert's rows are contiguous, then put back in token order. gather_mm's sorted path
+  // is a grouped product, and on MLX 0.32.4's CUDA backend the only one that runs: the
+  // unsorted path fails there from 8 experts of 128 x 256 up ("cuGraphAddKernelNode ...
+  // invalid argument"); the grouped one runs float32 as TF32 (3e-4 relative error).
+  // The adapters' products (nn::ExpertLoRA) take the same sorted rows.
   mx::array pairs = mx::reshape(chosen, {-1});        // (T k,)
   mx::array order = mx::argsort(pairs);               // (T k,)
   mx::array back = mx::argsort(order);                // (T k,)
@@ -297,12 +266,12 @@ mx::array MoE::operator()(const mx::array& x, std::vector<mx::array>* router_log
   mx::array rows = mx::take(tokens, mx::floor_divide(order, mx::array(top_k_, order.dtype())),
                             0);              // (T k, H)
   mx::array in = mx::expand_dims(rows, -2);  // (T k, 1, H)
-  mx::array gate_up = Experts::project(in, experts_->gate_up_proj, experts_->gate_up_lora,
-                                       sorted_experts, true);  // (T k, 1, 2I)
+  mx::array gate_up =
+      experts_->project("gate_up_proj", in, sorted_experts, /*sorted=*/true);  // (T k, 1, 2I)
   auto halves = mx::split(gate_up, 2, -1);
   mx::array inner = activation_(halves[0]) * halves[1];
-  mx::array out = Experts::project(inner, experts_->down_proj, experts_->down_lora, sorted_experts,
-                                   true);                                           // (T k, 1, H)
+  mx::array out =
+      experts_->project("down_proj", inner, sorted_experts, /*sorted=*/true);  // (T k, 1, H)
   out = mx::reshape(mx::take(mx::squeeze(out, -2), back, 0), {t, top_k_, hidden});  // (T, k, H)
   out = mx::sum(out * mx::expand_dims(weights, -1), 1);                             // (T, H)
   return mx::reshape(out, shape);

@@ -119,9 +119,10 @@ class Mlp : public nn::Module {
 // probabilities renormalised over the k. The experts' weights are stacked under
 // "experts": gate_up_proj (experts, 2 * intermediate, hidden), [gate | up] rows, and
 // down_proj (experts, hidden, intermediate), as transformers 5 names them; each
-// token's experts run through MLX's gathered matmul (mx::gather_mm), not a loop. The
-// experts are an nn::AdapterHost: LoRA on "experts.gate_up_proj" / "experts.down_proj"
-// in PEFT's target_parameters layout (nn/lora.h).
+// token's experts run through MLX's gathered matmul (mx::gather_mm, or mx::gather_qmm
+// once quantized), not a loop. The experts are an nn::ExpertWeights: LoRA on
+// "experts.gate_up_proj" / "experts.down_proj" in PEFT's target_parameters layout
+// (nn/lora.h), quantized for QLoRA as models::quantize_model does the Linear layers.
 class MoE : public nn::Module {
  public:
   MoE(const Config& config, Rng& rng, mx::Dtype dtype);

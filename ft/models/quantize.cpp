@@ -1,12 +1,14 @@
 #include "ft/models/quantize.h"
 
 #include <memory>
+#include <tuple>
 #include <utility>
 
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
 #include "ft/nn/embedding.h"
+#include "ft/nn/experts.h"
 #include "ft/nn/linear.h"
 #include "ft/nn/lora.h"
 #include "ft/nn/quantized_linear.h"
@@ -16,8 +18,19 @@ namespace ft::models {
 namespace {
 
 bool is_quantized(const nn::Module* m) {
+  if (auto* experts = dynamic_cast<const nn::ExpertWeights*>(m)) {
+    for (const auto& name : experts->stacked_names())
+      if (experts->stacked(name).is_quantized()) return true;
+    return false;
+  }
   return dynamic_cast<const nn::QuantizedLinear*>(m) ||
          dynamic_cast<const nn::QuantizedEmbedding*>(m);
+}
+
+bool has_expert_adapters(const nn::ExpertWeights& experts) {
+  for (const auto& name : experts.stacked_names())
+    if (experts.adapter(name)) return true;
+  return false;
 }
 
 std::string join_problems(const std::vector<std::string>& problems) {
@@ -35,21 +48,29 @@ std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& 
   // a size every group size divides.
   nn::check_quantization("quantize", 128, spec.group_size, spec.bits);
   std::vector<std::pair<std::string, nn::Module*>> targets;
+  // Stacked expert weights: (host path, name), quantized in place.
+  std::vector<std::tuple<std::string, nn::ExpertWeights*, std::string>> stacked;
   for (const auto& [path, module] : model.named_modules()) {
     FT_CHECK(!is_quantized(module), "quantize", "'", path,
              "' is already quantized; quantize a floating-point model");
-    FT_CHECK(!dynamic_cast<nn::LoRALinear*>(module), "quantize", "'", path,
+    auto* experts = dynamic_cast<nn::ExpertWeights*>(module);
+    FT_CHECK(!dynamic_cast<nn::LoRALinear*>(module) && !(experts && has_expert_adapters(*experts)),
+             "quantize", "'", path,
              "' carries an adapter; quantize the base model before adding adapters");
     if (path.empty()) continue;
     if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
       if (linear->in_features() % spec.group_size == 0) targets.emplace_back(path, module);
     } else if (auto* embedding = dynamic_cast<nn::Embedding*>(module)) {
       if (embedding->dim() % spec.group_size == 0) targets.emplace_back(path, module);
+    } else if (experts) {
+      for (const auto& name : experts->stacked_names())
+        if (experts->stacked(name).in_features() % spec.group_size == 0)
+          stacked.emplace_back(path, experts, name);
     }
   }
-  FT_CHECK(!targets.empty(), "quantize",
-           "no Linear or Embedding has an input size that group_size ", spec.group_size,
-           " divides");
+  FT_CHECK(!targets.empty() || !stacked.empty(), "quantize",
+           "no Linear, Embedding or stacked expert weight has an input size that group_size ",
+           spec.group_size, " divides");
   std::vector<std::string> paths;
   for (const auto& [path, module] : targets) {
     std::shared_ptr<nn::Module> quantized;
@@ -63,6 +84,14 @@ std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& 
     if (evaluate) mx::eval(quantized->parameters().arrays());
     model.replace_module(path, quantized);
     paths.push_back(path);
+  }
+  // Stacked expert weights change form inside their host.
+  for (const auto& [path, experts, name] : stacked) {
+    auto quantized =
+        nn::StackedWeight::quantized(experts->stacked(name).weight, spec.group_size, spec.bits);
+    if (evaluate) mx::eval({quantized.weight, *quantized.scales, *quantized.biases});
+    experts->set_stacked(name, std::move(quantized));
+    paths.push_back(path + "." + name);
   }
   return paths;
 }
@@ -80,6 +109,16 @@ std::vector<std::string> dequantize_model(nn::Module& model) {
     FT_CHECK(!path.empty(), "dequantize", "the root module itself cannot be replaced");
     model.replace_module(path, layer);
     paths.push_back(path);
+  }
+  for (const auto& [path, module] : model.named_modules()) {
+    auto* experts = dynamic_cast<nn::ExpertWeights*>(module);
+    if (!experts) continue;
+    for (const auto& name : experts->stacked_names()) {
+      const nn::StackedWeight& w = experts->stacked(name);
+      if (!w.is_quantized()) continue;
+      experts->set_stacked(name, nn::StackedWeight::floats(w.dequantized()));
+      paths.push_back(path.empty() ? name : path + "." + name);
+    }
   }
   return paths;
 }
@@ -132,10 +171,40 @@ std::vector<std::string> make_quantized_layers(
       problems.push_back("'" + path + "': " + e.fact());
     }
   }
+  // Stacked expert weights: "<path>" with "<path>_scales" and "<path>_biases".
+  std::vector<std::tuple<std::string, nn::ExpertWeights*, std::string, nn::StackedWeight>> stacked;
+  for (const auto& [host_path, module] : model.named_modules()) {
+    auto* experts = dynamic_cast<nn::ExpertWeights*>(module);
+    if (!experts) continue;
+    for (const auto& name : experts->stacked_names()) {
+      const std::string path = host_path.empty() ? name : host_path + "." + name;
+      if (!weights.contains(path + "_scales")) continue;
+      std::optional<io::QuantSpec> spec = config ? config->for_module(path) : std::nullopt;
+      if (!spec) {
+        problems.push_back("'" + path + "' has quantized weights but config.json " +
+                           (config ? "marks it false in its \"quantization\""
+                                   : "has no \"quantization\""));
+        continue;
+      }
+      const nn::StackedWeight& w = experts->stacked(name);
+      try {
+        stacked.emplace_back(path, experts, name,
+                             nn::StackedWeight::zeros_quantized(
+                                 w.experts(), w.out_features(), w.in_features(), spec->group_size,
+                                 spec->bits, weights.at(path + "_scales").dtype()));
+      } catch (const Error& e) {
+        problems.push_back("'" + path + "': " + e.fact());
+      }
+    }
+  }
   if (!problems.empty()) throw Error("quantize", join_problems(problems));
   std::vector<std::string> paths;
   for (auto& [path, layer] : replaced) {
     model.replace_module(path, layer);
+    paths.push_back(path);
+  }
+  for (auto& [path, experts, name, weight] : stacked) {
+    experts->set_stacked(name, std::move(weight));
     paths.push_back(path);
   }
   return paths;

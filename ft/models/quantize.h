@@ -2,10 +2,12 @@
 // layers (the frozen base of QLoRA), back into floats, and rebuilding the quantized
 // layers a model folder's weights describe.
 //
-// Which layers: every Linear (q/k/v/o, gate/up/down, an untied lm_head) and the
-// embedding table, as mlx-lm's convert does; a layer whose input size (the embedding's
-// dim) the group size does not divide stays in floats, and config.json needs no entry
-// for it: loaders tell quantized modules by their ".scales" tensors.
+// Which layers: every Linear (q/k/v/o, gate/up/down, an untied lm_head), the embedding
+// table, as mlx-lm's convert does, and the stacked expert weights of a mixture of experts
+// (nn::ExpertWeights, multiplied through mx::gather_qmm); a layer whose input size (the
+// embedding's dim) the group size does not divide stays in floats, and config.json needs
+// no entry for it: loaders tell quantized modules by their ".scales" tensors (a stacked
+// weight "<path>" by "<path>_scales").
 #pragma once
 
 #include <optional>
@@ -22,7 +24,8 @@ namespace ft::models {
 
 // Replaces every nn::Linear and nn::Embedding under model whose input size
 // spec.group_size divides by its quantized form (nn::QuantizedLinear::from_linear,
-// nn::QuantizedEmbedding::from_embedding; scales in the layer's dtype), evaluating each
+// nn::QuantizedEmbedding::from_embedding, nn::StackedWeight::quantized for stacked expert
+// weights; scales in the layer's dtype), evaluating each
 // as it goes so the float weights can be freed (unless evaluate is false: a model built
 // lazily from a config, e.g. to count bytes, stays lazy). Returns the quantized paths in
 // named_modules order. Throws ft::Error for bits or a group size MLX's affine mode does
@@ -32,7 +35,8 @@ std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& 
                                         bool evaluate = true);
 
 // Replaces every quantized layer under model by a float Linear / Embedding holding its
-// dequantized weight (in the scales' dtype). Returns the paths replaced.
+// dequantized weight (in the scales' dtype), and every quantized stacked expert weight by
+// its floats. Returns the paths replaced.
 std::vector<std::string> dequantize_model(nn::Module& model);
 
 // Sets config.json's quantization entries as mlx-lm writes them: "quantization":
@@ -42,7 +46,8 @@ void set_quantization_config(nlohmann::json& config, const std::optional<io::Qua
 
 // Before a strict load: replaces each module that weights show quantized (it has
 // ".weight", ".scales" and ".biases", see io::quantized_modules) by a zero-filled
-// quantized layer of the spec config gives it, in the dtype of its scales. One
+// quantized layer of the spec config gives it, in the dtype of its scales, and likewise
+// each stacked expert weight "<path>" that has "<path>_scales". One
 // ft::Error lists every problem: quantized weights without a "quantization" entry in
 // config.json or for a module it marks false, weights for a module the model does not
 // have or that is neither a Linear nor an Embedding, a spec that does not fit the

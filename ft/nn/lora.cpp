@@ -11,6 +11,7 @@
 #include <mlx/random.h>
 #include <mlx/transforms.h>
 
+#include "ft/nn/experts.h"  // defines: ExpertWeights, gather_matmul_t
 #include "ft/nn/init.h"
 
 namespace ft::nn {
@@ -234,17 +235,17 @@ ExpertLoRA::ExpertLoRA(int experts, int out_features, int in_features, int rank,
   register_parameter("lora_B", &lora_B_);
 }
 
-mx::array ExpertLoRA::operator()(const mx::array& x, const mx::array& indices) const {
+mx::array ExpertLoRA::operator()(const mx::array& x, const mx::array& indices,
+                                 bool sorted) const {
   int r = rank();
   // Note [Adapters on stacked expert parameters]: A's rows (E, r, in), B's columns
   // (out, r, E); the scale goes on B, the smaller operand of the backward.
   mx::array a = mx::reshape(lora_A_, {experts_, r, in_features()});  // (E, r, in)
   mx::array scaled_b = mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_);
   mx::array b = mx::transpose(mx::reshape(scaled_b, {out_features(), r, experts_}),
-                              {2, 1, 0});  // (E, r, out)
-  mx::array u = mx::gather_mm(mx::astype(x, a.dtype()), mx::swapaxes(a, -1, -2), std::nullopt,
-                              indices);               // (..., 1, r)
-  return mx::gather_mm(u, b, std::nullopt, indices);  // (..., 1, out)
+                              {2, 0, 1});  // (E, out, r)
+  mx::array u = gather_matmul_t(mx::astype(x, a.dtype()), a, indices, sorted);  // (..., 1, r)
+  return gather_matmul_t(u, b, indices, sorted);                                // (..., 1, out)
 }
 
 mx::array ExpertLoRA::delta_weight() const {
@@ -283,7 +284,7 @@ std::string last_component(const std::string& path) {
 
 // A stacked parameter that apply_lora adapts: its host and its name there.
 struct StackedTarget {
-  AdapterHost* host;
+  ExpertWeights* host;
   std::string parameter;
 };
 
@@ -319,10 +320,10 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
   std::map<std::string, StackedTarget> stacked;
   for (const auto& [path, module] : modules) {
     if (path.empty()) continue;
-    if (auto* host = dynamic_cast<AdapterHost*>(module)) {
-      for (const auto& parameter : host->adaptable_parameters()) {
+    if (auto* host = dynamic_cast<ExpertWeights*>(module)) {
+      for (const auto& parameter : host->stacked_names()) {
         const std::string full = path + "." + parameter;
-        if (host->adapter_slot(parameter) || !targeted(full)) continue;
+        if (host->adapter(parameter) || !targeted(full)) continue;
         FT_CHECK(!config.dora, "lora", "DoRA on the stacked expert parameter '", full,
                  "' is not supported; use LoRA there or leave it out of the targets");
         FT_CHECK(config.dropout == 0.0f, "lora", "dropout on the stacked expert parameter '", full,
@@ -347,13 +348,11 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
       auto key = mx::take(keys, static_cast<int>(i), 0);
       if (auto it = stacked.find(paths[i]); it != stacked.end()) {
         auto& [host, parameter] = it->second;
-        const mx::array& weight = host->stacked_parameter(parameter);
-        FT_CHECK(weight.ndim() == 3, "lora", "'", paths[i], "' is ", weight.ndim(),
-                 "-D; a stacked expert parameter is (experts, out, in)");
-        auto& slot = host->adapter_slot(parameter);
-        slot = std::make_shared<ExpertLoRA>(weight.shape(0), weight.shape(1), weight.shape(2),
-                                            config.rank, config.alpha, key, config.rslora,
-                                            config.dtype);
+        const StackedWeight& weight = host->stacked(parameter);
+        auto& slot = host->adapter(parameter);
+        slot = std::make_shared<ExpertLoRA>(weight.experts(), weight.out_features(),
+                                            weight.in_features(), config.rank, config.alpha, key,
+                                            config.rslora, config.dtype);
         filled.push_back(&slot);
         continue;
       }
@@ -391,9 +390,9 @@ std::vector<std::string> fuse_lora(Module& root, bool dequantize) {
   for (const auto& [path, module] : root.named_modules()) {
     if (auto* wrapper = dynamic_cast<LoRALinear*>(module))
       fused.emplace_back(path, wrapper->fuse(dequantize));
-    if (auto* host = dynamic_cast<AdapterHost*>(module))
-      for (const auto& parameter : host->adaptable_parameters())
-        if (host->adapter_slot(parameter))
+    if (auto* host = dynamic_cast<ExpertWeights*>(module))
+      for (const auto& parameter : host->stacked_names())
+        if (host->adapter(parameter))
           merged.emplace_back(path.empty() ? parameter : path + "." + parameter,
                               StackedTarget{host, parameter});
   }
@@ -404,11 +403,15 @@ std::vector<std::string> fuse_lora(Module& root, bool dequantize) {
     paths.push_back(path);
   }
   for (auto& [path, target] : merged) {
-    mx::array& weight = target.host->stacked_parameter(target.parameter);  // (E, out, in)
-    auto& slot = target.host->adapter_slot(target.parameter);
-    mx::array delta = slot->delta_weight();
-    mx::Dtype compute = mx::promote_types(weight.dtype(), delta.dtype());
-    weight = mx::astype(mx::add(mx::astype(weight, compute), delta), weight.dtype());
+    const StackedWeight& base = target.host->stacked(target.parameter);
+    auto& slot = target.host->adapter(target.parameter);
+    mx::array delta = slot->delta_weight();  // (E, out, in)
+    mx::Dtype compute = mx::promote_types(base.dtype(), delta.dtype());
+    mx::array w = mx::astype(mx::add(mx::astype(base.dequantized(), compute), delta), base.dtype());
+    target.host->set_stacked(target.parameter,
+                             base.is_quantized() && !dequantize
+                                 ? StackedWeight::quantized(w, base.group_size, base.bits)
+                                 : StackedWeight::floats(w));
     slot.reset();
     paths.push_back(path);
   }

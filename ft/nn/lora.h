@@ -114,8 +114,9 @@ class DoRALinear : public LoRALinear {
 //   lora_A (E*r, in)   rows expert-major: expert e owns rows [e*r, (e+1)*r)
 //   lora_B (out, E*r)  columns rank-major: column k*E + e is rank k of expert e
 // so expert e's delta is s B[:, e::E] A[e*r:(e+1)*r] with s = alpha / r (r per expert).
-// An ExpertLoRA holds that pair; its host module registers one child slot per adaptable
-// parameter under the parameter's own name, so the adapter's tensors are
+// An ExpertLoRA holds that pair; its host, an nn::ExpertWeights (nn/experts.h), registers
+// one child slot per stacked parameter under the parameter's own name, so the adapter's
+// tensors are
 // "<...>.experts.gate_up_proj.lora_A" / ".lora_B", beside the frozen
 // "<...>.experts.gate_up_proj". There is no dropout (PEFT refuses it there too: the
 // input is shared by every expert's delta) and no DoRA.
@@ -129,8 +130,9 @@ class ExpertLoRA : public Module {
 
   // The low-rank term of the experts in indices for each row of x: x (..., 1, in) with
   // indices broadcastable against x's batch shape, as mx::gather_mm takes them ->
-  // (..., 1, out). Two gathered products, never a loop over experts.
-  mx::array operator()(const mx::array& x, const mx::array& indices) const;
+  // (..., 1, out). Two gathered products, never a loop over experts; sorted as in
+  // nn::gather_matmul_t.
+  mx::array operator()(const mx::array& x, const mx::array& indices, bool sorted = false) const;
   // s B_e A_e for every expert: (E, out, in), in the adapter's dtype.
   mx::array delta_weight() const;
 
@@ -150,21 +152,6 @@ class ExpertLoRA : public Module {
   mx::array lora_B_;  // (out, E*r)
 };
 
-// A module whose own stacked parameters (E, out, in) can carry ExpertLoRA adapters. It
-// registers, for each adaptable parameter, a child slot of the same name that stays null
-// until apply_lora fills it, and adds the slot's term in its forward.
-class AdapterHost {
- public:
-  virtual ~AdapterHost() = default;
-  // The parameters that may carry an adapter, in registration order (PEFT nests its
-  // wrappers in this order, the first innermost: see ft/io/adapters.h).
-  virtual std::vector<std::string> adaptable_parameters() const = 0;
-  // The stacked parameter (E, out, in) by name.
-  virtual mx::array& stacked_parameter(const std::string& name) = 0;
-  // Its adapter slot, registered as the child `name`; null while not adapted.
-  virtual std::shared_ptr<ExpertLoRA>& adapter_slot(const std::string& name) = 0;
-};
-
 struct LoraConfig {
   int rank = 8;
   float alpha = 16.0f;
@@ -174,7 +161,7 @@ struct LoraConfig {
   // A Linear or QuantizedLinear is adapted when the last component of its dotted path
   // is one of target_modules ({"q_proj", "v_proj"}) or target_regex matches its whole
   // path somewhere (std::regex_search). At least one of the two must be given. A stacked
-  // parameter of an AdapterHost is matched the same way by its name ("gate_up_proj",
+  // parameter of an nn::ExpertWeights is matched the same way by its name ("gate_up_proj",
   // "down_proj") and its full path ("model.layers.0.mlp.experts.gate_up_proj").
   std::vector<std::string> target_modules;
   std::string target_regex;
@@ -193,8 +180,9 @@ struct LoraConfig {
 std::vector<std::string> apply_lora(Module& root, const LoraConfig& config);
 
 // Replaces every LoRA/DoRA wrapper under root by its fuse(dequantize) layer, merges every
-// ExpertLoRA into its stacked parameter (W_e + s B_e A_e, in W's dtype) and removes it,
-// and returns their paths.
+// ExpertLoRA into its stacked parameter (W_e + s B_e A_e, in W's dtype; a quantized one
+// re-quantized with its own group size and bits, or left in floats with dequantize) and
+// removes it, and returns their paths.
 std::vector<std::string> fuse_lora(Module& root, bool dequantize = false);
 
 }  // namespace ft::nn

@@ -36,6 +36,11 @@ void Module::register_parameter(const std::string& name, mx::array* slot) {
   params_.emplace_back(name, slot);
 }
 
+void Module::unregister_parameter(const std::string& name) {
+  std::erase_if(params_, [&](const auto& entry) { return entry.first == name; });
+  frozen_.erase(name);
+}
+
 void Module::adopt_parameters(const Module& other) {
   for (const auto& [name, slot] : other.params_) register_parameter(name, slot);
 }

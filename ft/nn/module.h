@@ -79,6 +79,9 @@ class Module {
  protected:
   // Registers a parameter held in a member of the subclass (it must outlive us).
   void register_parameter(const std::string& name, mx::array* slot);
+  // Removes a registered parameter (and its frozen mark); absent names are ignored. For
+  // a layer whose storage changes form (nn::ExpertWeights' floats and quantized arrays).
+  void unregister_parameter(const std::string& name);
   // Registers `other`'s own parameters (not its children's) under the same names.
   // The slots stay in `other`, which this module must keep alive: a LoRA wrapper
   // shows its base layer's "weight" as its own, so Hugging Face names survive.

@@ -92,7 +92,7 @@ TEST(CliQlora, TrainOnAQuantizedFolderThenFuse) {
   EXPECT_EQ(float_model->find_module("model.embed_tokens")->type_name(), "Embedding");
   // The same function in floats.
   EXPECT_NEAR(eval_loss(dequantized, data), adapted_loss,
-              ft::testing::quantized_matmul_tolerance(1e-5f) * adapted_loss);
+              ft::testing::tf32_tolerance(1e-5f) * adapted_loss);
 }
 
 TEST(CliQlora, BadQuantizationRequestsAreOneErrorLine) {

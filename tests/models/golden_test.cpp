@@ -20,6 +20,7 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/causal_lm_task.h"
+#include "tests/test_util.h"
 #include "ft/train/losses.h"
 
 namespace mx = mlx::core;
@@ -105,6 +106,7 @@ class GoldenModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
   const std::string name = GetParam();
+  ft::testing::OnCpu cpu(name.starts_with("mixtral"));  // see OnCpu
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
   ft::ParamMap expected =
@@ -152,6 +154,7 @@ TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
 // adapters' gradients.
 TEST_P(GoldenModel, LoraMatchesPeft) {
   const std::string name = GetParam();
+  ft::testing::OnCpu cpu(name.starts_with("mixtral"));  // see OnCpu
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
   ft::ParamMap expected =
@@ -198,6 +201,7 @@ TEST_P(GoldenModel, LoraMatchesPeft) {
 // a time) gives transformers' generate(do_sample=False) tokens.
 TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
   const std::string name = GetParam();
+  ft::testing::OnCpu cpu(name.starts_with("mixtral"));  // see OnCpu
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
   ft::ParamMap expected =
@@ -287,6 +291,7 @@ namespace {
 // training loss (train::causal_lm_loss, summed over tokens) adds it once per token, so
 // its mean is transformers' loss_with_aux; the router's gradient follows it.
 TEST(GoldenFixtures, MixtralRouterLossMatchesTransformers) {
+  ft::testing::OnCpu cpu;  // see OnCpu
   ft::io::ModelConfig file = ft::io::read_config(kModels / "mixtral_fused");
   nlohmann::json json = file.json();
   json["output_router_logits"] = true;

@@ -1,4 +1,4 @@
-// LoRA on stacked expert parameters (ExpertLoRA, AdapterHost): PEFT's layout against the
+// LoRA on stacked expert parameters (ExpertLoRA, ExpertWeights): PEFT's layout against the
 // hand formula, apply_lora's matching and freezing, gradients through the gathered
 // products against a per-expert reference, and fuse_lora against the adapted forward.
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
+#include "ft/nn/experts.h"
 #include "ft/nn/lora.h"
 #include "nn_test_util.h"
 
@@ -15,6 +16,7 @@ namespace mx = mlx::core;
 using ft::nn::ExpertLoRA;
 using ft::nn::LoraConfig;
 using ft::nn::Module;
+using ft::nn::StackedWeight;
 using ft_test::max_abs;
 using ft_test::max_abs_diff;
 using ft_test::randn;
@@ -25,36 +27,17 @@ constexpr int kExperts = 3, kIn = 4, kOut = 5, kRank = 2;
 
 // Stacked weights like MoE's experts: "up" (E, out, in) and "down" (E, in, out), each
 // token through one expert per row of indices.
-class ToyExperts : public Module, public ft::nn::AdapterHost {
+class ToyExperts : public ft::nn::ExpertWeights {
  public:
-  explicit ToyExperts(uint64_t seed)
-      : up(randn({kExperts, kOut, kIn}, seed)), down(randn({kExperts, kIn, kOut}, seed + 1)) {
-    register_parameter("up", &up);
-    register_parameter("down", &down);
-    register_module("up", &up_lora);
-    register_module("down", &down_lora);
-  }
-  std::vector<std::string> adaptable_parameters() const override { return {"up", "down"}; }
-  mx::array& stacked_parameter(const std::string& name) override {
-    return name == "up" ? up : down;
-  }
-  std::shared_ptr<ExpertLoRA>& adapter_slot(const std::string& name) override {
-    return name == "up" ? up_lora : down_lora;
+  explicit ToyExperts(uint64_t seed) {
+    add_stacked("up", StackedWeight::floats(randn({kExperts, kOut, kIn}, seed)));
+    add_stacked("down", StackedWeight::floats(randn({kExperts, kIn, kOut}, seed + 1)));
   }
   // x (T, in), indices (T,) -> (T, in)
   mx::array operator()(const mx::array& x, const mx::array& indices) {
     auto rows = mx::expand_dims(x, -2);  // (T, 1, in)
-    auto h = project(rows, up, up_lora, indices);
-    return mx::squeeze(project(mx::tanh(h), down, down_lora, indices), -2);
-  }
-  mx::array up, down;
-  std::shared_ptr<ExpertLoRA> up_lora, down_lora;
-
- private:
-  static mx::array project(const mx::array& x, const mx::array& w,
-                           const std::shared_ptr<ExpertLoRA>& adapter, const mx::array& indices) {
-    auto y = mx::gather_mm(x, mx::swapaxes(w, -1, -2), std::nullopt, indices);
-    return adapter ? y + (*adapter)(x, indices) : y;
+    auto h = project("up", rows, indices);
+    return mx::squeeze(project("down", mx::tanh(h), indices), -2);
   }
 };
 
@@ -177,7 +160,7 @@ TEST(ExpertLoRA, ApplyLoraHonoursRegexAndNumLayers) {
   one_layer.target_modules = {"up"};
   one_layer.num_layers = 1;
   EXPECT_EQ(ft::nn::apply_lora(last, one_layer), (std::vector<std::string>{"layers.1.experts.up"}));
-  EXPECT_EQ(last.layers->operator[](0).experts->up_lora, nullptr);
+  EXPECT_EQ(last.layers->operator[](0).experts->adapter("up"), nullptr);
 }
 
 TEST(ExpertLoRA, DoraAndDropoutAreRefusedAndNothingChanges) {
@@ -189,7 +172,7 @@ TEST(ExpertLoRA, DoraAndDropoutAreRefusedAndNothingChanges) {
   dropout.dropout = 0.1f;
   EXPECT_FT_ERROR(ft::nn::apply_lora(model, dropout), "dropout on the stacked expert parameter");
   EXPECT_EQ(model.trainable_parameters().size(), model.parameters().size());
-  EXPECT_EQ(model.layers->operator[](0).experts->up_lora, nullptr);
+  EXPECT_EQ(model.layers->operator[](0).experts->adapter("up"), nullptr);
 }
 
 // The adapters' gradients through the gathered products equal those of a reference that

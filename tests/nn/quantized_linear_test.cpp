@@ -32,7 +32,7 @@ TEST_P(QuantizedLinearCases, ForwardEqualsDequantizedMatmul) {
   auto w = q->dequantized_weight();
   auto expected = mx::matmul(x, mx::transpose(w));
   if (bias) expected = mx::add(expected, *dense.bias());
-  EXPECT_LT(max_abs_diff((*q)(x), expected), ft::testing::quantized_matmul_tolerance(2e-4f));
+  EXPECT_LT(max_abs_diff((*q)(x), expected), ft::testing::tf32_tolerance(2e-4f));
 
   // Dequantization itself: w = scale * code + bias per group, codes in [0, 2^bits).
   auto groups = mx::reshape(w, {24, 256 / group_size, group_size});
@@ -118,7 +118,7 @@ TEST_P(QuantizedLinearShapes, ForwardEqualsDequantizedMatmulOnTheCpu) {
     mx::eval(expected);
   }
   float scale = ft_test::max_abs(expected);
-  float tolerance = dtype == mx::float32 ? ft::testing::quantized_matmul_tolerance(2e-5f) : 2e-2f;
+  float tolerance = dtype == mx::float32 ? ft::testing::tf32_tolerance(2e-5f) : 2e-2f;
   EXPECT_LT(max_abs_diff(mx::astype((*q)(x), mx::float32), expected), tolerance * scale)
       << rows << " x " << in << " -> " << out;
 }

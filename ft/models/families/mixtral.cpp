@@ -1,8 +1,9 @@
 // Mixtral: Mistral's layers with the MLP replaced by a sparse mixture of experts
 // (blocks.h's MoE): mlp.gate (the router) and mlp.experts.{gate_up_proj, down_proj}, as
 // transformers 5 names them. Hub checkpoints in the older layout
-// (block_sparse_moe.gate, block_sparse_moe.experts.E.{w1, w3, w2}) are stacked into it
-// on load. The router's load-balancing loss joins the training loss when config.json
+// (block_sparse_moe.gate, block_sparse_moe.experts.E.{w1, w3, w2}) and mlx-lm's
+// (block_sparse_moe.switch_mlp.{gate_proj, up_proj, down_proj}, floats or quantized) are
+// stacked into it on load. The router's load-balancing loss joins the training loss when config.json
 // sets output_router_logits (times router_aux_loss_coef), as in transformers.
 #include <mlx/ops.h>
 
@@ -57,6 +58,36 @@ std::unique_ptr<CausalLM> build(const Config& c, Rng& rng, mx::Dtype dtype) {
   return std::make_unique<CausalLM>(c, StackSpec{}, layer, rng, dtype);
 }
 
+// mlx-lm's stacked layout: switch_mlp's gate_proj and up_proj (experts, intermediate,
+// hidden) each, floats or quantized over hidden, are the two halves of gate_up_proj's rows
+// (quantization groups run along hidden, so the packed words, scales and biases join
+// along the same axis); down_proj is down_proj. A quantized array's companions
+// ".scales" / ".biases" become "_scales" / "_biases" (nn/experts.h).
+void stack_switch_mlp(ParamMap& weights, const std::string& old, const std::string& experts) {
+  const std::string mlp = old + "switch_mlp.";
+  for (const char* part : {"weight", "scales", "biases"}) {
+    const std::string suffix = std::string(part) == "weight" ? "" : std::string("_") + part;
+    const std::string gate = mlp + "gate_proj." + part, up = mlp + "up_proj." + part,
+                      down = mlp + "down_proj." + part;
+    if (weights.contains(gate) || weights.contains(up)) {
+      FT_CHECK(weights.contains(gate) && weights.contains(up), "mixtral", "tensor '",
+               weights.contains(gate) ? up : gate, "' is missing beside '",
+               weights.contains(gate) ? gate : up, "'");
+      const mx::array& g = weights.at(gate);
+      const mx::array& u = weights.at(up);
+      FT_CHECK(g.ndim() == 3 && g.shape() == u.shape(), "mixtral", "tensors '", gate, "' and '", up,
+               "' must be (experts, intermediate, hidden) alike");
+      weights.set(experts + "gate_up_proj" + suffix, mx::concatenate({g, u}, 1));
+      weights.erase(gate);
+      weights.erase(up);
+    }
+    if (weights.contains(down)) {
+      weights.set(experts + "down_proj" + suffix, weights.at(down));
+      weights.erase(down);
+    }
+  }
+}
+
 // The Hub's per-expert layout into the stacked one: for each layer, w1 (gate) and w3
 // (up), (intermediate, hidden) each, become rows of gate_up_proj[e]; w2 (hidden,
 // intermediate) becomes down_proj[e]. Every expert of a layer must be there.
@@ -65,10 +96,13 @@ void sanitize(ParamMap& weights, const Config& c) {
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     const std::string prefix = "model.layers." + std::to_string(layer);
     const std::string old = prefix + old_block;
-    if (weights.contains(old + "gate.weight")) {
-      weights.set(prefix + ".mlp.gate.weight", weights.at(old + "gate.weight"));
-      weights.erase(old + "gate.weight");
+    for (const char* part : {"weight", "scales", "biases"}) {
+      const std::string router = old + "gate." + part;
+      if (!weights.contains(router)) continue;
+      weights.set(prefix + ".mlp.gate." + part, weights.at(router));
+      weights.erase(router);
     }
+    stack_switch_mlp(weights, old, prefix + ".mlp.experts.");
     if (!weights.contains(old + "experts.0.w1.weight")) continue;
     std::vector<mx::array> gate_up, down;
     for (int e = 0; e < c.num_experts; ++e) {

@@ -19,6 +19,10 @@ down_proj's 48, which mlx-lm leaves in floats without a config entry):
                       the output head), 4 bits, groups of 32, with per-module settings:
                       layer 0's q_proj at 8 bits (a config entry) and layer 1's v_proj
                       left in floats
+  mixtral_q4_g32      models/mixtral (the older per-expert layout, which mlx-lm stacks
+                      into its switch_mlp.{gate_proj, up_proj, down_proj}), 4 bits,
+                      groups of 32: the router and the experts' gate and up projections
+                      quantized, their down projection (48 wide) left in floats
 """
 
 import json
@@ -45,6 +49,7 @@ def mixed_predicate(path, module):
 VARIANTS = {
     "llama_q4_g32": ("llama", 4, 32, None),
     "llama3_tied_mixed": ("llama3_tied", 4, 32, mixed_predicate),
+    "mixtral_q4_g32": ("mixtral", 4, 32, None),
 }
 
 
