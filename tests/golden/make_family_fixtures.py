@@ -909,11 +909,51 @@ def make_mixtral_layouts(source, config, fused_state, fused_grads, tensors, meta
     check_derived(name, folder, tensors, generation, "mixtral")
 
 
+def make_gemma3_multimodal():
+    """gemma3: the multimodal Gemma3ForConditionalGeneration (model_type "gemma3", the text
+    model's fields under text_config) holding gemma3_text's weights as its language model,
+    beside a tiny random vision tower and projector that text-only inputs never reach. Its
+    logits and greedy generation must be gemma3_text's, which is what the test compares
+    (gemma3_text_expected / _generate), so it writes no expected tensors of its own."""
+    name = "gemma3"
+    print(name)
+    text = load(os.path.join(OUT, "gemma3_text"))
+    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=32,
+                                             num_hidden_layers=1, num_attention_heads=2,
+                                             image_size=32, patch_size=16)
+    config = transformers.Gemma3Config(text_config=text.config.to_dict(),
+                                       vision_config=vision.to_dict(), mm_tokens_per_image=4)
+    torch.manual_seed(31)
+    model = transformers.Gemma3ForConditionalGeneration(config).float()
+    missing = model.model.language_model.load_state_dict(text.model.state_dict(), strict=True)
+    assert not missing.missing_keys and not missing.unexpected_keys, missing
+    model.lm_head.weight = model.model.language_model.embed_tokens.weight
+    model.train(False)
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    print_layout(name, os.path.join(folder, "model.safetensors"))
+    again = transformers.Gemma3ForConditionalGeneration.from_pretrained(
+        folder, attn_implementation="eager", dtype=torch.float32)
+    again.train(False)
+    expected = load_file(os.path.join(OUT, "gemma3_text_expected.safetensors"))
+    generation = load_file(os.path.join(OUT, "gemma3_text_generate.safetensors"))
+    with torch.no_grad():
+        logits = again(input_ids=expected["ids"].long()).logits
+    diff = float((logits - expected["logits"]).abs().max())
+    assert diff < 1e-5, diff
+    cached, _ = generate(again, generation["prompt"].long(), use_cache=True)
+    assert torch.equal(cached.to(torch.int32), generation["generated"]), name
+    print(f"  {name}: logits equal gemma3_text's within {diff:.1e}, same generation")
+
+
 def main(only=()):
     torch.manual_seed(0)
     for index, (name, spec) in enumerate(VARIANTS.items()):
         if not only or name in only:
             make_variant(index, name, spec)
+    if not only or "gemma3" in only:
+        make_gemma3_multimodal()
     for index, name in enumerate(EXISTING):
         if only and name not in only:
             continue

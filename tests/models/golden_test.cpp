@@ -47,13 +47,20 @@ mx::array shifted_loss(const mx::array& logits, const mx::array& ids) {
   return ft::train::cross_entropy(head, targets, {.reduction = ft::train::Reduction::mean});
 }
 
+// The file of a variant's expected outputs ("_expected" or "_generate"): its own, except the
+// multimodal gemma3 folder's, which holds gemma3_text's weights as its language model and
+// whose transformers outputs make_family_fixtures.py found equal to gemma3_text's.
+fs::path fixture(const std::string& name, const std::string& kind) {
+  return kModels / ((name == "gemma3" ? "gemma3_text" : name) + "_" + kind + ".safetensors");
+}
+
 // The fixture's LoRA targets (its metadata's lora_target_modules; q_proj and v_proj
 // for the fixtures that predate it), and the names of the stacked expert parameters PEFT
 // adapted through lora_target_parameters ("mlp.experts.gate_up_proj" -> "gate_up_proj"),
 // which ft's target_modules match as a user would name them.
 std::vector<std::string> lora_targets(const std::string& name) {
   std::unordered_map<std::string, std::string> metadata;
-  ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string(), &metadata);
+  ft::ParamMap::load_safetensors(fixture(name, "expected").string(), &metadata);
   auto it = metadata.find("lora_target_modules");
   if (it == metadata.end()) return {"q_proj", "v_proj"};
   std::vector<std::string> out;
@@ -110,7 +117,7 @@ TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
   ft::ParamMap expected =
-      ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string());
+      ft::ParamMap::load_safetensors(fixture(name, "expected").string());
   mx::array ids = expected.at("ids");
 
   mx::array logits = (*model)(ids);
@@ -158,7 +165,7 @@ TEST_P(GoldenModel, LoraMatchesPeft) {
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
   ft::ParamMap expected =
-      ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string());
+      ft::ParamMap::load_safetensors(fixture(name, "expected").string());
   mx::array ids = expected.at("ids");
 
   ft::nn::LoraConfig lora;
@@ -205,7 +212,7 @@ TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
   ft::ParamMap expected =
-      ft::ParamMap::load_safetensors((kModels / (name + "_generate.safetensors")).string());
+      ft::ParamMap::load_safetensors(fixture(name, "generate").string());
   std::vector<int> prompt = ids_of(expected.at("prompt"));
   std::vector<int> want = ids_of(expected.at("generated"));
   ASSERT_GT(want.size(), prompt.size());
@@ -223,7 +230,7 @@ TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModel,
                          ::testing::Values("llama", "llama3_tied", "llama_linear", "llama_dynamic",
                                            "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text",
-                                           "phi", "phi_qk_layernorm", "phi3", "phi3_longrope",
+                                           "gemma3", "phi", "phi_qk_layernorm", "phi3", "phi3_longrope",
                                            "gpt2", "gpt2_bare", "mixtral", "mixtral_legacy",
                                            "lfm2"));
 
@@ -241,7 +248,7 @@ ft::models::Config config_without(const std::string& name, void (*strip)(ft::mod
 
 float error_without(const std::string& name, void (*strip)(ft::models::Config&), int length = 12) {
   ft::ParamMap expected =
-      ft::ParamMap::load_safetensors((kModels / (name + "_expected.safetensors")).string());
+      ft::ParamMap::load_safetensors(fixture(name, "expected").string());
   ft::Rng rng(0);
   auto built = ft::models::build_model(config_without(name, strip), rng);
   auto& model = *built;
