@@ -45,7 +45,9 @@ void run_eval(const EvalOptions& o) {
   data::DataLoader loader(o.model, d);
   data::Split split = loader.load_file(o.data, "eval");
   auto model = models::load_model(o.model);
-  if (!o.adapter.empty()) io::apply_adapter(*model, o.adapter);
+  if (!o.adapter.empty())
+    io::apply_adapter(*model, o.adapter, std::nullopt,
+                      models::peft_module_prefix(io::read_config(o.model)));
   model->eval();
 
   data::BatchOptions b;

@@ -66,7 +66,9 @@ void run_generate(GenerateCliOptions o) {
   auto tokenizer = tokenizer::Tokenizer::from_dir(tokenizer_dir);
   mx::Dtype dtype = parse_dtype(o.dtype);
   auto model = models::load_model(o.model, dtype);
-  if (!o.adapter.empty()) io::apply_adapter(*model, o.adapter, dtype);
+  if (!o.adapter.empty())
+    io::apply_adapter(*model, o.adapter, dtype,
+                      models::peft_module_prefix(io::read_config(o.model)));
   model->eval();
 
   std::vector<int> prompt;

@@ -392,9 +392,10 @@ void run_train(const TrainOptions& o) {
   if (!o.adapter.empty()) {
     // Saved again with the settings it was trained with (alpha, dropout, rsLoRA, DoRA).
     uint64_t seed = lora.seed;
-    lora = io::load_adapter(o.adapter).config;
+    const io::ModulePrefix prefix = models::peft_module_prefix(io::read_config(o.model));
+    lora = io::load_adapter(o.adapter, model.get(), prefix).config;
     lora.seed = seed;
-    io::apply_adapter(*model, o.adapter, mx::float32);
+    io::apply_adapter(*model, o.adapter, mx::float32, prefix);
   } else if (o.method != "full") {
     nn::apply_lora(*model, lora);
   }
@@ -454,13 +455,14 @@ void run_train(const TrainOptions& o) {
     if (o.method == "full") {
       io::SaveOptions save;
       save.copy_tokenizer_from = o.model;
-      io::save_model_folder(model->parameters(), io::read_config(o.model).json(), adapter_dir,
-                            save);
+      io::save_model_folder(model->parameters(), models::loaded_config(io::read_config(o.model)),
+                            adapter_dir, save);
     } else if (o.adapter_format == "mlx-lm") {
       io::save_mlx_lm_adapter(*model, lora, adapter_dir);
     } else {
       // Loadable by peft.PeftModel.from_pretrained, and by ft eval/generate/fuse as mlx-lm's.
-      io::save_peft_adapter(*model, lora, o.model, adapter_dir);
+      io::save_peft_adapter(*model, lora, o.model, adapter_dir,
+                            models::peft_module_prefix(io::read_config(o.model)));
     }
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -300,7 +300,7 @@ std::vector<std::string> targeted_parameters(const std::string& module,
   return ordered;
 }
 
-Adapter read_peft(const fs::path& dir, const nn::Module* model) {
+Adapter read_peft(const fs::path& dir, const nn::Module* model, const ModulePrefix& prefix) {
   const fs::path config_file = dir / "adapter_config.json";
   const fs::path weights_file = dir / "adapter_model.safetensors";
   json j = read_json(config_file);
@@ -330,6 +330,7 @@ Adapter read_peft(const fs::path& dir, const nn::Module* model) {
   std::vector<std::string> target_parameters;
   if (j.contains("target_parameters") && !j["target_parameters"].is_null())
     target_parameters = field<std::vector<std::string>>(j, "target_parameters", config_file);
+  for (auto& t : target_parameters) t = prefix.to_ours(t);
 
   // (module, wrapper depth) -> the tensors of one stacked adapter, resolved below.
   std::map<std::pair<std::string, int>, std::vector<std::pair<std::string, mx::array>>> wrapped;
@@ -346,7 +347,7 @@ Adapter read_peft(const fs::path& dir, const nn::Module* model) {
     for (const auto& [suffix, ours] : suffixes) {
       if (rest.size() > suffix.size() &&
           rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0) {
-        const std::string module = rest.substr(0, rest.size() - suffix.size());
+        const std::string module = prefix.to_ours(rest.substr(0, rest.size() - suffix.size()));
         if (!target_parameters.empty()) {
           auto [unwrapped, depth] = strip_base_layers(module);
           if (!targeted_parameters(unwrapped, target_parameters, model).empty()) {
@@ -424,6 +425,16 @@ Adapter read_mlx_lm(const fs::path& dir) {
 
 }  // namespace
 
+std::string ModulePrefix::to_theirs(const std::string& path) const {
+  if (ours == theirs || !path.starts_with(ours)) return path;
+  return theirs + path.substr(ours.size());
+}
+
+std::string ModulePrefix::to_ours(const std::string& path) const {
+  if (ours == theirs || !path.starts_with(theirs)) return path;
+  return ours + path.substr(theirs.size());
+}
+
 ParamMap adapter_parameters(const nn::Module& model) {
   ParamMap all = model.parameters();
   ParamMap out;
@@ -440,7 +451,8 @@ ParamMap adapter_parameters(const nn::Module& model) {
 }
 
 void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
-                       const std::string& base_model_name_or_path, const fs::path& out_dir) {
+                       const std::string& base_model_name_or_path, const fs::path& out_dir,
+                       const ModulePrefix& prefix) {
   const Collected c = collect(model, config);
   const auto stacked_modules = peft_stacked_modules(model, c.stacked);
   ParamMap ours = adapter_parameters(model);
@@ -451,21 +463,25 @@ void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
     const std::string peft_leaf = leaf == "lora_A"   ? "lora_A.weight"
                                   : leaf == "lora_B" ? "lora_B.weight"
                                                      : "lora_magnitude_vector";
-    tensors.set(kPeftPrefix + module + "." + peft_leaf, value);
+    tensors.set(kPeftPrefix + prefix.to_theirs(module) + "." + peft_leaf, value);
   }
   tensors.eval();
 
   // Module names when they describe the set exactly (every Linear with those names in the
-  // chosen layers is adapted, as apply_lora did), else a regex naming each path.
+  // chosen layers is adapted, as apply_lora did), else a regex naming each path. A model
+  // whose text part sits inside a larger one (prefix) has other modules of the same names
+  // there (a vision tower's q_proj), so it gets the regex.
   json j;
   if (c.paths.empty()) {
     j["target_modules"] = json::array();  // PEFT's way to adapt only target_parameters
-  } else if (config.target_regex.empty()) {
+  } else if (config.target_regex.empty() && prefix.ours == prefix.theirs) {
     std::set<std::string> names;
     for (const auto& p : c.paths) names.insert(p.substr(p.rfind('.') + 1));
     j["target_modules"] = std::vector<std::string>(names.begin(), names.end());
   } else {
-    j["target_modules"] = exact_regex(c.paths);
+    std::vector<std::string> theirs;
+    for (const auto& p : c.paths) theirs.push_back(prefix.to_theirs(p));
+    j["target_modules"] = exact_regex(theirs);
   }
   // PEFT matches target_parameters by suffix and ignores layers_to_transform for them:
   // the path inside a decoder layer ("mlp.experts.gate_up_proj") when every layer's is
@@ -476,13 +492,14 @@ void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
     for (const auto& p : c.stacked) {
       const auto [layer, inner] = split_layer(p);
       const bool every_layer = config.target_regex.empty() && config.num_layers == 0 && layer >= 0;
-      const std::string entry = every_layer ? inner : p;
+      const std::string entry = every_layer ? inner : prefix.to_theirs(p);
       if (std::find(parameters.begin(), parameters.end(), entry) == parameters.end())
         parameters.push_back(entry);
     }
     j["target_parameters"] = parameters;
   }
-  if (config.num_layers > 0 && config.target_regex.empty() && !c.paths.empty()) {
+  if (config.num_layers > 0 && config.target_regex.empty() && prefix.ours == prefix.theirs &&
+      !c.paths.empty()) {
     std::set<int> layers;
     for (const auto& p : c.paths)
       if (int i = split_layer(p).first; i >= 0) layers.insert(i);
@@ -575,12 +592,12 @@ void save_mlx_lm_adapter(const nn::Module& model, const nn::LoraConfig& config,
   });
 }
 
-Adapter load_adapter(const fs::path& dir, const nn::Module* model) {
+Adapter load_adapter(const fs::path& dir, const nn::Module* model, const ModulePrefix& prefix) {
   std::error_code ec;
   FT_CHECK(fs::is_directory(dir, ec), kPlace, dir.string(), ": not a folder");
   Adapter a;
   if (fs::is_regular_file(dir / "adapter_model.safetensors", ec))
-    a = read_peft(dir, model);
+    a = read_peft(dir, model, prefix);
   else if (fs::is_regular_file(dir / "adapters.safetensors", ec))
     a = read_mlx_lm(dir);
   else
@@ -625,8 +642,8 @@ Adapter load_adapter(const fs::path& dir, const nn::Module* model) {
 }
 
 std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
-                                       std::optional<mx::Dtype> dtype) {
-  Adapter a = load_adapter(dir, &model);
+                                       std::optional<mx::Dtype> dtype, const ModulePrefix& prefix) {
+  Adapter a = load_adapter(dir, &model, prefix);
   const fs::path weights_file = dir / (a.format == AdapterFormat::peft ? "adapter_model.safetensors"
                                                                        : "adapters.safetensors");
   // Check every module against the model before changing anything.

@@ -41,18 +41,31 @@ struct Adapter {
   std::string base_model_name_or_path;  // PEFT only; empty otherwise
 };
 
+// Where PEFT's module paths differ from ft's by a prefix: a multimodal model's
+// transformers class holds the text model ft loads one level down (Gemma 3's
+// Gemma3ForConditionalGeneration: ft's "model.layers.0.self_attn.q_proj" is its
+// "model.language_model.layers.0.self_attn.q_proj"). Empty: the same paths.
+struct ModulePrefix {
+  std::string ours;    // e.g. "model."
+  std::string theirs;  // e.g. "model.language_model."
+  // path with ours replaced by theirs (unchanged when it does not start with ours).
+  std::string to_theirs(const std::string& path) const;
+  // The reverse; a path already in ft's form is kept.
+  std::string to_ours(const std::string& path) const;
+};
+
 // The adapter parameters of every LoRA/DoRA wrapper and ExpertLoRA under model, in ft's
 // names.
 ParamMap adapter_parameters(const nn::Module& model);
 
 // Writes out_dir in PEFT's layout. config supplies alpha, dropout, rsLoRA and DoRA (the
 // rank and the adapted modules come from the model); adapted stacked parameters go into
-// target_parameters. The folder is built beside out_dir
-// and renamed into place; an existing out_dir is replaced. Throws ft::Error when the
-// model has no adapters.
+// target_parameters; module paths go through prefix.to_theirs. The folder is built beside
+// out_dir and renamed into place; an existing out_dir is replaced. Throws ft::Error when
+// the model has no adapters.
 void save_peft_adapter(const nn::Module& model, const nn::LoraConfig& config,
                        const std::string& base_model_name_or_path,
-                       const std::filesystem::path& out_dir);
+                       const std::filesystem::path& out_dir, const ModulePrefix& prefix = {});
 
 // Writes out_dir in mlx-lm's layout, atomically as above. mlx-lm adapts the same keys in
 // each of the last num_layers decoder layers, so the adapted modules must all sit under
@@ -66,8 +79,10 @@ void save_mlx_lm_adapter(const nn::Module& model, const nn::LoraConfig& config,
 // alpha_pattern, a bias, a peft_type other than LORA) or inconsistent tensors. PEFT nests
 // the wrappers of several stacked parameters of one module in the order the module holds
 // them: model, when given, supplies that order; without it, the order target_parameters
-// lists them in is taken (as ft writes them).
-Adapter load_adapter(const std::filesystem::path& dir, const nn::Module* model = nullptr);
+// lists them in is taken (as ft writes them). PEFT's module paths go through
+// prefix.to_ours.
+Adapter load_adapter(const std::filesystem::path& dir, const nn::Module* model = nullptr,
+                     const ModulePrefix& prefix = {});
 
 // apply_lora with the adapter's config, then the adapter's values. Every adapted module
 // must exist in model as a Linear or QuantizedLinear of matching shape (a stacked
@@ -76,6 +91,7 @@ Adapter load_adapter(const std::filesystem::path& dir, const nn::Module* model =
 // The adapter's arrays are cast to dtype when given (e.g. the model's compute dtype), else
 // kept as stored. Returns the adapted paths.
 std::vector<std::string> apply_adapter(nn::Module& model, const std::filesystem::path& dir,
-                                       std::optional<mx::Dtype> dtype = std::nullopt);
+                                       std::optional<mx::Dtype> dtype = std::nullopt,
+                                       const ModulePrefix& prefix = {});
 
 }  // namespace ft::io

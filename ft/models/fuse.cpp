@@ -35,10 +35,10 @@ void fuse_model_folder(const fs::path& model_dir, const fs::path& adapter_dir,
                        const fs::path& out_dir, const FuseOptions& options) {
   const io::ModelConfig config = io::read_config(model_dir);
   auto model = load_model(model_dir, options.dtype.value_or(folder_dtype(config)));
-  io::apply_adapter(*model, adapter_dir);
+  io::apply_adapter(*model, adapter_dir, std::nullopt, peft_module_prefix(config));
   fuse_adapter(*model, options.dequantize);
 
-  nlohmann::json out_config = config.json();
+  nlohmann::json out_config = loaded_config(config);
   if (options.dequantize) {
     // The layers without adapters (the embedding, lm_head, ...) are still quantized.
     dequantize_model(*model);

@@ -28,7 +28,8 @@ struct FuseOptions {
 };
 
 // ft fuse: loads model_dir, applies the adapter in adapter_dir (PEFT or mlx-lm layout),
-// merges it and writes out_dir (config.json from model_dir; tokenizer files copied),
+// merges it and writes out_dir (config.json from model_dir, or for a multimodal folder
+// its text model's, whose weights are what ft loads; tokenizer files copied),
 // atomically. A quantized base gives a quantized folder (the adapted layers
 // re-quantized with their own group size and bits), or with dequantize a float one:
 // every layer dequantized and the quantization entries dropped.

@@ -85,6 +85,26 @@ std::unique_ptr<CausalLM> load_model(const std::filesystem::path& folder, mx::Dt
   return model;
 }
 
+std::optional<TextPart> text_part(const io::ModelConfig& config) {
+  const Family& family = family_of(config.get_string("model_type", ""), config.file().string());
+  return family.text_part ? family.text_part(config) : std::nullopt;
+}
+
+nlohmann::json loaded_config(const io::ModelConfig& config) {
+  std::optional<TextPart> text = text_part(config);
+  if (!text) return config.json();
+  nlohmann::json out = text->config;
+  for (const char* key : {"quantization", "quantization_config"})
+    if (config.json().contains(key)) out[key] = config.json()[key];
+  return out;
+}
+
+io::ModulePrefix peft_module_prefix(const io::ModelConfig& config) {
+  std::optional<TextPart> text = text_part(config);
+  if (!text) return {};
+  return {.ours = "model.", .theirs = text->module_prefix};
+}
+
 namespace families {
 
 void drop_buffers(ParamMap& weights, const Config& config) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 
 #include "ft/core/param_map.h"
 #include "ft/core/random.h"
+#include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/causal_lm.h"
 
@@ -30,6 +32,12 @@ struct InitSizes {
   int num_key_value_heads = 2;
   int bos_token_id = -1;  // -1: none
   int eos_token_id = -1;
+};
+
+// The text model inside a multimodal checkpoint (Family::text_part).
+struct TextPart {
+  nlohmann::json config;      // config.json of the text model alone
+  std::string module_prefix;  // e.g. "model.language_model.", ft's "model."
 };
 
 struct Family {
@@ -48,6 +56,11 @@ struct Family {
   std::function<void(ParamMap& weights, const Config&)> sanitize;
   // --target-modules when none is given: the attention's projections.
   std::vector<std::string> default_lora_targets;
+  // A multimodal config (Gemma 3's "gemma3", whose transformers class holds the text
+  // model ft loads one level down) -> the text model's own config.json, which `ft fuse`
+  // writes beside the text weights, and where that class keeps what ft names "model."
+  // (PEFT's adapter names follow it). nullopt for a text model's config. May be empty.
+  std::function<std::optional<TextPart>(const io::ModelConfig&)> text_part = nullptr;
 };
 
 // The family of a model_type; throws ft::Error naming `where` and listing the known
@@ -78,5 +91,14 @@ std::unique_ptr<CausalLM> build_model(const Config& config, Rng& rng,
 // scales and biases are cast to dtype like every floating tensor. See quantize.h.
 std::unique_ptr<CausalLM> load_model(const std::filesystem::path& folder,
                                      mx::Dtype dtype = mx::float32);
+
+// The text model of a multimodal config (Family::text_part), nullopt for a text model.
+std::optional<TextPart> text_part(const io::ModelConfig& config);
+// The config.json of the weights a model loaded from config holds, for writing them: a
+// multimodal config's text model (with the folder's quantization entries), else config.
+nlohmann::json loaded_config(const io::ModelConfig& config);
+// How PEFT names the modules of a model loaded from config: for a multimodal config, ft's
+// "model." is the text part's module prefix; otherwise the same names.
+io::ModulePrefix peft_module_prefix(const io::ModelConfig& config);
 
 }  // namespace ft::models

@@ -1,8 +1,8 @@
 // ft's LoRA adapters on the further families, saved in PEFT's layout, against the committed
 // exports that tests/golden/check_adapters.py --verify loaded with PEFT: fused projections
 // (Phi-3's qkv_proj and gate_up_proj; GPT-2's Conv1D c_attn, c_proj, c_fc, written with
-// fan_in_fan_out), Mixtral's stacked experts (target_parameters), LFM2's in_proj, Gemma 2
-// and Phi-2. With FT_WRITE_ADAPTER_FIXTURES=1 this writes
+// fan_in_fan_out), Mixtral's stacked experts (target_parameters), LFM2's in_proj, Gemma 2,
+// Phi-2, and a multimodal Gemma 3 folder (its text model's modules one level down). With FT_WRITE_ADAPTER_FIXTURES=1 this writes
 // tests/golden/adapters/ft_export_<fixture>/peft and ft_export_<fixture>_expected.safetensors
 // (ids (2, 12) int32, logits (2, 12, vocab) float32); otherwise a fresh export must be
 // byte-identical to the committed one, and the committed export, applied by ft, must give
@@ -35,7 +35,8 @@ const fs::path kModels = kGolden / "models";
 struct FamilyCase {
   const char* fixture;  // tests/golden/models/<fixture>
   std::vector<std::string> targets;
-  int adapted;  // modules and stacked parameters the targets select
+  int adapted;                        // modules and stacked parameters the targets select
+  const char* ids_fixture = nullptr;  // whose <name>_expected.safetensors has the ids
 };
 
 class FamilyExport : public ::testing::TestWithParam<FamilyCase> {};
@@ -53,9 +54,13 @@ TEST_P(FamilyExport, MatchesTheCommittedExportThatPeftLoaded) {
   config.seed = 5;
 
   // The family's golden ids (2, 12).
+  const std::string ids_fixture = c.ids_fixture ? c.ids_fixture : fixture;
   const mx::array ids =
-      ParamMap::load_safetensors((kModels / (fixture + "_expected.safetensors")).string())
+      ParamMap::load_safetensors((kModels / (ids_fixture + "_expected.safetensors")).string())
           .at("ids");
+  // PEFT's module names for the checkpoint's transformers class (a multimodal one holds
+  // the text model one level down).
+  const io::ModulePrefix prefix = models::peft_module_prefix(io::read_config(model_dir));
   auto model = models::load_model(model_dir);
   model->eval();
   const mx::array base_logits = (*model)(ids);
@@ -68,7 +73,7 @@ TEST_P(FamilyExport, MatchesTheCommittedExportThatPeftLoaded) {
   const bool write = std::getenv("FT_WRITE_ADAPTER_FIXTURES") != nullptr;
   const std::string base = "ft_export_" + fixture;
   const fs::path out = write ? kAdapters / base : fs::path(::testing::TempDir()) / base;
-  io::save_peft_adapter(*model, config, "tests/golden/models/" + fixture, out / "peft");
+  io::save_peft_adapter(*model, config, "tests/golden/models/" + fixture, out / "peft", prefix);
   if (write) {
     ParamMap{{"ids", ids}, {"logits", logits}}.save_safetensors(
         (kAdapters / (base + "_expected.safetensors")).string());
@@ -89,7 +94,8 @@ TEST_P(FamilyExport, MatchesTheCommittedExportThatPeftLoaded) {
   // ... and ft reads the committed export back onto a fresh model.
   auto reloaded = models::load_model(model_dir);
   reloaded->eval();
-  EXPECT_EQ(io::apply_adapter(*reloaded, kAdapters / base / "peft").size(), paths.size());
+  EXPECT_EQ(io::apply_adapter(*reloaded, kAdapters / base / "peft", std::nullopt, prefix).size(),
+            paths.size());
   EXPECT_LT(relative_error((*reloaded)(ids), committed.at("logits")), 1e-5f);
 }
 
@@ -108,7 +114,10 @@ INSTANTIATE_TEST_SUITE_P(
         // out_proj; every layer has w1.
         FamilyCase{"lfm2", {"in_proj", "out_proj", "q_proj", "w1"}, 12},
         FamilyCase{"gemma2", {"q_proj", "v_proj", "gate_proj"}, 6},
-        FamilyCase{"phi", {"q_proj", "dense", "fc1", "fc2"}, 8}),
+        FamilyCase{"phi", {"q_proj", "dense", "fc1", "fc2"}, 8},
+        // Gemma3ForConditionalGeneration: PEFT names the text model's modules
+        // model.language_model.layers.N...; gemma3_text's weights and ids.
+        FamilyCase{"gemma3", {"q_proj", "v_proj", "gate_proj"}, 9, "gemma3_text"}),
     [](const auto& info) { return std::string(info.param.fixture); });
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ft/core/param_map.h"
 #include "ft/models/registry.h"
 #include "tests/cli_train/cli_train_util.h"
 
@@ -111,6 +112,54 @@ TEST(RouterAuxLoss, WeighsTheLoadBalancingLossAndNeedsExperts) {
     EXPECT_TRUE(one_error_line(r.out)) << r.out;
     EXPECT_NE(r.out.find("has no router"), std::string::npos) << r.out;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// A multimodal gemma3 folder (Gemma3ForConditionalGeneration) trains its text model: the
+// adapter names the modules as PEFT does on that class (model.language_model.layers.N),
+// ft reads it back, and ft fuse writes the text model alone, with its own config.json
+// (gemma3_text), which computes what the adapted model computes.
+TEST(MultimodalGemma3, TrainsSavesAndFusesTheTextModel) {
+  // ft init's gemma3_text model (and its tokenizer) inside a multimodal folder, as
+  // transformers saves Gemma3ForConditionalGeneration: text_config, language_model.model.*.
+  fs::path text = temp("gemma3_text_part"), model = temp("gemma3_multimodal");
+  ASSERT_EQ(run("init --arch gemma3_text --out " + text.string()).status, 0);
+  fs::copy(text, model, fs::copy_options::recursive);
+  auto text_config = nlohmann::json::parse(std::ifstream(text / "config.json"));
+  nlohmann::json outer = {{"model_type", "gemma3"},
+                          {"architectures", {"Gemma3ForConditionalGeneration"}},
+                          {"text_config", text_config},
+                          {"vision_config", {{"model_type", "siglip_vision_model"}}}};
+  std::ofstream(model / "config.json") << outer.dump(2);
+  ft::ParamMap weights;
+  for (const auto& [name, value] : ft::ParamMap::load_safetensors((text / "model.safetensors").string()))
+    weights.set("language_model." + name, value);
+  weights.save_safetensors((model / "model.safetensors").string());
+  fs::path data = small_data(16);
+  fs::path run_dir = temp("gemma3_run"), fused = temp("gemma3_fused");
+  Result r = run("train " + model.string() + " " + data.string() +
+                 " --iterations 3 --batch-size 4 --learning-rate 1e-2 --output-dir " +
+                 run_dir.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const fs::path adapter = run_dir / "adapter";
+  auto config = nlohmann::json::parse(std::ifstream(adapter / "adapter_config.json"));
+  EXPECT_TRUE(config["target_modules"].is_string()) << config.dump();  // the exact regex
+  EXPECT_NE(config["target_modules"].get<std::string>().find("model\\.language_model\\.layers"),
+            std::string::npos);
+  EXPECT_GT(std::abs(eval_loss(model, data, "--adapter " + adapter.string()) - eval_loss(model, data)),
+            1e-3);
+
+  r = run("fuse " + model.string() + " --adapter " + adapter.string() + " --out " + fused.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto fused_config = nlohmann::json::parse(std::ifstream(fused / "config.json"));
+  EXPECT_EQ(fused_config["model_type"], "gemma3_text");
+  EXPECT_EQ(fused_config["architectures"], nlohmann::json::array({"Gemma3ForCausalLM"}));
+  EXPECT_FALSE(fused_config.contains("vision_config"));
+  double adapted = eval_loss(model, data, "--adapter " + adapter.string());
+  EXPECT_NEAR(eval_loss(fused, data), adapted, 1e-4 * adapted);
 }
 
 }  // namespace

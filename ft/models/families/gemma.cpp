@@ -45,17 +45,31 @@ void read_gemma3_rope(const io::ModelConfig& config, Config& c) {
   }
 }
 
+// A multimodal "gemma3" config keeps the text model's fields in text_config: that object as
+// a gemma3_text config.json (its model_type and architecture, and the outer dtype where it
+// has none); nullopt for a text config.
+std::optional<nlohmann::json> text_config_of(const io::ModelConfig& outer) {
+  if (outer.get_string("model_type") != "gemma3") return std::nullopt;
+  FT_CHECK(outer.has("text_config") && outer.json()["text_config"].is_object(),
+           outer.file().string(), "a gemma3 config needs the object text_config");
+  nlohmann::json text = outer.json()["text_config"];
+  text["model_type"] = "gemma3_text";
+  text["architectures"] = {"Gemma3ForCausalLM"};
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (outer.json().contains(key) && !text.contains(key)) text[key] = outer.json()[key];
+  return text;
+}
+
+std::optional<TextPart> text_part(const io::ModelConfig& config) {
+  std::optional<nlohmann::json> text = text_config_of(config);
+  if (!text) return std::nullopt;
+  // transformers' Gemma3ForConditionalGeneration: model.language_model is the text model.
+  return TextPart{.config = *text, .module_prefix = "model.language_model."};
+}
+
 Config read(const io::ModelConfig& outer) {
-  // A multimodal "gemma3" config keeps the text model's fields in text_config.
-  io::ModelConfig config = outer;
-  bool multimodal = outer.get_string("model_type") == "gemma3";
-  if (multimodal) {
-    FT_CHECK(outer.has("text_config") && outer.json()["text_config"].is_object(),
-             outer.file().string(), "a gemma3 config needs the object text_config");
-    nlohmann::json text = outer.json()["text_config"];
-    text["model_type"] = "gemma3_text";
-    config = io::ModelConfig(text, outer.file());
-  }
+  std::optional<nlohmann::json> text = text_config_of(outer);
+  io::ModelConfig config = text ? io::ModelConfig(*text, outer.file()) : outer;
   bool gemma2 = config.get_string("model_type", "gemma3_text") == "gemma2";
   Config c = read_common_config(config);
   c.hidden_act =
@@ -191,7 +205,8 @@ Family gemma() {
           .build = build,
           .init_config = init_config,
           .sanitize = sanitize,
-          .default_lora_targets = kAttentionProjections};
+          .default_lora_targets = kAttentionProjections,
+          .text_part = text_part};
 }
 
 }  // namespace ft::models::families
