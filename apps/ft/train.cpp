@@ -1,6 +1,7 @@
 // ft train, ft train quick, ft validate: fine-tune a model folder on a dataset with
 // LoRA, DoRA or full fine-tuning. Every option is also a key of a YAML config
 // (--config): the key is the option's long name with '-' or '_'; the command line wins.
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -16,14 +17,17 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
+#include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
 #include "ft/io/model_folder.h"
 #include "ft/io/options_file.h"
+#include "ft/models/memory.h"
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/train/causal_lm_task.h"
+#include "ft/train/memory_fit.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/precision.h"
 #include "ft/train/schedule.h"
@@ -53,7 +57,8 @@ struct TrainOptions {
   int64_t warmup_steps = 0;
   int64_t iterations = 0;
   int64_t epochs = 1;
-  int batch_size = 4;
+  int batch_size = 4;  // 0: auto, the largest the memory budget fits
+  double memory_budget_gib = 0;  // 0: the device's (ft::memory_budget)
   int grad_accumulation = 1;
   int max_seq_length = 512;
   bool mask_prompt = false;
@@ -128,8 +133,23 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--epochs", o.epochs, "Passes over the data when --iterations is 0")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--batch-size", o.batch_size, "Rows per micro-batch")
-      ->check(kPositive)
+  cmd->add_option("--batch-size", o.batch_size,
+                  "Rows per micro-batch, or auto: the largest whose memory estimate fits the "
+                  "budget (turning on --grad-checkpoint when one row does not fit without it)")
+      ->transform(CLI::Validator(
+          [](std::string& value) {
+            if (value == "auto") value = "0";
+            else if (value.empty() || value == "0" || value.find_first_not_of("0123456789") != std::string::npos)
+              return std::string("must be a positive integer or auto");
+            return std::string();
+          },
+          "INT|auto"))
+      ->capture_default_str();
+  cmd->add_option("--memory-budget", o.memory_budget_gib,
+                  "GiB a run may use (default: the GPU's free memory, or the system's available "
+                  "memory on the CPU); a run whose estimate exceeds 90% of it is refused before "
+                  "it starts")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--grad-accumulation", o.grad_accumulation, "Micro-batches per step")
       ->check(kPositive)
@@ -257,6 +277,67 @@ struct Prepared {
   int64_t total_steps = 0;
 };
 
+int64_t count_steps(const TrainOptions& o, const Prepared& p);
+
+// Before training: the memory estimate of a step against the budget. A batch size of 0
+// (auto) becomes the largest that fits, with gradient checkpointing turned on when one
+// row does not fit without it; a given batch that does not fit is refused, saying what
+// would.
+void fit_memory(TrainOptions& o, Prepared& p, models::CausalLM& model) {
+  models::TrainingPlan plan;
+  plan.optimizer = o.optimizer;
+  plan.grad_checkpoint = o.grad_checkpoint;
+  // Padded batches are as long as their longest row; packed rows are max_seq_length long.
+  int64_t longest = 1;
+  for (size_t i = 0; i < p.train->data.size(); ++i)
+    longest = std::max(longest, p.train->data.length(i));
+  plan.seq_length = o.pack ? o.max_seq_length
+                           : static_cast<int>(std::min<int64_t>(o.max_seq_length, longest));
+  // On a GPU attention runs through MLX's fused kernel, which keeps no scores.
+  plan.materialized_attention = mx::default_device() != mx::Device::gpu;
+  const bool given = o.memory_budget_gib > 0;
+  const uint64_t budget =
+      given ? static_cast<uint64_t>(o.memory_budget_gib * 1024.0 * 1024.0 * 1024.0)
+            : memory_budget();
+  const std::string where = given ? "given by --memory-budget"
+                                   : (mx::default_device() == mx::Device::gpu
+                                          ? "free on the GPU"
+                                          : "available on this machine");
+  if (o.batch_size > 0) {
+    train::check_memory_fits(model, train::with_batch_size(plan, o.batch_size), budget, where);
+    return;
+  }
+  FT_CHECK(budget > 0, "train", "--batch-size auto needs the device's memory, which ",
+           backend_name(), " does not report; give --memory-budget GIB");
+  const int most = static_cast<int>(std::min<size_t>(1024, p.train->data.size()));
+  int batch = train::largest_fitting_batch(model, plan, budget, most);
+  if (batch == 0 && !plan.grad_checkpoint) {
+    plan.grad_checkpoint = true;
+    batch = train::largest_fitting_batch(model, plan, budget, most);
+    if (batch > 0) {
+      o.grad_checkpoint = true;
+      model.set_gradient_checkpointing(true);
+    }
+  }
+  // Nothing fits: the error of one row says by how much and what to change.
+  if (batch == 0) train::check_memory_fits(model, train::with_batch_size(plan, 1), budget, where);
+  const auto estimate =
+      models::estimate_training_memory(model, train::with_batch_size(plan, batch));
+  std::cout << "batch size auto: " << batch << (o.grad_checkpoint ? " with gradient checkpointing" : "")
+            << " (estimate " << format_bytes(estimate.total()) << " of the "
+            << format_bytes(budget) << " " << where << ")\n";
+  o.batch_size = batch;
+  p.batch.batch_size = batch;
+  p.total_steps = count_steps(o, p);
+}
+
+int64_t count_steps(const TrainOptions& o, const Prepared& p) {
+  if (o.iterations > 0) return o.iterations;
+  data::Batcher batcher(p.train->data, p.batch);
+  int64_t per_epoch = (batcher.batches_per_epoch() + o.grad_accumulation - 1) / o.grad_accumulation;
+  return o.epochs * per_epoch;
+}
+
 Prepared prepare_data(const TrainOptions& o) {
   FT_CHECK(!o.model.empty(), "train", "no model folder (give MODEL or the 'model' key)");
   FT_CHECK(!o.data.empty(), "train", "no data (give DATA or the 'data' key)");
@@ -284,14 +365,8 @@ Prepared prepare_data(const TrainOptions& o) {
   const auto& tok = p.loader->tokenizer();
   p.batch.pad_id =
       tok.pad_token() ? tok.pad_token()->id : (tok.eos_token() ? tok.eos_token()->id : 0);
-  if (o.iterations > 0) {
-    p.total_steps = o.iterations;
-  } else {
-    data::Batcher batcher(p.train->data, p.batch);
-    int64_t per_epoch =
-        (batcher.batches_per_epoch() + o.grad_accumulation - 1) / o.grad_accumulation;
-    p.total_steps = o.epochs * per_epoch;
-  }
+  // With --batch-size auto the steps are counted once the batch size is chosen.
+  if (o.batch_size > 0) p.total_steps = count_steps(o, p);
   return p;
 }
 
@@ -364,7 +439,7 @@ void on_sigint(int) {
   train::request_stop();
 }
 
-void run_train(const TrainOptions& o) {
+void run_train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
   check_router_aux_loss(o);
   nn::LoraConfig lora = lora_config(o);
@@ -403,6 +478,8 @@ void run_train(const TrainOptions& o) {
   std::cout << "model: " << o.model << " (" << model->config().model_type << "), "
             << model->num_parameters() << " parameters, " << model->num_trainable_parameters()
             << " trained (" << o.method << ")\n";
+
+  fit_memory(o, p, *model);
 
   auto optimizer = make_optimizer(optimizer_config(o, p.total_steps));
   train::TrainerConfig t;
@@ -502,8 +579,11 @@ void run_validate(const TrainOptions& o) {
   std::cout << "model: " << o.model << " (" << c.model_type << ", " << c.num_hidden_layers
             << " layers, hidden " << c.hidden_size << ")\n";
   for (const auto& s : p.splits) print_split(s);
-  std::cout << "steps: " << p.total_steps << " (batch " << o.batch_size << " x "
-            << o.grad_accumulation << ")\nok\n";
+  if (o.batch_size > 0)
+    std::cout << "steps: " << p.total_steps << " (batch " << o.batch_size << " x "
+              << o.grad_accumulation << ")\nok\n";
+  else
+    std::cout << "steps: counted when training picks the batch size (auto)\nok\n";
 }
 
 }  // namespace

@@ -41,6 +41,18 @@ size_t physical_memory() {
                                     : 0;
 }
 
+// /proc/meminfo's MemAvailable in bytes; 0 where there is none.
+size_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("MemAvailable:", 0) != 0) continue;
+    std::istringstream fields(line.substr(13));
+    size_t kib = 0;
+    return fields >> kib ? kib * 1024 : 0;
+  }
+  return 0;
+}
+
 template <typename T>
 T info_value(const std::unordered_map<std::string, std::variant<std::string, size_t>>& info,
              const std::string& key, T fallback) {
@@ -109,6 +121,23 @@ std::string use_preferred_device() {
   const auto& d = mx::device_info(device);
   return "gpu " + std::to_string(device.index) + " (" + backend_name() + ", " +
          info_value<std::string>(d, "device_name", "unknown") + ")";
+}
+
+size_t memory_budget() {
+  const mx::Device device = mx::default_device();
+  size_t budget = 0;
+  if (device.type == mx::Device::gpu) {
+    const auto& d = mx::device_info(device);
+    budget = info_value<size_t>(d, "free_memory", 0);
+    if (budget == 0)
+      budget = info_value<size_t>(d, "total_memory", info_value<size_t>(d, "memory_size", 0));
+  } else {
+    budget = available_memory();
+    if (budget == 0) budget = physical_memory();
+  }
+  const size_t limit = mx::get_memory_limit();
+  if (limit > 0 && (budget == 0 || limit < budget)) budget = limit;
+  return budget;
 }
 
 std::string format_bytes(size_t bytes) {
