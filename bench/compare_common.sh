@@ -15,12 +15,15 @@ side() {
   local status=$?
   local line
   line=$(grep '^{' "$log" | tail -n 1)
+  # The side's name goes into its line, so that two set-ups of one tool (transformers
+  # eager and compiled) stay apart in the summary.
+  [[ -n $line ]] && line="{\"side\": \"$name\", ${line#\{}"
   if [[ $status -ne 0 || -z $line || $line == *'"error"'* ]]; then
     local why
     why=$(grep -v '^{' "$log" | grep -v '^\s*$' | tail -n 1 | tr -d '"\\' | cut -c1-200)
     [[ -n $line && $line == *'"error"'* ]] && why=$(echo "$line" | tr -d '"\\{}' | cut -c1-200)
     [[ $status -ne 0 ]] && why="exit $status: ${why:-no output}"
-    line="{\"system\": \"$name\", \"error\": \"${why:-no output}\"}"
+    line="{\"side\": \"$name\", \"error\": \"${why:-no output}\"}"
     echo "#   failed; its output is in $log" >&2
   else
     rm -f "$log"
@@ -29,15 +32,16 @@ side() {
   echo "$line" >>"$RESULTS"
 }
 
-# summary: per system the median tokens/s of its runs (and each run's figure when there are
-# several, as with ROUNDS), peak memory, and the ratio of ft's median to each other median.
+# summary: per side the median tokens/s of its runs (and each run's figure when there are
+# several, as with ROUNDS), peak memory, the ratio of ft's median to each other median,
+# and to the fastest other side.
 summary() {
   "$PYTHON" - "$RESULTS" <<'PY' || echo "# no summary: $PYTHON could not read the results"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 systems = {}
 for r in rows:
-    systems.setdefault(r.get("system"), []).append(r)
+    systems.setdefault(r.get("side", r.get("system")), []).append(r)
 def median(runs):
     return statistics.median(r["tokens_per_s"] for r in runs)
 ft_runs = [r for r in systems.get("ft", []) if "tokens_per_s" in r]
@@ -60,6 +64,17 @@ for name, runs in systems.items():
                                             (r["tokens_per_s"] for r in ok))]
             line += f"; per round {min(pairs):.2f}x to {max(pairs):.2f}x"
         line += ")"
+    print(line)
+others = {n: median([r for r in runs if "tokens_per_s" in r]) for n, runs in systems.items()
+          if n != "ft" and any("tokens_per_s" in r for r in runs)}
+if ft_runs and others:
+    best = max(others, key=others.get)
+    ft_mem = ft_runs[-1].get("peak_mem_gib")
+    mems = [r.get("peak_mem_gib") for n, runs in systems.items() if n != "ft" for r in runs
+            if r.get("peak_mem_gib") is not None and "tokens_per_s" in r]
+    line = f"ft against the fastest other side ({best}): {median(ft_runs) / others[best]:.2f}x tokens/s"
+    if ft_mem is not None and mems:
+        line += f"; peak {ft_mem / min(mems):.2f}x the smallest other peak ({min(mems)} GiB)"
     print(line)
 PY
 }
