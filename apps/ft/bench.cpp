@@ -16,6 +16,8 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,11 +32,15 @@
 #include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/core/random.h"
+#include "ft/data/batching.h"
+#include "ft/data/tokenize_sample.h"
+#include "ft/data/tokenized.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/step.h"
+#include "ft/train/trainer.h"
 
 namespace ft::cli {
 namespace {
@@ -63,7 +69,54 @@ struct BenchOptions {
   int threads = 0;
   uint64_t seed = 0;
   bool json = false;
+  // "MIN:MAX": samples of random lengths in [MIN, MAX] batched as ft train batches them
+  // (padded to each batch's longest, or packed with --pack); empty: every row seq_length.
+  std::string lengths;
+  bool pack = false;
 };
+
+// The step batches of a varied-length run: random samples of lengths uniform in
+// [min_len, max_len] (every token trained), batched by data::Batcher as ft train batches
+// them, enough for count steps. Adds each batch's trained tokens to real_tokens.
+std::vector<Batch> varied_batches(const BenchOptions& o, int vocab, int count,
+                                  std::vector<int64_t>& real_tokens) {
+  int min_len = 0, max_len = 0;
+  char colon = 0;
+  std::istringstream in(o.lengths);
+  FT_CHECK((in >> min_len >> colon >> max_len) && colon == ':' && in.peek() == EOF, "bench",
+           "--lengths must be MIN:MAX, got '", o.lengths, "'");
+  FT_CHECK(min_len >= 2 && min_len <= max_len && max_len <= o.seq_length, "bench",
+           "--lengths needs 2 <= MIN <= MAX <= --seq-length (", o.seq_length, "), got ", min_len,
+           ":", max_len);
+  std::mt19937_64 gen(o.seed + 2);
+  std::uniform_int_distribution<int> length(min_len, max_len), id(0, vocab - 1);
+  // Rows of count batches hold at most count * batch * seq tokens, and the shortest
+  // samples fill them: this many samples are never too few.
+  const int64_t samples = int64_t(count) * o.batch_size * ((o.seq_length + min_len - 1) / min_len);
+  data::TokenizedData data;
+  for (int64_t i = 0; i < samples; ++i) {
+    data::Sample sample;
+    sample.ids.resize(length(gen));
+    for (auto& t : sample.ids) t = id(gen);
+    sample.mask.assign(sample.ids.size(), 1);
+    data.add(sample, i + 1);
+  }
+  data::BatchOptions options;
+  options.batch_size = o.batch_size;
+  options.max_seq_length = o.seq_length;
+  options.pack = o.pack;
+  options.seed = o.seed;
+  data::Batcher batcher(data, options);
+  std::vector<Batch> out;
+  data::Position at;
+  for (int i = 0; i < count; ++i, at = batcher.next(at)) {
+    data::Batch b = batcher.batch(at);
+    real_tokens.push_back(b.trained_tokens);
+    out.push_back(train::to_step_batch(b));
+    mx::eval(out.back());
+  }
+  return out;
+}
 
 // The shapes of hf_baseline.py's SHAPES, field for field, so both sides build the same
 // model. Qwen2 puts a bias on q, k and v (transformers' Qwen2Attention).
@@ -219,29 +272,48 @@ void run_bench(const BenchOptions& o) {
   auto optimizer = make_optimizer(opt);
   StepConfig step_config;
   if (o.max_grad_norm > 0) step_config.max_grad_norm = o.max_grad_norm;
-  TrainStep step(*model, train::causal_lm_loss(), *optimizer, step_config);
+  TrainStep step(*model, train::causal_lm_loss(o.pack), *optimizer, step_config);
 
-  // seq + 1 random ids: the model reads the first seq, the targets are the last seq.
+  // One batch for every step: seq + 1 random ids, the model reads the first seq, the
+  // targets are the last seq. Or, with --lengths, a batch per step of varied samples.
   Rng rng(o.seed + 1);
-  mx::array ids =
-      mx::random::randint(0, config.vocab_size, {o.batch_size, o.seq_length + 1}, mx::int32,
-                          rng.next());  // (batch, seq + 1)
-  Batch batch{mx::slice(ids, {0, 0}, {o.batch_size, o.seq_length}),
-              mx::slice(ids, {0, 1}, {o.batch_size, o.seq_length + 1})};
-  mx::eval(batch);
+  std::vector<Batch> batches;
+  std::vector<int64_t> real_tokens;  // trained tokens of each batch
+  if (o.lengths.empty()) {
+    FT_CHECK(!o.pack, "bench", "--pack needs --lengths MIN:MAX (samples to pack)");
+    mx::array ids =
+        mx::random::randint(0, config.vocab_size, {o.batch_size, o.seq_length + 1}, mx::int32,
+                            rng.next());  // (batch, seq + 1)
+    batches.push_back({mx::slice(ids, {0, 0}, {o.batch_size, o.seq_length}),
+                       mx::slice(ids, {0, 1}, {o.batch_size, o.seq_length + 1})});
+    mx::eval(batches.back());
+  } else {
+    batches = varied_batches(o, config.vocab_size, o.warmup + o.steps, real_tokens);
+  }
+  auto batch_of = [&](int i) -> const Batch& { return batches[batches.size() == 1 ? 0 : i]; };
 
-  // The first step traces and compiles; warmup steps keep that out of the timing.
+  // The first step traces and compiles; warmup steps keep that out of the timing. Padded
+  // batches of new lengths trace again in the timed steps, as they would in ft train.
   StepResult result;
-  for (int i = 0; i < o.warmup; ++i) result = step.run({batch}, {rng.next()});
+  for (int i = 0; i < o.warmup; ++i) result = step.run({batch_of(i)}, {rng.next()});
   mx::reset_peak_memory();
   double cpu_start = process_cpu_seconds();
   auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < o.steps; ++i) result = step.run({batch}, {rng.next()});
+  for (int i = 0; i < o.steps; ++i) result = step.run({batch_of(o.warmup + i)}, {rng.next()});
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double cpu_step_s = (process_cpu_seconds() - cpu_start) / o.steps;
 
   double step_s = seconds / o.steps;
-  double tokens_per_s = double(o.batch_size) * o.seq_length / step_s;
+  // Tokens trained per second: every row's with random rows; with --lengths the real
+  // (non-padding) tokens, beside the rows' own count.
+  double row_tokens = 0, trained = 0;
+  for (int i = 0; i < o.steps; ++i) {
+    const Batch& b = batch_of(o.warmup + i);
+    row_tokens += double(b[0].shape(0)) * b[0].shape(1);
+    trained += real_tokens.empty() ? double(b[0].shape(0)) * b[0].shape(1)
+                                   : double(real_tokens[o.warmup + i]);
+  }
+  double tokens_per_s = trained / seconds;
   double peak_gib = double(mx::get_peak_memory()) / double(1ull << 30);
   double peak_tflops = o.peak_tflops > 0                      ? o.peak_tflops
                        : (on_gpu && backend_name() == "cuda") ? 989.0
@@ -270,6 +342,11 @@ void run_bench(const BenchOptions& o) {
     out["flops_per_token"] = fpt;
     out["cpu_s_per_step"] = round_to(cpu_step_s, 4);
     out["trainable_params"] = model->num_trainable_parameters();
+    if (!o.lengths.empty()) {
+      out["lengths"] = o.lengths;
+      out["pack"] = o.pack;
+      out["real_token_share"] = round_to(trained / row_tokens, 4);
+    }
     std::cout << out.dump() << std::endl;
     return;
   }
@@ -280,8 +357,12 @@ void run_bench(const BenchOptions& o) {
   if (!on_gpu) std::printf(", %d threads", threads);
   std::printf("\nbatch %d x %d tokens, %d steps after %d warmup%s\n", o.batch_size, o.seq_length,
               o.steps, o.warmup, o.grad_checkpoint ? ", gradient checkpointing" : "");
-  std::printf("%.0f tokens/s, %.4f s/step (%.4f CPU s), loss %.4f\n", tokens_per_s, step_s,
-              cpu_step_s, result.loss);
+  if (!o.lengths.empty())
+    std::printf("samples of %s tokens, %s; %.1f%% of the rows' tokens are real\n",
+                o.lengths.c_str(), o.pack ? "packed" : "padded to each batch's longest",
+                100 * trained / row_tokens);
+  std::printf("%.0f %stokens/s, %.4f s/step (%.4f CPU s), loss %.4f\n", tokens_per_s,
+              o.lengths.empty() ? "" : "real ", step_s, cpu_step_s, result.loss);
   std::printf("peak memory %.2f GiB", peak_gib);
   if (!on_gpu) std::printf(" (MLX's allocator)");
   std::printf("\n");
@@ -353,6 +434,11 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the weights, adapters and token ids")
       ->capture_default_str();
+  cmd->add_option("--lengths", o->lengths,
+                  "MIN:MAX: samples of random lengths in [MIN, MAX] batched as ft train does, "
+                  "padded or with --pack; tokens/s counts real (non-padding) tokens")
+      ->capture_default_str();
+  cmd->add_flag("--pack", o->pack, "With --lengths: pack samples into rows of --seq-length");
   cmd->add_flag("--json", o->json,
                 "One JSON line with hf_baseline.py's keys (peak_mem_gib: MLX's allocator's "
                 "peak, on the CPU too)");

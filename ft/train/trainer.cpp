@@ -69,10 +69,6 @@ std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
   return fnv1a_hex(s.str());
 }
 
-Batch to_step_batch(const data::Batch& b) {
-  return {data::to_mx(b.inputs, b), data::to_mx(b.targets, b), data::to_mx(b.segment_ids, b),
-          data::to_mx(b.positions, b)};
-}
 
 std::string step_json(const StepRecord& r) {
   nlohmann::json j;
@@ -377,6 +373,11 @@ TrainResult Trainer::run() {
   }
   result.step = step_;
   return result;
+}
+
+Batch to_step_batch(const data::Batch& b) {
+  return {data::to_mx(b.inputs, b), data::to_mx(b.targets, b), data::to_mx(b.segment_ids, b),
+          data::to_mx(b.positions, b)};
 }
 
 }  // namespace ft::train

@@ -24,6 +24,9 @@
 
 namespace ft::train {
 
+// A data::Batch as the step reads it: {inputs, targets, segment_ids, positions}.
+Batch to_step_batch(const data::Batch& b);
+
 struct TrainerConfig {
   int64_t iterations = 0;     // optimizer steps; 0: run `epochs` passes over the data
   int64_t epochs = 1;         // used when iterations == 0: stop once this many are done

@@ -95,3 +95,35 @@ TEST(Bench, BadShapeOrModelIsAnError) {
   auto method = ft::testing::run_ft("bench --method prefix");
   EXPECT_EQ(method.status, 2) << method.out;
 }
+
+namespace {
+
+// --lengths MIN:MAX batches samples of varied lengths as ft train does: padded batches
+// carry padding, packed rows nearly none, and tokens/s counts the real tokens only.
+TEST(Bench, VariedLengthsCountRealTokensPaddedOrPacked) {
+  const std::string run = "bench --shape tiny --steps 2 --warmup 1 --seq-length 128 "
+                          "--batch-size 4 --lengths 8:64 --json";
+  json padded = run_json(run);
+  json packed = run_json(run + " --pack");
+  for (const json* j : {&padded, &packed}) {
+    EXPECT_EQ((*j)["lengths"], "8:64");
+    const double share = (*j)["real_token_share"];
+    EXPECT_GT(share, 0.3);
+    EXPECT_LE(share, 1.0);
+    // Real tokens over the step time: at most the rows' tokens per second.
+    EXPECT_LE((*j)["tokens_per_s"].get<double>(),
+              4.0 * 128 / (*j)["step_s"].get<double>() * 1.01);
+  }
+  EXPECT_EQ(packed["pack"], true);
+  // Packed rows of 128 hold several samples of at most 64: their rows are nearly full.
+  EXPECT_GT(packed["real_token_share"].get<double>(), 0.85);
+
+  auto bad = ft::testing::run_ft("bench --shape tiny --lengths 64:8");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.out.find("--lengths needs 2 <= MIN <= MAX"), std::string::npos) << bad.out;
+  auto pack = ft::testing::run_ft("bench --shape tiny --pack");
+  EXPECT_EQ(pack.status, 1);
+  EXPECT_NE(pack.out.find("--pack needs --lengths"), std::string::npos) << pack.out;
+}
+
+}  // namespace
