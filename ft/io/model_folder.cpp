@@ -44,7 +44,7 @@ json parse_json(const fs::path& file, const char* place, const std::string& text
                 const json::parser_callback_t& callback = nullptr) {
   try {
     return json::parse(text, callback);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw Error(place, file.string() + ": not valid JSON: " + e.what());
   }
 }

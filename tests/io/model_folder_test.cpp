@@ -72,6 +72,12 @@ TEST(Config, MissingAndBrokenFiles) {
               ft::io::read_config(dir.path());
             }).find("[config] " + (dir.path() / "config.json").string() + ": not valid JSON"),
             std::string::npos);
+  // A number past double's range is nlohmann's out_of_range, not a parse_error.
+  ft::testing::write_bytes(dir.path() / "config.json", "{\"hidden_size\": 1e999}");
+  EXPECT_NE(error_of([&] {
+              ft::io::read_config(dir.path());
+            }).find("[config] " + (dir.path() / "config.json").string() + ": not valid JSON"),
+            std::string::npos);
   ft::testing::write_bytes(dir.path() / "config.json", "[1, 2]");
   EXPECT_EQ(error_of([&] { ft::io::read_config(dir.path()); }),
             "[config] " + (dir.path() / "config.json").string() + ": not a JSON object");
