@@ -36,9 +36,11 @@
 #include "ft/data/tokenize_sample.h"
 #include "ft/data/tokenized.h"
 #include "ft/kernels/cpu/parallel.h"
+#include "ft/models/memory.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
+#include "ft/train/memory_fit.h"
 #include "ft/train/step.h"
 #include "ft/train/trainer.h"
 
@@ -263,6 +265,16 @@ void run_bench(const BenchOptions& o) {
     if (lora.target_modules.empty()) lora.target_regex = R"(\.(layers|h)\.[0-9]+\.)";
     lora.seed = o.seed;
     nn::apply_lora(*model, lora);  // adapters in f32, the trained masters
+  }
+  {
+    // Before the weights exist: the estimate reads shapes only.
+    models::TrainingPlan plan;
+    plan.seq_length = o.seq_length;
+    plan.grad_checkpoint = o.grad_checkpoint;
+    plan.optimizer = o.optimizer;
+    plan.materialized_attention = !on_gpu;  // MLX's fused attention keeps no scores
+    train::check_memory_fits(*model, train::with_batch_size(plan, o.batch_size), memory_budget(),
+                             on_gpu ? "free on the GPU" : "available on this machine", "bench");
   }
   mx::eval(model->parameters().arrays());
 

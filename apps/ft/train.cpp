@@ -474,12 +474,11 @@ void run_train(TrainOptions o) {
   } else if (o.method != "full") {
     nn::apply_lora(*model, lora);
   }
+  fit_memory(o, p, *model);  // before the adapters and casts are evaluated
   mx::eval(model->parameters().arrays());
   std::cout << "model: " << o.model << " (" << model->config().model_type << "), "
             << model->num_parameters() << " parameters, " << model->num_trainable_parameters()
             << " trained (" << o.method << ")\n";
-
-  fit_memory(o, p, *model);
 
   auto optimizer = make_optimizer(optimizer_config(o, p.total_steps));
   train::TrainerConfig t;

@@ -41,7 +41,7 @@ int largest_fitting_batch(const models::CausalLM& model, const models::TrainingP
 }
 
 void check_memory_fits(const models::CausalLM& model, const models::TrainingPlan& plan,
-                       uint64_t budget, const std::string& where) {
+                       uint64_t budget, const std::string& where, const std::string& place) {
   if (budget == 0 || fits(model, plan, budget)) return;
   const models::MemoryEstimate m = models::estimate_training_memory(model, plan);
   std::vector<std::string> ways;
@@ -58,13 +58,12 @@ void check_memory_fits(const models::CausalLM& model, const models::TrainingPlan
   }
   std::string advice;
   if (ways.empty()) {
-    advice = "not even one row fits; use a shorter --max-seq-length, a quantized base "
-             "(--quantize-bits 4) or more memory";
+    advice = "not even one row fits; use shorter sequences, a quantized base or more memory";
   } else {
     for (size_t i = 0; i < ways.size(); ++i) advice += (i ? ", or " : "") + ways[i];
-    advice += "; --batch-size auto picks the largest";
+    if (place == "train") advice += "; --batch-size auto picks the largest";
   }
-  throw Error("train", "a step of batch " + std::to_string(plan.batch_size) + " x " +
+  throw Error(place, "a step of batch " + std::to_string(plan.batch_size) + " x " +
                            std::to_string(plan.seq_length) + " tokens needs about " +
                            format_bytes(m.total()) + " (activations " +
                            format_bytes(m.activations) + ", weights " + format_bytes(m.weights) +

@@ -24,12 +24,14 @@ models::TrainingPlan with_batch_size(models::TrainingPlan plan, int batch_size);
 int largest_fitting_batch(const models::CausalLM& model, const models::TrainingPlan& plan,
                           uint64_t budget, int max_batch = 1024);
 
-// Throws ft::Error("train", ...) when plan's estimate does not fit kBudgetShare of budget,
+// Throws ft::Error(place, ...) when plan's estimate does not fit kBudgetShare of budget,
 // saying what the step needs, the budget ("of the 38.0 GiB " + where, e.g. "free on the
 // GPU"), and what to change: the largest batch that fits, --grad-checkpoint,
-// --batch-size auto, or when not one row fits a shorter sequence or a quantized base. A
+// --batch-size auto (for ft train), or when not one row fits shorter sequences or a
+// quantized base. A
 // budget of 0 (unknown) passes.
 void check_memory_fits(const models::CausalLM& model, const models::TrainingPlan& plan,
-                       uint64_t budget, const std::string& where);
+                       uint64_t budget, const std::string& where,
+                       const std::string& place = "train");
 
 }  // namespace ft::train

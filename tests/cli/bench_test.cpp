@@ -94,6 +94,13 @@ TEST(Bench, BadShapeOrModelIsAnError) {
       << model.out;
   auto method = ft::testing::run_ft("bench --method prefix");
   EXPECT_EQ(method.status, 2) << method.out;
+  // A step far past any machine's memory (terabytes of activations) is refused before the
+  // weights are made.
+  auto huge = ft::testing::run_ft("bench --shape llama8b --batch-size 64 --seq-length 8192");
+  EXPECT_EQ(huge.status, 1) << huge.out;
+  EXPECT_NE(huge.out.find("ft: error: [bench] a step of batch 64 x 8192 tokens needs about "),
+            std::string::npos)
+      << huge.out;
 }
 
 namespace {
