@@ -279,6 +279,18 @@ struct Prepared {
 
 int64_t count_steps(const TrainOptions& o, const Prepared& p);
 
+// The output folder can be written: it is a writable folder, or the nearest folder above
+// it that exists is writable. Nothing is created, so a run refused for bad input leaves
+// no trace.
+void check_output_folder(const fs::path& dir) {
+  std::error_code ec;
+  fs::path existing = fs::absolute(dir, ec);
+  while (!existing.empty() && !fs::exists(existing, ec) && existing != existing.parent_path())
+    existing = existing.parent_path();
+  FT_CHECK(fs::is_directory(existing, ec) && access(existing.c_str(), W_OK) == 0, "train",
+           dir.string(), ": cannot write the output folder");
+}
+
 // Before training: the memory estimate of a step against the budget. A batch size of 0
 // (auto) becomes the largest that fits, with gradient checkpointing turned on when one
 // row does not fit without it; a given batch that does not fit is refused, saying what
@@ -443,10 +455,7 @@ void run_train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
   check_router_aux_loss(o);
   nn::LoraConfig lora = lora_config(o);
-  std::error_code ec;
-  fs::create_directories(o.output_dir, ec);
-  FT_CHECK(!ec && access(o.output_dir.c_str(), W_OK) == 0, "train", o.output_dir,
-           ": cannot write the output folder");
+  check_output_folder(o.output_dir);  // created once everything else has been checked
   Prepared p = prepare_data(o);
   check_teacher(o);
   models::check_quantized_training(io::read_config(o.model), o.quantize_bits,
@@ -504,7 +513,9 @@ void run_train(TrainOptions o) {
     std::cout << "teacher: " << o.teacher << ", weight " << o.distill_weight << ", temperature "
               << o.distill_temperature << "\n";
   }
-  fs::create_directories(o.output_dir);
+  std::error_code ec;
+  fs::create_directories(o.output_dir, ec);
+  FT_CHECK(!ec, "train", o.output_dir, ": cannot create the output folder: ", ec.message());
   train::Trainer trainer(*model, loss, train::causal_lm_eval(o.pack), *optimizer, p.train->data,
                          p.valid ? &p.valid->data : nullptr, p.batch, t);
   int64_t resumed = trainer.resume();

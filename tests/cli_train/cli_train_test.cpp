@@ -127,10 +127,25 @@ TEST(CliTrain, BadYamlKeysAndValuesAreOneErrorLine) {
 }
 
 TEST(CliTrain, NonexistentPathsAreOneErrorLine) {
-  Result model = run("train /nonexistent/model " + kAddition + "/train.jsonl");
+  // Refused runs leave no output folder behind.
+  fs::path out = temp("refused_run");
+  Result model =
+      run("train /nonexistent/model " + kAddition + "/train.jsonl --output-dir " + out.string());
   EXPECT_EQ(model.status, 1);
   EXPECT_TRUE(one_error_line(model.out)) << model.out;
   EXPECT_NE(model.out.find("/nonexistent/model"), std::string::npos);
+  Result train_data = run("train " + tiny_model().string() + " /nonexistent/data.jsonl --output-dir " +
+                          out.string());
+  EXPECT_EQ(train_data.status, 1);
+  EXPECT_TRUE(one_error_line(train_data.out)) << train_data.out;
+  EXPECT_FALSE(fs::exists(out));
+  // An output folder that cannot be made: a path under a regular file.
+  Result unwritable = run("train " + tiny_model().string() + " " + kAddition +
+                          "/train.jsonl --output-dir " + (tiny_model() / "config.json" / "run").string());
+  EXPECT_EQ(unwritable.status, 1);
+  EXPECT_TRUE(one_error_line(unwritable.out)) << unwritable.out;
+  EXPECT_NE(unwritable.out.find("cannot write the output folder"), std::string::npos)
+      << unwritable.out;
   Result data = run("eval " + tiny_model().string() + " /nonexistent/data.jsonl");
   EXPECT_EQ(data.status, 1);
   EXPECT_TRUE(one_error_line(data.out)) << data.out;
