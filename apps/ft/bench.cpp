@@ -28,7 +28,6 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/ft/commands.h"
-#include "ft/train/causal_lm_task.h"
 #include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/core/random.h"
@@ -39,8 +38,9 @@
 #include "ft/models/memory.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
-#include "ft/train/optimizer.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/train/memory_fit.h"
+#include "ft/train/optimizer.h"
 #include "ft/train/step.h"
 #include "ft/train/trainer.h"
 
@@ -416,9 +416,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--seq-length", o->seq_length, "Tokens per row")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--steps", o->steps, "Timed steps")
-      ->check(kPositive)
-      ->capture_default_str();
+  cmd->add_option("--steps", o->steps, "Timed steps")->check(kPositive)->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Untimed steps first (tracing and compiling)")
       ->check(kNonNegative)
       ->capture_default_str();

@@ -57,7 +57,7 @@ struct TrainOptions {
   int64_t warmup_steps = 0;
   int64_t iterations = 0;
   int64_t epochs = 1;
-  int batch_size = 4;  // 0: auto, the largest the memory budget fits
+  int batch_size = 4;            // 0: auto, the largest the memory budget fits
   double memory_budget_gib = 0;  // 0: the device's (ft::memory_budget)
   int grad_accumulation = 1;
   int max_seq_length = 512;
@@ -93,9 +93,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--method", o.method, "lora, dora or full")
       ->check(CLI::IsMember({"lora", "dora", "full"}))
       ->capture_default_str();
-  cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank")
-      ->check(kPositive)
-      ->capture_default_str();
+  cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank")->check(kPositive)->capture_default_str();
   cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale alpha / rank)")
       ->check(kPositive)
       ->capture_default_str();
@@ -138,8 +136,10 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "budget (turning on --grad-checkpoint when one row does not fit without it)")
       ->transform(CLI::Validator(
           [](std::string& value) {
-            if (value == "auto") value = "0";
-            else if (value.empty() || value == "0" || value.find_first_not_of("0123456789") != std::string::npos)
+            if (value == "auto")
+              value = "0";
+            else if (value.empty() || value == "0" ||
+                     value.find_first_not_of("0123456789") != std::string::npos)
               return std::string("must be a positive integer or auto");
             return std::string();
           },
@@ -277,7 +277,12 @@ struct Prepared {
   int64_t total_steps = 0;
 };
 
-int64_t count_steps(const TrainOptions& o, const Prepared& p);
+int64_t count_steps(const TrainOptions& o, const Prepared& p) {
+  if (o.iterations > 0) return o.iterations;
+  data::Batcher batcher(p.train->data, p.batch);
+  int64_t per_epoch = (batcher.batches_per_epoch() + o.grad_accumulation - 1) / o.grad_accumulation;
+  return o.epochs * per_epoch;
+}
 
 // The output folder can be written: it is a writable folder, or the nearest folder above
 // it that exists is writable. Nothing is created, so a run refused for bad input leaves
@@ -303,18 +308,18 @@ void fit_memory(TrainOptions& o, Prepared& p, models::CausalLM& model) {
   int64_t longest = 1;
   for (size_t i = 0; i < p.train->data.size(); ++i)
     longest = std::max(longest, p.train->data.length(i));
-  plan.seq_length = o.pack ? o.max_seq_length
-                           : static_cast<int>(std::min<int64_t>(o.max_seq_length, longest));
+  plan.seq_length =
+      o.pack ? o.max_seq_length : static_cast<int>(std::min<int64_t>(o.max_seq_length, longest));
   // On a GPU attention runs through MLX's fused kernel, which keeps no scores.
   plan.materialized_attention = mx::default_device() != mx::Device::gpu;
   const bool given = o.memory_budget_gib > 0;
   const uint64_t budget =
       given ? static_cast<uint64_t>(o.memory_budget_gib * 1024.0 * 1024.0 * 1024.0)
             : memory_budget();
-  const std::string where = given ? "given by --memory-budget"
-                                   : (mx::default_device() == mx::Device::gpu
-                                          ? "free on the GPU"
-                                          : "available on this machine");
+  const std::string where =
+      given ? "given by --memory-budget"
+            : (mx::default_device() == mx::Device::gpu ? "free on the GPU"
+                                                       : "available on this machine");
   if (o.batch_size > 0) {
     train::check_memory_fits(model, train::with_batch_size(plan, o.batch_size), budget, where);
     return;
@@ -335,19 +340,13 @@ void fit_memory(TrainOptions& o, Prepared& p, models::CausalLM& model) {
   if (batch == 0) train::check_memory_fits(model, train::with_batch_size(plan, 1), budget, where);
   const auto estimate =
       models::estimate_training_memory(model, train::with_batch_size(plan, batch));
-  std::cout << "batch size auto: " << batch << (o.grad_checkpoint ? " with gradient checkpointing" : "")
-            << " (estimate " << format_bytes(estimate.total()) << " of the "
-            << format_bytes(budget) << " " << where << ")\n";
+  std::cout << "batch size auto: " << batch
+            << (o.grad_checkpoint ? " with gradient checkpointing" : "") << " (estimate "
+            << format_bytes(estimate.total()) << " of the " << format_bytes(budget) << " " << where
+            << ")\n";
   o.batch_size = batch;
   p.batch.batch_size = batch;
   p.total_steps = count_steps(o, p);
-}
-
-int64_t count_steps(const TrainOptions& o, const Prepared& p) {
-  if (o.iterations > 0) return o.iterations;
-  data::Batcher batcher(p.train->data, p.batch);
-  int64_t per_epoch = (batcher.batches_per_epoch() + o.grad_accumulation - 1) / o.grad_accumulation;
-  return o.epochs * per_epoch;
 }
 
 Prepared prepare_data(const TrainOptions& o) {
@@ -420,8 +419,9 @@ nn::LoraConfig lora_config(const TrainOptions& o) {
   l.target_regex = o.target_regex;
   if (l.target_modules.empty() && l.target_regex.empty() && !o.model.empty() &&
       fs::is_directory(o.model))
-    l.target_modules = models::family_of(models::from_hf_config(io::read_config(o.model)).model_type)
-                           .default_lora_targets;
+    l.target_modules =
+        models::family_of(models::from_hf_config(io::read_config(o.model)).model_type)
+            .default_lora_targets;
   l.num_layers = o.num_layers;
   l.seed = o.seed;
   return l;
@@ -458,8 +458,8 @@ void run_train(TrainOptions o) {
   check_output_folder(o.output_dir);  // created once everything else has been checked
   Prepared p = prepare_data(o);
   check_teacher(o);
-  models::check_quantized_training(io::read_config(o.model), o.quantize_bits,
-                                   o.quantize_group_size, o.method == "full");
+  models::check_quantized_training(io::read_config(o.model), o.quantize_bits, o.quantize_group_size,
+                                   o.method == "full");
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
   mx::Dtype dtype = parse_compute_dtype(o.dtype);

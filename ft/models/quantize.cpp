@@ -181,9 +181,9 @@ std::vector<std::string> make_quantized_layers(
       if (!weights.contains(path + "_scales")) continue;
       std::optional<io::QuantSpec> spec = config ? config->for_module(path) : std::nullopt;
       if (!spec) {
-        problems.push_back("'" + path + "' has quantized weights but config.json " +
-                           (config ? "marks it false in its \"quantization\""
-                                   : "has no \"quantization\""));
+        problems.push_back(
+            "'" + path + "' has quantized weights but config.json " +
+            (config ? "marks it false in its \"quantization\"" : "has no \"quantization\""));
         continue;
       }
       const nn::StackedWeight& w = experts->stacked(name);

@@ -1,5 +1,8 @@
 #include "ft/nn/experts.h"
 
+#include <algorithm>
+#include <utility>
+
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
@@ -42,8 +45,8 @@ StackedWeight StackedWeight::quantized(const mx::array& w, int group_size, int b
   return s;
 }
 
-StackedWeight StackedWeight::zeros_quantized(int experts, int out, int in, int group_size,
-                                             int bits, mx::Dtype dtype) {
+StackedWeight StackedWeight::zeros_quantized(int experts, int out, int in, int group_size, int bits,
+                                             mx::Dtype dtype) {
   FT_CHECK(experts > 0 && out > 0, "experts", "stacked expert weights need positive sizes, got (",
            experts, ", ", out, ", ", in, ")");
   check_quantization("experts", in, group_size, bits);
@@ -66,7 +69,6 @@ mx::array StackedWeight::project(const mx::array& x, const mx::array& indices, b
   return mx::gather_qmm(mx::astype(x, dtype()), weight, *scales, biases, std::nullopt, indices,
                         /*transpose=*/true, group_size, bits, "affine", std::nullopt, sorted);
 }
-
 
 std::vector<std::string> ExpertWeights::stacked_names() const {
   std::vector<std::string> out;

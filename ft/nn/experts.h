@@ -32,7 +32,7 @@ mx::array gather_matmul_t(const mx::array& x, const mx::array& w, const mx::arra
                           bool sorted = false);
 
 struct StackedWeight {
-  mx::array weight = mx::array(0.0f);      // (E, out, in), or (E, out, in * bits / 32) uint32
+  mx::array weight = mx::array(0.0f);       // (E, out, in), or (E, out, in * bits / 32) uint32
   std::optional<mx::array> scales, biases;  // (E, out, in / group_size) when quantized
   int group_size = 0;
   int bits = 0;  // 0: floats

@@ -64,11 +64,11 @@ void check_memory_fits(const models::CausalLM& model, const models::TrainingPlan
     if (place == "train") advice += "; --batch-size auto picks the largest";
   }
   throw Error(place, "a step of batch " + std::to_string(plan.batch_size) + " x " +
-                           std::to_string(plan.seq_length) + " tokens needs about " +
-                           format_bytes(m.total()) + " (activations " +
-                           format_bytes(m.activations) + ", weights " + format_bytes(m.weights) +
-                           "), more than " + std::to_string(static_cast<int>(kBudgetShare * 100)) +
-                           "% of the " + format_bytes(budget) + " " + where + ": " + advice);
+                         std::to_string(plan.seq_length) + " tokens needs about " +
+                         format_bytes(m.total()) + " (activations " + format_bytes(m.activations) +
+                         ", weights " + format_bytes(m.weights) + "), more than " +
+                         std::to_string(static_cast<int>(kBudgetShare * 100)) + "% of the " +
+                         format_bytes(budget) + " " + where + ": " + advice);
 }
 
 }  // namespace ft::train

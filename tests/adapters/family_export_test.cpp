@@ -2,11 +2,11 @@
 // exports that tests/golden/check_adapters.py --verify loaded with PEFT: fused projections
 // (Phi-3's qkv_proj and gate_up_proj; GPT-2's Conv1D c_attn, c_proj, c_fc, written with
 // fan_in_fan_out), Mixtral's stacked experts (target_parameters), LFM2's in_proj, Gemma 2,
-// Phi-2, and a multimodal Gemma 3 folder (its text model's modules one level down). With FT_WRITE_ADAPTER_FIXTURES=1 this writes
-// tests/golden/adapters/ft_export_<fixture>/peft and ft_export_<fixture>_expected.safetensors
-// (ids (2, 12) int32, logits (2, 12, vocab) float32); otherwise a fresh export must be
-// byte-identical to the committed one, and the committed export, applied by ft, must give
-// the committed logits.
+// Phi-2, and a multimodal Gemma 3 folder (its text model's modules one level down). With
+// FT_WRITE_ADAPTER_FIXTURES=1 this writes tests/golden/adapters/ft_export_<fixture>/peft and
+// ft_export_<fixture>_expected.safetensors (ids (2, 12) int32, logits (2, 12, vocab) float32);
+// otherwise a fresh export must be byte-identical to the committed one, and the committed export,
+// applied by ft, must give the committed logits.
 #include <gtest/gtest.h>
 
 #include <cstdlib>

@@ -108,8 +108,9 @@ namespace {
 // --lengths MIN:MAX batches samples of varied lengths as ft train does: padded batches
 // carry padding, packed rows nearly none, and tokens/s counts the real tokens only.
 TEST(Bench, VariedLengthsCountRealTokensPaddedOrPacked) {
-  const std::string run = "bench --shape tiny --steps 2 --warmup 1 --seq-length 128 "
-                          "--batch-size 4 --lengths 8:64 --json";
+  const std::string run =
+      "bench --shape tiny --steps 2 --warmup 1 --seq-length 128 "
+      "--batch-size 4 --lengths 8:64 --json";
   json padded = run_json(run);
   json packed = run_json(run + " --pack");
   for (const json* j : {&padded, &packed}) {
@@ -118,8 +119,7 @@ TEST(Bench, VariedLengthsCountRealTokensPaddedOrPacked) {
     EXPECT_GT(share, 0.3);
     EXPECT_LE(share, 1.0);
     // Real tokens over the step time: at most the rows' tokens per second.
-    EXPECT_LE((*j)["tokens_per_s"].get<double>(),
-              4.0 * 128 / (*j)["step_s"].get<double>() * 1.01);
+    EXPECT_LE((*j)["tokens_per_s"].get<double>(), 4.0 * 128 / (*j)["step_s"].get<double>() * 1.01);
   }
   EXPECT_EQ(packed["pack"], true);
   // Packed rows of 128 hold several samples of at most 64: their rows are nearly full.

@@ -135,22 +135,24 @@ TEST(MultimodalGemma3, TrainsSavesAndFusesTheTextModel) {
                           {"vision_config", {{"model_type", "siglip_vision_model"}}}};
   std::ofstream(model / "config.json") << outer.dump(2);
   ft::ParamMap weights;
-  for (const auto& [name, value] : ft::ParamMap::load_safetensors((text / "model.safetensors").string()))
+  for (const auto& [name, value] :
+       ft::ParamMap::load_safetensors((text / "model.safetensors").string()))
     weights.set("language_model." + name, value);
   weights.save_safetensors((model / "model.safetensors").string());
   fs::path data = small_data(16);
   fs::path run_dir = temp("gemma3_run"), fused = temp("gemma3_fused");
-  Result r = run("train " + model.string() + " " + data.string() +
-                 " --iterations 3 --batch-size 4 --learning-rate 1e-2 --output-dir " +
-                 run_dir.string());
+  Result r =
+      run("train " + model.string() + " " + data.string() +
+          " --iterations 3 --batch-size 4 --learning-rate 1e-2 --output-dir " + run_dir.string());
   ASSERT_EQ(r.status, 0) << r.out;
   const fs::path adapter = run_dir / "adapter";
   auto config = nlohmann::json::parse(std::ifstream(adapter / "adapter_config.json"));
   EXPECT_TRUE(config["target_modules"].is_string()) << config.dump();  // the exact regex
   EXPECT_NE(config["target_modules"].get<std::string>().find("model\\.language_model\\.layers"),
             std::string::npos);
-  EXPECT_GT(std::abs(eval_loss(model, data, "--adapter " + adapter.string()) - eval_loss(model, data)),
-            1e-3);
+  EXPECT_GT(
+      std::abs(eval_loss(model, data, "--adapter " + adapter.string()) - eval_loss(model, data)),
+      1e-3);
 
   r = run("fuse " + model.string() + " --adapter " + adapter.string() + " --out " + fused.string());
   ASSERT_EQ(r.status, 0) << r.out;

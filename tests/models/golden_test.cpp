@@ -20,8 +20,8 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/causal_lm_task.h"
-#include "tests/test_util.h"
 #include "ft/train/losses.h"
+#include "tests/test_util.h"
 
 namespace mx = mlx::core;
 namespace fs = std::filesystem;
@@ -116,8 +116,7 @@ TEST_P(GoldenModel, LogitsLossAndGradientsMatchTransformers) {
   ft::testing::OnCpu cpu(name.starts_with("mixtral"));  // see OnCpu
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
-  ft::ParamMap expected =
-      ft::ParamMap::load_safetensors(fixture(name, "expected").string());
+  ft::ParamMap expected = ft::ParamMap::load_safetensors(fixture(name, "expected").string());
   mx::array ids = expected.at("ids");
 
   mx::array logits = (*model)(ids);
@@ -164,8 +163,7 @@ TEST_P(GoldenModel, LoraMatchesPeft) {
   ft::testing::OnCpu cpu(name.starts_with("mixtral"));  // see OnCpu
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
-  ft::ParamMap expected =
-      ft::ParamMap::load_safetensors(fixture(name, "expected").string());
+  ft::ParamMap expected = ft::ParamMap::load_safetensors(fixture(name, "expected").string());
   mx::array ids = expected.at("ids");
 
   ft::nn::LoraConfig lora;
@@ -211,8 +209,7 @@ TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
   ft::testing::OnCpu cpu(name.starts_with("mixtral"));  // see OnCpu
   auto model = ft::models::load_model(kModels / name, mx::float32);
   model->eval();
-  ft::ParamMap expected =
-      ft::ParamMap::load_safetensors(fixture(name, "generate").string());
+  ft::ParamMap expected = ft::ParamMap::load_safetensors(fixture(name, "generate").string());
   std::vector<int> prompt = ids_of(expected.at("prompt"));
   std::vector<int> want = ids_of(expected.at("generated"));
   ASSERT_GT(want.size(), prompt.size());
@@ -230,9 +227,9 @@ TEST_P(GoldenModel, GreedyGenerationMatchesTransformers) {
 INSTANTIATE_TEST_SUITE_P(Architectures, GoldenModel,
                          ::testing::Values("llama", "llama3_tied", "llama_linear", "llama_dynamic",
                                            "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text",
-                                           "gemma3", "phi", "phi_qk_layernorm", "phi3", "phi3_longrope",
-                                           "gpt2", "gpt2_bare", "mixtral", "mixtral_legacy",
-                                           "lfm2"));
+                                           "gemma3", "phi", "phi_qk_layernorm", "phi3",
+                                           "phi3_longrope", "gpt2", "gpt2_bare", "mixtral",
+                                           "mixtral_legacy", "lfm2"));
 
 }  // namespace
 
@@ -247,8 +244,7 @@ ft::models::Config config_without(const std::string& name, void (*strip)(ft::mod
 }
 
 float error_without(const std::string& name, void (*strip)(ft::models::Config&), int length = 12) {
-  ft::ParamMap expected =
-      ft::ParamMap::load_safetensors(fixture(name, "expected").string());
+  ft::ParamMap expected = ft::ParamMap::load_safetensors(fixture(name, "expected").string());
   ft::Rng rng(0);
   auto built = ft::models::build_model(config_without(name, strip), rng);
   auto& model = *built;

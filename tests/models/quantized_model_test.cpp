@@ -133,8 +133,7 @@ TEST_P(MlxLmFolder, LoadsWithMlxLmsNamesAndGivesItsLogits) {
   ft::ParamMap expected =
       ft::ParamMap::load_safetensors((kQuantized / (name + "_expected.safetensors")).string());
   mx::array logits = (*model)(expected.at("ids"));
-  EXPECT_LT(relative_error(logits, expected.at("logits")),
-            ft::testing::tf32_tolerance(1e-4f))
+  EXPECT_LT(relative_error(logits, expected.at("logits")), ft::testing::tf32_tolerance(1e-4f))
       << name;
 
   // down_proj's input (48) is no multiple of 32: mlx-lm left it in floats.
@@ -214,8 +213,7 @@ TEST(QuantizeModel, DequantizeGivesFloatLayersWithTheSameOutputs) {
   EXPECT_EQ(paths.size(), 14u);
   EXPECT_EQ(type_at(*model, "lm_head"), "Linear");
   EXPECT_EQ(type_at(*model, "model.embed_tokens"), "Embedding");
-  EXPECT_LT(relative_error((*model)(fixed_ids()), quantized),
-            ft::testing::tf32_tolerance(1e-5f));
+  EXPECT_LT(relative_error((*model)(fixed_ids()), quantized), ft::testing::tf32_tolerance(1e-5f));
 }
 
 TEST(QuantizeModel, Errors) {
@@ -226,7 +224,8 @@ TEST(QuantizeModel, Errors) {
                "group_size must be 32, 64 or 128, got 48");
   // Nothing in the tiny model is 128 wide.
   expect_error([&] { ft::models::quantize_model(*model, {.group_size = 128, .bits = 4}); },
-               "no Linear, Embedding or stacked expert weight has an input size that group_size 128 divides");
+               "no Linear, Embedding or stacked expert weight has an input size that group_size "
+               "128 divides");
   EXPECT_EQ(type_at(*model, "lm_head"), "Linear");  // left as it was
 
   auto quantized = quantized_llama();
@@ -457,8 +456,8 @@ void save_quantized_mixtral(const ft::models::CausalLM& model, const fs::path& o
 TEST(QuantizedExperts, MlxLmsQuantizedMixtralLoadsAndGivesItsLogits) {
   auto model = ft::models::load_model(kQuantized / "mixtral_q4_g32");
   model->eval();
-  ft::ParamMap expected = ft::ParamMap::load_safetensors(
-      (kQuantized / "mixtral_q4_g32_expected.safetensors").string());
+  ft::ParamMap expected =
+      ft::ParamMap::load_safetensors((kQuantized / "mixtral_q4_g32_expected.safetensors").string());
   EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")),
             ft::testing::tf32_tolerance(1e-4f));
   ft::ParamMap params = model->parameters();
@@ -501,8 +500,7 @@ TEST(QuantizedExperts, QuantizeEqualsMlxLmsAndSavesAndReloads) {
   auto dequantized = ft::models::dequantize_model(*model);
   EXPECT_TRUE(std::find(dequantized.begin(), dequantized.end(), kGateUp) != dequantized.end());
   EXPECT_FALSE(model->parameters().contains(kGateUp + "_scales"));
-  EXPECT_LT(relative_error((*model)(fixed_ids()), quantized),
-            ft::testing::tf32_tolerance(1e-5f));
+  EXPECT_LT(relative_error((*model)(fixed_ids()), quantized), ft::testing::tf32_tolerance(1e-5f));
 }
 
 TEST(QuantizedExperts, QloraTrainsExpertAdaptersOverTheQuantizedExperts) {

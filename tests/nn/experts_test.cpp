@@ -26,7 +26,8 @@ namespace {
 constexpr int kExperts = 4, kIn = 64, kOut = 48, kRows = 9;
 
 // Row t of x (T, 1, in) times expert indices[t]'s (out, in) matrix of w, one at a time.
-mx::array per_row_reference(const mx::array& x, const mx::array& w, const std::vector<int>& chosen) {
+mx::array per_row_reference(const mx::array& x, const mx::array& w,
+                            const std::vector<int>& chosen) {
   std::vector<mx::array> rows;
   for (int t = 0; t < static_cast<int>(chosen.size()); ++t) {
     int e = chosen[t];
@@ -69,9 +70,9 @@ TEST(StackedWeight, FloatProductEqualsEachRowsExpert) {
   EXPECT_LT(max_abs_diff(stacked.project(x, indices_of(kChosen)), want), 1e-4f * max_abs(want));
   // The grouped form runs as TF32 on NVIDIA GPUs.
   auto sorted_want = per_row_reference(x, w, kSortedChosen);
-  EXPECT_LT(max_abs_diff(stacked.project(x, indices_of(kSortedChosen), /*sorted=*/true),
-                         sorted_want),
-            ft::testing::tf32_tolerance(1e-4f) * max_abs(sorted_want));
+  EXPECT_LT(
+      max_abs_diff(stacked.project(x, indices_of(kSortedChosen), /*sorted=*/true), sorted_want),
+      ft::testing::tf32_tolerance(1e-4f) * max_abs(sorted_want));
   // bfloat16 on the CPU goes through float32 and comes back.
   auto half = StackedWeight::floats(mx::astype(w, mx::bfloat16));
   auto y = half.project(mx::astype(x, mx::bfloat16), indices_of(kChosen));
@@ -114,7 +115,9 @@ TEST(StackedWeight, GradientOfTheInputThroughQuantizedExpertsMatchesTheComposite
   auto dense = q.dequantized();
   auto indices = indices_of(kSortedChosen);
   auto x = randn({kRows, 1, kIn}, 8);
-  auto through = [&](const mx::array& x) { return mx::sum(mx::square(q.project(x, indices, true))); };
+  auto through = [&](const mx::array& x) {
+    return mx::sum(mx::square(q.project(x, indices, true)));
+  };
   auto composite = [&](const mx::array& x) {
     return mx::sum(mx::square(per_row_reference(x, dense, kSortedChosen)));
   };
@@ -171,7 +174,8 @@ TEST(ExpertWeights, FuseIntoAQuantizedStackRequantizesOrDequantizes) {
     auto x = randn({kRows, 1, kIn}, 9);
     auto indices = indices_of(kChosen);
     auto adapted = experts.project("up", x, indices);
-    auto merged = mx::add(experts.stacked("up").dequantized(), experts.adapter("up")->delta_weight());
+    auto merged =
+        mx::add(experts.stacked("up").dequantized(), experts.adapter("up")->delta_weight());
     EXPECT_EQ(ft::nn::fuse_lora(holder, dequantize), (std::vector<std::string>{"experts.up"}));
     EXPECT_EQ(experts.adapter("up"), nullptr);
     const StackedWeight& fused = experts.stacked("up");

@@ -3,8 +3,8 @@
 // transformers 5 names them. Hub checkpoints in the older layout
 // (block_sparse_moe.gate, block_sparse_moe.experts.E.{w1, w3, w2}) and mlx-lm's
 // (block_sparse_moe.switch_mlp.{gate_proj, up_proj, down_proj}, floats or quantized) are
-// stacked into it on load. The router's load-balancing loss joins the training loss when config.json
-// sets output_router_logits (times router_aux_loss_coef), as in transformers.
+// stacked into it on load. The router's load-balancing loss joins the training loss when
+// config.json sets output_router_logits (times router_aux_loss_coef), as in transformers.
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
