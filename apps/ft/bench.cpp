@@ -268,12 +268,9 @@ void run_bench(const BenchOptions& o) {
   }
   {
     // Before the weights exist: the estimate reads shapes only.
-    models::TrainingPlan plan;
-    plan.seq_length = o.seq_length;
-    plan.grad_checkpoint = o.grad_checkpoint;
-    plan.optimizer = o.optimizer;
-    plan.materialized_attention = !on_gpu;  // MLX's fused attention keeps no scores
-    train::check_memory_fits(*model, train::with_batch_size(plan, o.batch_size), memory_budget(),
+    const models::TrainingPlan plan =
+        train::training_plan(o.batch_size, o.seq_length, o.grad_checkpoint, o.optimizer);
+    train::check_memory_fits(*model, plan, memory_budget(),
                              on_gpu ? "free on the GPU" : "available on this machine", "bench");
   }
   mx::eval(model->parameters().arrays());

@@ -16,7 +16,7 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/optimizer.h"
-#include "ft/train/row_shards.h"
+#include "ft/train/memory_fit.h"
 
 namespace ft::cli {
 namespace {
@@ -90,12 +90,8 @@ void print_model_info(const InfoOptions& o) {
     nn::apply_lora(model, lora);
   }
   uint64_t trainable = model.num_trainable_parameters();
-  models::TrainingPlan plan;
-  plan.batch_size = o.batch_size;
-  plan.seq_length = o.max_seq_length;
-  plan.grad_checkpoint = o.grad_checkpoint;
-  plan.optimizer = o.optimizer;
-  plan.row_shards = row_shards(o.batch_size);
+  const models::TrainingPlan plan =
+      train::training_plan(o.batch_size, o.max_seq_length, o.grad_checkpoint, o.optimizer);
   models::MemoryEstimate m = models::estimate_training_memory(model, plan);
   uint64_t disk = weights_on_disk(o.model);
 

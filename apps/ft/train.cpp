@@ -301,17 +301,14 @@ void check_output_folder(const fs::path& dir) {
 // row does not fit without it; a given batch that does not fit is refused, saying what
 // would.
 void fit_memory(TrainOptions& o, Prepared& p, models::CausalLM& model) {
-  models::TrainingPlan plan;
-  plan.optimizer = o.optimizer;
-  plan.grad_checkpoint = o.grad_checkpoint;
   // Padded batches are as long as their longest row; packed rows are max_seq_length long.
   int64_t longest = 1;
   for (size_t i = 0; i < p.train->data.size(); ++i)
     longest = std::max(longest, p.train->data.length(i));
-  plan.seq_length =
+  const int seq =
       o.pack ? o.max_seq_length : static_cast<int>(std::min<int64_t>(o.max_seq_length, longest));
-  // On a GPU attention runs through MLX's fused kernel, which keeps no scores.
-  plan.materialized_attention = mx::default_device() != mx::Device::gpu;
+  models::TrainingPlan plan =
+      train::training_plan(std::max(o.batch_size, 1), seq, o.grad_checkpoint, o.optimizer);
   const bool given = o.memory_budget_gib > 0;
   const uint64_t budget =
       given ? static_cast<uint64_t>(o.memory_budget_gib * 1024.0 * 1024.0 * 1024.0)
@@ -321,7 +318,7 @@ void fit_memory(TrainOptions& o, Prepared& p, models::CausalLM& model) {
             : (mx::default_device() == mx::Device::gpu ? "free on the GPU"
                                                        : "available on this machine");
   if (o.batch_size > 0) {
-    train::check_memory_fits(model, train::with_batch_size(plan, o.batch_size), budget, where);
+    train::check_memory_fits(model, plan, budget, where);
     return;
   }
   FT_CHECK(budget > 0, "train", "--batch-size auto needs the device's memory, which ",

@@ -17,6 +17,15 @@ bool fits(const models::CausalLM& model, const models::TrainingPlan& plan, uint6
 
 }  // namespace
 
+models::TrainingPlan training_plan(int batch_size, int seq_length, bool grad_checkpoint,
+                                   const std::string& optimizer) {
+  models::TrainingPlan plan;
+  plan.seq_length = seq_length;
+  plan.grad_checkpoint = grad_checkpoint;
+  plan.optimizer = optimizer;
+  return with_batch_size(plan, batch_size);
+}
+
 models::TrainingPlan with_batch_size(models::TrainingPlan plan, int batch_size) {
   plan.batch_size = batch_size;
   plan.row_shards = row_shards(batch_size);

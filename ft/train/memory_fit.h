@@ -16,6 +16,10 @@ namespace ft::train {
 // own error).
 constexpr double kBudgetShare = 0.9;
 
+// The plan of a step as ft train and ft bench run it (ft info estimates the same):
+// batch_size rows of seq_length tokens split into the step's row shards.
+models::TrainingPlan training_plan(int batch_size, int seq_length, bool grad_checkpoint,
+                                   const std::string& optimizer);
 // plan with batch_size rows, split into the row shards the step would use for them.
 models::TrainingPlan with_batch_size(models::TrainingPlan plan, int batch_size);
 
