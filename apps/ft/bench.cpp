@@ -36,6 +36,7 @@
 #include "ft/data/tokenized.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/models/memory.h"
+#include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/causal_lm_task.h"
@@ -75,6 +76,8 @@ struct BenchOptions {
   // (padded to each batch's longest, or packed with --pack); empty: every row seq_length.
   std::string lengths;
   bool pack = false;
+  int quantize_bits = 0;  // QLoRA: the base quantized to this many bits; 0: off
+  int quantize_group_size = 64;
 };
 
 // The step batches of a varied-length run: random samples of lengths uniform in
@@ -256,6 +259,11 @@ void run_bench(const BenchOptions& o) {
 
   model->set_gradient_checkpointing(o.grad_checkpoint);
   bool adapters = o.method != "full";
+  if (o.quantize_bits > 0) {
+    FT_CHECK(adapters, "bench", "--quantize-bits needs LoRA or DoRA, not full fine-tuning");
+    // Lazily: the packed weights are made with the others below, after the memory check.
+    models::quantize_model(*model, {o.quantize_group_size, o.quantize_bits}, /*evaluate=*/false);
+  }
   if (adapters) {
     nn::LoraConfig lora;
     lora.rank = o.lora_rank;
@@ -351,6 +359,10 @@ void run_bench(const BenchOptions& o) {
     out["flops_per_token"] = fpt;
     out["cpu_s_per_step"] = round_to(cpu_step_s, 4);
     out["trainable_params"] = model->num_trainable_parameters();
+    if (o.quantize_bits > 0) {
+      out["quantize_bits"] = o.quantize_bits;
+      out["quantize_group_size"] = o.quantize_group_size;
+    }
     if (!o.lengths.empty()) {
       out["lengths"] = o.lengths;
       out["pack"] = o.pack;
@@ -359,9 +371,11 @@ void run_bench(const BenchOptions& o) {
     std::cout << out.dump() << std::endl;
     return;
   }
-  std::printf("model: %s (%s, %s), %zu parameters, %zu trained (%s)\n", shape.c_str(),
-              config.model_type.c_str(), o.dtype.c_str(), model->num_parameters(),
-              model->num_trainable_parameters(), o.method.c_str());
+  std::printf(
+      "model: %s (%s, %s), %zu parameters, %zu trained (%s%s)\n", shape.c_str(),
+      config.model_type.c_str(), o.dtype.c_str(), model->num_parameters(),
+      model->num_trainable_parameters(), o.method.c_str(),
+      o.quantize_bits > 0 ? (", " + std::to_string(o.quantize_bits) + "-bit base").c_str() : "");
   std::printf("device: %s", device.c_str());
   if (!on_gpu) std::printf(", %d threads", threads);
   std::printf("\nbatch %d x %d tokens, %d steps after %d warmup%s\n", o.batch_size, o.seq_length,
@@ -446,6 +460,15 @@ void add_bench_command(CLI::App& app) {
                   "padded or with --pack; tokens/s counts real (non-padding) tokens")
       ->capture_default_str();
   cmd->add_flag("--pack", o->pack, "With --lengths: pack samples into rows of --seq-length");
+  cmd->add_option("--quantize-bits", o->quantize_bits,
+                  "QLoRA: quantize the base's layers to this many bits (MLX affine) before adding "
+                  "the adapters; 0: off")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_option("--quantize-group-size", o->quantize_group_size,
+                  "Weights per quantization group with --quantize-bits")
+      ->check(kPositive)
+      ->capture_default_str();
   cmd->add_flag("--json", o->json,
                 "One JSON line with hf_baseline.py's keys (peak_mem_gib: MLX's allocator's "
                 "peak, on the CPU too)");

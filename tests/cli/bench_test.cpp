@@ -134,3 +134,20 @@ TEST(Bench, VariedLengthsCountRealTokensPaddedOrPacked) {
 }
 
 }  // namespace
+
+namespace {
+
+// --quantize-bits: LoRA over a quantized base (QLoRA), whose random model's loss is still
+// about log(vocab); refused for full fine-tuning.
+TEST(Bench, QloraOverAQuantizedBase) {
+  json j = run_json(kSmall + " --quantize-bits 4 --json");
+  EXPECT_EQ(j["quantize_bits"], 4);
+  EXPECT_EQ(j["quantize_group_size"], 64);
+  EXPECT_NEAR(j["loss"].get<double>(), std::log(32000.0), 0.5);
+  EXPECT_EQ(j["trainable_params"], run_json(kSmall + " --json")["trainable_params"]);
+  auto full = ft::testing::run_ft(kSmall + " --method full --quantize-bits 4");
+  EXPECT_EQ(full.status, 1);
+  EXPECT_NE(full.out.find("--quantize-bits needs LoRA or DoRA"), std::string::npos) << full.out;
+}
+
+}  // namespace
