@@ -9,10 +9,11 @@
 # torch.compile (hf-compile), with Liger kernels (hf-liger, hf-liger-compile; PYTHON needs
 # the liger-kernel package), all through ../shared/bench/hf_baseline.py; mlx-lm's LoRA
 # trainer on MLX's CUDA backend (mlx-lm, when MLX_PYTHON has mlx and mlx-lm).
-# Cases (CASES, SHAPE:METHOD:BATCH:SEQ:GRAD_CKPT, space-separated; by default the
-# Llama-3.2-1B shape with LoRA and full fine-tuning at 4 x 2048, Qwen2.5-0.5B LoRA at
-# 8 x 1024, Llama-3.1-8B LoRA at 2 x 2048, and the 1B LoRA at batch 1 over 16k, 32k and
-# 64k tokens with checkpointing, where the longest each side fits shows).
+# Cases (CASES, SHAPE:METHOD:BATCH:SEQ:GRAD_CKPT, space-separated, METHOD lora, dora,
+# full or qlora (ft only, a 4-bit base); by default the Llama-3.2-1B shape with LoRA and
+# full fine-tuning at 4 x 2048, Qwen2.5-0.5B LoRA at 8 x 1024, Llama-3.1-8B LoRA at
+# 2 x 2048 and QLoRA at 1 x 2048, and the 1B LoRA at batch 1 over 16k, 32k and 64k tokens
+# with checkpointing, where the longest each side fits shows).
 # Other settings: FT (build-gpu/ft when it exists, else build/ft), STEPS (10).
 # Each case prints its JSON lines and a summary: per side tokens/s, peak memory and MFU,
 # and ft's ratio to the fastest other side. A side that fails (out of memory, a missing
@@ -26,7 +27,7 @@ FT=${FT:-build/ft}
 STEPS=${STEPS:-10}
 SIDES=${SIDES:-ft hf hf-compile hf-liger hf-liger-compile mlx-lm}
 CASES=${CASES:-llama1b:lora:4:2048:0 llama1b:full:4:2048:0 qwen05b:lora:8:1024:0 \
-llama8b:lora:2:2048:0 llama1b:lora:1:16384:1 llama1b:lora:1:32768:1 llama1b:lora:1:65536:1}
+llama8b:lora:2:2048:0 llama8b:qlora:1:2048:0 llama1b:lora:1:16384:1 llama1b:lora:1:32768:1 llama1b:lora:1:65536:1}
 HF_BASELINE=../shared/bench/hf_baseline.py
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
@@ -38,13 +39,21 @@ for c in $CASES; do
   IFS=: read -r shape method batch seq ckpt <<<"$c"
   checkpoint=()
   [[ $ckpt == 1 ]] && checkpoint=(--grad-checkpoint)
+  # qlora: LoRA over a 4-bit base (MLX affine, groups of 64) on ft's side only; the other
+  # sides' scripts have no quantized base yet.
+  ft_method=(--method "$method")
+  [[ $method == qlora ]] && ft_method=(--method lora --quantize-bits 4 --quantize-group-size 64)
   echo "## $shape $method, batch $batch x $seq$([[ $ckpt == 1 ]] && echo ', gradient checkpointing')"
   : >"$RESULTS"
   for s in $SIDES; do
     hf_runs="$shape:$method:$batch:$seq:$ckpt"
+    if [[ $method == qlora && $s != ft ]]; then
+      echo "# $s: no quantized base in its script; skipped" >&2
+      continue
+    fi
     case $s in
       ft)
-        side ft "$FT" bench --shape "$shape" --method "$method" --dtype bfloat16 \
+        side ft "$FT" bench --shape "$shape" "${ft_method[@]}" --dtype bfloat16 \
           --batch-size "$batch" --seq-length "$seq" --steps "$STEPS" --warmup 3 --json \
           "${checkpoint[@]}" ;;
       hf) side hf-eager "$PYTHON" "$HF_BASELINE" --runs "$hf_runs:0" --device cuda --dtype bf16 \
