@@ -494,6 +494,13 @@ TEST(QuantizedExperts, QuantizeEqualsMlxLmsAndSavesAndReloads) {
   save_quantized_mixtral(*model, out);
   auto reloaded = ft::models::load_model(out);
   EXPECT_TRUE(identical((*reloaded)(fixed_ids()), quantized));
+  // Without config.json's quantization entry the packed experts are refused by name.
+  json stripped = read_json(out / "config.json");
+  stripped.erase("quantization");
+  stripped.erase("quantization_config");
+  std::ofstream(out / "config.json") << stripped.dump();
+  expect_error([&] { ft::models::load_model(out); },
+               "'" + kGateUp + "' has quantized weights but config.json has no \"quantization\"");
   fs::remove_all(out);
 
   // The composite: the same model with every weight dequantized and multiplied in floats.
