@@ -1,5 +1,5 @@
 """GGUF files of the tiny random models, written as llama.cpp's convert_hf_to_gguf.py lays
-them out, for tests/models/gguf_test.cpp.
+them out, for the GGUF reader's tests (written with it: nothing reads them yet).
 
 Run from the repository root with a Python that has the gguf package, safetensors and numpy:
   python tests/golden/make_gguf_fixtures.py
