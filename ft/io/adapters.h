@@ -6,7 +6,7 @@
 //           parameters (PEFT 0.21's target_parameters, e.g. "mlp.experts.gate_up_proj")
 //           have lora_A (E*r, in) and lora_B (out, E*r) under the experts module with one
 //           ".base_layer" per parameter wrapped after them (Note [PEFT's names for stacked
-//           parameters] in adapters.cpp).
+//           parameters] in peft_adapter.cpp).
 //   mlx-lm: adapters.safetensors + adapter_config.json (fine_tune_type lora|dora,
 //           num_layers, lora_parameters {rank, scale, dropout, keys}). Tensors
 //           "<module>.lora_a" (in, r), ".lora_b" (r, out) (transposed against PEFT)
