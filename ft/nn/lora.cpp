@@ -88,6 +88,21 @@ const std::function<std::vector<mx::array>(const std::vector<mx::array>&)>& adap
   return fn;
 }
 
+// Note [Adapters in the activations' dtype]
+// Adapters are kept in float32 over a bfloat16 or float16 base, as PEFT keeps them, so that
+// their updates are not lost to rounding. Multiplying 16-bit activations by them would
+// promote the products to float32: a float32 copy of every adapted layer's input, float32
+// matmuls and a float32 (tokens, out) term cast back, each kept or recomputed for the
+// backward. On a GPU that cost more than the base layers' own products. The adapter is
+// cast to the activations' dtype instead ((r, in) and (out, r), next to nothing), so the
+// products run in 16 bits like the base's, and the fused path of Note [The adapter's
+// backward] applies; the gradients come back through the cast as float32 for A and B.
+// This is what Unsloth computes; PEFT casts the activations up instead.
+mx::Dtype adapter_compute_dtype(mx::Dtype activations, mx::Dtype adapter) {
+  const bool half = activations == mx::bfloat16 || activations == mx::float16;
+  return half && adapter == mx::float32 ? activations : adapter;
+}
+
 // Row norms over the inputs: (out, in) -> (out,).
 mx::array row_norms(const mx::array& w) {
   return mx::sqrt(mx::sum(mx::square(w), 1));
@@ -141,22 +156,24 @@ mx::array LoRALinear::base_product(const mx::array& x) const {
 }
 
 mx::array LoRALinear::operator()(const mx::array& x) {
+  // Note [Adapters in the activations' dtype]
+  const mx::Dtype dtype = adapter_compute_dtype(x.dtype(), lora_A_.dtype());
+  auto a = mx::astype(lora_A_, dtype);
   // The scale goes on B, (out, r), not on the (tokens, out) product: in the backward a pass
   // over the product's gradient becomes one over B's.
-  auto scaled_b = mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_);
+  auto scaled_b = mx::astype(mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_), dtype);
   const bool no_dropout = dropout_->p() == 0.0f || !dropout_->training();
-  const mx::Dtype dtype = lora_A_.dtype();
   if (linear_ && !linear_->transposed() && no_dropout && x.dtype() == dtype &&
       linear_->weight().dtype() == dtype &&
       (!linear_->bias() || linear_->bias()->dtype() == dtype)) {
     linear_->check_input(x);
-    std::vector<mx::array> in{x, linear_->weight(), lora_A_, scaled_b};
+    std::vector<mx::array> in{x, linear_->weight(), a, scaled_b};
     if (linear_->bias()) in.push_back(*linear_->bias());
     return adapted_linear()(in)[0];  // Note [The adapter's backward]
   }
   auto y = (*base_)(x);  // checks x's shape
   auto xd = (*dropout_)(x);
-  auto u = mx::matmul(xd, mx::transpose(lora_A_));
+  auto u = mx::matmul(xd, mx::transpose(a));
   if (u.dtype() == y.dtype()) return add_low_rank(y, u, scaled_b);  // no cast needed
   return mx::add(y, mx::astype(mx::matmul(u, mx::transpose(scaled_b)), y.dtype()));
 }
@@ -194,10 +211,13 @@ mx::array DoRALinear::magnitude_scale() const {
 mx::array DoRALinear::operator()(const mx::array& x) {
   FT_CHECK(x.ndim() >= 1 && x.shape(-1) == in_features(), "lora", "input's last dimension is ",
            x.ndim() ? x.shape(-1) : 0, ", expected ", in_features());
-  auto g = magnitude_scale();  // (out,)
+  // Note [Adapters in the activations' dtype]
+  const mx::Dtype dtype = adapter_compute_dtype(x.dtype(), lora_A_.dtype());
+  auto g = mx::astype(magnitude_scale(), dtype);  // (out,)
   auto xd = (*dropout_)(x);
-  auto lora = mx::matmul(mx::matmul(xd, mx::transpose(lora_A_)), mx::transpose(lora_B_));
-  lora = mx::multiply(mx::array(scale_, lora.dtype()), lora);
+  auto scaled_b = mx::astype(mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_), dtype);
+  auto lora = mx::matmul(mx::matmul(xd, mx::transpose(mx::astype(lora_A_, dtype))),
+                         mx::transpose(scaled_b));
   mx::array y = x;
   if (!dropout_->active()) {
     // (m/n) (x W^T + s x A^T B^T) + bias: one base product.

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <mlx/ops.h>
 #include <mlx/random.h>
@@ -51,6 +53,21 @@ mx::array dora_reference(const mx::array& x, const mx::array& w, const mx::array
   auto adapted = mx::add(w, mx::multiply(mx::array(s), mx::matmul(bb, a)));
   auto norms = mx::sqrt(mx::sum(mx::square(adapted), 1));
   return mx::add(mx::multiply(mx::divide(m, norms), mx::matmul(x, t(adapted))), b);
+}
+
+// The size of the largest float32 array among y and everything it is computed from.
+size_t largest_float32_in_graph(const mx::array& y) {
+  size_t largest = 0;
+  std::vector<mx::array> todo{y};
+  std::set<std::uintptr_t> seen;
+  while (!todo.empty()) {
+    mx::array a = todo.back();
+    todo.pop_back();
+    if (!seen.insert(a.id()).second) continue;
+    if (a.dtype() == mx::float32) largest = std::max(largest, a.size());
+    for (const auto& in : a.inputs()) todo.push_back(in);
+  }
+  return largest;
 }
 
 }  // namespace
@@ -156,6 +173,59 @@ TEST(LoRALinear, LargerRanksAndXsGradientMatchTheHandDerivedFormula) {
     auto d_x = mx::add(mx::matmul(g, base->weight()),
                        mx::multiply(mx::array(s), mx::matmul(mx::matmul(g, b), a)));
     EXPECT_LT(max_abs_diff(dx, d_x), 1e-3f * max_abs(d_x)) << "rank " << rank;
+  }
+}
+
+TEST(LoRALinear, SixteenBitActivationsRunTheFloat32AdapterInTheirDtype) {
+  // Note [Adapters in the activations' dtype]: a float32 adapter over a bfloat16 base keeps
+  // float32 parameters and gradients, but its products run in bfloat16: the output is what
+  // the bfloat16 composite gives, and the gradients are those of the bfloat16 products.
+  for (mx::Dtype half : {mx::bfloat16, mx::float16}) {
+    auto f32 = make_base(1);
+    auto linear = std::make_shared<Linear>(mx::astype(f32->weight(), half),
+                                           mx::astype(*f32->bias(), half));
+    mx::eval(linear->parameters().arrays());  // cut the graph back to the 16-bit values
+    for (bool quantized : {false, true}) {
+      // A quantized base takes the composite path, a plain one the fused path.
+      std::shared_ptr<ft::nn::Layer> base = linear;
+      mx::array w = linear->weight();
+      if (quantized) {
+        auto q = QuantizedLinear::from_linear(*linear, 32, 8);
+        w = q->dequantized_weight();
+        base = q;
+      }
+      LoRALinear lora(base, kRank, 8.0f, mx::random::key(2));
+      randomize_adapter(lora, 6);
+      ASSERT_EQ(lora.lora_A().dtype(), mx::float32);
+      const float s = lora.scale();
+      auto x = mx::astype(randn({2, 9, kIn}, 7), half);
+      auto g = mx::astype(randn({2, 9, kOut}, 8), half);
+      mx::eval(x, g);
+      mx::eval(base->parameters().arrays());
+      auto a16 = mx::astype(lora.lora_A(), half);
+      auto sb16 = mx::astype(mx::multiply(mx::array(s), lora.lora_B()), half);
+      auto y = lora(x);
+      EXPECT_EQ(y.dtype(), half);
+      // No float32 array in y's graph is larger than the adapter's own: no activation went
+      // up to float32.
+      EXPECT_LE(largest_float32_in_graph(y), kIn * kRank) << half << " " << quantized;
+      auto expected = mx::add(mx::add(mx::matmul(x, t(w)), *linear->bias()),
+                              mx::matmul(mx::matmul(x, t(a16)), t(sb16)));
+      auto y32 = mx::astype(y, mx::float32), e32 = mx::astype(expected, mx::float32);
+      EXPECT_LT(max_abs_diff(y32, e32), 2e-2f * max_abs(e32)) << half << " " << quantized;
+
+      auto [loss, grads] = ft_test::loss_and_grads(lora, x, g);
+      EXPECT_EQ(grads.at("lora_A").dtype(), mx::float32);
+      EXPECT_EQ(grads.at("lora_B").dtype(), mx::float32);
+      // dL/d(sB) = G^T (x A^T) and dL/dA = (G sB)^T x, from the 16-bit operands.
+      auto x2 = mx::astype(mx::reshape(x, {-1, kIn}), mx::float32);
+      auto g2 = mx::astype(mx::reshape(g, {-1, kOut}), mx::float32);
+      auto a = mx::astype(a16, mx::float32), sb = mx::astype(sb16, mx::float32);
+      auto d_b = mx::multiply(mx::array(s), mx::matmul(t(g2), mx::matmul(x2, t(a))));
+      auto d_a = mx::matmul(t(mx::matmul(g2, sb)), x2);
+      EXPECT_LT(max_abs_diff(grads.at("lora_B"), d_b), 2e-2f * max_abs(d_b)) << half;
+      EXPECT_LT(max_abs_diff(grads.at("lora_A"), d_a), 2e-2f * max_abs(d_a)) << half;
+    }
   }
 }
 
