@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include <mlx/compile.h>  // defines: compile
 #include <mlx/ops.h>
 
 #include "ft/train/optimizer_impl.h"
@@ -14,8 +13,6 @@
 namespace ft::detail {
 
 namespace {
-
-using CompiledRule = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
 
 // sqrt(sum(x^2)) / sqrt(numel), as transformers computes it.
 mx::array rms(const mx::array& x) {
@@ -91,10 +88,10 @@ class Adafactor : public Optimizer {
         warmup_init_(c.warmup_init) {
     // Not shapeless: mean and rms divide by element counts fixed when traced.
     const AdafactorOptions o = options_;
-    factored_rule_ =
-        mx::compile([o](const std::vector<mx::array>& in) { return adafactor_rule(o, true, in); });
-    plain_rule_ =
-        mx::compile([o](const std::vector<mx::array>& in) { return adafactor_rule(o, false, in); });
+    factored_rule_ = compile_rule(
+        [o](const std::vector<mx::array>& in) { return adafactor_rule(o, true, in); }, false);
+    plain_rule_ = compile_rule(
+        [o](const std::vector<mx::array>& in) { return adafactor_rule(o, false, in); }, false);
   }
 
  protected:
@@ -131,10 +128,12 @@ class Adafactor : public Optimizer {
 
   std::vector<mx::array> apply(const mx::array& p, const mx::array& g,
                                const std::vector<mx::array>& slots,
-                               const std::vector<mx::array>& scalars) override {
+                               const std::vector<mx::array>& scalars,
+                               const mx::array& grad_factor) override {
     std::vector<mx::array> in{p, g};
     in.insert(in.end(), slots.begin(), slots.end());
     in.insert(in.end(), scalars.begin(), scalars.end());
+    in.push_back(grad_factor);
     return p.ndim() >= 2 ? factored_rule_(in) : plain_rule_(in);
   }
 
@@ -143,8 +142,8 @@ class Adafactor : public Optimizer {
   float decay_rate_;
   bool relative_step_;
   bool warmup_init_;
-  CompiledRule factored_rule_;
-  CompiledRule plain_rule_;
+  Rule factored_rule_;
+  Rule plain_rule_;
 };
 
 }  // namespace

@@ -3,7 +3,6 @@
 // the square root.
 #include <cmath>
 
-#include <mlx/compile.h>  // defines: compile
 #include <mlx/ops.h>
 
 #include "ft/train/optimizer_impl.h"
@@ -27,7 +26,7 @@ class Adam : public Optimizer {
     const float eps = c.eps;
     const float l2 = decoupled ? 0.0f : weight_decay_;
     // inputs: param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, decay
-    rule_ = mx::compile(
+    rule_ = compile_rule(
         [w1, b2, w2, eps, l2](const std::vector<mx::array>& in) -> std::vector<mx::array> {
           mx::array p = in[0] * in[6];  // decay is 1 - lr * weight_decay for AdamW, else 1
           mx::array g = in[1];
@@ -59,8 +58,9 @@ class Adam : public Optimizer {
 
   std::vector<mx::array> apply(const mx::array& p, const mx::array& g,
                                const std::vector<mx::array>& slots,
-                               const std::vector<mx::array>& scalars) override {
-    return rule_({p, g, slots[0], slots[1], scalars[0], scalars[1], scalars[2]});
+                               const std::vector<mx::array>& scalars,
+                               const mx::array& grad_factor) override {
+    return rule_({p, g, slots[0], slots[1], scalars[0], scalars[1], scalars[2], grad_factor});
   }
 
  private:
@@ -68,7 +68,7 @@ class Adam : public Optimizer {
   float beta2_;
   float weight_decay_;
   bool decoupled_;
-  std::function<std::vector<mx::array>(const std::vector<mx::array>&)> rule_;
+  Rule rule_;
 };
 
 }  // namespace

@@ -15,12 +15,16 @@ mx::array global_norm(const ParamMap& grads) {
   return mx::sqrt(total);
 }
 
-ClippedGrads clip_grad_norm(const ParamMap& grads, float max_norm) {
+mx::array clip_coefficient(const mx::array& norm, float max_norm) {
   FT_CHECK(std::isfinite(max_norm) && max_norm > 0.0f, "clip_grad_norm",
            "max_norm must be positive, got ", max_norm);
-  mx::array norm = global_norm(grads);
   // The 1e-6 keeps the division finite for an all-zero gradient, as PyTorch does.
-  mx::array scale = mx::minimum(mx::array(max_norm) / (norm + mx::array(1e-6f)), mx::array(1.0f));
+  return mx::minimum(mx::array(max_norm) / (norm + mx::array(1e-6f)), mx::array(1.0f));
+}
+
+ClippedGrads clip_grad_norm(const ParamMap& grads, float max_norm) {
+  mx::array norm = global_norm(grads);
+  mx::array scale = clip_coefficient(norm, max_norm);
   ClippedGrads out{ParamMap(), norm};
   // Scaling in f32 and rounding once matches PyTorch for bf16 gradients.
   for (const auto& [name, g] : grads) {

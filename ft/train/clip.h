@@ -18,6 +18,10 @@ struct ClippedGrads {
 // is evaluated. max_norm must be positive (ft::Error otherwise).
 ClippedGrads clip_grad_norm(const ParamMap& grads, float max_norm);
 
+// min(1, max_norm / (norm + 1e-6)): what clip_grad_norm multiplies the gradients by, for
+// a caller that applies it elsewhere (the optimizer's grad_factor). Lazy.
+mx::array clip_coefficient(const mx::array& norm, float max_norm);
+
 // The global L2 norm of all gradients, in f32, lazy.
 mx::array global_norm(const ParamMap& grads);
 

@@ -1,6 +1,5 @@
 // Lion (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023): the
 // sign of an interpolated momentum, with decoupled weight decay.
-#include <mlx/compile.h>  // defines: compile
 #include <mlx/ops.h>
 
 #include "ft/train/optimizer_impl.h"
@@ -18,7 +17,7 @@ class Lion : public Optimizer {
     const float b1 = static_cast<float>(beta1), w1 = static_cast<float>(1.0 - beta1);
     const float b2 = static_cast<float>(beta2), w2 = static_cast<float>(1.0 - beta2);
     // inputs: param, grad, exp_avg, lr, decay
-    rule_ = mx::compile(
+    rule_ = compile_rule(
         [b1, w1, b2, w2](const std::vector<mx::array>& in) -> std::vector<mx::array> {
           const mx::array& g = in[1];
           const mx::array& m = in[2];
@@ -39,13 +38,14 @@ class Lion : public Optimizer {
 
   std::vector<mx::array> apply(const mx::array& p, const mx::array& g,
                                const std::vector<mx::array>& slots,
-                               const std::vector<mx::array>& scalars) override {
-    return rule_({p, g, slots[0], scalars[0], scalars[1]});
+                               const std::vector<mx::array>& scalars,
+                               const mx::array& grad_factor) override {
+    return rule_({p, g, slots[0], scalars[0], scalars[1], grad_factor});
   }
 
  private:
   float weight_decay_;
-  std::function<std::vector<mx::array>(const std::vector<mx::array>&)> rule_;
+  Rule rule_;
 };
 
 }  // namespace

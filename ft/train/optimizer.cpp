@@ -57,7 +57,8 @@ std::vector<mx::array> Optimizer::slot_values(const std::string& param, const mx
   return out;
 }
 
-ParamMap Optimizer::update(const ParamMap& params, const ParamMap& grads) {
+ParamMap Optimizer::update(const ParamMap& params, const ParamMap& grads,
+                           const std::optional<mx::array>& grad_factor) {
   // Every check runs before any state changes, so a failed update leaves none behind.
   std::vector<std::vector<mx::array>> slot_arrays;
   slot_arrays.reserve(grads.size());
@@ -70,12 +71,15 @@ ParamMap Optimizer::update(const ParamMap& params, const ParamMap& grads) {
   }
   const int64_t step = step_ + 1;
   const std::vector<mx::array> scalars = step_scalars(step, rate(step));
+  // x * 1 == x exactly, so an update without a factor is unchanged by it.
+  const mx::array factor = grad_factor ? mx::astype(*grad_factor, mx::float32) : mx::array(1.0f);
   ParamMap out = params;
   size_t i = 0;
   for (const auto& [name, grad] : grads) {
     const mx::array& param = params.at(name);
     std::vector<mx::array> result = apply(mx::astype(param, mx::float32),
-                                          mx::astype(grad, mx::float32), slot_arrays[i], scalars);
+                                          mx::astype(grad, mx::float32), slot_arrays[i], scalars,
+                                          factor);
     FT_ASSERT(result.size() == slot_arrays[i].size() + 1);
     out.set(name, mx::astype(result[0], param.dtype()));
     const std::vector<Slot> wanted = slots(param.shape());

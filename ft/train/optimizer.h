@@ -74,7 +74,10 @@ class Optimizer {
   // the others are returned unchanged. Gradients of another dtype (bf16) are cast;
   // the math runs in f32 and each result has its parameter's dtype. State for a
   // parameter seen for the first time starts at zero. Advances step() by one.
-  ParamMap update(const ParamMap& params, const ParamMap& grads);
+  // grad_factor (a scalar, lazy) multiplies every gradient inside the rule's compiled
+  // kernel: a normalisation or clipping of the gradients costs no pass of its own.
+  ParamMap update(const ParamMap& params, const ParamMap& grads,
+                  const std::optional<mx::array>& grad_factor = std::nullopt);
 
   // Creates zero state for these parameters now rather than at their first update.
   void init(const ParamMap& params);
@@ -110,10 +113,12 @@ class Optimizer {
   // computed on the host in double, as PyTorch does, and passed as f32 arrays.
   virtual std::vector<mx::array> step_scalars(int64_t step, double lr) const = 0;
   // {new param, new slots...} from an f32 param and grad, the slots in slots()
-  // order and step_scalars(); lazy.
+  // order and step_scalars(); lazy. The rule's inputs end with grad_factor
+  // (detail::compile_rule applies it).
   virtual std::vector<mx::array> apply(const mx::array& param, const mx::array& grad,
                                        const std::vector<mx::array>& slots,
-                                       const std::vector<mx::array>& scalars) = 0;
+                                       const std::vector<mx::array>& scalars,
+                                       const mx::array& grad_factor) = 0;
   // The rate of update number `step` (from 1).
   virtual double rate(int64_t step) const;
 

@@ -1,11 +1,14 @@
 // Internal: the optimizer families behind make_optimizer, and helpers they share.
 #pragma once
 
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
 
 #include <mlx/array.h>
+#include <mlx/compile.h>  // defines: compile
+#include <mlx/ops.h>      // defines: operator*
 
 #include "ft/train/optimizer.h"
 
@@ -16,6 +19,21 @@ std::unique_ptr<Optimizer> make_sgd(const OptimizerConfig& config);
 std::unique_ptr<Optimizer> make_adam(const OptimizerConfig& config, bool decoupled);
 std::unique_ptr<Optimizer> make_adafactor(const OptimizerConfig& config);
 std::unique_ptr<Optimizer> make_lion(const OptimizerConfig& config);
+
+using Rule = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
+
+// An update rule over inputs (param, grad, ...), compiled so that it takes one more input
+// at the end, the gradient factor of Optimizer::update, and multiplies the gradient by it
+// first: the product fuses into the rule's kernel.
+inline Rule compile_rule(Rule rule, bool shapeless) {
+  return mx::compile(
+      [rule = std::move(rule)](const std::vector<mx::array>& in) {
+        std::vector<mx::array> scaled(in.begin(), in.end() - 1);
+        scaled[1] = scaled[1] * in.back();
+        return rule(scaled);
+      },
+      shapeless);
+}
 
 // f32 scalars for step_scalars().
 inline std::vector<mx::array> f32_scalars(std::initializer_list<double> values) {

@@ -1,5 +1,4 @@
 // SGD with momentum, dampening, Nesterov and L2 weight decay, as torch.optim.SGD.
-#include <mlx/compile.h>  // defines: compile
 #include <mlx/ops.h>
 
 #include "ft/train/optimizer_impl.h"
@@ -18,7 +17,7 @@ class Sgd : public Optimizer {
     const float wd = weight_decay_, mu = momentum_;
     const bool nesterov = c.nesterov;
     // inputs: param, grad, [buf], lr, buf_scale, grad_scale
-    rule_ = mx::compile(
+    rule_ = compile_rule(
         [wd, mu, nesterov](const std::vector<mx::array>& in) -> std::vector<mx::array> {
           const mx::array& p = in[0];
           mx::array g = in[1];
@@ -48,7 +47,8 @@ class Sgd : public Optimizer {
 
   std::vector<mx::array> apply(const mx::array& p, const mx::array& g,
                                const std::vector<mx::array>& slots,
-                               const std::vector<mx::array>& scalars) override {
+                               const std::vector<mx::array>& scalars,
+                               const mx::array& grad_factor) override {
     std::vector<mx::array> in{p, g};
     if (momentum_ == 0.0f) {
       in.push_back(scalars[0]);
@@ -56,6 +56,7 @@ class Sgd : public Optimizer {
       in.push_back(slots[0]);
       in.insert(in.end(), scalars.begin(), scalars.end());
     }
+    in.push_back(grad_factor);
     return rule_(in);
   }
 
@@ -63,7 +64,7 @@ class Sgd : public Optimizer {
   float momentum_;
   float dampening_;
   float weight_decay_;
-  std::function<std::vector<mx::array>(const std::vector<mx::array>&)> rule_;
+  Rule rule_;
 };
 
 }  // namespace

@@ -187,6 +187,32 @@ TEST(Optimizer, UpdatesOnlyNamedParametersAndStaysLazy) {
             (std::vector<std::string>{"b.bias.exp_avg", "b.bias.exp_avg_sq", "step"}));
 }
 
+// update()'s grad_factor multiplies the gradients inside the rule: the same parameters and
+// state, bit for bit, as gradients multiplied beforehand, for every optimizer, over steps.
+TEST(Optimizer, GradFactorEqualsScaledGradients) {
+  std::vector<ft::OptimizerConfig> configs = stateful_configs();
+  ft::OptimizerConfig plain_sgd;
+  plain_sgd.name = "sgd";
+  plain_sgd.learning_rate = 0.1f;
+  configs.push_back(plain_sgd);
+  for (const auto& c : configs) {
+    auto a = ft::make_optimizer(c), b = ft::make_optimizer(c);
+    ft::ParamMap pa = small_params(), pb = small_params();
+    for (int step = 0; step < 3; ++step) {
+      const float factor = 0.37f * static_cast<float>(step + 1);
+      ft::ParamMap scaled = ft::tree_map(
+          small_grads(step), [&](const mx::array& g) { return g * mx::array(factor); });
+      pa = a->update(pa, small_grads(step), mx::array(factor));
+      pb = b->update(pb, scaled);
+    }
+    for (const auto& [name, value] : pa)
+      EXPECT_TRUE(mx::array_equal(value, pb.at(name)).item<bool>()) << c.name << " " << name;
+    for (const auto& [name, value] : a->state())
+      EXPECT_TRUE(mx::array_equal(value, b->state().at(name)).item<bool>()) << c.name << " " << name;
+    EXPECT_FALSE(mx::array_equal(pa.at("a.weight"), small_params().at("a.weight")).item<bool>());
+  }
+}
+
 TEST(Optimizer, Bf16GradientsAreCastAndParamsKeepTheirDtype) {
   ft::OptimizerConfig c;
   c.name = "adam";

@@ -158,6 +158,36 @@ TEST(TrainStep, LossFallsWithAdamW) {
   EXPECT_LT(last, 0.5f * first);
 }
 
+// With SGD at lr 1 the update is minus the gradient of the MEAN loss over the trained
+// tokens: the gradient of the loss sum divided by the token count, and the reported norm
+// is that gradient's (Note [One pass over the gradients]).
+TEST(TrainStep, UpdateIsTheGradientOfTheMeanLoss) {
+  ft::Batch batch = make_batch(2, 8, 3, 6);
+  auto key = mx::random::key(0);
+  ft::Rng rng1(5), rng2(5);
+  auto m1 = ft::models::build_model(tiny_config(), rng1);
+  auto m2 = ft::models::build_model(tiny_config(), rng2);
+  ft::ParamMap before = m1->parameters();
+  auto o1 = sgd(1.0f), o2 = sgd(1.0f);
+  ft::TrainStep s1(*m1, llama_loss, *o1), s2(*m2, llama_loss, *o2);
+  auto [loss, sum_grads] = s2.loss_and_grads(batch, key);
+  const float tokens = 2 * (8 - 3);
+  auto r = s1.run({batch}, {key});
+  EXPECT_EQ(r.tokens, tokens);
+  EXPECT_NEAR(r.loss, loss.loss_sum.item<float>() / tokens, 1e-5);
+  float worst = 0, scale = 0, squared = 0;
+  for (const auto& [name, g] : sum_grads) {
+    mx::array expected = mx::divide(g, mx::array(tokens));
+    mx::array moved = mx::subtract(before.at(name), m1->parameters().at(name));
+    worst = std::max(worst, mx::max(mx::abs(moved - expected)).item<float>());
+    scale = std::max(scale, mx::max(mx::abs(expected)).item<float>());
+    squared += mx::sum(mx::square(expected)).item<float>();
+  }
+  EXPECT_GT(scale, 1e-3f);
+  EXPECT_LT(worst, 1e-5f * std::max(1.0f, scale));
+  EXPECT_NEAR(r.grad_norm, std::sqrt(squared), 1e-4f * std::sqrt(squared));
+}
+
 TEST(TrainStep, ClippingBoundsTheUpdate) {
   ft::Batch batch = make_batch(2, 8, 0, 5);
   auto key = mx::random::key(0);
