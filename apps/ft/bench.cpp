@@ -274,13 +274,13 @@ void run_bench(const BenchOptions& o) {
     lora.seed = o.seed;
     nn::apply_lora(*model, lora);  // adapters in f32, the trained masters
   }
-  {
-    // Before the weights exist: the estimate reads shapes only.
-    const models::TrainingPlan plan =
-        train::training_plan(o.batch_size, o.seq_length, o.grad_checkpoint, o.optimizer);
-    train::check_memory_fits(*model, plan, memory_budget(),
-                             on_gpu ? "free on the GPU" : "available on this machine", "bench");
-  }
+  // Before the weights exist: the estimate reads shapes only.
+  const models::TrainingPlan plan =
+      train::training_plan(o.batch_size, o.seq_length, o.grad_checkpoint, o.optimizer);
+  train::check_memory_fits(*model, plan, memory_budget(),
+                           on_gpu ? "free on the GPU" : "available on this machine", "bench");
+  const double estimated_gib =
+      double(models::estimate_training_memory(*model, plan).total()) / double(1ull << 30);
   mx::eval(model->parameters().arrays());
 
   OptimizerConfig opt;
@@ -354,6 +354,7 @@ void run_bench(const BenchOptions& o) {
     out["device"] = on_gpu ? backend_name() : "cpu";
     out["threads"] = threads;
     out["peak_mem_gib"] = round_to(peak_gib, 2);
+    out["estimated_mem_gib"] = round_to(estimated_gib, 2);
     out["mfu"] = mfu ? nlohmann::ordered_json(round_to(*mfu, 4)) : nlohmann::ordered_json();
     out["loss"] = result.loss;
     out["flops_per_token"] = fpt;
@@ -388,7 +389,7 @@ void run_bench(const BenchOptions& o) {
               o.lengths.empty() ? "" : "real ", step_s, cpu_step_s, result.loss);
   std::printf("peak memory %.2f GiB", peak_gib);
   if (!on_gpu) std::printf(" (MLX's allocator)");
-  std::printf("\n");
+  std::printf(", estimated %.2f GiB\n", estimated_gib);
   if (mfu)
     std::printf("MFU %.2f%% of %.0f TFLOP/s (%.3g FLOPs/token)\n", 100 * *mfu, peak_tflops, fpt);
   else

@@ -19,7 +19,7 @@ struct LinearCrossEntropyOptions {
   int ignore_index = -100;
   float label_smoothing = 0.0f;  // in [0, 1]
   // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32; on the CPU shared by
-  // the row shards running at once), at least 128 tokens. Unused where the CPU runs the
+  // the row shards running at once), 256M on a GPU, at least 128 tokens. Unused where the CPU runs the
   // head in one pass (cpu::head_cross_entropy: float32, a multiple of 16 features, AVX2),
   // which has no chunks: the forward, and the gradients of a frozen weight.
   int chunk_size = 0;

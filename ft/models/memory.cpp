@@ -61,7 +61,7 @@ MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPla
   const int states = optimizer_states_per_parameter(plan.optimizer);
   for (const auto& [name, p] : model.parameters()) m.weights += p.nbytes();
   for (const auto& [name, p] : model.trainable_parameters()) {
-    m.gradients += p.size() * 4;  // f32: the step differentiates f32 masters
+    m.gradients += p.nbytes();  // in the parameter's dtype (Note [Master weights], step.cpp)
     if (p.itemsize() < 4) m.master_weights += p.size() * 4;
     m.optimizer_state += uint64_t(states) * p.size() * 4;
   }

@@ -32,7 +32,7 @@ struct TrainingPlan {
 
 struct MemoryEstimate {
   uint64_t weights = 0;          // every parameter as held, trained or frozen
-  uint64_t gradients = 0;        // one f32 per trained parameter
+  uint64_t gradients = 0;        // one per trained parameter, in its dtype
   uint64_t master_weights = 0;   // f32 copies of trained parameters held in 16 bits
   uint64_t optimizer_state = 0;  // f32 moments of the trained parameters
   uint64_t activations = 0;      // kept by the decoder layers for the backward pass

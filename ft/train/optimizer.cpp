@@ -77,9 +77,9 @@ ParamMap Optimizer::update(const ParamMap& params, const ParamMap& grads,
   size_t i = 0;
   for (const auto& [name, grad] : grads) {
     const mx::array& param = params.at(name);
-    std::vector<mx::array> result = apply(mx::astype(param, mx::float32),
-                                          mx::astype(grad, mx::float32), slot_arrays[i], scalars,
-                                          factor);
+    // The rule casts the gradient to f32 itself (detail::compile_rule), inside its kernel.
+    std::vector<mx::array> result =
+        apply(mx::astype(param, mx::float32), grad, slot_arrays[i], scalars, factor);
     FT_ASSERT(result.size() == slot_arrays[i].size() + 1);
     out.set(name, mx::astype(result[0], param.dtype()));
     const std::vector<Slot> wanted = slots(param.shape());

@@ -112,9 +112,9 @@ class Optimizer {
   // Scalars shared by all parameters in update number `step` (from 1) at rate lr,
   // computed on the host in double, as PyTorch does, and passed as f32 arrays.
   virtual std::vector<mx::array> step_scalars(int64_t step, double lr) const = 0;
-  // {new param, new slots...} from an f32 param and grad, the slots in slots()
-  // order and step_scalars(); lazy. The rule's inputs end with grad_factor
-  // (detail::compile_rule applies it).
+  // {new param, new slots...} from an f32 param and a grad of any float dtype, the slots
+  // in slots() order and step_scalars(); lazy. The rule's inputs end with grad_factor;
+  // detail::compile_rule casts the grad to f32 and applies the factor.
   virtual std::vector<mx::array> apply(const mx::array& param, const mx::array& grad,
                                        const std::vector<mx::array>& slots,
                                        const std::vector<mx::array>& scalars,

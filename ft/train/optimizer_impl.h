@@ -1,6 +1,7 @@
 // Internal: the optimizer families behind make_optimizer, and helpers they share.
 #pragma once
 
+#include <cstdlib>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -22,17 +23,18 @@ std::unique_ptr<Optimizer> make_lion(const OptimizerConfig& config);
 
 using Rule = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
 
-// An update rule over inputs (param, grad, ...), compiled so that it takes one more input
-// at the end, the gradient factor of Optimizer::update, and multiplies the gradient by it
-// first: the product fuses into the rule's kernel.
+// An update rule over inputs (param, grad, ...) in f32, compiled so that it takes the
+// gradient in any float dtype and one more input at the end, the gradient factor of
+// Optimizer::update: the gradient is cast to f32 and multiplied by the factor first, both
+// fused into the rule's kernel.
 inline Rule compile_rule(Rule rule, bool shapeless) {
   return mx::compile(
       [rule = std::move(rule)](const std::vector<mx::array>& in) {
         std::vector<mx::array> scaled(in.begin(), in.end() - 1);
-        scaled[1] = scaled[1] * in.back();
+        scaled[1] = mx::astype(scaled[1], mx::float32) * in.back();
         return rule(scaled);
       },
-      shapeless);
+      shapeless && std::getenv("FT_AB_SHAPED_RULES") == nullptr);
 }
 
 // f32 scalars for step_scalars().

@@ -23,12 +23,14 @@ namespace ft {
 // Note [Master weights]
 // A parameter the model holds in bfloat16 or float16 cannot absorb updates much smaller
 // than itself (bf16 keeps 8 bits of mantissa: w + 1e-4 w == w), so the optimizer works
-// on an f32 master and the model computes with the master cast to the parameter's dtype.
-// The traced step takes the masters as its inputs and casts them inside the graph: the
-// gradient of astype casts the cotangent back, so gradients arrive in f32 without a pass
-// of their own, and the optimizer's state is f32 as it always is. Parameters the model
-// already holds in f32 (LoRA adapters over a bf16 base, as PEFT keeps them) are their own
-// masters: no copy, no cast, and a float32 run is unchanged by all this.
+// on an f32 master and the model computes with the master cast to the parameter's dtype
+// (the working copy, cast once per update). The traced step takes the working copies as
+// its inputs, so the gradients come out of the backward in the parameter's dtype: half
+// the memory of f32 gradients, and no cast pass over them. The optimizer's compiled rule
+// reads them as f32 (Optimizer::update), and its state is f32 as it always is; gradients
+// of several micro-batches are added up in f32. Parameters the model already holds in f32
+// (LoRA adapters over a bf16 base, as PEFT keeps them) are their own masters: no copy, no
+// cast, and a float32 run is unchanged by all this.
 //
 // The model stays the source of truth between steps: a parameter replaced from outside
 // (a load) is noticed by its array id and its master taken from it again.
@@ -67,7 +69,7 @@ TrainStep::TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, St
   auto forward = [this, n_params](const std::vector<mx::array>& inputs) {
     std::vector<mx::array> working;
     for (size_t i = 0; i < n_params; ++i)
-      working.push_back(mx::astype(inputs[i], compute_dtypes_[i]));  // Note [Master weights]
+      working.push_back(mx::astype(inputs[i], compute_dtypes_[i]));  // no-op: working copies
     model_.update(ParamMap::zip(names_, working));
     const mx::array& key = inputs[n_params];
     const mx::array& scale = inputs[n_params + 1];
@@ -175,7 +177,8 @@ std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& b
         mx::array shard_key = mx::reshape(mx::slice(keys, {i, 0}, {i + 1, 2}), {2});
         std::lock_guard lock(trace_mutex_);
         auto [loss, grads] = traced_loss_and_grads(rows, shard_key);
-        std::vector<mx::array> out = grads.arrays();
+        std::vector<mx::array> out;
+        for (const auto& g : grads.arrays()) out.push_back(mx::astype(g, mx::float32));
         out.push_back(loss.loss_sum);
         out.push_back(loss.tokens);
         return out;
@@ -191,7 +194,8 @@ std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& b
 std::pair<LossOutput, ParamMap> TrainStep::traced_loss_and_grads(const Batch& batch,
                                                                  const mx::array& key) {
   float scale = scaler_ ? scaler_->scale() : 1.0f;
-  std::vector<mx::array> inputs = masters_.arrays();
+  std::vector<mx::array> inputs;  // Note [Master weights]: the working copies
+  for (const auto& name : names_) inputs.push_back(working_.at(name));
   inputs.push_back(key);
   inputs.push_back(mx::array(scale));
   inputs.insert(inputs.end(), batch.begin(), batch.end());
@@ -220,6 +224,9 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
                                     : traced_loss_and_grads(micro_batches[i], keys[i]);
     loss_sum = loss_sum + loss.loss_sum;
     tokens = tokens + mx::astype(loss.tokens, mx::float32);
+    // Several micro-batches add up in f32 (Note [Master weights]).
+    if (micro_batches.size() > 1 && !grad_sum)
+      grads = tree_map(grads, [](const mx::array& g) { return mx::astype(g, mx::float32); });
     grad_sum = grad_sum ? tree_map(*grad_sum, grads,
                                    [](const mx::array& a, const mx::array& b) { return a + b; })
                         : grads;

@@ -72,7 +72,7 @@ class TrainStep {
 
   // Loss and gradients of one micro-batch w.r.t. the trainable parameters, lazily:
   // gradients are of the loss SUM (not yet divided by the token count), unscaled, in the
-  // masters' dtype.
+  // parameters' own dtype (Note [Master weights] in step.cpp).
   std::pair<LossOutput, ParamMap> loss_and_grads(const Batch& batch, const mx::array& key);
 
   // Accumulates over the micro-batches, normalises by their total token count, clips,
