@@ -10,7 +10,8 @@
 # the liger-kernel package), all through ../shared/bench/hf_baseline.py; mlx-lm's LoRA
 # trainer on MLX's CUDA backend (mlx-lm, when MLX_PYTHON has mlx and mlx-lm).
 # Cases (CASES, SHAPE:METHOD:BATCH:SEQ:GRAD_CKPT, space-separated, METHOD lora, dora,
-# full or qlora (ft only, a 4-bit base); by default the Llama-3.2-1B shape with LoRA and
+# full or qlora (a 4-bit base: ft's MLX affine groups of 64 against transformers+PEFT over
+# bitsandbytes NF4, bench/hf_qlora_baseline.py, as the hf side); by default the Llama-3.2-1B shape with LoRA and
 # full fine-tuning at 4 x 2048, Qwen2.5-0.5B LoRA at 8 x 1024, Llama-3.1-8B LoRA at
 # 2 x 2048 and QLoRA at 1 x 2048, and the 1B LoRA at batch 1 over 16k, 32k and 64k tokens
 # with checkpointing, where the longest each side fits shows).
@@ -39,15 +40,14 @@ for c in $CASES; do
   IFS=: read -r shape method batch seq ckpt <<<"$c"
   checkpoint=()
   [[ $ckpt == 1 ]] && checkpoint=(--grad-checkpoint)
-  # qlora: LoRA over a 4-bit base (MLX affine, groups of 64) on ft's side only; the other
-  # sides' scripts have no quantized base yet.
+  # qlora: LoRA over a 4-bit base (MLX affine, groups of 64) on ft's side.
   ft_method=(--method "$method")
   [[ $method == qlora ]] && ft_method=(--method lora --quantize-bits 4 --quantize-group-size 64)
   echo "## $shape $method, batch $batch x $seq$([[ $ckpt == 1 ]] && echo ', gradient checkpointing')"
   : >"$RESULTS"
   for s in $SIDES; do
     hf_runs="$shape:$method:$batch:$seq:$ckpt"
-    if [[ $method == qlora && $s != ft ]]; then
+    if [[ $method == qlora && $s != ft && $s != hf ]]; then
       echo "# $s: no quantized base in its script; skipped" >&2
       continue
     fi
@@ -56,8 +56,14 @@ for c in $CASES; do
         side ft "$FT" bench --shape "$shape" "${ft_method[@]}" --dtype bfloat16 \
           --batch-size "$batch" --seq-length "$seq" --steps "$STEPS" --warmup 3 --json \
           "${checkpoint[@]}" ;;
-      hf) side hf-eager "$PYTHON" "$HF_BASELINE" --runs "$hf_runs:0" --device cuda --dtype bf16 \
-            --steps "$STEPS" ;;
+      hf)
+        if [[ $method == qlora ]]; then
+          side hf-bnb-nf4 "$PYTHON" bench/hf_qlora_baseline.py --runs "$shape:$batch:$seq:$ckpt" \
+            --steps "$STEPS"
+        else
+          side hf-eager "$PYTHON" "$HF_BASELINE" --runs "$hf_runs:0" --device cuda --dtype bf16 \
+            --steps "$STEPS"
+        fi ;;
       hf-compile) side hf-compile "$PYTHON" "$HF_BASELINE" --runs "$hf_runs:1" --device cuda \
                     --dtype bf16 --steps "$STEPS" ;;
       hf-liger) side hf-liger "$PYTHON" "$HF_BASELINE" --runs "$hf_runs:0:1" --device cuda \

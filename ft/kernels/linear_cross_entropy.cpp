@@ -33,6 +33,16 @@ namespace ft::kernels {
 // changes what is kept for the backward, not the order. The backward also uses
 // mx::softmax (one primitive, which can write into z's buffer) rather than exp(z - lse).
 
+// Note [Gradients in the forward on a GPU]
+// The GPU path once recomputed each chunk's logits in the backward, as the first version of
+// the CPU path did: a (N, H) x (H, V) product as large as the forward's (4.3 TFLOP of a
+// Llama-3.2-1B step of 8k tokens, about 7 ms on an H100), and the logits went through a cast,
+// a softmax, a one-hot scatter, a scale and a cast back, each a pass over (n, V) floats.
+// So the GPU takes the CPU's route too: the forward computes each chunk's dz with
+// loss_and_dlogits (one fused pass inside the compiled step) and the two products, and the
+// backward scales them. It costs keeping dh (N, H) and, when the head trains, dW (V, H) in
+// f32 from the forward to the backward.
+
 // Note [Gradients in the forward on the CPU]
 // On the CPU, recomputing each chunk's logits in the backward costs a matmul as large as the
 // forward's (about an eighth of a small model's LoRA step), and the softmax another exp per
@@ -176,8 +186,35 @@ std::pair<mx::array, std::optional<mx::array>> backward(const mx::array& hidden,
   return {gh, grad_weight};
 }
 
+// A chunk's per-token losses (n,) in the loss dtype and their gradient w.r.t. the logits,
+// dz = softmax(z) - (1 - s) onehot - s / V (0 for ignored tokens), (n, V) in z's dtype:
+// what cpu::softmax_cross_entropy gives on the CPU, from MLX ops. Inside a compiled step the
+// exponential, the one-hot and the mask fuse into one pass over z.
+std::vector<mx::array> loss_and_dlogits(const mx::array& z, const mx::array& t, const Plan& plan) {
+  const auto ldt = plan.loss_dtype;
+  const float s = plan.label_smoothing;
+  auto zf = mx::astype(z, ldt);                                                     // (n, V)
+  auto valid = mx::not_equal(t, mx::array(plan.ignore_index, t.dtype()));           // (n,)
+  auto safe_t = mx::expand_dims(mx::where(valid, t, mx::array(0, t.dtype())), -1);  // (n, 1)
+  auto lse = mx::logsumexp(zf, -1, /*keepdims=*/true);                              // (n, 1)
+  auto loss = mx::subtract(lse, mx::take_along_axis(zf, safe_t, -1));               // (n, 1)
+  if (s > 0.0f)
+    loss = mx::add(mx::multiply(mx::array(1.0f - s, ldt), loss),
+                   mx::multiply(mx::array(s, ldt), mx::subtract(lse, mx::mean(zf, -1, true))));
+  loss = mx::where(valid, mx::squeeze(loss, -1), mx::array(0.0f, ldt));
+  auto classes = mx::expand_dims(mx::arange(plan.vocab, t.dtype()), 0);  // (1, V)
+  auto onehot = mx::astype(mx::equal(classes, safe_t), ldt);             // (n, V)
+  auto dz =
+      mx::subtract(mx::exp(mx::subtract(zf, lse)), mx::multiply(mx::array(1.0f - s, ldt), onehot));
+  if (s > 0.0f) dz = mx::subtract(dz, mx::array(s / plan.vocab, ldt));
+  dz = mx::where(mx::expand_dims(valid, -1), dz, mx::array(0.0f, ldt));
+  return {loss, mx::astype(dz, z.dtype())};
+}
+
 // Note [Gradients in the forward on the CPU]: the summed loss (scalar), then the gradients of
 // that sum w.r.t. hidden (N, H) and, if plan.weight_grad, weight (V, H), in the loss dtype.
+// On a GPU the same saves the recomputed logits product, and several passes over each
+// chunk's logits (Note [Gradients in the forward on a GPU]).
 std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx::array& weight,
                                               const mx::array& targets, const Plan& plan) {
   if (plan.head_kernel && !plan.weight_grad) {
@@ -195,8 +232,10 @@ std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx:
     auto h = rows(hidden, start, stop);  // (n, H)
     if (!previous.empty()) h = mx::depends({h}, previous)[0];
     auto z = mx::matmul(h, mx::transpose(weight));  // (n, V) in the compute dtype
-    auto ce = cpu::softmax_cross_entropy(z, rows(targets, start, stop),
-                                         {plan.ignore_index, plan.label_smoothing, true});
+    auto t = rows(targets, start, stop);
+    auto ce = plan.cpu_kernel ? cpu::softmax_cross_entropy(
+                                    z, t, {plan.ignore_index, plan.label_smoothing, true})
+                              : loss_and_dlogits(z, t, plan);
     const auto& dz = ce[1];  // (n, V) in the compute dtype
     losses.push_back(ce[0]);
     grad_hidden.push_back(mx::astype(mx::matmul(dz, weight), ldt));  // (n, H)
@@ -241,21 +280,19 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
                                const mx::array& targets, const LinearCrossEntropyOptions& options) {
   auto [flat_hidden, flat_targets] = flatten_inputs(hidden, weight, targets, options);
   auto compute_dtype = mx::promote_types(hidden.dtype(), weight.dtype());
-  Plan plan{
-      static_cast<int>(flat_targets.size()),
-      weight.shape(0),
-      linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0), options.chunk_size,
-                                      cpu::concurrent_shards()),
-      options.ignore_index,
-      options.label_smoothing,
-      options.weight_grad,
-      cpu::softmax_cross_entropy_supported(compute_dtype),
-      cpu::head_cross_entropy_supported(compute_dtype, compute_dtype, weight.shape(1)),
-      compute_dtype,
-      train::loss_dtype(compute_dtype)};
+  Plan plan{static_cast<int>(flat_targets.size()),
+            weight.shape(0),
+            linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0),
+                                            options.chunk_size, cpu::concurrent_shards()),
+            options.ignore_index,
+            options.label_smoothing,
+            options.weight_grad,
+            cpu::softmax_cross_entropy_supported(compute_dtype),
+            cpu::head_cross_entropy_supported(compute_dtype, compute_dtype, weight.shape(1)),
+            compute_dtype,
+            train::loss_dtype(compute_dtype)};
 
-  if (plan.cpu_kernel && options.gradients_in_forward &&
-      options.reduction != train::Reduction::none) {
+  if (options.gradients_in_forward && options.reduction != train::Reduction::none) {
     auto fused = mx::custom_vjp(
         [plan](const std::vector<mx::array>& in) {
           auto h = mx::astype(in[0], plan.compute_dtype);

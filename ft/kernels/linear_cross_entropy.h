@@ -1,10 +1,11 @@
 // The output projection fused with cross-entropy, in chunks of tokens, so the full
 // (tokens, vocab) logits never exist: neither in the forward nor in the backward, which is
-// hand-written (custom_vjp). On a GPU the backward recomputes each chunk's logits; on the CPU
-// the softmax and cross-entropy of a chunk are one kernel (kernels/cpu/softmax_cross_entropy.h)
-// and, for summed or averaged losses, the forward already computes the gradients. For
-// float32 on an x86 CPU with AVX2, the forward, and the gradient w.r.t. hidden of a frozen
-// weight, make one pass over the vocabulary without any logits (kernels/cpu/head_cross_entropy.h).
+// hand-written (custom_vjp). For summed or averaged losses the forward already computes the
+// gradients, chunk by chunk (per-token losses recompute each chunk's logits in the
+// backward); on the CPU the softmax and cross-entropy of a chunk are one kernel
+// (kernels/cpu/softmax_cross_entropy.h). For float32 on an x86 CPU with AVX2, the forward,
+// and the gradient w.r.t. hidden of a frozen weight, make one pass over the vocabulary
+// without any logits (kernels/cpu/head_cross_entropy.h).
 #pragma once
 
 #include <mlx/array.h>
@@ -19,20 +20,20 @@ struct LinearCrossEntropyOptions {
   int ignore_index = -100;
   float label_smoothing = 0.0f;  // in [0, 1]
   // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32; on the CPU shared by
-  // the row shards running at once), 256M on a GPU, at least 128 tokens. Unused where the CPU runs the
-  // head in one pass (cpu::head_cross_entropy: float32, a multiple of 16 features, AVX2),
-  // which has no chunks: the forward, and the gradients of a frozen weight.
+  // the row shards running at once), 256M on a GPU, at least 128 tokens. Unused where the CPU runs
+  // the head in one pass (cpu::head_cross_entropy: float32, a multiple of 16 features, AVX2), which
+  // has no chunks: the forward, and the gradients of a frozen weight.
   int chunk_size = 0;
   // mean: over non-ignored tokens; sum; none: per-token losses shaped like targets (f32).
   train::Reduction reduction = train::Reduction::mean;
   // false when the weight is frozen (an lm_head under LoRA): the backward skips the dW
   // matmuls (a quarter of the work) and gives the weight a zero cotangent.
   bool weight_grad = true;
-  // CPU streams, mean and sum reductions: compute the gradients w.r.t. hidden and weight in
-  // the forward, chunk by chunk, next to the loss (the backward then only scales them), which
-  // saves recomputing every chunk's logits and softmax. Set it to false where no gradient is
-  // taken (evaluation): the forward then computes the loss alone. Either way the result is
-  // differentiable and the same; GPU streams ignore it.
+  // Mean and sum reductions: compute the gradients w.r.t. hidden and weight in the forward,
+  // chunk by chunk, next to the loss (the backward then only scales them), which saves
+  // recomputing every chunk's logits and softmax. Set it to false where no gradient is taken
+  // (evaluation): the forward then computes the loss alone. Either way the result is
+  // differentiable and the same.
   bool gradients_in_forward = true;
 };
 
@@ -54,7 +55,6 @@ mx::array linear_cross_entropy_composite(const mx::array& hidden, const mx::arra
 // The chunk size linear_cross_entropy uses for num_tokens tokens and vocab classes, when
 // `concurrent` calls run at once (row shards on the CPU: cpu::concurrent_shards()) and share
 // the budget of logits.
-int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested,
-                                    int concurrent = 1);
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent = 1);
 
 }  // namespace ft::kernels

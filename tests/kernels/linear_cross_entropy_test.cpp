@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,21 +70,27 @@ LossAndGrads loss_and_grads(LossFn fn, const Case& c, const LinearCrossEntropyOp
 }  // namespace
 
 TEST(LinearCrossEntropy, MatchesCompositeForChunkSizesReductionsAndSmoothing) {
-  auto c = make_case(37, 16, 50);
-  for (float smoothing : {0.0f, 0.2f}) {
-    for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none}) {
-      LinearCrossEntropyOptions options{.label_smoothing = smoothing, .reduction = reduction};
-      auto expected = loss_and_grads(ft::kernels::linear_cross_entropy_composite, c, options);
-      // 1 and 8 and 13 do not divide 37; 37 is one chunk; 64 is more than N; 0 is automatic.
-      for (int chunk : {1, 8, 13, 37, 64, 0}) {
-        SCOPED_TRACE("smoothing " + std::to_string(smoothing) + ", reduction " +
-                     ft::train::reduction_name(reduction) + ", chunk " + std::to_string(chunk));
-        options.chunk_size = chunk;
-        auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
-        EXPECT_EQ(actual.loss.dtype(), mx::float32);
-        EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, 1e-5, 1e-5));
-        EXPECT_TRUE(ft::testing::all_close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
-        EXPECT_TRUE(ft::testing::all_close(actual.grad_weight, expected.grad_weight, 1e-6, 1e-5));
+  // float32 takes the CPU kernels on a CPU (and MLX's ops on a GPU); float64, on the CPU,
+  // takes the path built from MLX's ops (loss_and_dlogits).
+  for (mx::Dtype dtype : {mx::float32, mx::float64}) {
+    std::optional<ft::testing::OnCpu> on_cpu;
+    if (dtype == mx::float64) on_cpu.emplace();
+    auto c = make_case(37, 16, 50, dtype);
+    for (float smoothing : {0.0f, 0.2f}) {
+      for (Reduction reduction : {Reduction::mean, Reduction::sum, Reduction::none}) {
+        LinearCrossEntropyOptions options{.label_smoothing = smoothing, .reduction = reduction};
+        auto expected = loss_and_grads(ft::kernels::linear_cross_entropy_composite, c, options);
+        // 1 and 8 and 13 do not divide 37; 37 is one chunk; 64 is more than N; 0 is automatic.
+        for (int chunk : {1, 8, 13, 37, 64, 0}) {
+          SCOPED_TRACE("smoothing " + std::to_string(smoothing) + ", reduction " +
+                       ft::train::reduction_name(reduction) + ", chunk " + std::to_string(chunk));
+          options.chunk_size = chunk;
+          auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
+          EXPECT_EQ(actual.loss.dtype(), dtype);
+          EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, 1e-5, 1e-5));
+          EXPECT_TRUE(ft::testing::all_close(actual.grad_hidden, expected.grad_hidden, 1e-6, 1e-5));
+          EXPECT_TRUE(ft::testing::all_close(actual.grad_weight, expected.grad_weight, 1e-6, 1e-5));
+        }
       }
     }
   }
@@ -178,8 +185,10 @@ TEST(LinearCrossEntropy, GradientsMatchCentralFiniteDifferencesInF64) {
     return mx::array(out.begin(), shape, mx::float64);
   };
   // The tolerance is set by MLX's f64 exp in the analytic side (~1e-7 relative).
-  EXPECT_TRUE(ft::testing::all_close(analytic.grad_hidden, numeric(h, c.hidden.shape()), 1e-6, 1e-5));
-  EXPECT_TRUE(ft::testing::all_close(analytic.grad_weight, numeric(w, c.weight.shape()), 1e-6, 1e-5));
+  EXPECT_TRUE(
+      ft::testing::all_close(analytic.grad_hidden, numeric(h, c.hidden.shape()), 1e-6, 1e-5));
+  EXPECT_TRUE(
+      ft::testing::all_close(analytic.grad_weight, numeric(w, c.weight.shape()), 1e-6, 1e-5));
   // The gradients are not trivially small: the comparison has something to compare.
   EXPECT_GT(mx::max(mx::abs(analytic.grad_weight)).item<double>(), 1e-2);
 }
@@ -298,10 +307,12 @@ TEST(LinearCrossEntropy, CpuKernelPathsMatchTheComposite) {
               loss_and_grads(ft::kernels::linear_cross_entropy_composite, wide, options);
           auto actual = loss_and_grads(ft::kernels::linear_cross_entropy, c, options);
           EXPECT_EQ(actual.grad_hidden.dtype(), dtype);
-          EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, bf16 ? 1e-2 : 1e-5, bf16 ? 1e-2 : 1e-5));
+          EXPECT_TRUE(ft::testing::all_close(actual.loss, expected.loss, bf16 ? 1e-2 : 1e-5,
+                                             bf16 ? 1e-2 : 1e-5));
           EXPECT_TRUE(ft::testing::all_close(actual.grad_hidden, expected.grad_hidden, atol, rtol));
           if (weight_grad)
-            EXPECT_TRUE(ft::testing::all_close(actual.grad_weight, expected.grad_weight, atol, rtol));
+            EXPECT_TRUE(
+                ft::testing::all_close(actual.grad_weight, expected.grad_weight, atol, rtol));
           else
             EXPECT_EQ(mx::max(mx::abs(mx::astype(actual.grad_weight, mx::float32))).item<float>(),
                       0.0f);
