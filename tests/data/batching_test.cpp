@@ -142,6 +142,41 @@ TEST(Batching, OrderIsDeterministicPerSeedAndEpochAndResumable) {
   EXPECT_THROW(a.batch({0, a.batches_per_epoch()}), ft::Error);
 }
 
+// Note [Padded lengths on a ladder]: a batch is padded to a multiple of pad_multiple and of
+// the largest power of two at most an eighth of its longest row, so lengths from 50 to 2000
+// give few distinct shapes, each less than an eighth longer than its longest row.
+TEST(Batching, PaddedLengthsStayOnALadder) {
+  std::vector<int> lengths;
+  for (int k = 0; k < 400; ++k) lengths.push_back(51 + (k * 7919) % 1950);
+  TokenizedData d = make_data(lengths);
+  for (bool pack : {false, true}) {
+    BatchOptions o;
+    o.batch_size = 3;
+    o.pack = pack;
+    o.max_seq_length = 2048;
+    Batcher batcher(d, o);
+    std::set<int> shapes;
+    for (int64_t i = 0; i < batcher.batches_per_epoch(); ++i) {
+      Batch b = batcher.batch({0, i});
+      int longest = 0;
+      for (int r = 0; r < b.rows; ++r) {
+        int used = 0;
+        for (int c = 0; c < b.length; ++c) used += b.segment_ids[size_t(r) * b.length + c] != 0;
+        longest = std::max(longest, used);
+      }
+      EXPECT_EQ(b.length % o.pad_multiple, 0);
+      EXPECT_GE(b.length, longest);
+      EXPECT_LT(b.length, longest + std::max(o.pad_multiple, longest / 8 + 1)) << longest;
+      shapes.insert(b.length);
+    }
+    // 50 to 2000 spans six octaves: at most eight lengths in each.
+    EXPECT_LE(shapes.size(), 48u) << "pack " << pack;
+    if (!pack) {
+      EXPECT_GE(shapes.size(), 20u);  // the lengths do vary
+    }
+  }
+}
+
 TEST(Batching, PackedRowsKeepSamplesApart) {
   auto d = make_data(some_lengths());
   BatchOptions o;
