@@ -72,7 +72,8 @@ void run(const Size& size) {
   LinearCrossEntropyOptions options;
   options.chunk_size = size.chunk;
   options.reduction = ft::train::Reduction::sum;
-  int chunk = ft::kernels::linear_cross_entropy_chunk_size(size.tokens, size.vocab, size.chunk);
+  int chunk = ft::kernels::linear_cross_entropy_chunk_size(
+      size.tokens, size.vocab, size.chunk, 1, mx::default_device() == mx::Device::gpu);
   double logits_mib = double(size.tokens) * size.vocab * 4 / (1 << 20);
   auto composite =
       measure(ft::kernels::linear_cross_entropy_composite, hidden, weight, targets, options);

@@ -264,12 +264,13 @@ std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx:
 // TFLOP/s against 650 for large ones, and for full fine-tuning each chunk's f32 (V, H)
 // weight gradient was added into the running sum, 64 passes over 1 GiB, 52 ms of a 290 ms
 // step. A GPU chunk holds 256M logits (1 GiB in f32) instead: four chunks there.
-int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent) {
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent,
+                                    bool gpu) {
   // About 8M logits (32 MiB in f32) per chunk on the CPU and 256M on a GPU (Note [Chunk size
   // on a GPU]), split between the calls running at once; a few chunks are in flight at once
   // (Note [Chunk order in the lazy graph]). At least 128 tokens, so the matmuls stay
   // efficient for large vocabularies.
-  const long chunk_values = mx::default_device() == mx::Device::gpu ? 1L << 28 : 1L << 23;
+  const long chunk_values = gpu ? 1L << 28 : 1L << 23;
   constexpr long kMinTokens = 128;
   long budget = chunk_values / std::max(concurrent, 1);
   long chunk = requested > 0 ? requested : std::max(kMinTokens, budget / std::max(vocab, 1));
@@ -283,7 +284,8 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
   Plan plan{static_cast<int>(flat_targets.size()),
             weight.shape(0),
             linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0),
-                                            options.chunk_size, cpu::concurrent_shards()),
+                                            options.chunk_size, cpu::concurrent_shards(),
+                                            mx::default_device() == mx::Device::gpu),
             options.ignore_index,
             options.label_smoothing,
             options.weight_grad,

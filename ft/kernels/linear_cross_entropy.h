@@ -54,7 +54,8 @@ mx::array linear_cross_entropy_composite(const mx::array& hidden, const mx::arra
 
 // The chunk size linear_cross_entropy uses for num_tokens tokens and vocab classes, when
 // `concurrent` calls run at once (row shards on the CPU: cpu::concurrent_shards()) and share
-// the budget of logits.
-int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent = 1);
+// the budget of logits, on a GPU or the CPU (Note [Chunk size on a GPU]).
+int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent,
+                                    bool gpu);
 
 }  // namespace ft::kernels

@@ -22,10 +22,11 @@ struct TrainingPlan {
   int seq_length = 512;
   bool grad_checkpoint = false;
   std::string optimizer = "adamw";  // sgd, adam, adamw, adafactor, lion
-  // Attention scores (batch, heads, length, length) are kept for the backward pass unless
-  // the backend's attention kernel recomputes them (flash attention on CUDA; ft's own on the
-  // CPU, which the estimate detects itself).
-  bool materialized_attention = true;
+  // Where the step runs: "cpu", "cuda" or "metal" (train::training_plan takes it from the
+  // default device). It decides whether attention keeps its scores (ft's kernel on the CPU
+  // and cuDNN's on CUDA do not), the head's chunks and what checkpointing saves (Note
+  // [Memory on MLX's CUDA backend] in memory.cpp).
+  std::string backend = "cpu";
   // Row shards of a batch run at once, each with its own head chunk (ft::row_shards).
   int row_shards = 1;
 };

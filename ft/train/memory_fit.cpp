@@ -2,7 +2,9 @@
 
 #include <vector>
 
-#include "ft/core/device.h"  // defines: format_bytes
+#include <mlx/device.h>  // defines: default_device
+
+#include "ft/core/device.h"  // defines: format_bytes, backend_name
 #include "ft/core/error.h"
 #include "ft/train/row_shards.h"
 
@@ -23,6 +25,7 @@ models::TrainingPlan training_plan(int batch_size, int seq_length, bool grad_che
   plan.seq_length = seq_length;
   plan.grad_checkpoint = grad_checkpoint;
   plan.optimizer = optimizer;
+  plan.backend = mx::default_device() == mx::Device::gpu ? backend_name() : "cpu";
   return with_batch_size(plan, batch_size);
 }
 
