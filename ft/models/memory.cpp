@@ -49,8 +49,8 @@ namespace ft::models {
 // With these the estimate is 24.4, 40.3, 24.3, 23.9 and 37.2 GiB for the runs above, within
 // 10% of each (tests/models/memory_test.cpp keeps them so). It is a calibration on five
 // runs of two shapes, not a derivation: the deferred release is MLX's, and the numbers of
-// chunks and layers alive follow from how far ahead the host gets. Smaller command buffers (MLX_MAX_OPS_PER_BUFFER=20) lowered the first peak to
-// 23.0 GiB for 1.4% fewer tokens/s.
+// chunks and layers alive follow from how far ahead the host gets. Smaller command buffers
+// (MLX_MAX_OPS_PER_BUFFER=20) lowered the first peak to 23.0 GiB for 1.4% fewer tokens/s.
 
 namespace {
 

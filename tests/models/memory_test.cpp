@@ -23,8 +23,8 @@
 namespace {
 
 namespace mx = mlx::core;
-using ft::models::Config;
 using ft::models::CausalLM;
+using ft::models::Config;
 
 Config small_config() {
   Config c;
