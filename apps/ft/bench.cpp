@@ -68,6 +68,7 @@ struct BenchOptions {
   std::string optimizer = "adamw";
   float learning_rate = 1e-4f;
   float max_grad_norm = 0.0f;
+  int head_chunk = 0;
   double peak_tflops = 0.0;  // 0: 989 on CUDA, none elsewhere
   int threads = 0;
   uint64_t seed = 0;
@@ -289,7 +290,7 @@ void run_bench(const BenchOptions& o) {
   auto optimizer = make_optimizer(opt);
   StepConfig step_config;
   if (o.max_grad_norm > 0) step_config.max_grad_norm = o.max_grad_norm;
-  TrainStep step(*model, train::causal_lm_loss(o.pack), *optimizer, step_config);
+  TrainStep step(*model, train::causal_lm_loss(o.pack, o.head_chunk), *optimizer, step_config);
 
   // One batch for every step: seq + 1 random ids, the model reads the first seq, the
   // targets are the last seq. Or, with --lengths, a batch per step of varied samples.
@@ -447,6 +448,10 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-grad-norm", o->max_grad_norm,
                   "Clip the global gradient norm (0: off, as in hf_baseline.py)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_option("--head-chunk", o->head_chunk,
+                  "Tokens per chunk of the fused output head and loss (0: automatic)")
       ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_option("--peak-tflops", o->peak_tflops,

@@ -35,8 +35,9 @@ bool plain_head(const models::CausalLM& model) {
 
 }  // namespace
 
-LossFn causal_lm_loss(bool packed) {
-  return [packed](nn::Module& m, const Batch& batch, const mx::array&) {
+LossFn causal_lm_loss(bool packed, int head_chunk) {
+  FT_CHECK(head_chunk >= 0, "train", "the head's chunk size must be >= 0, got ", head_chunk);
+  return [packed, head_chunk](nn::Module& m, const Batch& batch, const mx::array&) {
     auto& model = static_cast<models::CausalLM&>(m);
     mx::array hidden = hidden_states(model, batch, packed);
     const mx::array& targets = batch[1];
@@ -45,6 +46,7 @@ LossFn causal_lm_loss(bool packed) {
     if (plain_head(model)) {
       kernels::LinearCrossEntropyOptions ce;
       ce.reduction = Reduction::sum;
+      ce.chunk_size = head_chunk;
       ce.weight_grad = output_weight_trained(model);
       loss = kernels::linear_cross_entropy(hidden, model.output_weight(), targets, ce);
     } else {

@@ -17,9 +17,10 @@ namespace ft::train {
 // mean over tokens is Hugging Face's loss + coef * aux). packed: rows hold several
 // samples (segment ids in batch[2]) that must not see each other.
 //
-// The head runs fused with the loss in chunks (kernels::linear_cross_entropy) unless
-// the model soft-caps its logits or its head has a bias; then the logits are formed.
-LossFn causal_lm_loss(bool packed = false);
+// The head runs fused with the loss in chunks (kernels::linear_cross_entropy; head_chunk
+// tokens each, 0: its automatic size) unless the model soft-caps its logits or its head has
+// a bias; then the logits are formed.
+LossFn causal_lm_loss(bool packed = false, int head_chunk = 0);
 
 // Distillation from a frozen teacher that shares the student's tokenizer: the sum of
 // train::distillation_loss over the batch's targets, the teacher run on the same batch
