@@ -1,5 +1,6 @@
-"""GGUF files of the tiny random models, written as llama.cpp's convert_hf_to_gguf.py lays
-them out, for the GGUF reader's tests (written with it: nothing reads them yet).
+"""GGUF files for ft's GGUF reader (tests/io/gguf_file_test.cpp) and for GGUF models
+(tests/models/gguf_test.cpp), each with a JSON of what the gguf package's reader reports
+for it (version, alignment, data offset, metadata, tensors), which ft's reader must match.
 
 Run from the repository root with a Python that has the gguf package, safetensors and numpy:
   python tests/golden/make_gguf_fixtures.py
@@ -11,10 +12,21 @@ blk.N.attn_q, ..., output_norm, output) and the row permutation llama.cpp applie
 attn_q and attn_k (each head's rotary halves interleaved). Its weights are the Hugging Face
 model's, so ft loading it must give models/llama_expected.safetensors's logits. It has no
 tokenizer metadata: the test compares logits on ids.
+
+gguf/types.gguf holds one metadata value of every GGUF value type (arrays of numbers, of
+strings and of arrays among them), general.alignment 64, and small tensors of every
+ggml type ft sizes except Q8_1 (the gguf package's block size for it, 40 bytes, is an older
+ggml's; ggml's block_q8_1 is 36): float and integer tensors with the values
+arange(n) / 8 (integers: arange(n) - n / 2), quantized ones with random bytes (their size
+and place are what is checked).
+
+The seeds of the gguf_file fuzz target (fuzz/corpus/gguf_file/) are both files and a few
+small ones: one tensor, quantized tensors, metadata without tensors.
 """
 
 import json
 import os
+import shutil
 
 import gguf
 import numpy as np
@@ -93,7 +105,154 @@ def make_llama(name, source):
     reader = gguf.GGUFReader(path)
     assert len(reader.tensors) == len(weights), (len(reader.tensors), len(weights))
     print("wrote", path, os.path.getsize(path), "bytes,", len(reader.tensors), "tensors")
+    describe(path)
+
+
+def make_types(name):
+    path = os.path.join(OUT, name + ".gguf")
+    writer = gguf.GGUFWriter(path, "test")
+    writer.add_custom_alignment(64)
+    writer.add_uint8("test.uint8", 200)
+    writer.add_int8("test.int8", -100)
+    writer.add_uint16("test.uint16", 60000)
+    writer.add_int16("test.int16", -30000)
+    writer.add_uint32("test.uint32", 4000000000)
+    writer.add_int32("test.int32", -2000000000)
+    writer.add_float32("test.float32", 0.25)
+    writer.add_bool("test.bool", True)
+    writer.add_string("test.string", "h\u00e9llo")
+    writer.add_uint64("test.uint64", 2**64 - 1)
+    writer.add_int64("test.int64", -(2**62))
+    writer.add_float64("test.float64", -1.5e300)
+    writer.add_array("test.array.int32", [1, -2, 3])
+    writer.add_array("test.array.float32", [0.5, 1.5])
+    writer.add_array("test.array.string", ["a", "", "bcd"])
+    writer.add_array("test.array.nested", [[1, 2], [3], [4, 5, 6]])
+    writer.add_key_value("test.array.uint8", [1, 2, 255], gguf.GGUFValueType.ARRAY,
+                         gguf.GGUFValueType.UINT8)
+
+    def values(shape, dtype):
+        n = int(np.prod(shape))
+        if np.issubdtype(dtype, np.integer):
+            return (np.arange(n) - n // 2).astype(dtype).reshape(shape)
+        return (np.arange(n) / 8).astype(dtype).reshape(shape)
+
+    writer.add_tensor("f32", values((3, 5), np.float32))
+    writer.add_tensor("f16", values((2, 3, 4), np.float16))
+    bf16 = (values((4, 6), np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    writer.add_tensor("bf16", bf16, raw_dtype=gguf.GGMLQuantizationType.BF16)
+    writer.add_tensor("f64", values((7,), np.float64))
+    writer.add_tensor("i8", values((2, 2, 2, 3), np.int8))
+    writer.add_tensor("i16", values((5, 2), np.int16))
+    writer.add_tensor("i32", values((9,), np.int32))
+    writer.add_tensor("i64", values((2, 3), np.int64))
+    rng = np.random.default_rng(0)
+    Q = gguf.GGMLQuantizationType
+    for qtype in [Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q8_0, Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K,
+                  Q.Q8_K]:
+        block, nbytes = gguf.GGML_QUANT_SIZES[qtype]
+        rows, row_blocks = 3, 2
+        raw = rng.integers(0, 256, size=(rows, row_blocks * nbytes), dtype=np.uint8)
+        writer.add_tensor(qtype.name.lower(), raw, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    print("wrote", path, os.path.getsize(path), "bytes")
+    describe(path)
+
+
+def field_value(field):
+    """A metadata value as the gguf package reads it; nested arrays as nested lists."""
+    main = field.types[0]
+    if main != gguf.GGUFValueType.ARRAY:
+        value = field.contents()
+        return value.item() if hasattr(value, "item") else value
+    if len(field.types) == 2:
+        return [v.item() if hasattr(v, "item") else v for v in field.contents()]
+    # Nested: the reader keeps each inner array's parts flat; rebuild them by walking the
+    # parts after the outer type and count.
+    parts = iter(field.parts[5:])
+    def walk(types):
+        if types[0] == gguf.GGUFValueType.ARRAY:
+            next(parts)  # element type
+            count = int(next(parts)[0])
+            return [walk(types[1:]) for _ in range(count)]
+        if types[0] == gguf.GGUFValueType.STRING:
+            next(parts)
+            return str(next(parts).tobytes(), "utf-8")
+        return next(parts)[0].item()
+    count = int(field.parts[4][0])
+    return [walk(field.types[1:]) for _ in range(count)]
+
+
+def describe(path):
+    """What the gguf package's reader sees, written next to the file as JSON."""
+    reader = gguf.GGUFReader(path)
+    metadata = []
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):  # the reader's own entries for the header fields
+            continue
+        types = [t.name for t in field.types]
+        metadata.append({"key": key, "types": types, "value": field_value(field)})
+    tensors = [{
+        "name": t.name,
+        "type": t.tensor_type.name,
+        "type_id": int(t.tensor_type),
+        "dims": [int(d) for d in t.shape],  # GGUF's order: the row length first
+        "n_bytes": int(t.n_bytes),
+        "offset": int(t.data_offset),  # from the start of the file
+    } for t in reader.tensors]
+    out = {
+        "version": int(reader.fields["GGUF.version"].parts[0][0]),
+        "alignment": int(reader.alignment),
+        "data_offset": int(reader.data_offset),
+        "metadata": metadata,
+        "tensors": tensors,
+    }
+    with open(path[:-len(".gguf")] + ".json", "w") as f:
+        json.dump(out, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+def make_fuzz_seeds():
+    seeds = os.path.join(HERE, "..", "..", "fuzz", "corpus", "gguf_file")
+    os.makedirs(seeds, exist_ok=True)
+    for name in ["llama_f32.gguf", "types.gguf"]:
+        shutil.copyfile(os.path.join(OUT, name), os.path.join(seeds, name))
+
+    def write(name, fill):
+        writer = gguf.GGUFWriter(os.path.join(seeds, name), "llama")
+        fill(writer)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    def one_tensor(w):
+        w.add_block_count(1)
+        w.add_tensor("token_embd.weight", np.arange(8, dtype=np.float32).reshape(2, 4))
+
+    def quantized(w):
+        w.add_custom_alignment(16)
+        Q = gguf.GGMLQuantizationType
+        w.add_tensor("q8_0", np.full((2, 34), 7, dtype=np.uint8), raw_dtype=Q.Q8_0)
+        w.add_tensor("q4_k", np.full((1, 144), 9, dtype=np.uint8), raw_dtype=Q.Q4_K)
+        w.add_tensor("f16", np.ones((3,), dtype=np.float16))
+
+    def metadata(w):
+        w.add_bool("x.bool", False)
+        w.add_array("x.strings", ["<s>", "</s>", "a b"])
+        w.add_array("x.nested", [[1.5], [2.5, 3.5]])
+        w.add_int64("x.int64", -7)
+
+    write("one_tensor.gguf", one_tensor)
+    write("quantized.gguf", quantized)
+    write("metadata.gguf", metadata)
+    print("wrote the fuzz seeds in", os.path.normpath(seeds))
 
 
 if __name__ == "__main__":
     make_llama("llama_f32", "llama")
+    make_types("types")
+    make_fuzz_seeds()
