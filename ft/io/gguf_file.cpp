@@ -26,7 +26,10 @@ constexpr uint64_t kMinPairBytes = 8 + 1 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
 
 std::string in_quotes(std::string_view name) {
-  return "'" + std::string(name) + "'";
+  std::string out(1, '\'');
+  out.append(name);
+  out.push_back('\'');
+  return out;
 }
 
 // The bytes a value of this type takes at least, so a count can be checked against the
