@@ -1,0 +1,244 @@
+#include "ft/io/gguf_tokenizer.h"
+
+#include <array>
+#include <map>
+#include <set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ft/core/error.h"
+#include "ft/tokenizer/unicode.h"
+
+namespace ft::io {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+constexpr const char* kPlace = "gguf";
+
+// Note [GGUF tokenizers]
+// A GGUF file keeps its tokenizer as lists: tokens, token types (1 normal, 3 control, 4
+// user-defined, ...), merges "a b", special ids, the pre-tokenizer's name
+// (tokenizer.ggml.pre) and the chat template. transformers rebuilds a tokenizer from them
+// (integrations/gguf/gguf_tokenizer_mapping.py), and ft builds the same tokenizer.json:
+//   - "gpt2" (byte-level BPE): tokens spelled in GPT-2's byte alphabet (a token with any
+//     other character is respelled byte by byte), the file's merges, a ByteLevel
+//     pre-tokenizer with GPT-2's split, or the split of a known `pre` (llama3, qwen2, ...)
+//     followed by ByteLevel without its own split; ByteLevel decoding;
+//   - control tokens written in the byte alphabet become special added tokens, user-defined
+//     ones plain added tokens, so neither is cut into pieces;
+//   - BOS and EOS are added as tokenizer.ggml.add_bos_token / add_eos_token say.
+// SentencePiece ("llama") and Unigram ("t5") vocabularies are not converted yet.
+
+// GPT-2's byte alphabet: printable bytes stand for themselves, the others (control bytes,
+// space, 127-160 and 173) for U+0100 upward in byte order.
+const std::array<uint32_t, 256>& byte_alphabet() {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+      t[b] = printable ? b : next++;
+    }
+    return t;
+  }();
+  return table;
+}
+
+// The token in the byte alphabet: as it is when all its characters are in it, else its
+// UTF-8 bytes respelled.
+std::string byte_level_spelling(const std::string& token, const std::set<uint32_t>& alphabet) {
+  bool spelled = tokenizer::utf8_is_valid(token);
+  for (size_t i = 0; spelled && i < token.size();)
+    spelled = alphabet.count(uint32_t(tokenizer::utf8_next(token, i))) > 0;
+  if (spelled) return token;
+  std::string out;
+  for (unsigned char b : token) tokenizer::utf8_append(out, char32_t(byte_alphabet()[b]));
+  return out;
+}
+
+// The splits transformers puts before ByteLevel for these pre-tokenizer names.
+const std::map<std::string, std::string>& known_splits() {
+  static const std::string llama3 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  static const std::string qwen2 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  static const std::string qwen35 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  static const std::string gpt4o =
+      R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  static const std::string tekken =
+      R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  static const std::map<std::string, std::string> splits = {
+      {"llama3", llama3},       {"llama-v3", llama3},
+      {"llama-bpe", llama3},    {"falcon3", llama3},
+      {"falcon-h1", llama3},    {"pixtral", llama3},
+      {"midm-2.0", llama3},     {"lfm2", llama3},
+      {"jina-v5-nano", llama3}, {"dbrx", llama3},
+      {"smaug-bpe", llama3},    {"tekken", tekken},
+      {"qwen2", qwen2},         {"deepseek-r1-qwen", qwen2},
+      {"kormo", qwen2},         {"f2llmv2", qwen2},
+      {"megrez", qwen2},        {"qwen35", qwen35},
+      {"gpt-4o", gpt4o},        {"llama4", gpt4o},
+      {"kanana2", gpt4o},       {"talkie", gpt4o},
+      {"minimax-m2", gpt4o},
+  };
+  return splits;
+}
+
+std::vector<std::string> strings_of(const GgufFile& g, const std::string& key) {
+  const GgufArray& a = g.at(key).as_array();
+  FT_CHECK(a.element_type == GgufValueType::String, kPlace, g.path.string(), ": ", key,
+           " must be an array of strings");
+  std::vector<std::string> out;
+  out.reserve(a.items.size());
+  for (const auto& item : a.items) out.push_back(item.as_string());
+  return out;
+}
+
+std::vector<int64_t> ints_of(const GgufFile& g, const std::string& key) {
+  std::vector<int64_t> out;
+  for (const auto& item : g.at(key).as_array().items) out.push_back(item.as_int());
+  return out;
+}
+
+bool flag(const GgufFile& g, const std::string& key, bool fallback) {
+  const GgufValue* v = g.find(key);
+  return v ? v->as_bool() : fallback;
+}
+
+json added_token(int id, const std::string& content, bool special) {
+  return json{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
+              {"rstrip", false}, {"normalized", false}, {"special", special}};
+}
+
+json byte_level(bool use_regex, bool add_prefix_space) {
+  return json{{"type", "ByteLevel"},
+              {"add_prefix_space", add_prefix_space},
+              {"trim_offsets", true},
+              {"use_regex", use_regex}};
+}
+
+// single: [BOS] A [EOS] as the flags say; pair likewise around each sequence.
+json bos_eos_template(const std::vector<std::string>& tokens, std::optional<int64_t> bos,
+                      std::optional<int64_t> eos) {
+  json single = json::array(), pair = json::array(), special = json::object();
+  auto add_special = [&](json& seq, int64_t id, int type_id) {
+    const std::string& t = tokens[size_t(id)];
+    seq.push_back({{"SpecialToken", {{"id", t}, {"type_id", type_id}}}});
+    special[t] = {{"id", t}, {"ids", {id}}, {"tokens", {t}}};
+  };
+  for (int s = 0; s < 2; ++s) {
+    json& seq = s == 0 ? single : pair;
+    for (int part = 0; part < (s == 0 ? 1 : 2); ++part) {
+      if (bos) add_special(seq, *bos, part);
+      seq.push_back({{"Sequence", {{"id", part == 0 ? "A" : "B"}, {"type_id", part}}}});
+      if (eos) add_special(seq, *eos, part);
+    }
+  }
+  return json{{"type", "TemplateProcessing"},
+              {"single", single},
+              {"pair", pair},
+              {"special_tokens", special}};
+}
+
+}  // namespace
+
+TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
+  const std::string file = g.path.string();
+  const std::string model = g.at("tokenizer.ggml.model").as_string();
+  FT_CHECK(model == "gpt2", kPlace, file, ": tokenizer.ggml.model '", model,
+           "' is not converted (ft reads byte-level BPE, \"gpt2\")");
+  const std::vector<std::string> tokens = strings_of(g, "tokenizer.ggml.tokens");
+  const std::vector<std::string> merges = strings_of(g, "tokenizer.ggml.merges");
+  std::vector<int64_t> types(tokens.size(), 1);
+  if (g.find("tokenizer.ggml.token_type")) types = ints_of(g, "tokenizer.ggml.token_type");
+  FT_CHECK(types.size() == tokens.size(), kPlace, file, ": ", types.size(), " token types for ",
+           tokens.size(), " tokens");
+  auto special_id = [&](const char* key) -> std::optional<int64_t> {
+    const GgufValue* v = g.find(std::string("tokenizer.ggml.") + key);
+    if (!v) return std::nullopt;
+    const int64_t id = v->as_int();
+    FT_CHECK(id >= 0 && id < int64_t(tokens.size()), kPlace, file, ": tokenizer.ggml.", key, " ",
+             id, " is not a token id (", tokens.size(), " tokens)");
+    return id;
+  };
+
+  std::set<uint32_t> alphabet(byte_alphabet().begin(), byte_alphabet().end());
+  json vocab = json::object();
+  for (size_t i = 0; i < tokens.size(); ++i)
+    vocab[byte_level_spelling(tokens[i], alphabet)] = int64_t(i);
+  json merge_pairs = json::array();
+  for (const auto& m : merges) {
+    const size_t space = m.find(' ');
+    FT_CHECK(space != std::string::npos && m.find(' ', space + 1) == std::string::npos, kPlace,
+             file, ": merge '", m, "' is not two tokens");
+    merge_pairs.push_back({m.substr(0, space), m.substr(space + 1)});
+  }
+  json added = json::array();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (types[i] == 3 && byte_level_spelling(tokens[i], alphabet) == tokens[i])
+      added.push_back(added_token(int(i), tokens[i], true));
+    else if (types[i] == 4 && vocab.contains(tokens[i]))
+      added.push_back(added_token(int(i), tokens[i], false));
+  }
+
+  json pre = byte_level(true, false);
+  if (const GgufValue* name = g.find("tokenizer.ggml.pre")) {
+    auto it = known_splits().find(name->as_string());
+    if (it != known_splits().end())
+      pre = json{{"type", "Sequence"},
+                 {"pretokenizers",
+                  {json{{"type", "Split"},
+                        {"pattern", {{"Regex", it->second}}},
+                        {"behavior", "Isolated"},
+                        {"invert", false}},
+                   byte_level(false, false)}}};
+  }
+  const bool add_bos = flag(g, "tokenizer.ggml.add_bos_token", false);
+  const bool add_eos = flag(g, "tokenizer.ggml.add_eos_token", false);
+  const auto bos = special_id("bos_token_id"), eos = special_id("eos_token_id");
+  FT_CHECK(!add_bos || bos, kPlace, file, ": add_bos_token is set without a bos_token_id");
+  FT_CHECK(!add_eos || eos, kPlace, file, ": add_eos_token is set without an eos_token_id");
+
+  json tokenizer = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", pre},
+      {"post_processor",
+       bos_eos_template(tokens, add_bos ? bos : std::nullopt, add_eos ? eos : std::nullopt)},
+      {"decoder", byte_level(true, true)},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", ""},
+        {"end_of_word_suffix", ""},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab},
+        {"merges", merge_pairs}}},
+  };
+  json config = {{"add_bos_token", add_bos}, {"add_eos_token", add_eos}};
+  for (const auto& [name, key] : {std::pair{"bos_token", "bos_token_id"},
+                                  {"eos_token", "eos_token_id"},
+                                  {"unk_token", "unknown_token_id"},
+                                  {"pad_token", "padding_token_id"}})
+    if (auto id = special_id(key)) config[name] = tokens[size_t(*id)];
+  if (const GgufValue* t = g.find("tokenizer.chat_template"))
+    config["chat_template"] = t->as_string();
+  return {tokenizer.dump(), config.dump()};
+}
+
+tokenizer::Tokenizer gguf_tokenizer(const GgufFile& g) {
+  TokenizerFiles files = gguf_tokenizer_files(g);
+  return tokenizer::Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, {},
+                                              {}, g.path.string());
+}
+
+}  // namespace ft::io

@@ -1,0 +1,23 @@
+// The tokenizer a GGUF file carries (tokenizer.ggml.*), as the tokenizer.json and
+// tokenizer_config.json that transformers' GGUF conversion makes of it, so that ft's
+// Tokenizer gives the same ids (Note [GGUF tokenizers] in gguf_tokenizer.cpp).
+#pragma once
+
+#include <string>
+
+#include "ft/io/gguf_file.h"
+#include "ft/tokenizer/tokenizer.h"
+
+namespace ft::io {
+
+struct TokenizerFiles {
+  std::string tokenizer_json;
+  std::string tokenizer_config_json;  // special tokens, add_bos_token, chat_template
+};
+
+// Throws ft::Error naming the file and the key for a missing or ill-typed tokenizer key, and
+// for tokenizer models ft does not convert (only "gpt2", byte-level BPE, so far).
+TokenizerFiles gguf_tokenizer_files(const GgufFile& gguf);
+tokenizer::Tokenizer gguf_tokenizer(const GgufFile& gguf);
+
+}  // namespace ft::io
