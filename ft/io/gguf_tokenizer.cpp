@@ -1,8 +1,11 @@
 #include "ft/io/gguf_tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <set>
+#include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +19,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 constexpr const char* kPlace = "gguf";
+constexpr const char* kMetaspace = "\u2581";  // SentencePiece's word marker
 
 // Note [GGUF tokenizers]
 // A GGUF file keeps its tokenizer as lists: tokens, token types (1 normal, 3 control, 4
@@ -29,7 +33,14 @@ constexpr const char* kPlace = "gguf";
 //   - control tokens written in the byte alphabet become special added tokens, user-defined
 //     ones plain added tokens, so neither is cut into pieces;
 //   - BOS and EOS are added as tokenizer.ggml.add_bos_token / add_eos_token say.
-// SentencePiece ("llama") and Unigram ("t5") vocabularies are not converted yet.
+//   - "llama" (SentencePiece-style BPE): the tokens as they are, the file's merges or, when it
+//     has none, the merges transformers derives from the vocabulary and the scores
+//     (sentencepiece_merges), a Metaspace pre-tokenizer (prepend "▁" to the first word),
+//     byte fallback, and BOS added unless the file says otherwise. The architectures whose
+//     SentencePiece vocabularies transformers treats apart (gemma*, phi3) are refused.
+//   - the special tokens the file names (bos, eos, unk, padding) are special added tokens
+//     in both.
+// Unigram ("t5") vocabularies are not converted yet.
 
 // GPT-2's byte alphabet: printable bytes stand for themselves, the others (control bytes,
 // space, 127-160 and 173) for U+0100 upward in byte order.
@@ -85,6 +96,68 @@ const std::map<std::string, std::string>& known_splits() {
       {"minimax-m2", gpt4o},
   };
   return splits;
+}
+
+// Code points of s, as Python's len() and slicing count them.
+std::vector<std::string> code_points(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    const size_t start = i;
+    tokenizer::utf8_next(s, i);
+    out.push_back(s.substr(start, i - start));
+  }
+  return out;
+}
+
+// transformers' generate_merges with scores: every split of every token into two tokens of
+// the vocabulary, ordered within a token by the parts' ids, then all of them by score, then
+// by the parts' lengths in code points, highest first, ties kept in that order.
+std::vector<std::pair<std::string, std::string>> sentencepiece_merges(
+    const std::vector<std::string>& tokens, const std::vector<double>& scores) {
+  std::unordered_map<std::string, int64_t> ids;  // a later duplicate wins, as in a dict
+  for (size_t i = 0; i < tokens.size(); ++i) ids[tokens[i]] = int64_t(i);
+  // Token -> score in first-seen order, a later duplicate's score winning.
+  std::vector<std::pair<std::string, double>> scored;
+  std::unordered_map<std::string, size_t> position;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    auto [it, inserted] = position.emplace(tokens[i], scored.size());
+    if (inserted) {
+      scored.emplace_back(tokens[i], scores[i]);
+    } else {
+      scored[it->second].second = scores[i];
+    }
+  }
+  struct Merge {
+    std::string left, right;
+    double score;
+    size_t left_len, right_len;
+  };
+  std::vector<Merge> merges;
+  for (const auto& [token, score] : scored) {
+    const std::vector<std::string> cps = code_points(token);
+    std::vector<Merge> local;
+    std::string left;
+    for (size_t k = 1; k < cps.size(); ++k) {
+      left += cps[k - 1];
+      std::string right;
+      for (size_t r = k; r < cps.size(); ++r) right += cps[r];
+      if (ids.count(left) && ids.count(right))
+        local.push_back({left, right, score, k, cps.size() - k});
+    }
+    std::stable_sort(local.begin(), local.end(), [&](const Merge& a, const Merge& b) {
+      return std::pair(ids.at(a.left), ids.at(a.right)) <
+             std::pair(ids.at(b.left), ids.at(b.right));
+    });
+    merges.insert(merges.end(), local.begin(), local.end());
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+    return std::tuple(a.score, a.left_len, a.right_len) >
+           std::tuple(b.score, b.left_len, b.right_len);
+  });
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(merges.size());
+  for (auto& m : merges) out.emplace_back(std::move(m.left), std::move(m.right));
+  return out;
 }
 
 std::vector<std::string> strings_of(const GgufFile& g, const std::string& key) {
@@ -148,10 +221,16 @@ json bos_eos_template(const std::vector<std::string>& tokens, std::optional<int6
 TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
   const std::string file = g.path.string();
   const std::string model = g.at("tokenizer.ggml.model").as_string();
-  FT_CHECK(model == "gpt2", kPlace, file, ": tokenizer.ggml.model '", model,
-           "' is not converted (ft reads byte-level BPE, \"gpt2\")");
+  const GgufValue* arch = g.find("general.architecture");
+  const std::string architecture = arch ? arch->as_string() : "";
+  const bool byte_level_bpe = model == "gpt2";
+  FT_CHECK(byte_level_bpe || model == "llama", kPlace, file, ": tokenizer.ggml.model '", model,
+           "' is not converted (ft reads \"gpt2\", byte-level BPE, and \"llama\", "
+           "SentencePiece-style BPE)");
+  FT_CHECK(byte_level_bpe || (architecture.rfind("gemma", 0) != 0 && architecture != "phi3"),
+           kPlace, file, ": the SentencePiece vocabulary of a '", architecture,
+           "' model is not converted (its spelling of spaces differs)");
   const std::vector<std::string> tokens = strings_of(g, "tokenizer.ggml.tokens");
-  const std::vector<std::string> merges = strings_of(g, "tokenizer.ggml.merges");
   std::vector<int64_t> types(tokens.size(), 1);
   if (g.find("tokenizer.ggml.token_type")) types = ints_of(g, "tokenizer.ggml.token_type");
   FT_CHECK(types.size() == tokens.size(), kPlace, file, ": ", types.size(), " token types for ",
@@ -165,42 +244,82 @@ TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
     return id;
   };
 
+  // Note [GGUF tokenizers]: the vocabulary, spelled for the model.
   std::set<uint32_t> alphabet(byte_alphabet().begin(), byte_alphabet().end());
+  auto spelled = [&](const std::string& t) {
+    return byte_level_bpe ? byte_level_spelling(t, alphabet) : t;
+  };
   json vocab = json::object();
-  for (size_t i = 0; i < tokens.size(); ++i)
-    vocab[byte_level_spelling(tokens[i], alphabet)] = int64_t(i);
+  for (size_t i = 0; i < tokens.size(); ++i) vocab[spelled(tokens[i])] = int64_t(i);
   json merge_pairs = json::array();
-  for (const auto& m : merges) {
-    const size_t space = m.find(' ');
-    FT_CHECK(space != std::string::npos && m.find(' ', space + 1) == std::string::npos, kPlace,
-             file, ": merge '", m, "' is not two tokens");
-    merge_pairs.push_back({m.substr(0, space), m.substr(space + 1)});
+  if (g.find("tokenizer.ggml.merges")) {
+    for (const auto& m : strings_of(g, "tokenizer.ggml.merges")) {
+      const size_t space = m.find(' ');
+      FT_CHECK(space != std::string::npos && m.find(' ', space + 1) == std::string::npos, kPlace,
+               file, ": merge '", m, "' is not two tokens");
+      merge_pairs.push_back({m.substr(0, space), m.substr(space + 1)});
+    }
+  } else {
+    FT_CHECK(!byte_level_bpe, kPlace, file,
+             ": a byte-level BPE vocabulary needs "
+             "tokenizer.ggml.merges");
+    FT_CHECK(g.find("tokenizer.ggml.scores"), kPlace, file,
+             ": without tokenizer.ggml.merges the merges come from tokenizer.ggml.scores, "
+             "which is missing");
+    std::vector<double> scores;
+    for (const auto& v : g.at("tokenizer.ggml.scores").as_array().items)
+      scores.push_back(v.as_float());
+    FT_CHECK(scores.size() == tokens.size(), kPlace, file, ": ", scores.size(), " scores for ",
+             tokens.size(), " tokens");
+    for (auto& [a, b] : sentencepiece_merges(tokens, scores)) merge_pairs.push_back({a, b});
   }
+
+  // Special: control tokens (those a byte-level vocabulary spells in its alphabet) and the
+  // tokens the file names; plain added: user-defined tokens.
+  std::set<int64_t> special;
+  for (const char* key : {"bos_token_id", "eos_token_id", "unknown_token_id", "padding_token_id"})
+    if (auto id = special_id(key)) special.insert(*id);
   json added = json::array();
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (types[i] == 3 && byte_level_spelling(tokens[i], alphabet) == tokens[i])
+    if (special.count(int64_t(i)) || (types[i] == 3 && spelled(tokens[i]) == tokens[i]))
       added.push_back(added_token(int(i), tokens[i], true));
     else if (types[i] == 4 && vocab.contains(tokens[i]))
       added.push_back(added_token(int(i), tokens[i], false));
   }
 
-  json pre = byte_level(true, false);
-  if (const GgufValue* name = g.find("tokenizer.ggml.pre")) {
-    auto it = known_splits().find(name->as_string());
-    if (it != known_splits().end())
-      pre = json{{"type", "Sequence"},
-                 {"pretokenizers",
-                  {json{{"type", "Split"},
-                        {"pattern", {{"Regex", it->second}}},
-                        {"behavior", "Isolated"},
-                        {"invert", false}},
-                   byte_level(false, false)}}};
+  json pre, decoder;
+  if (byte_level_bpe) {
+    pre = byte_level(true, false);
+    if (const GgufValue* name = g.find("tokenizer.ggml.pre")) {
+      auto it = known_splits().find(name->as_string());
+      if (it != known_splits().end())
+        pre = json{{"type", "Sequence"},
+                   {"pretokenizers",
+                    {json{{"type", "Split"},
+                          {"pattern", {{"Regex", it->second}}},
+                          {"behavior", "Isolated"},
+                          {"invert", false}},
+                     byte_level(false, false)}}};
+    }
+    decoder = byte_level(true, true);
+  } else {
+    pre = {{"type", "Metaspace"},
+           {"replacement", kMetaspace},
+           {"prepend_scheme", "first"},
+           {"split", false}};
+    decoder = {{"type", "Sequence"},
+               {"decoders",
+                {json{{"type", "Replace"}, {"pattern", {{"String", kMetaspace}}}, {"content", " "}},
+                 json{{"type", "ByteFallback"}}, json{{"type", "Fuse"}},
+                 json{{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
   }
-  const bool add_bos = flag(g, "tokenizer.ggml.add_bos_token", false);
+  // A SentencePiece vocabulary without the flag gets BOS, as llama.cpp and transformers do.
+  const bool add_bos = flag(g, "tokenizer.ggml.add_bos_token", !byte_level_bpe);
   const bool add_eos = flag(g, "tokenizer.ggml.add_eos_token", false);
   const auto bos = special_id("bos_token_id"), eos = special_id("eos_token_id");
   FT_CHECK(!add_bos || bos, kPlace, file, ": add_bos_token is set without a bos_token_id");
   FT_CHECK(!add_eos || eos, kPlace, file, ": add_eos_token is set without an eos_token_id");
+  const json affix = byte_level_bpe ? json("") : json(nullptr);
 
   json tokenizer = {
       {"version", "1.0"},
@@ -211,15 +330,15 @@ TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
       {"pre_tokenizer", pre},
       {"post_processor",
        bos_eos_template(tokens, add_bos ? bos : std::nullopt, add_eos ? eos : std::nullopt)},
-      {"decoder", byte_level(true, true)},
+      {"decoder", decoder},
       {"model",
        {{"type", "BPE"},
         {"dropout", nullptr},
         {"unk_token", nullptr},
-        {"continuing_subword_prefix", ""},
-        {"end_of_word_suffix", ""},
-        {"fuse_unk", false},
-        {"byte_fallback", false},
+        {"continuing_subword_prefix", affix},
+        {"end_of_word_suffix", affix},
+        {"fuse_unk", !byte_level_bpe},
+        {"byte_fallback", !byte_level_bpe},
         {"ignore_merges", false},
         {"vocab", vocab},
         {"merges", merge_pairs}}},

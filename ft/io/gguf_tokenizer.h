@@ -16,7 +16,8 @@ struct TokenizerFiles {
 };
 
 // Throws ft::Error naming the file and the key for a missing or ill-typed tokenizer key, and
-// for tokenizer models ft does not convert (only "gpt2", byte-level BPE, so far).
+// for tokenizer models ft does not convert: it reads "gpt2" (byte-level BPE) and "llama"
+// (SentencePiece-style BPE) but not gemma's or phi3's variants of the latter, nor "t5".
 TokenizerFiles gguf_tokenizer_files(const GgufFile& gguf);
 tokenizer::Tokenizer gguf_tokenizer(const GgufFile& gguf);
 

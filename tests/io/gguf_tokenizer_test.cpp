@@ -78,3 +78,24 @@ TEST(GgufTokenizer, KnownPreTokenizersSplitAsTransformersDoes) {
   EXPECT_NE(want["ids_with_pre"]["qwen2"][5], want["cases"][5]["ids_no_special"]);
   EXPECT_NE(want["ids_with_pre"]["llama-bpe"][5], want["cases"][5]["ids_no_special"]);
 }
+
+TEST(GgufTokenizer, SentencePieceBpeGivesTransformersIds) {
+  // A vocabulary without merges: they come from the scores (sentencepiece_merges).
+  const auto gguf = ft::io::read_gguf_file(kDir + "sentencepiece.gguf");
+  EXPECT_EQ(gguf.find("tokenizer.ggml.merges"), nullptr);
+  const auto tok = ft::io::gguf_tokenizer(gguf);
+  std::ifstream in(kDir + "sentencepiece.json");
+  const auto want = nlohmann::json::parse(in);
+  EXPECT_EQ(tok.vocab_size(), want["vocab_size"].get<int>());
+  ASSERT_TRUE(tok.bos_token() && tok.eos_token() && tok.unk_token());
+  EXPECT_EQ(tok.bos_token()->content, want["bos_token"].get<std::string>());
+  EXPECT_EQ(tok.unk_token()->content, want["unk_token"].get<std::string>());
+  for (const auto& c : want["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    SCOPED_TRACE(text);
+    const auto ids = tok.encode(text);
+    EXPECT_EQ(ids, c["ids"].get<std::vector<int>>());
+    EXPECT_EQ(tok.encode(text, false), c["ids_no_special"].get<std::vector<int>>());
+    EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>());
+  }
+}
