@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <map>
 
+#include <mlx/ops.h>
+
 #include "ft/core/error.h"
+#include "ft/io/gguf.h"
 #include "ft/models/families/families.h"
 #include "ft/models/quantize.h"
 
@@ -66,7 +69,30 @@ std::unique_ptr<CausalLM> build_model(const Config& config, Rng& rng, mx::Dtype 
   return family_of(config.model_type).build(config, rng, dtype);
 }
 
+namespace {
+
+// A GGUF file: its metadata as config.json, its tensors under transformers' names.
+std::unique_ptr<CausalLM> load_gguf_model(const std::filesystem::path& file, mx::Dtype dtype) {
+  io::GgufModel gguf = io::read_gguf_model(file);
+  Config config = from_hf_config(io::ModelConfig(gguf.config, file));
+  Rng rng(0);
+  std::unique_ptr<CausalLM> model = family_of(config.model_type).build(config, rng, dtype);
+  ParamMap weights;
+  for (const auto& [name, value] : gguf.weights)
+    weights.set(name,
+                mx::issubdtype(value.dtype(), mx::floating) ? mx::astype(value, dtype) : value);
+  try {
+    model->load(weights, /*strict=*/true);
+  } catch (const Error& e) {
+    throw Error(file.string(), e.what());
+  }
+  return model;
+}
+
+}  // namespace
+
 std::unique_ptr<CausalLM> load_model(const std::filesystem::path& folder, mx::Dtype dtype) {
+  if (io::is_gguf_file(folder)) return load_gguf_model(folder, dtype);
   const io::ModelConfig hf_config = io::read_config(folder);
   Config config = from_hf_config(hf_config);
   const Family& family = family_of(config.model_type);

@@ -89,6 +89,9 @@ std::unique_ptr<CausalLM> build_model(const Config& config, Rng& rng,
 // becomes an nn::QuantizedLinear or nn::QuantizedEmbedding with the group size and
 // bits of config.json's "quantization" (its per-module entry, else the defaults); the
 // scales and biases are cast to dtype like every floating tensor. See quantize.h.
+//
+// folder may also be a GGUF file (io/gguf.h): its metadata makes the config, its tensors
+// the weights.
 std::unique_ptr<CausalLM> load_model(const std::filesystem::path& folder,
                                      mx::Dtype dtype = mx::float32);
 

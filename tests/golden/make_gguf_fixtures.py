@@ -11,7 +11,8 @@ llama.block_count, llama.embedding_length, ...), its tensor names (token_embd,
 blk.N.attn_q, ..., output_norm, output) and the row permutation llama.cpp applies to
 attn_q and attn_k (each head's rotary halves interleaved). Its weights are the Hugging Face
 model's, so ft loading it must give models/llama_expected.safetensors's logits. It has no
-tokenizer metadata: the test compares logits on ids.
+tokenizer metadata: the test compares logits on ids. gguf/llama_f16.gguf is the same model
+with its matrices in float16, as llama.cpp's converter writes with --outtype f16.
 
 gguf/types.gguf holds one metadata value of every GGUF value type (arrays of numbers, of
 strings and of arrays among them), general.alignment 64, and small tensors of every
@@ -67,7 +68,7 @@ def gguf_name(hf):
     return f"blk.{parts[2]}.{NAMES[module]}.{parts[-1]}"
 
 
-def make_llama(name, source):
+def make_llama(name, source, dtype=np.float32):
     folder = os.path.join(HERE, "models", source)
     config = json.load(open(os.path.join(folder, "config.json")))
     weights = load_file(os.path.join(folder, "model.safetensors"))
@@ -88,9 +89,12 @@ def make_llama(name, source):
     writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == np.float32 else
+                         gguf.LlamaFileType.MOSTLY_F16)
     for hf, value in sorted(weights.items()):
-        value = value.astype(np.float32)
+        # As llama.cpp's converter does for a float16 file: matrices in float16, the
+        # norms' vectors in float32.
+        value = value.astype(dtype if value.ndim == 2 else np.float32)
         if hf.endswith("self_attn.q_proj.weight"):
             value = permute(value, heads)
         elif hf.endswith("self_attn.k_proj.weight"):
@@ -254,5 +258,6 @@ def make_fuzz_seeds():
 
 if __name__ == "__main__":
     make_llama("llama_f32", "llama")
+    make_llama("llama_f16", "llama", np.float16)
     make_types("types")
     make_fuzz_seeds()

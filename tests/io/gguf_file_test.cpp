@@ -113,6 +113,7 @@ void expect_as_reported(const std::string& name) {
 
 TEST(GgufFile, FixturesReadAsTheGgufPackageReadsThem) {
   expect_as_reported("llama_f32");
+  expect_as_reported("llama_f16");
   expect_as_reported("types");
 }
 

@@ -1,0 +1,146 @@
+#include "ft/io/gguf.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include <mlx/ops.h>
+
+#include "ft/core/error.h"
+#include "ft/io/gguf_file.h"
+
+namespace ft::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A real number of the metadata: a float32 / float64, or an integer.
+double number(const GgufFile& gguf, const std::string& key) {
+  const GgufValue& value = gguf.at(key);
+  try {
+    if (const auto* f = std::get_if<float>(&value.value)) {
+      // The shortest decimal that reads back as the same float (1e-05, not
+      // 9.999999747378752e-06), as config.json would hold it.
+      char buffer[32];
+      auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), *f);
+      FT_ASSERT(error == std::errc());
+      return std::strtod(std::string(buffer, end).c_str(), nullptr);
+    }
+    if (value.type() == GgufValueType::Float64) return value.as_float();
+    return static_cast<double>(value.as_int());
+  } catch (const Error& e) {
+    throw Error("gguf", gguf.path.string() + ": metadata '" + key + "': " + e.fact());
+  }
+}
+
+// An integer of the metadata (sizes and counts).
+int64_t integer(const GgufFile& gguf, const std::string& key) {
+  try {
+    return gguf.at(key).as_int();
+  } catch (const Error& e) {
+    if (gguf.find(key) == nullptr) throw;
+    throw Error("gguf", gguf.path.string() + ": metadata '" + key + "': " + e.fact());
+  }
+}
+
+std::string text(const GgufFile& gguf, const std::string& key) {
+  const GgufValue& value = gguf.at(key);
+  FT_CHECK(value.type() == GgufValueType::String, "gguf", gguf.path.string(), ": metadata '", key,
+           "' is a ", gguf_value_type_name(value.type()), ", not a string");
+  return value.as_string();
+}
+
+// llama.cpp's names of a decoder layer's tensors -> transformers'.
+const std::map<std::string, std::string>& layer_names() {
+  static const std::map<std::string, std::string> names = {
+      {"attn_q", "self_attn.q_proj"},          {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},          {"attn_output", "self_attn.o_proj"},
+      {"ffn_gate", "mlp.gate_proj"},           {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"},           {"attn_norm", "input_layernorm"},
+      {"ffn_norm", "post_attention_layernorm"}};
+  return names;
+}
+
+// "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight"; empty when
+// unknown.
+std::string hf_name(const std::string& name) {
+  if (name == "token_embd.weight") return "model.embed_tokens.weight";
+  if (name == "output_norm.weight") return "model.norm.weight";
+  if (name == "output.weight") return "lm_head.weight";
+  if (!name.starts_with("blk.")) return "";
+  const size_t layer_end = name.find('.', 4);
+  const size_t module_end = name.rfind('.');
+  if (layer_end == std::string::npos || module_end <= layer_end) return "";
+  auto it = layer_names().find(name.substr(layer_end + 1, module_end - layer_end - 1));
+  if (it == layer_names().end()) return "";
+  return "model.layers." + name.substr(4, layer_end - 4) + "." + it->second +
+         name.substr(module_end);
+}
+
+// The inverse of llama.cpp's permute: rows (heads, head_dim / 2, 2) -> (heads,
+// 2, head_dim / 2), each head's rotary halves back in two blocks.
+mx::array unpermute(const mx::array& w, int heads) {
+  const int rows = w.shape(0);
+  mx::Shape split{heads, rows / heads / 2, 2};
+  for (int i = 1; i < static_cast<int>(w.ndim()); ++i) split.push_back(w.shape(i));
+  return mx::reshape(mx::swapaxes(mx::reshape(w, split), 1, 2), w.shape());
+}
+
+}  // namespace
+
+bool is_gguf_file(const fs::path& path) {
+  std::error_code ec;
+  return path.extension() == ".gguf" && fs::is_regular_file(path, ec);
+}
+
+GgufModel read_gguf_model(const fs::path& file) {
+  const GgufFile gguf = read_gguf_file(file);
+  const std::string arch = text(gguf, "general.architecture");
+  FT_CHECK(arch == "llama", "gguf", file.string(), ": architecture '", arch,
+           "' is not supported yet (llama)");
+  auto size = [&](const std::string& key) { return integer(gguf, arch + "." + key); };
+  auto has = [&](const std::string& key) { return gguf.find(arch + "." + key) != nullptr; };
+  GgufModel out;
+  nlohmann::json& c = out.config;
+  c["model_type"] = "llama";
+  c["architectures"] = {"LlamaForCausalLM"};
+  c["hidden_size"] = size("embedding_length");
+  c["intermediate_size"] = size("feed_forward_length");
+  c["num_hidden_layers"] = size("block_count");
+  c["num_attention_heads"] = size("attention.head_count");
+  c["num_key_value_heads"] = has("attention.head_count_kv") ? size("attention.head_count_kv")
+                                                            : size("attention.head_count");
+  c["max_position_embeddings"] = size("context_length");
+  c["rms_norm_eps"] = number(gguf, arch + ".attention.layer_norm_rms_epsilon");
+  c["rope_theta"] = has("rope.freq_base") ? number(gguf, arch + ".rope.freq_base") : 10000.0;
+  if (has("rope.dimension_count")) c["head_dim"] = size("rope.dimension_count");
+  const GgufTensorInfo* embedding = gguf.find_tensor("token_embd.weight");
+  FT_CHECK(embedding, "gguf", file.string(), ": no token_embd.weight tensor");
+  c["vocab_size"] = has("vocab_size") ? size("vocab_size") : int64_t(embedding->shape[0]);
+  c["tie_word_embeddings"] = gguf.find_tensor("output.weight") == nullptr;
+
+  const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
+  for (const auto& tensor : gguf.tensors) {
+    const std::string hf = hf_name(tensor.name);
+    FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name,
+             "' is not one of a llama model's");
+    mx::array w = load_gguf_tensor(gguf, tensor);
+    FT_CHECK(mx::issubdtype(w.dtype(), mx::floating), "gguf", file.string(), ": tensor '",
+             tensor.name, "' is ", ggml_type_name(static_cast<uint32_t>(tensor.type)),
+             ", not a float type");
+    const bool q = hf.ends_with("self_attn.q_proj.weight");
+    if (q || hf.ends_with("self_attn.k_proj.weight")) {
+      const int n = q ? heads : kv_heads;
+      FT_CHECK(n > 0 && w.ndim() == 2 && w.shape(0) % (2 * n) == 0, "gguf", file.string(),
+               ": tensor '", tensor.name, "' of shape ", w.shape(0), "x",
+               w.ndim() > 1 ? w.shape(1) : 1, " cannot hold ", n, " heads of rotary halves");
+      w = unpermute(w, n);
+    }
+    out.weights.set(hf, w);
+  }
+  return out;
+}
+
+}  // namespace ft::io

@@ -1,0 +1,79 @@
+// GGUF files as models: tests/golden/gguf/llama_f32.gguf (make_gguf_fixtures.py: the tiny
+// Llama of models/llama written with the gguf package in llama.cpp's layout, q/k rows
+// permuted) loads with the config transformers has for models/llama and gives its logits;
+// the same weights in float16 give the same logits within float16's precision.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <mlx/ops.h>
+
+#include "ft/io/gguf.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/registry.h"
+#include "tests/test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace mx = mlx::core;
+const fs::path kGolden = FT_TEST_DATA;
+
+float relative_error(const mx::array& a, const mx::array& b) {
+  return (mx::max(mx::abs(a - b)) / mx::max(mx::abs(b))).item<float>();
+}
+
+TEST(Gguf, LlamaLoadsWithTransformersConfigAndLogits) {
+  const fs::path file = kGolden / "gguf" / "llama_f32.gguf";
+  ft::io::GgufModel gguf = ft::io::read_gguf_model(file);
+  const auto hf = ft::io::read_config(kGolden / "models" / "llama").json();
+  for (const char* key : {"model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
+                          "max_position_embeddings", "rms_norm_eps", "tie_word_embeddings"})
+    EXPECT_EQ(gguf.config[key], hf[key]) << key;
+  EXPECT_EQ(gguf.config["rope_theta"], hf["rope_parameters"]["rope_theta"]);
+  // Every tensor under its transformers name, q and k back in transformers' row order.
+  ft::ParamMap reference = ft::io::load_weights(kGolden / "models" / "llama");
+  ASSERT_EQ(gguf.weights.size(), reference.size());
+  for (const auto& [name, value] : reference)
+    EXPECT_TRUE(mx::array_equal(gguf.weights.at(name), value).item<bool>()) << name;
+
+  auto model = ft::models::load_model(file);
+  model->eval();
+  ft::ParamMap expected =
+      ft::ParamMap::load_safetensors((kGolden / "models" / "llama_expected.safetensors").string());
+  EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-4f);
+}
+
+TEST(Gguf, Float16LlamaLoadsWithTheSameLogits) {
+  const fs::path file = kGolden / "gguf" / "llama_f16.gguf";
+  ft::io::GgufModel gguf = ft::io::read_gguf_model(file);
+  EXPECT_EQ(gguf.weights.at("model.layers.0.self_attn.q_proj.weight").dtype(), mx::float16);
+  EXPECT_EQ(gguf.weights.at("model.norm.weight").dtype(), mx::float32);
+  // q and k un-permuted in float16 hold the float16 roundings of transformers' rows.
+  ft::ParamMap reference = ft::io::load_weights(kGolden / "models" / "llama");
+  for (const auto& [name, value] : reference)
+    EXPECT_TRUE(
+        mx::array_equal(gguf.weights.at(name), mx::astype(value, gguf.weights.at(name).dtype()))
+            .item<bool>())
+        << name;
+
+  auto model = ft::models::load_model(file);  // float32 compute over the float16 values
+  model->eval();
+  ft::ParamMap expected =
+      ft::ParamMap::load_safetensors((kGolden / "models" / "llama_expected.safetensors").string());
+  EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-2f);
+}
+
+TEST(Gguf, BadFilesAreOneError) {
+  ft::testing::expect_error([] { ft::io::read_gguf_model("/nonexistent/model.gguf"); },
+                            "/nonexistent/model.gguf: no such file");
+  const fs::path not_gguf = kGolden / "models" / "llama" / "config.json";
+  ft::testing::expect_error([&] { ft::io::read_gguf_model(not_gguf); },
+                            not_gguf.string() + ": not a GGUF file");
+  const fs::path types = kGolden / "gguf" / "types.gguf";
+  ft::testing::expect_error([&] { ft::io::read_gguf_model(types); },
+                            types.string() + ": architecture 'test' is not supported yet");
+}
+
+}  // namespace
