@@ -57,9 +57,11 @@ struct TypeInfo {
   int bytes;         // bytes per block
 };
 
-// The type of this number, or nullopt for one ft does not know (the IQ types among them).
+// The type of this number with its block size, or nullopt for one ft does not size (the
+// i-quants and ternary types, unknown numbers).
 std::optional<TypeInfo> type_info(uint32_t type);
-// "Q4_K", or "type 23" for an unknown number.
+// ggml's name of the number ("Q4_K", "IQ2_XXS", also for types ft does not know), or
+// "unknown".
 std::string type_name(uint32_t type);
 
 // Whether dequantize() handles the type: the floats and every quantized type above but

@@ -128,7 +128,7 @@ GgufModel read_gguf_model(const fs::path& file) {
              "' is not one of a llama model's");
     mx::array w = load_gguf_tensor(gguf, tensor);
     FT_CHECK(mx::issubdtype(w.dtype(), mx::floating), "gguf", file.string(), ": tensor '",
-             tensor.name, "' is ", ggml_type_name(static_cast<uint32_t>(tensor.type)),
+             tensor.name, "' is ", ggml::type_name(static_cast<uint32_t>(tensor.type)),
              ", not a float type");
     const bool q = hf.ends_with("self_attn.q_proj.weight");
     if (q || hf.ends_with("self_attn.k_proj.weight")) {

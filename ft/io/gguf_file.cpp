@@ -208,22 +208,22 @@ RawTensor read_tensor_info(HeaderReader& in) {
     in.check(d < (uint64_t{1} << 31), t.at, what, ": sizes ", dims_text(dims),
              " hold one of 2^31 or more");
   const uint32_t type = in.scalar<uint32_t>(what + "'s type");
-  const auto block = ggml_block(type);
-  in.check(block.has_value(), t.at, what, " has ggml type ", ggml_type_name(type), " (", type,
+  const auto block = ggml::type_info(type);
+  in.check(block.has_value(), t.at, what, " has ggml type ", ggml::type_name(type), " (", type,
            "), which ft does not read");
-  in.check(dims[0] % block->block_size == 0, t.at, what, ": row length ", dims[0],
-           " is not a multiple of ", ggml_type_name(type), "'s block of ", block->block_size,
+  in.check(dims[0] % uint64_t(block->block) == 0, t.at, what, ": row length ", dims[0],
+           " is not a multiple of ", ggml::type_name(type), "'s block of ", uint64_t(block->block),
            " values");
   // The byte count without overflow: a wrapped product could describe a tensor larger
   // than the file as one that fits.
-  uint64_t nbytes = dims[0] / block->block_size * block->block_bytes;
+  uint64_t nbytes = dims[0] / uint64_t(block->block) * uint64_t(block->bytes);
   bool too_large = false;
   for (size_t i = 1; i < dims.size(); ++i)
     too_large = too_large || __builtin_mul_overflow(nbytes, dims[i], &nbytes);
-  in.check(!too_large, t.at, what, ": sizes ", dims_text(dims), " of ", ggml_type_name(type),
+  in.check(!too_large, t.at, what, ": sizes ", dims_text(dims), " of ", ggml::type_name(type),
            " need more than 2^64 bytes");
   t.relative_offset = in.scalar<uint64_t>(what + "'s offset");
-  t.info.type = static_cast<GgmlType>(type);
+  t.info.type = static_cast<ggml::Type>(type);
   t.info.nbytes = nbytes;
   for (size_t i = dims.size(); i-- > 0;) t.info.shape.push_back(static_cast<int32_t>(dims[i]));
   return t;
@@ -246,23 +246,23 @@ void check_no_overlaps(const fs::path& file, std::vector<GgufTensorInfo> tensors
   }
 }
 
-std::optional<mx::Dtype> dtype_of(GgmlType type) {
+std::optional<mx::Dtype> dtype_of(ggml::Type type) {
   switch (type) {
-    case GgmlType::F32:
+    case ggml::Type::F32:
       return mx::float32;
-    case GgmlType::F16:
+    case ggml::Type::F16:
       return mx::float16;
-    case GgmlType::BF16:
+    case ggml::Type::BF16:
       return mx::bfloat16;
-    case GgmlType::F64:
+    case ggml::Type::F64:
       return mx::float64;
-    case GgmlType::I8:
+    case ggml::Type::I8:
       return mx::int8;
-    case GgmlType::I16:
+    case ggml::Type::I16:
       return mx::int16;
-    case GgmlType::I32:
+    case ggml::Type::I32:
       return mx::int32;
-    case GgmlType::I64:
+    case ggml::Type::I64:
       return mx::int64;
     default:
       return std::nullopt;
@@ -322,63 +322,6 @@ const std::string& GgufValue::as_string() const {
 const GgufArray& GgufValue::as_array() const {
   if (const auto* a = std::get_if<GgufArray>(&value)) return *a;
   wrong_type(type(), "an array");
-}
-
-// ggml.h's type numbers; 4, 5 and 31..33 are types ggml has since removed, 36..38 too.
-std::string ggml_type_name(uint32_t type) {
-  static const char* const names[] = {
-      "F32",   "F16",        "Q4_0",       "Q4_1",       "Q4_2",     "Q4_3",     "Q5_0",
-      "Q5_1",  "Q8_0",       "Q8_1",       "Q2_K",       "Q3_K",     "Q4_K",     "Q5_K",
-      "Q6_K",  "Q8_K",       "IQ2_XXS",    "IQ2_XS",     "IQ3_XXS",  "IQ1_S",    "IQ4_NL",
-      "IQ3_S", "IQ2_S",      "IQ4_XS",     "I8",         "I16",      "I32",      "I64",
-      "F64",   "IQ1_M",      "BF16",       "Q4_0_4_4",   "Q4_0_4_8", "Q4_0_8_8", "TQ1_0",
-      "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",    "NVFP4",    "Q1_0"};
-  return type < std::size(names) ? names[type] : "unknown";
-}
-
-std::optional<GgmlBlock> ggml_block(uint32_t type) {
-  // Bytes per block from ggml's block structs: a half (d) or two (d and min/sum), then
-  // the packed quants; the k-quants' super-blocks of 256 add packed scales.
-  switch (static_cast<GgmlType>(type)) {
-    case GgmlType::F32:
-      return GgmlBlock{1, 4};
-    case GgmlType::F16:
-    case GgmlType::BF16:
-    case GgmlType::I16:
-      return GgmlBlock{1, 2};
-    case GgmlType::F64:
-    case GgmlType::I64:
-      return GgmlBlock{1, 8};
-    case GgmlType::I8:
-      return GgmlBlock{1, 1};
-    case GgmlType::I32:
-      return GgmlBlock{1, 4};
-    case GgmlType::Q4_0:
-      return GgmlBlock{32, 2 + 16};
-    case GgmlType::Q4_1:
-      return GgmlBlock{32, 2 + 2 + 16};
-    case GgmlType::Q5_0:
-      return GgmlBlock{32, 2 + 4 + 16};
-    case GgmlType::Q5_1:
-      return GgmlBlock{32, 2 + 2 + 4 + 16};
-    case GgmlType::Q8_0:
-      return GgmlBlock{32, 2 + 32};
-    case GgmlType::Q8_1:
-      return GgmlBlock{32, 2 + 2 + 32};
-    case GgmlType::Q2_K:
-      return GgmlBlock{256, 16 + 64 + 2 + 2};
-    case GgmlType::Q3_K:
-      return GgmlBlock{256, 32 + 64 + 12 + 2};
-    case GgmlType::Q4_K:
-      return GgmlBlock{256, 2 + 2 + 12 + 128};
-    case GgmlType::Q5_K:
-      return GgmlBlock{256, 2 + 2 + 12 + 32 + 128};
-    case GgmlType::Q6_K:
-      return GgmlBlock{256, 128 + 64 + 16 + 2};
-    case GgmlType::Q8_K:
-      return GgmlBlock{256, 4 + 256 + 32};
-  }
-  return std::nullopt;
 }
 
 const GgufValue* GgufFile::find(std::string_view key) const {
@@ -498,7 +441,7 @@ mx::array load_gguf_tensor(const GgufFile& gguf, const GgufTensorInfo& tensor) {
   const auto type = static_cast<uint32_t>(tensor.type);
   const auto dtype = dtype_of(tensor.type);
   FT_CHECK(dtype.has_value(), kPlace, gguf.path.string(), ": tensor ", in_quotes(tensor.name),
-           " is ", ggml_type_name(type), " (", type,
+           " is ", ggml::type_name(type), " (", type,
            "), a quantized type ft does not load yet (F32, F16, BF16, F64 and I8..I64 load)");
   const std::vector<char> bytes = read_gguf_tensor_bytes(gguf, tensor);
   return detail::array_from_bytes(bytes.data(), bytes.size(), tensor.shape, *dtype);

@@ -21,6 +21,8 @@
 
 #include <mlx/array.h>  // defines: mlx::core::array, Dtype, Shape
 
+#include "ft/io/ggml_quants.h"  // defines: ggml::Type
+
 namespace ft::io {
 
 namespace mx = mlx::core;
@@ -69,46 +71,10 @@ struct GgufValue {
   const GgufArray& as_array() const;
 };
 
-// ggml's tensor types; the numbers are ggml's. Those ft sizes are listed; others are
-// refused by name (ggml_type_name) and number.
-enum class GgmlType : uint32_t {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q4_1 = 3,
-  Q5_0 = 6,
-  Q5_1 = 7,
-  Q8_0 = 8,
-  Q8_1 = 9,
-  Q2_K = 10,
-  Q3_K = 11,
-  Q4_K = 12,
-  Q5_K = 13,
-  Q6_K = 14,
-  Q8_K = 15,
-  I8 = 24,
-  I16 = 25,
-  I32 = 26,
-  I64 = 27,
-  F64 = 28,
-  BF16 = 30,
-};
-
-// "F32", "Q4_K", "IQ2_XXS", ...; "unknown" for a number ggml does not define.
-std::string ggml_type_name(uint32_t type);
-
-// A block of `block_size` values takes `block_bytes` bytes; nullopt for the types ft
-// does not size (the i-quants and ternary types, unknown numbers).
-struct GgmlBlock {
-  uint64_t block_size;
-  uint64_t block_bytes;
-};
-std::optional<GgmlBlock> ggml_block(uint32_t type);
-
 struct GgufTensorInfo {
   std::string name;
-  mx::Shape shape;  // row-major: GGUF's sizes reversed, so the row length is last
-  GgmlType type = GgmlType::F32;
+  mx::Shape shape;                    // row-major: GGUF's sizes reversed, so the row length is last
+  ggml::Type type = ggml::Type::F32;  // ft/io/ggml_quants.h
   uint64_t offset = 0;  // from the start of the file (GGUF's offset plus the data offset)
   uint64_t nbytes = 0;
 };

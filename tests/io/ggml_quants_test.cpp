@@ -116,7 +116,8 @@ TEST(GgmlQuants, AffineFormGivesTheSameValues) {
 
 TEST(GgmlQuants, TypesAndErrors) {
   EXPECT_EQ(ggml::type_name(12), "Q4_K");
-  EXPECT_EQ(ggml::type_name(23), "type 23");
+  EXPECT_EQ(ggml::type_name(23), "IQ4_XS");
+  EXPECT_EQ(ggml::type_name(99), "unknown");
   EXPECT_FALSE(ggml::type_info(23).has_value());
   EXPECT_EQ(ggml::type_info(14)->bytes, 210);
   EXPECT_EQ(ggml::type_info(30)->block, 1);

@@ -17,7 +17,7 @@
 
 namespace mx = mlx::core;
 namespace fs = std::filesystem;
-using ft::io::GgmlType;
+namespace ggml = ft::io::ggml;
 using ft::io::GgufValueType;
 using ft::testing::error_of;
 using ft::testing::TempDir;
@@ -103,7 +103,7 @@ void expect_as_reported(const std::string& name) {
     const auto& want = report["tensors"][i];
     EXPECT_EQ(t.name, want["name"].get<std::string>());
     EXPECT_EQ(static_cast<uint32_t>(t.type), want["type_id"].get<uint32_t>()) << t.name;
-    EXPECT_EQ(ft::io::ggml_type_name(static_cast<uint32_t>(t.type)), want["type"]) << t.name;
+    EXPECT_EQ(ggml::type_name(static_cast<uint32_t>(t.type)), want["type"]) << t.name;
     auto dims = want["dims"].get<std::vector<int32_t>>();
     EXPECT_EQ(t.shape, mx::Shape(dims.rbegin(), dims.rend())) << t.name;
     EXPECT_EQ(t.nbytes, want["n_bytes"].get<uint64_t>()) << t.name;
@@ -209,7 +209,7 @@ TEST(GgufFile, RandomDamageIsRefusedOrRead) {
     try {
       const auto gguf = ft::io::read_gguf_file(file);
       for (const auto& t : gguf.tensors)
-        if (t.type == GgmlType::F32) mx::eval(ft::io::load_gguf_tensor(gguf, t));
+        if (t.type == ggml::Type::F32) mx::eval(ft::io::load_gguf_tensor(gguf, t));
       ++read;
     } catch (const ft::Error& e) {
       EXPECT_NE(std::string(e.what()).find(file.string() + ": "), std::string::npos) << e.what();
