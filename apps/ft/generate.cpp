@@ -12,6 +12,9 @@
 #include "ft/core/error.h"
 #include "ft/generate/generate.h"
 #include "ft/io/adapters.h"
+#include "ft/io/gguf.h"
+#include "ft/io/gguf_file.h"
+#include "ft/io/gguf_tokenizer.h"
 #include "ft/models/registry.h"
 #include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
@@ -62,17 +65,37 @@ mx::Dtype parse_dtype(const std::string& name) {
 void run_generate(GenerateCliOptions o) {
   FT_CHECK(o.prompt.empty() != o.messages.empty(), "generate",
            "give exactly one of --prompt and --messages");
+  // A GGUF file carries its tokenizer and chat template (Note [GGUF tokenizers]).
+  const bool gguf = io::is_gguf_file(o.model) && o.tokenizer.empty();
   fs::path tokenizer_dir = o.tokenizer.empty() ? fs::path(o.model) : fs::path(o.tokenizer);
-  auto tokenizer = tokenizer::Tokenizer::from_dir(tokenizer_dir);
+  std::optional<tokenizer::Tokenizer> loaded;
+  std::optional<chat::ChatTemplate> gguf_chat;
+  if (gguf) {
+    const io::GgufFile file = io::read_gguf_file(o.model);
+    io::TokenizerFiles files = io::gguf_tokenizer_files(file);
+    loaded.emplace(io::gguf_tokenizer(file));
+    const auto config = nlohmann::ordered_json::parse(files.tokenizer_config_json);
+    if (config.contains("chat_template")) {
+      nlohmann::ordered_json variables = nlohmann::ordered_json::object();
+      for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"})
+        if (config.contains(key)) variables[key] = config[key];
+      gguf_chat = chat::ChatTemplate::from_string(config["chat_template"], variables);
+    }
+  } else {
+    loaded.emplace(tokenizer::Tokenizer::from_dir(tokenizer_dir));
+  }
+  const tokenizer::Tokenizer& tokenizer = *loaded;
   mx::Dtype dtype = parse_dtype(o.dtype);
   auto model = models::load_model(o.model, dtype);
   if (!o.adapter.empty())
     io::apply_adapter(*model, o.adapter, dtype,
-                      models::peft_module_prefix(io::read_config(o.model)));
+                      io::is_gguf_file(o.model)
+                          ? io::ModulePrefix{}
+                          : models::peft_module_prefix(io::read_config(o.model)));
   model->eval();
 
   std::vector<int> prompt;
-  if (!o.raw && has_chat_template(tokenizer_dir)) {
+  if (!o.raw && (gguf ? gguf_chat.has_value() : has_chat_template(tokenizer_dir))) {
     nlohmann::ordered_json messages;
     if (!o.messages.empty()) {
       messages = read_json_file(o.messages);
@@ -82,7 +105,7 @@ void run_generate(GenerateCliOptions o) {
     } else {
       messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", o.prompt}}});
     }
-    auto chat = chat::ChatTemplate::from_tokenizer_dir(tokenizer_dir);
+    auto chat = gguf ? *gguf_chat : chat::ChatTemplate::from_tokenizer_dir(tokenizer_dir);
     // The template writes the special tokens itself, as apply_chat_template does.
     chat::RenderOptions render;
     render.add_generation_prompt = true;
@@ -114,7 +137,8 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text from a model for a prompt or a chat");
   auto o = std::make_shared<GenerateCliOptions>();
   auto& s = o->gen.sampling;
-  cmd->add_option("model", o->model, "Model folder (config.json, weights, tokenizer files)")
+  cmd->add_option("model", o->model,
+                  "Model folder (config.json, weights, tokenizer files) or GGUF file")
       ->required();
   cmd->add_option("--adapter", o->adapter,
                   "LoRA/DoRA adapter folder: adapters.safetensors (mlx-lm) or "

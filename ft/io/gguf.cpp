@@ -3,11 +3,13 @@
 #include <charconv>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
+#include "ft/io/ggml_quants.h"
 #include "ft/io/gguf_file.h"
 
 namespace ft::io {
@@ -103,6 +105,7 @@ GgufModel read_gguf_model(const fs::path& file) {
   auto size = [&](const std::string& key) { return integer(gguf, arch + "." + key); };
   auto has = [&](const std::string& key) { return gguf.find(arch + "." + key) != nullptr; };
   GgufModel out;
+  std::set<std::string> dequantized;  // quantized types read as floats
   nlohmann::json& c = out.config;
   c["model_type"] = "llama";
   c["architectures"] = {"LlamaForCausalLM"};
@@ -122,24 +125,61 @@ GgufModel read_gguf_model(const fs::path& file) {
   c["tie_word_embeddings"] = gguf.find_tensor("output.weight") == nullptr;
 
   const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
+  nlohmann::json quantization = nlohmann::json::object();
   for (const auto& tensor : gguf.tensors) {
     const std::string hf = hf_name(tensor.name);
     FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name,
              "' is not one of a llama model's");
-    mx::array w = load_gguf_tensor(gguf, tensor);
-    FT_CHECK(mx::issubdtype(w.dtype(), mx::floating), "gguf", file.string(), ": tensor '",
-             tensor.name, "' is ", ggml::type_name(static_cast<uint32_t>(tensor.type)),
-             ", not a float type");
+    // Note [GGUF blocks as MLX affine groups]: Q4_0, Q4_1 and Q8_0 matrices stay quantized
+    // as weight, scales and biases; other quantized types are dequantized to float32.
+    std::vector<mx::array> parts;  // weight[, scales, biases]
+    const std::string name = ggml::type_name(static_cast<uint32_t>(tensor.type));
+    if (ggml::maps_to_affine(tensor.type) && tensor.shape.size() == 2) {
+      std::vector<char> bytes = read_gguf_tensor_bytes(gguf, tensor);
+      ggml::Affine a = ggml::to_affine(tensor.type, reinterpret_cast<const uint8_t*>(bytes.data()),
+                                       tensor.shape[0], tensor.shape[1], mx::float32);
+      parts = {a.weight, a.scales, a.biases};
+      const std::string module = hf.substr(0, hf.size() - std::string(".weight").size());
+      quantization[module] = {{"group_size", a.group_size}, {"bits", a.bits}};
+    } else if (load_gguf_tensor_supported(tensor.type)) {
+      parts = {load_gguf_tensor(gguf, tensor)};
+    } else {
+      FT_CHECK(ggml::can_dequantize(tensor.type), "gguf", file.string(), ": tensor '", tensor.name,
+               "' is ", name, ", which ft cannot read");
+      std::vector<char> bytes = read_gguf_tensor_bytes(gguf, tensor);
+      std::vector<float> values(tensor.nbytes / ggml::type_info(uint32_t(tensor.type))->bytes *
+                                ggml::type_info(uint32_t(tensor.type))->block);
+      ggml::dequantize(tensor.type, reinterpret_cast<const uint8_t*>(bytes.data()), values.size(),
+                       values.data());
+      parts = {mx::array(values.begin(), tensor.shape, mx::float32)};
+      dequantized.insert(name);
+    }
+    FT_CHECK(parts.size() > 1 || mx::issubdtype(parts[0].dtype(), mx::floating), "gguf",
+             file.string(), ": tensor '", tensor.name, "' is ", name, ", not a float type");
     const bool q = hf.ends_with("self_attn.q_proj.weight");
     if (q || hf.ends_with("self_attn.k_proj.weight")) {
       const int n = q ? heads : kv_heads;
+      const mx::array& w = parts[0];
       FT_CHECK(n > 0 && w.ndim() == 2 && w.shape(0) % (2 * n) == 0, "gguf", file.string(),
                ": tensor '", tensor.name, "' of shape ", w.shape(0), "x",
                w.ndim() > 1 ? w.shape(1) : 1, " cannot hold ", n, " heads of rotary halves");
-      w = unpermute(w, n);
+      for (auto& p : parts) p = unpermute(p, n);  // the same rows of weight, scales, biases
     }
-    out.weights.set(hf, w);
+    const std::string base = hf.substr(0, hf.size() - std::string("weight").size());
+    out.weights.set(hf, parts[0]);
+    if (parts.size() > 1) {
+      out.weights.set(base + "scales", parts[1]);
+      out.weights.set(base + "biases", parts[2]);
+    }
   }
+  if (!quantization.empty()) {
+    // Every quantized module is listed with its own spec (a file mixes 4 and 8 bits); the
+    // default is the first one's.
+    nlohmann::json q = quantization.begin().value();
+    q.update(quantization);
+    c["quantization"] = q;
+  }
+  out.dequantized_types.assign(dequantized.begin(), dequantized.end());
   return out;
 }
 

@@ -2,12 +2,16 @@
 // gives the tensors and the metadata; this turns the metadata into the config.json
 // transformers would have for the model and the tensors into its names.
 //
-// Supported so far: general.architecture "llama", tensors in F32, F16 or BF16. llama.cpp
+// Supported so far: general.architecture "llama"; tensors in F32, F16 or BF16, Q4_0, Q4_1
+// and Q8_0 matrices kept quantized as MLX affine groups of 32 (the same values), and
+// Q5_0, Q5_1, Q2_K, Q4_K, Q5_K and Q6_K dequantized to float32. llama.cpp
 // stores attn_q and attn_k with each head's rotary halves interleaved
 // (convert_hf_to_gguf.py's permute); the rows are put back in transformers' order.
 #pragma once
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -16,8 +20,11 @@
 namespace ft::io {
 
 struct GgufModel {
-  nlohmann::json config;  // config.json's keys: model_type, hidden_size, ...
-  ParamMap weights;       // under transformers' names
+  nlohmann::json config;  // config.json's keys: model_type, hidden_size, ..., quantization
+  ParamMap weights;       // under transformers' names; quantized: .weight, .scales, .biases
+  // Quantized types of the file that were dequantized to float32 (K-quants and others
+  // without an exact MLX form), for a note to the user.
+  std::vector<std::string> dequantized_types;
 };
 
 // Throws ft::Error naming the file for a file that is not valid GGUF, an unsupported

@@ -437,6 +437,10 @@ std::vector<char> read_gguf_tensor_bytes(const GgufFile& gguf, const GgufTensorI
   return bytes;
 }
 
+bool load_gguf_tensor_supported(ggml::Type type) {
+  return dtype_of(type).has_value();
+}
+
 mx::array load_gguf_tensor(const GgufFile& gguf, const GgufTensorInfo& tensor) {
   const auto type = static_cast<uint32_t>(tensor.type);
   const auto dtype = dtype_of(tensor.type);

@@ -104,5 +104,7 @@ std::vector<char> read_gguf_tensor_bytes(const GgufFile& gguf, const GgufTensorI
 // A tensor as an array of its shape: F32, F16, BF16 and F64 as float32, float16,
 // bfloat16 and float64, I8..I64 as int8..int64. Quantized types are refused by name.
 mx::array load_gguf_tensor(const GgufFile& gguf, const GgufTensorInfo& tensor);
+// Whether load_gguf_tensor takes tensors of this type (the float and integer types).
+bool load_gguf_tensor_supported(ggml::Type type);
 
 }  // namespace ft::io

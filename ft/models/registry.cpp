@@ -6,6 +6,7 @@
 #include <mlx/ops.h>
 
 #include "ft/core/error.h"
+#include "ft/core/log.h"
 #include "ft/io/gguf.h"
 #include "ft/models/families/families.h"
 #include "ft/models/quantize.h"
@@ -74,14 +75,22 @@ namespace {
 // A GGUF file: its metadata as config.json, its tensors under transformers' names.
 std::unique_ptr<CausalLM> load_gguf_model(const std::filesystem::path& file, mx::Dtype dtype) {
   io::GgufModel gguf = io::read_gguf_model(file);
-  Config config = from_hf_config(io::ModelConfig(gguf.config, file));
+  const io::ModelConfig hf_config(gguf.config, file);
+  Config config = from_hf_config(hf_config);
   Rng rng(0);
   std::unique_ptr<CausalLM> model = family_of(config.model_type).build(config, rng, dtype);
   ParamMap weights;
   for (const auto& [name, value] : gguf.weights)
     weights.set(name,
                 mx::issubdtype(value.dtype(), mx::floating) ? mx::astype(value, dtype) : value);
+  if (!gguf.dequantized_types.empty()) {
+    std::string types;
+    for (const auto& t : gguf.dequantized_types) types += (types.empty() ? "" : ", ") + t;
+    log::info(file.string(), ": ", types,
+              " tensors have no exact MLX quantized form and were dequantized to floats");
+  }
   try {
+    make_quantized_layers(*model, weights, io::quantization_config(hf_config));
     model->load(weights, /*strict=*/true);
   } catch (const Error& e) {
     throw Error(file.string(), e.what());

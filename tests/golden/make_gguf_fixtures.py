@@ -13,6 +13,9 @@ attn_q and attn_k (each head's rotary halves interleaved). Its weights are the H
 model's, so ft loading it must give models/llama_expected.safetensors's logits. It has no
 tokenizer metadata: the test compares logits on ids. gguf/llama_f16.gguf is the same model
 with its matrices in float16, as llama.cpp's converter writes with --outtype f16.
+gguf/llama_q.gguf holds its matrices in Q8_0, Q4_0 and Q4_1 (QUANT_TYPES), with
+llama_q_expected.safetensors: transformers' logits for it (its own dequantization) on
+fixed ids.
 
 gguf/types.gguf holds one metadata value of every GGUF value type (arrays of numbers, of
 strings and of arrays among them), general.alignment 64, and small tensors of every
@@ -68,7 +71,16 @@ def gguf_name(hf):
     return f"blk.{parts[2]}.{NAMES[module]}.{parts[-1]}"
 
 
-def make_llama(name, source, dtype=np.float32):
+# gguf/llama_q.gguf: models/llama with its matrices in llama.cpp's block types, mixed as
+# llama.cpp's quantizer mixes them; down_proj (rows of 48) stays float32, as llama.cpp
+# leaves matrices whose rows are not whole blocks.
+QUANT_TYPES = {
+    "token_embd": "Q8_0", "attn_q": "Q4_0", "attn_k": "Q4_1", "attn_v": "Q8_0",
+    "attn_output": "Q4_1", "ffn_gate": "Q4_0", "ffn_up": "Q8_0", "output": "Q4_1",
+}
+
+
+def make_llama(name, source, dtype=np.float32, quantized=False):
     folder = os.path.join(HERE, "models", source)
     config = json.load(open(os.path.join(folder, "config.json")))
     weights = load_file(os.path.join(folder, "model.safetensors"))
@@ -99,6 +111,11 @@ def make_llama(name, source, dtype=np.float32):
             value = permute(value, heads)
         elif hf.endswith("self_attn.k_proj.weight"):
             value = permute(value, kv_heads)
+        kind = gguf_name(hf).split(".")[-2]
+        if quantized and kind in QUANT_TYPES and value.shape[-1] % 32 == 0:
+            qtype = gguf.GGMLQuantizationType[QUANT_TYPES[kind]]
+            writer.add_tensor(gguf_name(hf), gguf.quants.quantize(value, qtype), raw_dtype=qtype)
+            continue
         writer.add_tensor(gguf_name(hf), value)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -110,6 +127,25 @@ def make_llama(name, source, dtype=np.float32):
     assert len(reader.tensors) == len(weights), (len(reader.tensors), len(weights))
     print("wrote", path, os.path.getsize(path), "bytes,", len(reader.tensors), "tensors")
     describe(path)
+    if quantized:
+        expected_logits(path, config["vocab_size"])
+
+
+def expected_logits(path, vocab_size):
+    """transformers' logits for the GGUF file (its own dequantization) on fixed ids."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(OUT, gguf_file=os.path.basename(path),
+                                                 dtype=torch.float32)
+    ids = torch.tensor([[(7 * i + 3) % vocab_size for i in range(12)],
+                        [(5 * i + 1) % vocab_size for i in range(12)]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    out = path[: -len(".gguf")] + "_expected.safetensors"
+    save_file({"input_ids": ids.to(torch.int32), "logits": logits.contiguous()}, out)
+    print("wrote", out)
 
 
 def make_types(name):
@@ -259,5 +295,6 @@ def make_fuzz_seeds():
 if __name__ == "__main__":
     make_llama("llama_f32", "llama")
     make_llama("llama_f16", "llama", np.float16)
+    make_llama("llama_q", "llama", quantized=True)
     make_types("types")
     make_fuzz_seeds()

@@ -4,6 +4,7 @@
 // the same weights in float16 give the same logits within float16's precision.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <mlx/ops.h>
@@ -63,6 +64,30 @@ TEST(Gguf, Float16LlamaLoadsWithTheSameLogits) {
   ft::ParamMap expected =
       ft::ParamMap::load_safetensors((kGolden / "models" / "llama_expected.safetensors").string());
   EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-2f);
+}
+
+// Q4_0, Q4_1 and Q8_0 matrices stay quantized (Note [GGUF blocks as MLX affine groups]):
+// quantized layers of 4 and 8 bits in groups of 32, q and k rows un-permuted with their
+// scales, and transformers' logits for the file (its own dequantization).
+TEST(Gguf, QuantizedLlamaStaysQuantizedWithTransformersLogits) {
+  const fs::path file = kGolden / "gguf" / "llama_q.gguf";
+  ft::io::GgufModel gguf = ft::io::read_gguf_model(file);
+  EXPECT_TRUE(gguf.dequantized_types.empty());
+  const auto& q = gguf.config["quantization"];
+  EXPECT_EQ(q["model.layers.0.self_attn.q_proj"]["bits"], 4);
+  EXPECT_EQ(q["model.layers.0.self_attn.v_proj"]["bits"], 8);
+  EXPECT_EQ(q["model.embed_tokens"]["bits"], 8);
+  EXPECT_FALSE(q.contains("model.layers.0.mlp.down_proj"));  // rows of 48: float32
+  EXPECT_EQ(gguf.weights.at("model.layers.0.self_attn.k_proj.weight").dtype(), mx::uint32);
+  EXPECT_EQ(gguf.weights.at("model.layers.0.self_attn.k_proj.scales").shape(), (mx::Shape{16, 1}));
+
+  auto model = ft::models::load_model(file);
+  model->eval();
+  const auto names = model->parameters().names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "lm_head.scales"), names.end());
+  ft::ParamMap expected =
+      ft::ParamMap::load_safetensors((kGolden / "gguf" / "llama_q_expected.safetensors").string());
+  EXPECT_LT(relative_error((*model)(expected.at("input_ids")), expected.at("logits")), 1e-4f);
 }
 
 TEST(Gguf, BadFilesAreOneError) {
