@@ -36,7 +36,7 @@ struct EvalOptions {
 };
 
 void run_eval(const EvalOptions& o) {
-  FT_CHECK(fs::is_directory(o.model), "eval", o.model, ": no such model folder");
+  FT_CHECK(io::is_model_path(o.model), "eval", o.model, ": no such model folder or GGUF file");
   FT_CHECK(fs::is_regular_file(o.data), "eval", o.data, ": no such file");
   data::DataOptions d;
   d.sample.mask_prompt = o.mask_prompt;

@@ -71,16 +71,9 @@ void run_generate(GenerateCliOptions o) {
   std::optional<tokenizer::Tokenizer> loaded;
   std::optional<chat::ChatTemplate> gguf_chat;
   if (gguf) {
-    const io::GgufFile file = io::read_gguf_file(o.model);
-    io::TokenizerFiles files = io::gguf_tokenizer_files(file);
-    loaded.emplace(io::gguf_tokenizer(file));
-    const auto config = nlohmann::ordered_json::parse(files.tokenizer_config_json);
-    if (config.contains("chat_template")) {
-      nlohmann::ordered_json variables = nlohmann::ordered_json::object();
-      for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"})
-        if (config.contains(key)) variables[key] = config[key];
-      gguf_chat = chat::ChatTemplate::from_string(config["chat_template"], variables);
-    }
+    const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
+    loaded.emplace(io::gguf_tokenizer(files, o.model));
+    gguf_chat = io::gguf_chat_template(files);
   } else {
     loaded.emplace(tokenizer::Tokenizer::from_dir(tokenizer_dir));
   }

@@ -45,8 +45,9 @@ mx::Dtype dtype_named(const std::string& name) {
   return mx::float32;
 }
 
-// Bytes of the weight files in a folder.
+// Bytes of the weight files in a folder, or of a GGUF file.
 uint64_t weights_on_disk(const fs::path& folder) {
+  if (fs::is_regular_file(folder)) return fs::file_size(folder);
   uint64_t total = 0;
   for (const auto& entry : fs::directory_iterator(folder)) {
     auto ext = entry.path().extension();
@@ -57,7 +58,7 @@ uint64_t weights_on_disk(const fs::path& folder) {
 }
 
 void print_model_info(const InfoOptions& o) {
-  FT_CHECK(fs::is_directory(o.model), "info", o.model, ": no such model folder");
+  FT_CHECK(io::is_model_path(o.model), "info", o.model, ": no such model folder or GGUF file");
   io::ModelConfig config = io::read_config(o.model);
   models::Config c = models::from_hf_config(config);
   // Built lazily: the random weights are never computed, so any size costs nothing.

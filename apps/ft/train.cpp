@@ -21,6 +21,8 @@
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
+#include "ft/io/gguf.h"
+#include "ft/io/gguf_tokenizer.h"
 #include "ft/io/model_folder.h"
 #include "ft/io/options_file.h"
 #include "ft/models/memory.h"
@@ -349,7 +351,7 @@ void fit_memory(TrainOptions& o, Prepared& p, models::CausalLM& model) {
 Prepared prepare_data(const TrainOptions& o) {
   FT_CHECK(!o.model.empty(), "train", "no model folder (give MODEL or the 'model' key)");
   FT_CHECK(!o.data.empty(), "train", "no data (give DATA or the 'data' key)");
-  FT_CHECK(fs::is_directory(o.model), "train", o.model, ": no such model folder");
+  FT_CHECK(io::is_model_path(o.model), "train", o.model, ": no such model folder or GGUF file");
   FT_CHECK(fs::exists(o.data), "train", o.data, ": no such file or folder");
   Prepared p;
   data::DataOptions d;
@@ -415,7 +417,7 @@ nn::LoraConfig lora_config(const TrainOptions& o) {
   l.target_modules = o.target_modules;
   l.target_regex = o.target_regex;
   if (l.target_modules.empty() && l.target_regex.empty() && !o.model.empty() &&
-      fs::is_directory(o.model))
+      io::is_model_path(o.model))
     l.target_modules =
         models::family_of(models::from_hf_config(io::read_config(o.model)).model_type)
             .default_lora_targets;
@@ -538,7 +540,15 @@ void run_train(TrainOptions o) {
   if (finished) {
     if (o.method == "full") {
       io::SaveOptions save;
-      save.copy_tokenizer_from = o.model;
+      if (io::is_gguf_file(o.model)) {
+        // The GGUF file's tokenizer, as the files a folder keeps (Note [GGUF tokenizers]).
+        const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
+        save.json_files = {{"tokenizer.json", nlohmann::json::parse(files.tokenizer_json)},
+                           {"tokenizer_config.json",
+                            nlohmann::json::parse(files.tokenizer_config_json)}};
+      } else {
+        save.copy_tokenizer_from = o.model;
+      }
       io::save_model_folder(model->parameters(), models::loaded_config(io::read_config(o.model)),
                             adapter_dir, save);
     } else if (o.adapter_format == "mlx-lm") {

@@ -11,6 +11,7 @@
 
 #include "ft/core/error.h"
 #include "ft/data/batching.h"
+#include "ft/io/gguf.h"  // defines: is_gguf_file
 
 namespace ft::data {
 namespace fs = std::filesystem;
@@ -137,8 +138,12 @@ std::vector<fs::path> corpus_files(const fs::path& dir) {
 DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
     : tokenizer_dir_(tokenizer_dir),
       options_(std::move(options)),
-      tok_(tokenizer::Tokenizer::from_dir(tokenizer_dir)),
-      chat_(load_template(tokenizer_dir)),
+      gguf_files_(io::is_gguf_file(tokenizer_dir)
+                      ? std::optional(io::gguf_tokenizer_files(io::read_gguf_file(tokenizer_dir)))
+                      : std::nullopt),
+      tok_(gguf_files_ ? io::gguf_tokenizer(*gguf_files_, tokenizer_dir.string())
+                       : tokenizer::Tokenizer::from_dir(tokenizer_dir)),
+      chat_(gguf_files_ ? io::gguf_chat_template(*gguf_files_) : load_template(tokenizer_dir)),
       samples_(tok_, chat_ ? &*chat_ : nullptr, options_.sample) {
   FT_CHECK(options_.valid_fraction >= 0 && options_.valid_fraction < 1, "data",
            "valid_fraction must be in [0, 1), got ", options_.valid_fraction);
@@ -155,11 +160,16 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
   } else {
     h.add_file(file);
   }
-  for (const char* name :
-       {"tokenizer.json", "tokenizer.json.gz", "tokenizer_config.json", "special_tokens_map.json",
-        "generation_config.json", "chat_template.jinja"}) {
-    h.add(name);
-    h.add_file(tokenizer_dir_ / name);
+  if (gguf_files_) {
+    h.add(gguf_files_->tokenizer_json);
+    h.add(gguf_files_->tokenizer_config_json);
+  } else {
+    for (const char* name :
+         {"tokenizer.json", "tokenizer.json.gz", "tokenizer_config.json",
+          "special_tokens_map.json", "generation_config.json", "chat_template.jinja"}) {
+      h.add(name);
+      h.add_file(tokenizer_dir_ / name);
+    }
   }
   const SampleOptions& so = options_.sample;
   h.add(format_name(options_.format) + "|" + std::to_string(so.mask_prompt) + "|" +

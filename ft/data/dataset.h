@@ -14,6 +14,7 @@
 #include "ft/data/records.h"
 #include "ft/data/tokenize_sample.h"
 #include "ft/data/tokenized.h"
+#include "ft/io/gguf_tokenizer.h"  // defines: io::TokenizerFiles
 #include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
 
@@ -52,7 +53,8 @@ struct Split {
 
 class DataLoader {
  public:
-  // Loads the tokenizer and, when the folder has one, its chat template.
+  // Loads the tokenizer and, when the folder has one, its chat template; tokenizer_dir
+  // may also be a GGUF file, whose metadata holds both (Note [GGUF tokenizers]).
   DataLoader(const std::filesystem::path& tokenizer_dir, DataOptions options);
   // Fixed in place: the sample tokenizer refers to the tokenizer and template it holds.
   DataLoader(const DataLoader&) = delete;
@@ -87,6 +89,8 @@ class DataLoader {
 
   std::filesystem::path tokenizer_dir_;
   DataOptions options_;
+  // A GGUF model's tokenizer files, made from its metadata (empty for a folder).
+  std::optional<io::TokenizerFiles> gguf_files_;
   tokenizer::Tokenizer tok_;
   std::optional<chat::ChatTemplate> chat_;
   SampleTokenizer samples_;

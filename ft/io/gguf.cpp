@@ -97,16 +97,14 @@ bool is_gguf_file(const fs::path& path) {
   return path.extension() == ".gguf" && fs::is_regular_file(path, ec);
 }
 
-GgufModel read_gguf_model(const fs::path& file) {
-  const GgufFile gguf = read_gguf_file(file);
+nlohmann::json gguf_model_config(const GgufFile& gguf) {
+  const fs::path& file = gguf.path;
   const std::string arch = text(gguf, "general.architecture");
   FT_CHECK(arch == "llama", "gguf", file.string(), ": architecture '", arch,
            "' is not supported yet (llama)");
   auto size = [&](const std::string& key) { return integer(gguf, arch + "." + key); };
   auto has = [&](const std::string& key) { return gguf.find(arch + "." + key) != nullptr; };
-  GgufModel out;
-  std::set<std::string> dequantized;  // quantized types read as floats
-  nlohmann::json& c = out.config;
+  nlohmann::json c;
   c["model_type"] = "llama";
   c["architectures"] = {"LlamaForCausalLM"};
   c["hidden_size"] = size("embedding_length");
@@ -124,8 +122,30 @@ GgufModel read_gguf_model(const fs::path& file) {
   c["vocab_size"] = has("vocab_size") ? size("vocab_size") : int64_t(embedding->shape[0]);
   c["tie_word_embeddings"] = gguf.find_tensor("output.weight") == nullptr;
 
-  const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
+  // Note [GGUF blocks as MLX affine groups]: the matrices that stay quantized, each module
+  // with its own spec (a file mixes 4 and 8 bits); the default is the first one's.
   nlohmann::json quantization = nlohmann::json::object();
+  for (const auto& tensor : gguf.tensors) {
+    const std::string hf = hf_name(tensor.name);
+    if (hf.empty() || !ggml::maps_to_affine(tensor.type) || tensor.shape.size() != 2) continue;
+    quantization[hf.substr(0, hf.size() - std::string(".weight").size())] = {
+        {"group_size", 32}, {"bits", tensor.type == ggml::Type::Q8_0 ? 8 : 4}};
+  }
+  if (!quantization.empty()) {
+    nlohmann::json q = quantization.begin().value();
+    q.update(quantization);
+    c["quantization"] = q;
+  }
+  return c;
+}
+
+GgufModel read_gguf_model(const fs::path& file) {
+  const GgufFile gguf = read_gguf_file(file);
+  GgufModel out;
+  out.config = gguf_model_config(gguf);
+  const nlohmann::json& c = out.config;
+  std::set<std::string> dequantized;  // quantized types read as floats
+  const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
   for (const auto& tensor : gguf.tensors) {
     const std::string hf = hf_name(tensor.name);
     FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name,
@@ -139,8 +159,6 @@ GgufModel read_gguf_model(const fs::path& file) {
       ggml::Affine a = ggml::to_affine(tensor.type, reinterpret_cast<const uint8_t*>(bytes.data()),
                                        tensor.shape[0], tensor.shape[1], mx::float32);
       parts = {a.weight, a.scales, a.biases};
-      const std::string module = hf.substr(0, hf.size() - std::string(".weight").size());
-      quantization[module] = {{"group_size", a.group_size}, {"bits", a.bits}};
     } else if (load_gguf_tensor_supported(tensor.type)) {
       parts = {load_gguf_tensor(gguf, tensor)};
     } else {
@@ -171,13 +189,6 @@ GgufModel read_gguf_model(const fs::path& file) {
       out.weights.set(base + "scales", parts[1]);
       out.weights.set(base + "biases", parts[2]);
     }
-  }
-  if (!quantization.empty()) {
-    // Every quantized module is listed with its own spec (a file mixes 4 and 8 bits); the
-    // default is the first one's.
-    nlohmann::json q = quantization.begin().value();
-    q.update(quantization);
-    c["quantization"] = q;
   }
   out.dequantized_types.assign(dequantized.begin(), dequantized.end());
   return out;

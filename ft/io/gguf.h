@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ft/core/param_map.h"
+#include "ft/io/gguf_file.h"
 
 namespace ft::io {
 
@@ -26,6 +27,11 @@ struct GgufModel {
   // without an exact MLX form), for a note to the user.
   std::vector<std::string> dequantized_types;
 };
+
+// The config.json transformers would have for the file's model, from its metadata and
+// tensor infos (no tensor is read), with MLX's "quantization" entry for the matrices that
+// stay quantized. Throws ft::Error as read_gguf_model does.
+nlohmann::json gguf_model_config(const GgufFile& gguf);
 
 // Throws ft::Error naming the file for a file that is not valid GGUF, an unsupported
 // architecture, metadata a model needs that is missing, or tensors of a type not yet

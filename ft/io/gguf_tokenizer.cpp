@@ -354,10 +354,22 @@ TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
   return {tokenizer.dump(), config.dump()};
 }
 
+tokenizer::Tokenizer gguf_tokenizer(const TokenizerFiles& files, const std::string& source) {
+  return tokenizer::Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json,
+                                              {}, {}, source);
+}
+
 tokenizer::Tokenizer gguf_tokenizer(const GgufFile& g) {
-  TokenizerFiles files = gguf_tokenizer_files(g);
-  return tokenizer::Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, {},
-                                              {}, g.path.string());
+  return gguf_tokenizer(gguf_tokenizer_files(g), g.path.string());
+}
+
+std::optional<chat::ChatTemplate> gguf_chat_template(const TokenizerFiles& files) {
+  const json config = json::parse(files.tokenizer_config_json);
+  if (!config.contains("chat_template")) return std::nullopt;
+  json variables = json::object();
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"})
+    if (config.contains(key)) variables[key] = config[key];
+  return chat::ChatTemplate::from_string(config["chat_template"].get<std::string>(), variables);
 }
 
 }  // namespace ft::io

@@ -3,9 +3,11 @@
 // Tokenizer gives the same ids (Note [GGUF tokenizers] in gguf_tokenizer.cpp).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "ft/io/gguf_file.h"
+#include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
 
 namespace ft::io {
@@ -20,5 +22,9 @@ struct TokenizerFiles {
 // (SentencePiece-style BPE) but not gemma's or phi3's variants of the latter, nor "t5".
 TokenizerFiles gguf_tokenizer_files(const GgufFile& gguf);
 tokenizer::Tokenizer gguf_tokenizer(const GgufFile& gguf);
+tokenizer::Tokenizer gguf_tokenizer(const TokenizerFiles& files, const std::string& source);
+// The chat template of tokenizer.chat_template, seeing the special tokens as variables;
+// nullopt when the files carry none.
+std::optional<chat::ChatTemplate> gguf_chat_template(const TokenizerFiles& files);
 
 }  // namespace ft::io

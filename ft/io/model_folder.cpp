@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "ft/core/error.h"
+#include "ft/io/gguf.h"
 #include "ft/io/npz.h"
 #include "ft/io/safetensors_file.h"
 #include "ft/io/torch_checkpoint.h"
@@ -212,9 +213,15 @@ bool ModelConfig::get_bool(const std::string& key, bool fallback) const {
   return has(key) ? get_bool(key) : fallback;
 }
 
+bool is_model_path(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) || is_gguf_file(path);
+}
+
 ModelConfig read_config(const fs::path& folder) {
   std::error_code ec;
   FT_CHECK(fs::exists(folder, ec), "config", folder.string(), ": no such file or folder");
+  if (is_gguf_file(folder)) return ModelConfig(gguf_model_config(read_gguf_file(folder)), folder);
   const fs::path file = fs::is_directory(folder, ec) ? folder / "config.json" : folder;
   FT_CHECK(fs::is_regular_file(file, ec), "config", file.string(), ": no such file");
   return ModelConfig(parse_json(file, "config", read_text(file, "config")), file);
@@ -371,6 +378,7 @@ void save_model_folder(const ParamMap& weights, const json& config, const fs::pa
       write_json(tmp / "model.safetensors.index.json",
                  json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
     write_json(tmp / "config.json", config);
+    for (const auto& [name, value] : options.json_files) write_json(tmp / name, value);
     if (options.copy_tokenizer_from) {
       const fs::path& from = *options.copy_tokenizer_from;
       int copied = 0;

@@ -47,7 +47,11 @@ class ModelConfig {
   std::filesystem::path file_;
 };
 
-// Reads folder/config.json (or the file itself when given a .json path).
+// Whether path is a model ft loads: a folder, or a GGUF file (io::is_gguf_file).
+bool is_model_path(const std::filesystem::path& path);
+
+// Reads folder/config.json (or the file itself when given a .json path); for a GGUF file,
+// the config its metadata describes (io::gguf_model_config).
 ModelConfig read_config(const std::filesystem::path& folder);
 
 // MLX affine quantization of a model folder, from config.json's "quantization".
@@ -82,6 +86,8 @@ struct SaveOptions {
   // many bytes (a larger single tensor gets a shard of its own) with an index; one
   // shard is written as model.safetensors without an index.
   uint64_t max_shard_bytes = uint64_t{5} << 30;
+  // JSON files written beside config.json (name, content): a GGUF model's tokenizer.
+  std::vector<std::pair<std::string, nlohmann::json>> json_files;
   // Tokenizer files (tokenizer.json, tokenizer_config.json, ...) copied from here.
   std::optional<std::filesystem::path> copy_tokenizer_from;
 };

@@ -31,7 +31,7 @@ const fs::path& quantized_tiny_model() {
     json config = ft::io::read_config(tiny_model()).json();
     ft::models::set_quantization_config(config, ft::io::QuantSpec{.group_size = 64, .bits = 4});
     ft::io::save_model_folder(model->parameters(), config, d,
-                              {.copy_tokenizer_from = tiny_model()});
+                              {.json_files = {}, .copy_tokenizer_from = tiny_model()});
     return d;
   }();
   return dir;

@@ -47,7 +47,10 @@ TEST(Config, TypedFieldsAndErrors) {
 // Integers past int64, or floats that are not whole or out of its range, are refused,
 // not converted (1e300 to int64 is undefined; 2^64 - 1 would wrap to -1).
 TEST(Config, IntegersOutOfRangeAreRefused) {
-  nlohmann::json j = {{"a", 1e300}, {"b", 18446744073709551615ull}, {"c", 4096.0}, {"d", 2.5},
+  nlohmann::json j = {{"a", 1e300},
+                      {"b", 18446744073709551615ull},
+                      {"c", 4096.0},
+                      {"d", 2.5},
                       {"quantization", {{"group_size", 4294967360ll}, {"bits", 4}}}};
   ft::io::ModelConfig config(j, "config.json");
   EXPECT_EQ(error_of([&] { config.get_int("a"); }),
@@ -176,8 +179,9 @@ TEST(Save, RoundTripShardsAtTheLimit) {
   ft::testing::write_bytes(tokenizer / "tokenizer.json", "{\"version\": \"1.0\"}");
   ft::testing::write_bytes(tokenizer / "tokenizer_config.json", "{}");
   const fs::path out = dir.path() / "saved";
-  ft::io::save_model_folder(weights, config, out,
-                            {.max_shard_bytes = 600, .copy_tokenizer_from = tokenizer});
+  ft::io::save_model_folder(
+      weights, config, out,
+      {.max_shard_bytes = 600, .json_files = {}, .copy_tokenizer_from = tokenizer});
 
   // 256+256 | 256+256 | 256+256 | 1600 (alone, over the limit) | 8+20
   const json index = json::parse(ft::testing::read_bytes(out / "model.safetensors.index.json"));
@@ -227,8 +231,9 @@ TEST(Save, FailuresLeaveNothingThatLooksComplete) {
   fs::create_directories(dir.path() / "empty_tok");
   const fs::path out = dir.path() / "out";
   EXPECT_EQ(error_of([&] {
-              ft::io::save_model_folder(weights, json::object(), out,
-                                        {.copy_tokenizer_from = dir.path() / "empty_tok"});
+              ft::io::save_model_folder(
+                  weights, json::object(), out,
+                  {.json_files = {}, .copy_tokenizer_from = dir.path() / "empty_tok"});
             }),
             "[save] " + (dir.path() / "empty_tok").string() + ": no tokenizer files to copy");
   EXPECT_FALSE(fs::exists(out));
