@@ -67,10 +67,8 @@ TrainStep::TrainStep(nn::Module& model, LossFn loss_fn, Optimizer& optimizer, St
   // outputs: [scaled loss_sum, tokens, loss_sum, grads...].
   size_t n_params = names_.size();
   auto forward = [this, n_params](const std::vector<mx::array>& inputs) {
-    std::vector<mx::array> working;
-    for (size_t i = 0; i < n_params; ++i)
-      working.push_back(mx::astype(inputs[i], compute_dtypes_[i]));  // no-op: working copies
-    model_.update(ParamMap::zip(names_, working));
+    // Note [Master weights]: the inputs are the working copies, in the parameters' dtypes.
+    model_.update(ParamMap::zip(names_, {inputs.begin(), inputs.begin() + n_params}));
     const mx::array& key = inputs[n_params];
     const mx::array& scale = inputs[n_params + 1];
     Batch batch(inputs.begin() + n_params + 2, inputs.end());
