@@ -29,6 +29,7 @@ void add_tokenize_command(CLI::App& app);
 void add_template_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_fuse_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_train_command(CLI::App& app);

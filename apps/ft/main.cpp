@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ft::cli::add_template_command(app);
   ft::cli::add_data_command(app);
   ft::cli::add_fuse_command(app);
+  ft::cli::add_export_command(app);
   ft::cli::add_generate_command(app);
   ft::cli::add_init_command(app);
   ft::cli::add_train_command(app);

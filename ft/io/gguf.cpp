@@ -92,6 +92,30 @@ mx::array unpermute(const mx::array& w, int heads) {
 
 }  // namespace
 
+std::string gguf_tensor_name(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  const std::string prefix = "model.layers.";
+  if (!hf.starts_with(prefix)) return "";
+  const size_t layer_end = hf.find('.', prefix.size());
+  const size_t module_end = hf.rfind('.');
+  if (layer_end == std::string::npos || module_end <= layer_end) return "";
+  const std::string module = hf.substr(layer_end + 1, module_end - layer_end - 1);
+  for (const auto& [gguf, ours] : layer_names())
+    if (ours == module)
+      return "blk." + hf.substr(prefix.size(), layer_end - prefix.size()) + "." + gguf +
+             hf.substr(module_end);
+  return "";
+}
+
+mx::array permute_rotary_rows(const mx::array& w, int heads) {
+  const int rows = w.shape(0);
+  mx::Shape split{heads, 2, rows / heads / 2};
+  for (int i = 1; i < static_cast<int>(w.ndim()); ++i) split.push_back(w.shape(i));
+  return mx::reshape(mx::swapaxes(mx::reshape(w, split), 1, 2), w.shape());
+}
+
 bool is_gguf_file(const fs::path& path) {
   std::error_code ec;
   return path.extension() == ".gguf" && fs::is_regular_file(path, ec);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <mlx/array.h>
 #include <nlohmann/json.hpp>
 
 #include "ft/core/param_map.h"
@@ -37,6 +38,14 @@ nlohmann::json gguf_model_config(const GgufFile& gguf);
 // architecture, metadata a model needs that is missing, or tensors of a type not yet
 // supported.
 GgufModel read_gguf_model(const std::filesystem::path& file);
+
+// llama.cpp's name of a transformers tensor name ("model.layers.3.self_attn.q_proj.weight"
+// -> "blk.3.attn_q.weight"); empty when it has none. The inverse of the names the reader maps.
+std::string gguf_tensor_name(const std::string& hf);
+
+// llama.cpp's row order for attn_q and attn_k: each head's rotary halves interleaved, rows
+// (heads, 2, head_dim / 2) -> (heads, head_dim / 2, 2). The reader undoes it.
+mx::array permute_rotary_rows(const mx::array& w, int heads);
 
 // Whether path names a GGUF file (a regular file ending in .gguf).
 bool is_gguf_file(const std::filesystem::path& path);

@@ -148,4 +148,13 @@ TEST(CliQlora, TrainsLoraOnAGgufFilesOwnQuantizedWeights) {
   Result info = run("info " + gguf);
   ASSERT_EQ(info.status, 0) << info.out;
   EXPECT_NE(info.out.find("2 layers, hidden 64"), std::string::npos) << info.out;
+
+  // ft export merges the adapter into a GGUF file that evaluates as base + adapter did.
+  fs::path merged = temp("gguf_export") / "merged.gguf";
+  fs::create_directories(merged.parent_path());
+  Result e = run("export " + gguf + " --adapter " + adapter.string() + " --type f32 --out " +
+                 merged.string());
+  ASSERT_EQ(e.status, 0) << e.out;
+  EXPECT_NEAR(eval_loss(merged, data), eval_loss(gguf, data, "--adapter " + adapter.string()),
+              1e-3);
 }

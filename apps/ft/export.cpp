@@ -1,0 +1,59 @@
+// ft export: a model, with an adapter merged, as a file for another runtime (GGUF for
+// llama.cpp, Ollama and LM Studio).
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "apps/ft/commands.h"
+#include "ft/core/error.h"
+#include "ft/models/export_gguf.h"
+
+namespace ft::cli {
+namespace {
+
+struct ExportArgs {
+  std::string model;
+  std::string adapter;
+  std::string format = "gguf";
+  std::string type = "f16";
+  std::string out;
+};
+
+void run_export(const ExportArgs& args) {
+  namespace ggml = io::ggml;
+  static const std::map<std::string, ggml::Type> types = {
+      {"f32", ggml::Type::F32},   {"f16", ggml::Type::F16},   {"bf16", ggml::Type::BF16},
+      {"q8_0", ggml::Type::Q8_0}, {"q4_0", ggml::Type::Q4_0}, {"q4_1", ggml::Type::Q4_1}};
+  FT_CHECK(args.format == "gguf", "export", "--format must be gguf, got '", args.format, "'");
+  auto it = types.find(args.type);
+  FT_CHECK(it != types.end(), "export", "--type must be f32, f16, bf16, q8_0, q4_0 or q4_1, got '",
+           args.type, "'");
+  models::GgufExportOptions options;
+  options.type = it->second;
+  if (!args.adapter.empty()) options.adapter = args.adapter;
+  models::export_gguf(args.model, args.out, options);
+  std::cout << "wrote " << args.out << "\n";
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "export", "Write a model, with an adapter merged, as a GGUF file for llama.cpp");
+  auto args = std::make_shared<ExportArgs>();
+  cmd->add_option("model", args->model,
+                  "The model: a GGUF file (a folder's tokenizer is not "
+                  "converted to GGUF yet)")
+      ->required();
+  cmd->add_option("--adapter", args->adapter, "An adapter to merge first (PEFT or mlx-lm layout)");
+  cmd->add_option("--format", args->format, "gguf")->capture_default_str();
+  cmd->add_option("--type", args->type,
+                  "The matrices' type: f32, f16, bf16, q8_0, q4_0 or q4_1 (norms stay f32)")
+      ->capture_default_str();
+  cmd->add_option("--out", args->out, "The file to write (written whole, then renamed)")
+      ->required();
+  cmd->callback([args] { run_export(*args); });
+}
+
+}  // namespace ft::cli

@@ -1,0 +1,118 @@
+#include "ft/models/export_gguf.h"
+
+#include <string>
+#include <vector>
+
+#include <mlx/ops.h>
+
+#include "ft/core/error.h"
+#include "ft/io/adapters.h"
+#include "ft/io/gguf.h"
+#include "ft/io/gguf_file.h"
+#include "ft/io/gguf_writer.h"
+#include "ft/io/model_folder.h"
+#include "ft/models/fuse.h"
+#include "ft/models/quantize.h"
+#include "ft/models/registry.h"
+
+namespace ft::models {
+namespace {
+
+namespace fs = std::filesystem;
+namespace ggml = io::ggml;
+using io::GgufValue;
+
+constexpr const char* kPlace = "export";
+
+// llama.cpp's general.file_type for the matrices' type (LLAMA_FTYPE_*).
+uint32_t file_type(ggml::Type type) {
+  switch (type) {
+    case ggml::Type::F32:
+      return 0;
+    case ggml::Type::F16:
+      return 1;
+    case ggml::Type::Q4_0:
+      return 2;
+    case ggml::Type::Q4_1:
+      return 3;
+    case ggml::Type::Q8_0:
+      return 7;
+    case ggml::Type::BF16:
+      return 32;
+    default:
+      throw Error(kPlace, "GGUF type " + ggml::type_name(uint32_t(type)) +
+                              " is not written (f32, f16, bf16, q8_0, q4_0, q4_1)");
+  }
+}
+
+// A float matrix or vector as a GGUF tensor of `type` (see GgufExportOptions).
+void add_tensor(io::GgufWriter& w, const std::string& name, const mx::array& value,
+                ggml::Type type) {
+  mx::array f32 = mx::astype(value, mx::float32);
+  const bool matrix = value.ndim() == 2;
+  if (!matrix || type == ggml::Type::F32) return w.add_tensor(name, f32);
+  if (type == ggml::Type::F16) return w.add_tensor(name, mx::astype(f32, mx::float16));
+  if (type == ggml::Type::BF16) return w.add_tensor(name, mx::astype(f32, mx::bfloat16));
+  if (value.shape(1) % 32 != 0) return w.add_tensor(name, f32);
+  mx::array c = mx::contiguous(f32);
+  c.eval();
+  w.add_tensor(name, value.shape(), type, ggml::quantize(type, c.data<float>(), c.size()));
+}
+
+}  // namespace
+
+void export_gguf(const fs::path& model_path, const fs::path& out,
+                 const GgufExportOptions& options) {
+  const uint32_t ftype = file_type(options.type);
+  const bool from_gguf = io::is_gguf_file(model_path);
+  FT_CHECK(from_gguf, kPlace, model_path.string(),
+           ": writing a model folder's tokenizer into GGUF is not supported yet; export from "
+           "a GGUF file, whose tokenizer is copied");
+  const io::ModelConfig config = io::read_config(model_path);
+  const std::string model_type = config.get_string("model_type", "");
+  FT_CHECK(model_type == "llama", kPlace, model_path.string(), ": architecture '", model_type,
+           "' is not exported to GGUF yet (llama)");
+  const io::GgufFile source = io::read_gguf_file(model_path);
+
+  auto model = load_model(model_path, mx::float32);
+  if (options.adapter) {
+    io::apply_adapter(*model, *options.adapter, std::nullopt, {});
+    fuse_adapter(*model, /*dequantize=*/true);
+  }
+  dequantize_model(*model);
+  const Config& c = model->config();
+
+  io::GgufWriter w;
+  w.add("general.architecture", GgufValue{std::string("llama")});
+  w.add("general.name", GgufValue{out.stem().string()});
+  w.add("general.file_type", GgufValue{ftype});
+  if (ggml::can_quantize(options.type)) w.add("general.quantization_version", GgufValue{2u});
+  auto u32 = [](int64_t v) { return GgufValue{uint32_t(v)}; };
+  w.add("llama.context_length", u32(c.max_position_embeddings));
+  w.add("llama.embedding_length", u32(c.hidden_size));
+  w.add("llama.feed_forward_length", u32(c.intermediate_size));
+  w.add("llama.block_count", u32(c.num_hidden_layers));
+  w.add("llama.attention.head_count", u32(c.num_attention_heads));
+  w.add("llama.attention.head_count_kv", u32(c.num_key_value_heads));
+  w.add("llama.rope.dimension_count", u32(c.resolved_head_dim()));
+  w.add("llama.rope.freq_base", GgufValue{float(c.rope_theta)});
+  w.add("llama.attention.layer_norm_rms_epsilon", GgufValue{float(c.norm_eps)});
+  w.add("llama.vocab_size", u32(c.vocab_size));
+  for (const auto& [key, value] : source.metadata)
+    if (key.starts_with("tokenizer.")) w.add(key, value);
+
+  for (const auto& [name, value] : model->parameters()) {
+    if (c.tie_word_embeddings && name == "lm_head.weight") continue;
+    const std::string gguf = io::gguf_tensor_name(name);
+    FT_CHECK(!gguf.empty(), kPlace, "tensor '", name, "' has no GGUF name");
+    mx::array v = value;
+    if (name.ends_with("self_attn.q_proj.weight"))
+      v = io::permute_rotary_rows(v, c.num_attention_heads);
+    else if (name.ends_with("self_attn.k_proj.weight"))
+      v = io::permute_rotary_rows(v, c.num_key_value_heads);
+    add_tensor(w, gguf, v, options.type);
+  }
+  w.write(out);
+}
+
+}  // namespace ft::models

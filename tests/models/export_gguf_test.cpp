@@ -1,0 +1,101 @@
+// ft export --format gguf: tiny_chat_q8.gguf (Q8_0 and Q4_0 matrices, a SentencePiece
+// tokenizer) written back as GGUF. Its tensors keep llama.cpp's names and row order (the
+// float values equal the source's dequantized ones, Q8_0 re-quantizes to the source's very
+// bytes), the tokenizer metadata is the source's, and the model gives the same logits.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <vector>
+
+#include <mlx/ops.h>
+
+#include "ft/core/error.h"
+#include "ft/io/ggml_quants.h"
+#include "ft/io/gguf_file.h"
+#include "ft/io/gguf_tokenizer.h"
+#include "ft/models/export_gguf.h"
+#include "ft/models/registry.h"
+#include "tests/test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace mx = mlx::core;
+namespace ggml = ft::io::ggml;
+
+const fs::path kSource = fs::path(FT_TEST_DATA) / "gguf" / "tiny_chat_q8.gguf";
+
+fs::path exported(const std::string& name, ggml::Type type) {
+  fs::path out = fs::temp_directory_path() / ("ft_export_" + name + ".gguf");
+  ft::models::export_gguf(kSource, out, {.type = type, .adapter = std::nullopt});
+  return out;
+}
+
+std::vector<float> values(const ft::io::GgufFile& g, const ft::io::GgufTensorInfo& t) {
+  std::vector<char> bytes = ft::io::read_gguf_tensor_bytes(g, t);
+  size_t n = 1;
+  for (int d : t.shape) n *= size_t(d);
+  std::vector<float> out(n);
+  ggml::dequantize(t.type, reinterpret_cast<const uint8_t*>(bytes.data()), n, out.data());
+  return out;
+}
+
+}  // namespace
+
+TEST(ExportGguf, Float32KeepsNamesRowOrderValuesTokenizerAndLogits) {
+  const fs::path out = exported("f32", ggml::Type::F32);
+  const auto source = ft::io::read_gguf_file(kSource);
+  const auto written = ft::io::read_gguf_file(out);
+  ASSERT_EQ(written.tensors.size(), source.tensors.size());
+  for (const auto& t : source.tensors) {
+    const auto* w = written.find_tensor(t.name);
+    ASSERT_NE(w, nullptr) << t.name;
+    EXPECT_EQ(w->type, ggml::Type::F32) << t.name;
+    EXPECT_EQ(w->shape, t.shape) << t.name;
+    EXPECT_EQ(values(written, *w), values(source, t)) << t.name;  // q/k: llama.cpp's order
+  }
+  for (const auto& [key, value] : source.metadata) {
+    if (key.starts_with("tokenizer.")) {
+      EXPECT_NE(written.find(key), nullptr) << key;
+    }
+  }
+  EXPECT_EQ(written.at("general.file_type").as_int(), 0);
+  const auto text = "the model trains on data";
+  EXPECT_EQ(ft::io::gguf_tokenizer(written).encode(text),
+            ft::io::gguf_tokenizer(source).encode(text));
+
+  auto a = ft::models::load_model(kSource), b = ft::models::load_model(out);
+  a->eval();
+  b->eval();
+  mx::array ids = mx::array({1, 40, 41, 42, 300, 7, 9, 100}, {1, 8}, mx::int32);
+  EXPECT_TRUE(ft::testing::all_close((*b)(ids), (*a)(ids), 1e-4, 1e-4));
+}
+
+TEST(ExportGguf, Q8_0RequantizesQ8_0MatricesToTheirBytes) {
+  const fs::path out = exported("q8_0", ggml::Type::Q8_0);
+  const auto source = ft::io::read_gguf_file(kSource);
+  const auto written = ft::io::read_gguf_file(out);
+  int compared = 0;
+  for (const auto& t : source.tensors) {
+    const auto* w = written.find_tensor(t.name);
+    ASSERT_NE(w, nullptr) << t.name;
+    if (t.type != ggml::Type::Q8_0) continue;
+    EXPECT_EQ(w->type, ggml::Type::Q8_0) << t.name;
+    EXPECT_EQ(ft::io::read_gguf_tensor_bytes(written, *w),
+              ft::io::read_gguf_tensor_bytes(source, t))
+        << t.name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 4);
+  EXPECT_EQ(written.at("general.file_type").as_int(), 7);
+}
+
+TEST(ExportGguf, UnsupportedInputIsAnErrorAndWritesNothing) {
+  const fs::path out = fs::temp_directory_path() / "ft_export_refused.gguf";
+  fs::remove(out);
+  EXPECT_THROW(ft::models::export_gguf(fs::path(FT_TEST_DATA) / "models" / "llama", out, {}),
+               ft::Error);
+  EXPECT_THROW(ft::models::export_gguf(kSource, out, {.type = ggml::Type::Q4_K, .adapter = {}}),
+               ft::Error);
+  EXPECT_FALSE(fs::exists(out));
+}
