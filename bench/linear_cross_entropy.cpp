@@ -15,6 +15,7 @@
 #include <mlx/random.h>
 #include <mlx/transforms.h>
 
+#include "ft/core/device.h"
 #include "ft/kernels/linear_cross_entropy.h"
 
 namespace mx = mlx::core;
@@ -73,7 +74,8 @@ void run(const Size& size) {
   options.chunk_size = size.chunk;
   options.reduction = ft::train::Reduction::sum;
   int chunk = ft::kernels::linear_cross_entropy_chunk_size(
-      size.tokens, size.vocab, size.chunk, 1, mx::default_device() == mx::Device::gpu);
+      size.tokens, size.vocab, size.chunk, 1,
+      mx::default_device() == mx::Device::gpu ? ft::backend_name() : std::string("cpu"));
   double logits_mib = double(size.tokens) * size.vocab * 4 / (1 << 20);
   auto composite =
       measure(ft::kernels::linear_cross_entropy_composite, hidden, weight, targets, options);

@@ -9,6 +9,7 @@
 #include <mlx/transforms.h>
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
+#include "ft/core/device.h"  // defines: backend_name
 #include "ft/core/error.h"
 #include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/cpu/parallel.h"
@@ -263,14 +264,16 @@ std::vector<mx::array> forward_with_gradients(const mx::array& hidden, const mx:
 // shape, 4 x 2048 tokens, 64 chunks): the (128, H) x (H, V) products ran at about 350
 // TFLOP/s against 650 for large ones, and for full fine-tuning each chunk's f32 (V, H)
 // weight gradient was added into the running sum, 64 passes over 1 GiB, 52 ms of a 290 ms
-// step. A GPU chunk holds 256M logits (1 GiB in f32) instead: four chunks there.
+// step. A CUDA chunk holds 256M logits (1 GiB in f32) instead: four chunks there. Apple GPUs
+// share the machine's memory, often 16 GiB, and keep buffers alive as CUDA does (Note [Memory
+// on MLX's CUDA backend]), so Metal gets 32M logits (128 MiB in f32), unmeasured so far.
 int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent,
-                                    bool gpu) {
-  // About 8M logits (32 MiB in f32) per chunk on the CPU and 256M on a GPU (Note [Chunk size
-  // on a GPU]), split between the calls running at once; a few chunks are in flight at once
-  // (Note [Chunk order in the lazy graph]). At least 128 tokens, so the matmuls stay
-  // efficient for large vocabularies.
-  const long chunk_values = gpu ? 1L << 28 : 1L << 23;
+                                    const std::string& backend) {
+  // About 8M logits (32 MiB in f32) per chunk on the CPU, 256M on CUDA and 32M on Metal (Note
+  // [Chunk size on a GPU]), split between the calls running at once; a few chunks are in flight at
+  // once (Note [Chunk order in the lazy graph]). At least 128 tokens, so the matmuls stay efficient
+  // for large vocabularies.
+  const long chunk_values = backend == "cuda" ? 1L << 28 : backend == "cpu" ? 1L << 23 : 1L << 25;
   constexpr long kMinTokens = 128;
   long budget = chunk_values / std::max(concurrent, 1);
   long chunk = requested > 0 ? requested : std::max(kMinTokens, budget / std::max(vocab, 1));
@@ -283,9 +286,9 @@ mx::array linear_cross_entropy(const mx::array& hidden, const mx::array& weight,
   auto compute_dtype = mx::promote_types(hidden.dtype(), weight.dtype());
   Plan plan{static_cast<int>(flat_targets.size()),
             weight.shape(0),
-            linear_cross_entropy_chunk_size(flat_targets.size(), weight.shape(0),
-                                            options.chunk_size, cpu::concurrent_shards(),
-                                            mx::default_device() == mx::Device::gpu),
+            linear_cross_entropy_chunk_size(
+                flat_targets.size(), weight.shape(0), options.chunk_size, cpu::concurrent_shards(),
+                mx::default_device() == mx::Device::gpu ? backend_name() : std::string("cpu")),
             options.ignore_index,
             options.label_smoothing,
             options.weight_grad,

@@ -8,6 +8,8 @@
 // without any logits (kernels/cpu/head_cross_entropy.h).
 #pragma once
 
+#include <string>
+
 #include <mlx/array.h>
 
 #include "ft/train/losses.h"
@@ -20,9 +22,9 @@ struct LinearCrossEntropyOptions {
   int ignore_index = -100;
   float label_smoothing = 0.0f;  // in [0, 1]
   // Tokens per chunk; 0 picks about 8M logits per chunk (32 MiB in f32; on the CPU shared by
-  // the row shards running at once), 256M on a GPU, at least 128 tokens. Unused where the CPU runs
-  // the head in one pass (cpu::head_cross_entropy: float32, a multiple of 16 features, AVX2), which
-  // has no chunks: the forward, and the gradients of a frozen weight.
+  // the row shards running at once), 256M on CUDA, 32M on Metal, at least 128 tokens. Unused where
+  // the CPU runs the head in one pass (cpu::head_cross_entropy: float32, a multiple of 16 features,
+  // AVX2), which has no chunks: the forward, and the gradients of a frozen weight.
   int chunk_size = 0;
   // mean: over non-ignored tokens; sum; none: per-token losses shaped like targets (f32).
   train::Reduction reduction = train::Reduction::mean;
@@ -54,8 +56,8 @@ mx::array linear_cross_entropy_composite(const mx::array& hidden, const mx::arra
 
 // The chunk size linear_cross_entropy uses for num_tokens tokens and vocab classes, when
 // `concurrent` calls run at once (row shards on the CPU: cpu::concurrent_shards()) and share
-// the budget of logits, on a GPU or the CPU (Note [Chunk size on a GPU]).
+// the budget of logits, on a backend: "cpu", "cuda" or "metal" (Note [Chunk size on a GPU]).
 int linear_cross_entropy_chunk_size(int num_tokens, int vocab, int requested, int concurrent,
-                                    bool gpu);
+                                    const std::string& backend);
 
 }  // namespace ft::kernels

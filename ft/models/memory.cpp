@@ -148,9 +148,8 @@ MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPla
   }
   if (cuda) {
     // Note [Memory on MLX's CUDA backend]: up to five chunks alive at once.
-    const int64_t chunk =
-        kernels::linear_cross_entropy_chunk_size(static_cast<int>(tokens), c.vocab_size, 0, 1,
-                                                 /*gpu=*/true);
+    const int64_t chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(tokens),
+                                                                   c.vocab_size, 0, 1, "cuda");
     const int64_t alive = std::min((tokens + chunk - 1) / chunk, kCudaChunksAlive);
     m.head = alive * 3 * uint64_t(chunk) * c.vocab_size * 4;
     return m;
@@ -167,7 +166,7 @@ MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPla
   // row shards run at once (paced, Note [Pacing the host thread]), each shard with chunks of
   // its own rows and its share of the budget of logits.
   int chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(shard_tokens), c.vocab_size,
-                                                       0, shards, plan.backend != "cpu");
+                                                       0, shards, plan.backend);
   m.head = shards * 3 * uint64_t(chunk) * c.vocab_size * 4;
   return m;
 }

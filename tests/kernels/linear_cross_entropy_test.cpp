@@ -270,17 +270,18 @@ TEST(LinearCrossEntropy, BadInputIsAnError) {
     expect_error([&] { fn(c.hidden, mx::zeros({7}), c.targets, {}); }, "weight must be");
     expect_error([&] { fn(c.hidden, c.weight, c.targets, {.chunk_size = -1}); }, "chunk_size");
   }
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 1, false), 262);
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 128256, 0, 1, false), 128);
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 0, 1, false), 100);
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 30, 1, false), 30);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 1, "cpu"), 262);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 128256, 0, 1, "cpu"), 128);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 0, 1, "cpu"), 100);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(100, 32000, 30, 1, "cpu"), 30);
   // Row shards running at once share the budget, down to 128 tokens each.
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 2, false), 131);
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 8, false), 128);
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 8000, 0, 4, false), 262);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 2, "cpu"), 131);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 32000, 0, 8, "cpu"), 128);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(4096, 8000, 0, 4, "cpu"), 262);
   // A GPU chunk holds 256M logits (Note [Chunk size on a GPU]).
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(8192, 128256, 0, 1, true), 2092);
-  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(1000, 128256, 0, 1, true), 1000);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(8192, 128256, 0, 1, "cuda"), 2092);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(1000, 128256, 0, 1, "cuda"), 1000);
+  EXPECT_EQ(ft::kernels::linear_cross_entropy_chunk_size(8192, 128256, 0, 1, "metal"), 261);
 }
 
 TEST(LinearCrossEntropy, CpuKernelPathsMatchTheComposite) {
