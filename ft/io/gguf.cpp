@@ -189,8 +189,9 @@ GgufModel read_gguf_model(const fs::path& file) {
       FT_CHECK(ggml::can_dequantize(tensor.type), "gguf", file.string(), ": tensor '", tensor.name,
                "' is ", name, ", which ft cannot read");
       std::vector<char> bytes = read_gguf_tensor_bytes(gguf, tensor);
-      std::vector<float> values(tensor.nbytes / ggml::type_info(uint32_t(tensor.type))->bytes *
-                                ggml::type_info(uint32_t(tensor.type))->block);
+      size_t count = 1;
+      for (int d : tensor.shape) count *= size_t(d);
+      std::vector<float> values(count);
       ggml::dequantize(tensor.type, reinterpret_cast<const uint8_t*>(bytes.data()), values.size(),
                        values.data());
       parts = {mx::array(values.begin(), tensor.shape, mx::float32)};

@@ -17,9 +17,25 @@ namespace {
 
 const std::string kDir = std::string(FT_TEST_DATA) + "/gguf/";
 
-nlohmann::json expected() {
-  std::ifstream in(kDir + "smollm2_tokenizer.json");
+nlohmann::json read_json(const std::string& name) {
+  std::ifstream in(kDir + name);
   return nlohmann::json::parse(in);
+}
+
+nlohmann::json expected() {
+  return read_json("smollm2_tokenizer.json");
+}
+
+// Each case's ids (with and without special tokens) and decoding, as transformers gave them.
+void expect_cases(const ft::tokenizer::Tokenizer& tok, const nlohmann::json& cases) {
+  for (const auto& c : cases) {
+    const std::string text = c["text"].get<std::string>();
+    SCOPED_TRACE(text);
+    const auto ids = tok.encode(text);
+    EXPECT_EQ(ids, c["ids"].get<std::vector<int>>());
+    EXPECT_EQ(tok.encode(text, false), c["ids_no_special"].get<std::vector<int>>());
+    EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>());
+  }
 }
 
 }  // namespace
@@ -34,14 +50,7 @@ TEST(GgufTokenizer, ByteLevelBpeGivesTransformersIds) {
   EXPECT_EQ(tok.eos_token()->content, want["eos_token"].get<std::string>());
   EXPECT_EQ(tok.pad_token()->content, want["pad_token"].get<std::string>());
   EXPECT_EQ(tok.unk_token()->content, want["unk_token"].get<std::string>());
-  for (const auto& c : want["cases"]) {
-    const std::string text = c["text"].get<std::string>();
-    SCOPED_TRACE(text);
-    const auto ids = tok.encode(text);
-    EXPECT_EQ(ids, c["ids"].get<std::vector<int>>());
-    EXPECT_EQ(tok.encode(text, false), c["ids_no_special"].get<std::vector<int>>());
-    EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>());
-  }
+  expect_cases(tok, want["cases"]);
   // The control tokens stay whole and are special.
   EXPECT_TRUE(tok.is_special(tok.bos_token()->id));
   const auto files = ft::io::gguf_tokenizer_files(gguf);
@@ -84,18 +93,10 @@ TEST(GgufTokenizer, SentencePieceBpeGivesTransformersIds) {
   const auto gguf = ft::io::read_gguf_file(kDir + "sentencepiece.gguf");
   EXPECT_EQ(gguf.find("tokenizer.ggml.merges"), nullptr);
   const auto tok = ft::io::gguf_tokenizer(gguf);
-  std::ifstream in(kDir + "sentencepiece.json");
-  const auto want = nlohmann::json::parse(in);
+  const auto want = read_json("sentencepiece.json");
   EXPECT_EQ(tok.vocab_size(), want["vocab_size"].get<int>());
   ASSERT_TRUE(tok.bos_token() && tok.eos_token() && tok.unk_token());
   EXPECT_EQ(tok.bos_token()->content, want["bos_token"].get<std::string>());
   EXPECT_EQ(tok.unk_token()->content, want["unk_token"].get<std::string>());
-  for (const auto& c : want["cases"]) {
-    const std::string text = c["text"].get<std::string>();
-    SCOPED_TRACE(text);
-    const auto ids = tok.encode(text);
-    EXPECT_EQ(ids, c["ids"].get<std::vector<int>>());
-    EXPECT_EQ(tok.encode(text, false), c["ids_no_special"].get<std::vector<int>>());
-    EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>());
-  }
+  expect_cases(tok, want["cases"]);
 }
