@@ -15,7 +15,8 @@
 # full fine-tuning at 4 x 2048, Qwen2.5-0.5B LoRA at 8 x 1024, Llama-3.1-8B LoRA at
 # 2 x 2048 and QLoRA at 1 x 2048, and the 1B LoRA at batch 1 over 16k, 32k and 64k tokens
 # with checkpointing, where the longest each side fits shows).
-# Other settings: FT (build-gpu/ft when it exists, else build/ft), STEPS (10).
+# Other settings: FT (build-gpu/ft when it exists, else build/ft), STEPS (10), HF_BASELINE
+# (../shared/bench/hf_baseline.py, the transformers reference).
 # Each case prints its JSON lines and a summary: per side tokens/s, peak memory and MFU,
 # and ft's ratio to the fastest other side. A side that fails (out of memory, a missing
 # package) prints an error line and the others still run.
@@ -29,7 +30,7 @@ STEPS=${STEPS:-10}
 SIDES=${SIDES:-ft hf hf-compile hf-liger hf-liger-compile mlx-lm}
 CASES=${CASES:-llama1b:lora:4:2048:0 llama1b:full:4:2048:0 qwen05b:lora:8:1024:0 \
 llama8b:lora:2:2048:0 llama8b:qlora:1:2048:0 llama1b:lora:1:16384:1 llama1b:lora:1:32768:1 llama1b:lora:1:65536:1}
-HF_BASELINE=../shared/bench/hf_baseline.py
+HF_BASELINE=${HF_BASELINE:-../shared/bench/hf_baseline.py}
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
 source bench/compare_common.sh

@@ -42,6 +42,7 @@
 #include "ft/train/causal_lm_task.h"
 #include "ft/train/memory_fit.h"
 #include "ft/train/optimizer.h"
+#include "ft/train/precision.h"
 #include "ft/train/step.h"
 #include "ft/train/trainer.h"
 
@@ -79,6 +80,9 @@ struct BenchOptions {
   bool pack = false;
   int quantize_bits = 0;  // QLoRA: the base quantized to this many bits; 0: off
   int quantize_group_size = 64;
+  std::string optimizer_state = "float32";
+  bool no_master_weights = false;
+  double memory_limit_gib = 0;  // 0: MLX's own limit
 };
 
 // The step batches of a varied-length run: random samples of lengths uniform in
@@ -276,19 +280,25 @@ void run_bench(const BenchOptions& o) {
     nn::apply_lora(*model, lora);  // adapters in f32, the trained masters
   }
   // Before the weights exist: the estimate reads shapes only.
-  const models::TrainingPlan plan =
+  models::TrainingPlan plan =
       train::training_plan(o.batch_size, o.seq_length, o.grad_checkpoint, o.optimizer);
+  plan.master_weights = !o.no_master_weights;
+  plan.optimizer_state_bytes = o.optimizer_state == "bfloat16" ? 2 : 4;
   train::check_memory_fits(*model, plan, memory_budget(),
                            on_gpu ? "free on the GPU" : "available on this machine", "bench");
   const double estimated_gib =
       double(models::estimate_training_memory(*model, plan).total()) / double(1ull << 30);
   mx::eval(model->parameters().arrays());
+  if (o.memory_limit_gib > 0)
+    mx::set_memory_limit(static_cast<size_t>(o.memory_limit_gib * double(1ull << 30)));
 
   OptimizerConfig opt;
   opt.name = o.optimizer;
   opt.learning_rate = o.learning_rate;
+  opt.state_dtype = parse_compute_dtype(o.optimizer_state);
   auto optimizer = make_optimizer(opt);
   StepConfig step_config;
+  step_config.master_weights = !o.no_master_weights;
   if (o.max_grad_norm > 0) step_config.max_grad_norm = o.max_grad_norm;
   TrainStep step(*model, train::causal_lm_loss(o.pack, o.head_chunk), *optimizer, step_config);
 
@@ -369,6 +379,9 @@ void run_bench(const BenchOptions& o) {
       out["quantize_bits"] = o.quantize_bits;
       out["quantize_group_size"] = o.quantize_group_size;
     }
+    if (o.optimizer_state != "float32") out["optimizer_state"] = o.optimizer_state;
+    if (o.no_master_weights) out["master_weights"] = false;
+    if (o.memory_limit_gib > 0) out["memory_limit_gib"] = o.memory_limit_gib;
     if (!o.lengths.empty()) {
       out["lengths"] = o.lengths;
       out["pack"] = o.pack;
@@ -479,6 +492,17 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--quantize-group-size", o->quantize_group_size,
                   "Weights per quantization group with --quantize-bits")
       ->check(kPositive)
+      ->capture_default_str();
+  cmd->add_option("--optimizer-state", o->optimizer_state,
+                  "dtype of the optimizer's moments: float32 or bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}))
+      ->capture_default_str();
+  cmd->add_flag("--no-master-weights", o->no_master_weights,
+                "Update 16-bit weights themselves, with no float32 copies");
+  cmd->add_option("--memory-limit", o->memory_limit_gib,
+                  "GiB of device memory MLX may hold before the host waits for the GPU to "
+                  "finish queued work (0: MLX's default)")
+      ->check(kNonNegative)
       ->capture_default_str();
   cmd->add_flag("--json", o->json,
                 "One JSON line with hf_baseline.py's keys (peak_mem_gib: MLX's allocator's "

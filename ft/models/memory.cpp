@@ -87,8 +87,8 @@ MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPla
   for (const auto& [name, p] : model.parameters()) m.weights += p.nbytes();
   for (const auto& [name, p] : model.trainable_parameters()) {
     m.gradients += p.nbytes();  // in the parameter's dtype (Note [Master weights], step.cpp)
-    if (p.itemsize() < 4) m.master_weights += p.size() * 4;
-    m.optimizer_state += uint64_t(states) * p.size() * 4;
+    if (p.itemsize() < 4 && plan.master_weights) m.master_weights += p.size() * 4;
+    m.optimizer_state += uint64_t(states) * p.size() * plan.optimizer_state_bytes;
   }
 
   const Config& c = model.config();

@@ -29,13 +29,15 @@ struct TrainingPlan {
   std::string backend = "cpu";
   // Row shards of a batch run at once, each with its own head chunk (ft::row_shards).
   int row_shards = 1;
+  bool master_weights = true;   // f32 copies of 16-bit trained parameters (StepConfig)
+  int optimizer_state_bytes = 4;  // per moment: 4 (float32) or 2 (bfloat16)
 };
 
 struct MemoryEstimate {
   uint64_t weights = 0;          // every parameter as held, trained or frozen
   uint64_t gradients = 0;        // one per trained parameter, in its dtype
   uint64_t master_weights = 0;   // f32 copies of trained parameters held in 16 bits
-  uint64_t optimizer_state = 0;  // f32 moments of the trained parameters
+  uint64_t optimizer_state = 0;  // moments of the trained parameters
   uint64_t activations = 0;      // kept by the decoder layers for the backward pass
   uint64_t head = 0;             // the output head's logits and their gradient, per chunk
   uint64_t total() const {

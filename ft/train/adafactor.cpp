@@ -79,7 +79,7 @@ std::vector<mx::array> adafactor_rule(const AdafactorOptions& o, bool factored,
 class Adafactor : public Optimizer {
  public:
   explicit Adafactor(const OptimizerConfig& c)
-      : Optimizer("adafactor", c.learning_rate, c.schedule),
+      : Optimizer("adafactor", c),
         options_{
             c.eps_sq,         c.eps_scale, c.clip_threshold, c.beta1, c.weight_decay.value_or(0.0f),
             c.scale_parameter},

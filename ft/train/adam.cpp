@@ -14,7 +14,7 @@ namespace {
 class Adam : public Optimizer {
  public:
   Adam(const OptimizerConfig& c, bool decoupled)
-      : Optimizer(decoupled ? "adamw" : "adam", c.learning_rate, c.schedule),
+      : Optimizer(decoupled ? "adamw" : "adam", c),
         beta1_(c.beta1.value_or(0.9f)),
         beta2_(c.beta2.value_or(0.999f)),
         weight_decay_(c.weight_decay.value_or(decoupled ? 0.01f : 0.0f)),

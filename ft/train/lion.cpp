@@ -11,7 +11,7 @@ namespace {
 class Lion : public Optimizer {
  public:
   explicit Lion(const OptimizerConfig& c)
-      : Optimizer("lion", c.learning_rate, c.schedule),
+      : Optimizer("lion", c),
         weight_decay_(c.weight_decay.value_or(0.0f)) {
     const double beta1 = c.beta1.value_or(0.9f), beta2 = c.beta2.value_or(0.99f);
     const float b1 = static_cast<float>(beta1), w1 = static_cast<float>(1.0 - beta1);

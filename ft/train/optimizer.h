@@ -41,6 +41,9 @@ struct OptimizerConfig {
   // adam/adamw 0.999, lion 0.99.
   std::optional<float> beta2;
   float eps = 1e-8f;  // adam/adamw, added outside the square root
+  // The dtype of the moments: float32, or bfloat16 for half their memory (Note [Optimizer
+  // state in 16 bits] in optimizer.cpp). The update's arithmetic is f32 either way.
+  mx::Dtype state_dtype = mx::float32;
 
   // sgd (PyTorch semantics).
   float momentum = 0.0f;
@@ -71,8 +74,9 @@ class Optimizer {
   const std::string& name() const { return name_; }
 
   // New values for the parameters named in grads (a subset of params, same shapes);
-  // the others are returned unchanged. Gradients of another dtype (bf16) are cast;
-  // the math runs in f32 and each result has its parameter's dtype. State for a
+  // the others are returned unchanged. Parameters and gradients of any float dtype are
+  // cast to f32 inside the update's kernel; the math runs in f32 and each result has its
+  // parameter's dtype. State for a
   // parameter seen for the first time starts at zero. Advances step() by one.
   // grad_factor (a scalar, lazy) multiplies every gradient inside the rule's compiled
   // kernel: a normalisation or clipping of the gradients costs no pass of its own.
@@ -88,12 +92,13 @@ class Optimizer {
   // Updates done so far.
   int64_t step() const { return step_; }
 
-  // Moments per parameter ("<param>.<slot>", f32) and "step" (int64 scalar).
+  // Moments per parameter ("<param>.<slot>", in state_dtype()) and "step" (int64 scalar).
   ParamMap state() const;
+  mx::Dtype state_dtype() const { return state_dtype_; }
   // Replaces the state with a saved one. Throws ft::Error when "step" is missing,
   // a name is not "<param>.<slot>" with a slot this optimizer keeps, or, when this
   // optimizer already has state (init or updates), the names or shapes differ from
-  // it. Shapes of state loaded into a fresh optimizer are checked against each
+  // it. Loaded moments are cast to state_dtype(). Shapes of state loaded into a fresh optimizer are checked against each
   // parameter at its first update, and a parameter without state is then an error.
   void load_state(const ParamMap& state);
 
@@ -103,7 +108,8 @@ class Optimizer {
     mx::Shape shape;
   };
 
-  Optimizer(std::string name, float learning_rate, std::optional<Schedule> schedule);
+  // Takes the learning rate, schedule and state dtype of config.
+  Optimizer(std::string name, const OptimizerConfig& config);
 
   // The state this optimizer keeps for a parameter of this shape.
   virtual std::vector<Slot> slots(const mx::Shape& param_shape) const = 0;
@@ -112,9 +118,9 @@ class Optimizer {
   // Scalars shared by all parameters in update number `step` (from 1) at rate lr,
   // computed on the host in double, as PyTorch does, and passed as f32 arrays.
   virtual std::vector<mx::array> step_scalars(int64_t step, double lr) const = 0;
-  // {new param, new slots...} from an f32 param and a grad of any float dtype, the slots
-  // in slots() order and step_scalars(); lazy. The rule's inputs end with grad_factor;
-  // detail::compile_rule casts the grad to f32 and applies the factor.
+  // {new param, new slots...} from a param, grad and slots (in slots() order) of any float
+  // dtype and step_scalars(); lazy. The rule's inputs end with grad_factor;
+  // detail::compile_rule casts to f32, applies the factor and casts the results back.
   virtual std::vector<mx::array> apply(const mx::array& param, const mx::array& grad,
                                        const std::vector<mx::array>& slots,
                                        const std::vector<mx::array>& scalars,
@@ -128,8 +134,9 @@ class Optimizer {
   std::string name_;
   float learning_rate_;
   std::optional<Schedule> schedule_;
+  mx::Dtype state_dtype_;
   int64_t step_ = 0;
-  ParamMap state_;       // "<param>.<slot>" -> f32 array, without "step"
+  ParamMap state_;       // "<param>.<slot>" -> array of state_dtype_, without "step"
   bool loaded_ = false;  // state came from load_state: no parameter may start fresh
 };
 

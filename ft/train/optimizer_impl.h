@@ -23,10 +23,12 @@ std::unique_ptr<Optimizer> make_lion(const OptimizerConfig& config);
 
 using Rule = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
 
-// An update rule over inputs (param, grad, ...) in f32, compiled so that it takes the
-// gradient in any float dtype and one more input at the end, the gradient factor of
-// Optimizer::update: the gradient is cast to f32 and multiplied by the factor first, both
-// fused into the rule's kernel.
+// An update rule over inputs (param, grad, slots..., scalars..., grad factor) in f32,
+// compiled so that it takes the parameter, the gradient and the slots in any float dtype:
+// they are cast to f32 and the gradient multiplied by the factor (the last input, the
+// gradient factor of Optimizer::update) inside the rule's kernel, and its outputs (param,
+// slots...) are cast back to the dtypes those inputs came in (Note [Optimizer state in 16
+// bits] in optimizer.cpp).
 //
 // Note [Shapeless rules on a GPU]
 // A shapeless compile traces a rule once for every parameter shape; on the CPU that saves
@@ -38,9 +40,14 @@ using Rule = std::function<std::vector<mx::array>(const std::vector<mx::array>&)
 inline Rule compile_rule(Rule rule, bool shapeless) {
   return mx::compile(
       [rule = std::move(rule)](const std::vector<mx::array>& in) {
-        std::vector<mx::array> scaled(in.begin(), in.end() - 1);
-        scaled[1] = mx::astype(scaled[1], mx::float32) * in.back();
-        return rule(scaled);
+        std::vector<mx::array> f32(in.begin(), in.end() - 1);
+        for (auto& a : f32) a = mx::astype(a, mx::float32);  // no op for f32
+        f32[1] = f32[1] * in.back();
+        std::vector<mx::array> out = rule(f32);
+        // out[0] is the parameter's (in[0]), out[j] the slot that came in as in[j + 1].
+        for (size_t j = 0; j < out.size(); ++j)
+          out[j] = mx::astype(out[j], in[j == 0 ? 0 : j + 1].dtype());
+        return out;
       },
       shapeless && mx::default_device() == mx::Device::cpu);
 }

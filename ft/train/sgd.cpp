@@ -10,7 +10,7 @@ namespace {
 class Sgd : public Optimizer {
  public:
   explicit Sgd(const OptimizerConfig& c)
-      : Optimizer("sgd", c.learning_rate, c.schedule),
+      : Optimizer("sgd", c),
         momentum_(c.momentum),
         dampening_(c.dampening),
         weight_decay_(c.weight_decay.value_or(0.0f)) {

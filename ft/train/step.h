@@ -55,6 +55,9 @@ struct StepConfig {
   // Used only when every batch array is (rows, ...) with the same rows, and needs a loss
   // that adds up over rows, as LossFn's sum of per-token losses does.
   int row_shards = 0;
+  // f32 masters for parameters held in bfloat16 or float16 (Note [Master weights] in
+  // step.cpp); off, the optimizer updates the 16-bit parameters themselves.
+  bool master_weights = true;
 };
 
 struct StepResult {
@@ -82,7 +85,8 @@ class TrainStep {
   StepResult run(const std::vector<Batch>& micro_batches, const std::vector<mx::array>& keys);
 
   // The trainable parameters as the optimizer sees them: f32 for parameters the model
-  // holds in bfloat16 or float16, the model's own arrays otherwise. A checkpoint saves these.
+  // holds in bfloat16 or float16 (with StepConfig::master_weights), the model's own
+  // arrays otherwise. A checkpoint saves these.
   const ParamMap& masters();
   // Replaces the masters (names, shapes and a floating dtype checked, cast to each
   // master's dtype) and writes them into the model cast to its dtypes. Throws ft::Error

@@ -58,6 +58,8 @@ std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
   // Added only when used, so the hashes of float32 runs without scaling stay as they were.
   if (c.loss_scale)
     s << ";loss_scale=" << c.loss_scale->initial_scale << "/" << c.loss_scale->growth_interval;
+  if (!c.master_weights) s << ";master_weights=off";
+  if (optimizer.state_dtype() != mx::float32) s << ";state_dtype=" << optimizer.state_dtype();
   std::set<std::string> dtypes;
   for (const auto& [name, value] : model.parameters()) {
     std::ostringstream d;
@@ -175,7 +177,8 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
       train_step_(model, std::move(loss_fn), optimizer,
                   StepConfig{.compile = config_.compile,
                              .max_grad_norm = config_.max_grad_norm,
-                             .loss_scale = config_.loss_scale}),
+                             .loss_scale = config_.loss_scale,
+                             .master_weights = config_.master_weights}),
       rng_(config_.seed) {
   FT_CHECK(config_.iterations >= 0, "trainer", "iterations must be >= 0, got ", config_.iterations);
   FT_CHECK(config_.iterations > 0 || config_.epochs > 0, "trainer",

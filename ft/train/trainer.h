@@ -37,6 +37,7 @@ struct TrainerConfig {
   std::optional<LossScaleConfig> loss_scale;
   uint64_t seed = 0;  // the Rng of the step keys and the data order (BatchOptions::seed)
   bool compile = true;
+  bool master_weights = true;  // StepConfig::master_weights
 
   int64_t eval_every = 0;   // steps between validation passes; 0: never
   int eval_batch_size = 0;  // 0: batch_size

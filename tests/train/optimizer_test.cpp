@@ -238,6 +238,40 @@ TEST(Optimizer, Bf16GradientsAreCastAndParamsKeepTheirDtype) {
   EXPECT_EQ(d->state().at("a.weight.exp_avg").dtype(), mx::float32);
 }
 
+// Moments kept in bfloat16 are the f32 moments rounded once per update: each step equals
+// an f32 optimizer whose state was rounded to bf16 before it, bit for bit, and the saved
+// state is bf16.
+TEST(Optimizer, Bf16StateIsTheF32StateRoundedEachStep) {
+  for (ft::OptimizerConfig c : stateful_configs()) {
+    c.state_dtype = mx::bfloat16;
+    auto low = ft::make_optimizer(c);
+    c.state_dtype = mx::float32;
+    ft::ParamMap pl = small_params(), pr = small_params();
+    for (int step = 0; step < 3; ++step) {
+      auto reference = ft::make_optimizer(c);
+      if (step > 0)
+        reference->load_state(ft::tree_map(low->state(), [](const mx::array& s) {
+          return s.dtype() == mx::bfloat16 ? mx::astype(s, mx::float32) : s;
+        }));
+      pl = low->update(pl, small_grads(step));
+      pr = reference->update(pr, small_grads(step));
+      for (const auto& [name, value] : pl)
+        EXPECT_TRUE(mx::array_equal(value, pr.at(name)).item<bool>())
+            << c.name << " step " << step << " " << name;
+      for (const auto& [name, value] : reference->state()) {
+        if (name == "step") continue;
+        const mx::array kept = low->state().at(name);
+        EXPECT_EQ(kept.dtype(), mx::bfloat16) << c.name << " " << name;
+        EXPECT_TRUE(mx::array_equal(kept, mx::astype(value, mx::bfloat16)).item<bool>())
+            << c.name << " step " << step << " " << name;
+      }
+    }
+  }
+  ft::OptimizerConfig c;
+  c.state_dtype = mx::float16;
+  ft::testing::expect_error([&] { ft::make_optimizer(c); }, "float32 or bfloat16");
+}
+
 TEST(Optimizer, LearningRateFollowsTheSchedule) {
   ft::OptimizerConfig c;
   c.name = "sgd";

@@ -255,3 +255,32 @@ TEST(Precision, MastersFollowLoadsAndOutsideUpdates) {
   masters.set(name, mx::zeros({3}));
   ft::testing::expect_error([&] { step.load_masters(masters); }, "(shape)");
 }
+
+// Without masters the optimizer updates the bf16 weights themselves: one AdamW step
+// equals the f32 update of the same weights and gradients rounded to bf16, the model
+// holds those arrays, and no f32 copy exists.
+TEST(Precision, WithoutMastersTheBf16WeightsAreUpdatedInPlace) {
+  ft::testing::OnCpu cpu;
+  auto model = model_in(mx::bfloat16);
+  const ft::ParamMap start = model->parameters();
+  auto opt = make("adamw", 1e-2f), reference = make("adamw", 1e-2f);
+  ft::StepConfig config;
+  config.master_weights = false;
+  ft::TrainStep step(*model, llama_loss, *opt, config);
+  ft::Batch batch = make_batch(3);
+  auto key = mx::random::key(0);
+  auto [loss, grads] = step.loss_and_grads(batch, key);
+  ft::ParamMap expected = reference->update(
+      ft::tree_map(start, [](const mx::array& a) { return mx::astype(a, mx::float32); }), grads,
+      mx::array(1.0f) / mx::astype(loss.tokens, mx::float32));
+  step.run({batch}, {key});
+  int changed = 0;
+  for (const auto& [name, value] : model->parameters()) {
+    EXPECT_EQ(value.dtype(), mx::bfloat16) << name;
+    EXPECT_EQ(step.masters().at(name).dtype(), mx::bfloat16) << name;
+    EXPECT_TRUE(mx::array_equal(value, mx::astype(expected.at(name), mx::bfloat16)).item<bool>())
+        << name;
+    changed += !mx::array_equal(value, start.at(name)).item<bool>();
+  }
+  EXPECT_GT(changed, 0);
+}
