@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -35,6 +37,29 @@ class OnCpu {
  private:
   mlx::core::Device saved_;
 };
+
+// The real tokenizers (Qwen3, Llama 3, Gemma 3) kept in ../shared/tokenizers beside the
+// repository, or in $FT_SHARED_DIR/tokenizers when that is set. A clone of the repository
+// alone has none: the tests that read them skip (FT_REQUIRE_SHARED_TOKENIZERS), and the
+// committed SmolLM2 GGUF tokenizer covers the real-tokenizer path there.
+inline std::string shared_tokenizers_dir() {
+  const char* env = std::getenv("FT_SHARED_DIR");
+  return std::string(env && *env ? env : FT_SHARED_DIR) + "/tokenizers";
+}
+inline std::string shared_tokenizer(const std::string& name) {
+  return shared_tokenizers_dir() + "/" + name;
+}
+inline bool have_shared_tokenizers() {
+  return std::filesystem::is_directory(shared_tokenizers_dir());
+}
+
+// Skips the enclosing test when the real tokenizers are absent, naming the folder.
+#define FT_REQUIRE_SHARED_TOKENIZERS()                                                   \
+  do {                                                                                   \
+    if (!::ft::testing::have_shared_tokenizers())                                        \
+      GTEST_SKIP() << "needs the real tokenizers in " << ::ft::testing::shared_tokenizers_dir() \
+                   << ", which is absent";                                               \
+  } while (0)
 
 // Whether tests run on a GPU (the default device test_main chose).
 inline bool on_gpu() {

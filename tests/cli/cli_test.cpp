@@ -21,7 +21,7 @@ Result run(const std::string& args, const std::string& input = "", bool raw = fa
   return ft::testing::run_ft(args, input, raw);
 }
 
-const std::string kTokenizers = FT_SHARED_DIR "/tokenizers";
+const std::string kTokenizers = ft::testing::shared_tokenizers_dir();
 const std::string kData = FT_TEST_DATA "/data";
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 
+#include "tests/test_util.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 
@@ -16,7 +17,7 @@ using ft::data::DataOptions;
 using ft::data::Format;
 
 fs::path tokenizer_dir(const char* name) {
-  return fs::path(FT_SHARED_DIR) / "tokenizers" / name;
+  return ft::testing::shared_tokenizer(name);
 }
 fs::path fixture(const std::string& name) {
   return fs::path(FT_TEST_DATA) / "data" / name;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 
+#include "tests/test_util.h"
 #include "ft/core/error.h"
 #include "ft/data/tokenize_sample.h"
 
@@ -22,7 +23,7 @@ const Loaded& load(const std::string& name) {
   static std::map<std::string, std::unique_ptr<Loaded>> cache;
   auto& slot = cache[name];
   if (!slot) {
-    fs::path dir = fs::path(FT_SHARED_DIR) / "tokenizers" / name;
+    fs::path dir = ft::testing::shared_tokenizer(name);
     slot.reset(new Loaded{ft::tokenizer::Tokenizer::from_dir(dir),
                           ft::chat::ChatTemplate::from_tokenizer_dir(dir)});
   }

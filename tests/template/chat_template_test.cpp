@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/test_util.h"
 #include "ft/core/error.h"
 #include "ft/template/chat_template.h"
 
@@ -35,8 +36,8 @@ const ChatTemplate& template_named(const std::string& name) {
   const json& spec = fixtures()["templates"][name];
   ChatTemplate t =
       spec.contains("dir")
-          ? ChatTemplate::from_tokenizer_dir(std::string(FT_SHARED_DIR) + "/tokenizers/" +
-                                             spec["dir"].get<std::string>())
+          ? ChatTemplate::from_tokenizer_dir(
+                ft::testing::shared_tokenizer(spec["dir"].get<std::string>()))
           : ChatTemplate::from_string(spec["source"].get<std::string>(), spec["variables"]);
   return cache.emplace(name, std::move(t)).first->second;
 }

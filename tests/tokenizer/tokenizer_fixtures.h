@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/test_util.h"
 #include "ft/tokenizer/tokenizer.h"
 
 namespace ft::tokenizer::testing {
@@ -25,7 +26,7 @@ inline const nlohmann::json& cases() {
 // ones beside the fixtures.
 inline std::string tokenizer_dir(const std::string& name) {
   if (name == "qwen3" || name == "llama3" || name == "gemma3")
-    return std::string(FT_SHARED_DIR) + "/tokenizers/" + name;
+    return ft::testing::shared_tokenizer(name);
   return std::string(FT_TEST_DATA) + "/tokenizer/" + name;
 }
 
