@@ -54,11 +54,11 @@ inline bool have_shared_tokenizers() {
 }
 
 // Skips the enclosing test when the real tokenizers are absent, naming the folder.
-#define FT_REQUIRE_SHARED_TOKENIZERS()                                                   \
-  do {                                                                                   \
-    if (!::ft::testing::have_shared_tokenizers())                                        \
+#define FT_REQUIRE_SHARED_TOKENIZERS()                                                          \
+  do {                                                                                          \
+    if (!::ft::testing::have_shared_tokenizers())                                               \
       GTEST_SKIP() << "needs the real tokenizers in " << ::ft::testing::shared_tokenizers_dir() \
-                   << ", which is absent";                                               \
+                   << ", which is absent";                                                      \
   } while (0)
 
 // Whether tests run on a GPU (the default device test_main chose).
@@ -110,7 +110,8 @@ inline CommandResult run_ft(const std::string& args, const std::string& input = 
                             bool raw = false) {
   std::string command = (raw ? args : std::string(FT_BINARY) + " " + args) + " 2>&1";
   if (!input.empty()) {
-    std::string path = ::testing::TempDir() + "/ft_cli_stdin-" + std::to_string(::getpid()) + ".txt";
+    std::string path =
+        ::testing::TempDir() + "/ft_cli_stdin-" + std::to_string(::getpid()) + ".txt";
     std::ofstream(path) << input;
     command += " < " + path;
   }

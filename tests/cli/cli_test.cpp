@@ -51,6 +51,7 @@ TEST(Cli, UsageErrorsExitTwoAndFailuresOne) {
 }
 
 TEST(Cli, TokenizePrintsTheLibrarysIdsAndPieces) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   auto tokenizer = ft::tokenizer::Tokenizer::from_dir(kTokenizers + "/llama3");
   auto expected = tokenizer.encode_with_pieces("Hello world, 12345!", true);
   auto r = run("tokenize --tokenizer " + kTokenizers + "/llama3 --json 'Hello world, 12345!'");
@@ -65,6 +66,7 @@ TEST(Cli, TokenizePrintsTheLibrarysIdsAndPieces) {
 }
 
 TEST(Cli, TemplatePrintsTheRenderingExactly) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   std::string messages = R"([{"role": "system", "content": "Be brief."},
                              {"role": "user", "content": "Grüße?"}])";
   std::string path = ::testing::TempDir() + "/ft_cli_messages.json";
@@ -81,6 +83,7 @@ TEST(Cli, TemplatePrintsTheRenderingExactly) {
 }
 
 TEST(Cli, DataReportsCountsAsJsonAndCachesByDefault) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   std::string cache = ::testing::TempDir() + "/ft_cli_cache";
   std::filesystem::remove_all(cache);
   std::string args = "data --tokenizer " + kTokenizers + "/qwen3 --data " + kData +

@@ -4,9 +4,9 @@
 #include <chrono>
 #include <fstream>
 
-#include "tests/test_util.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -63,6 +63,7 @@ fs::path temp_dir(const std::string& name) {
 }  // namespace
 
 TEST(Dataset, AlpacaAndShareGptBecomeTheirConversations) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = qwen(true);
   auto alpaca = l.load_file(fixture("alpaca.jsonl"));
   EXPECT_EQ(alpaca.stats.format, Format::kAlpaca);
@@ -80,6 +81,7 @@ TEST(Dataset, AlpacaAndShareGptBecomeTheirConversations) {
 }
 
 TEST(Dataset, CountsAndBlankLines) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = qwen(true);
   auto chat = l.load_file(fixture("chat.jsonl"));
   EXPECT_EQ(chat.stats.format, Format::kChat);
@@ -102,6 +104,7 @@ TEST(Dataset, CountsAndBlankLines) {
 }
 
 TEST(Dataset, BadLinesNameFileAndLineOrAreSkipped) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = qwen(false);
   std::string e = error_of([&] { l.load_file(fixture("bad.jsonl")); });
   EXPECT_NE(e.find("bad.jsonl:3: not valid JSON"), std::string::npos) << e;
@@ -130,6 +133,7 @@ TEST(Dataset, BadLinesNameFileAndLineOrAreSkipped) {
 }
 
 TEST(Dataset, FolderSplitsAndRatioSplit) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = qwen(false);
   auto splits = l.load(fixture("folder"));
   ASSERT_EQ(splits.size(), 2u);
@@ -154,6 +158,7 @@ TEST(Dataset, FolderSplitsAndRatioSplit) {
 }
 
 TEST(Dataset, CorpusFolderIsChunkedDocuments) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   DataOptions o;
   o.sample.max_seq_length = 16;
   DataLoader l(tokenizer_dir("qwen3"), o);
@@ -176,6 +181,7 @@ TEST(Dataset, CorpusFolderIsChunkedDocuments) {
 }
 
 TEST(Dataset, CacheHitIsIdenticalAndFaster) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   fs::path dir = temp_dir("cache");
   fs::path file = dir / "many.jsonl";
   {
@@ -220,6 +226,7 @@ TEST(Dataset, CacheHitIsIdenticalAndFaster) {
 }
 
 TEST(Dataset, CorpusIsCachedByItsDocuments) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   fs::path dir = temp_dir("corpus_cache");
   fs::copy(fixture("corpus"), dir / "corpus", fs::copy_options::recursive);
   DataOptions o;

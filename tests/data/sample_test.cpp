@@ -5,9 +5,9 @@
 #include <fstream>
 #include <map>
 
-#include "tests/test_util.h"
 #include "ft/core/error.h"
 #include "ft/data/tokenize_sample.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -69,6 +69,7 @@ ft::data::Sample tokenize(const Loaded& l, const Json& line, bool mask_prompt, i
 }  // namespace
 
 TEST(Sample, ChatUnmaskedIsTheEncodedTemplate) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("qwen3");
   Json line = fixture_line("chat.jsonl", 1);
   auto s = tokenize(l, line, false);
@@ -77,6 +78,7 @@ TEST(Sample, ChatUnmaskedIsTheEncodedTemplate) {
 }
 
 TEST(Sample, Qwen3AssistantTurnsOnly) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("qwen3");
   Json line = fixture_line("chat.jsonl", 1);
   auto s = tokenize(l, line, true);
@@ -96,6 +98,7 @@ TEST(Sample, Qwen3AssistantTurnsOnly) {
 }
 
 TEST(Sample, Llama3AndGemma3AssistantTurnsOnly) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   Json line = fixture_line("chat.jsonl", 1);
   const auto& llama = load("llama3");
   auto s = tokenize(llama, line, true);
@@ -111,6 +114,7 @@ TEST(Sample, Llama3AndGemma3AssistantTurnsOnly) {
 }
 
 TEST(Sample, ToolCallsAndToolsAreRendered) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("qwen3");
   Json line = fixture_line("chat.jsonl", 4);
   auto s = tokenize(l, line, true);
@@ -128,6 +132,7 @@ TEST(Sample, ToolCallsAndToolsAreRendered) {
 }
 
 TEST(Sample, PlainConcatenationWithoutTemplate) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("llama3");
   Json line = fixture_line("completions.jsonl", 2);
   ft::data::SampleOptions o;
@@ -147,6 +152,7 @@ TEST(Sample, PlainConcatenationWithoutTemplate) {
 }
 
 TEST(Sample, TruncationIsCountedAndAnEmptyTargetIsAnError) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("qwen3");
   Json text = Json::parse(R"({"text": "one two three four five six seven eight nine ten"})");
   auto s = tokenize(l, text, false, 5);
@@ -165,6 +171,7 @@ TEST(Sample, TruncationIsCountedAndAnEmptyTargetIsAnError) {
 }
 
 TEST(Sample, TemplateRejectingRolesNamesTheRecord) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("gemma3");
   try {
     tokenize(l, fixture_line("bad_roles.jsonl", 1), false);
@@ -176,6 +183,7 @@ TEST(Sample, TemplateRejectingRolesNamesTheRecord) {
 }
 
 TEST(Sample, BoundaryInsideAWordFallsBackToSeparatePieces) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const auto& l = load("qwen3");
   // A template that joins turns with nothing between them, so the assistant span starts
   // inside the word "hello".

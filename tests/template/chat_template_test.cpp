@@ -11,9 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/test_util.h"
 #include "ft/core/error.h"
 #include "ft/template/chat_template.h"
+#include "tests/test_util.h"
 
 using ft::chat::ChatTemplate;
 using ft::chat::RenderOptions;
@@ -45,6 +45,7 @@ const ChatTemplate& template_named(const std::string& name) {
 class ChatTemplateParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ChatTemplateParity, RendersLikeTransformers) {
+  if (fixtures()["templates"][GetParam()].contains("dir")) FT_REQUIRE_SHARED_TOKENIZERS();
   const std::string name = GetParam();
   const ChatTemplate& t = template_named(name);
   int checked = 0;
@@ -86,6 +87,7 @@ INSTANTIATE_TEST_SUITE_P(Templates, ChatTemplateParity,
                                            "mistral", "phi3", "language"));
 
 TEST(ChatTemplateDir, SpecialTokensMatchTransformers) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   for (const char* name : {"qwen3", "llama3", "gemma3"}) {
     const json& expected = fixtures()["templates"][name]["special_tokens_map"];
     const json& vars = template_named(name).variables();

@@ -36,6 +36,7 @@ std::string error_of(F f) {
 }
 
 TEST(Config, SpecialTokensOfTheRealConfigs) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& qwen = testing::load("qwen3");
   ASSERT_TRUE(qwen.eos_token().has_value());
   EXPECT_EQ(qwen.eos_token()->content, "<|im_end|>");
@@ -207,6 +208,7 @@ TEST(Errors, TokenIdsOutOfRange) {
 }
 
 TEST(Threads, ConcurrentEncodesAgree) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& tok = testing::load("llama3");
   std::string text;
   for (const auto& c : cases()["llama3"]) text += from_hex(c["text_hex"]);

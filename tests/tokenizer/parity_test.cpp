@@ -15,6 +15,7 @@ using testing::load;
 class Parity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Parity, EncodeMatchesHuggingFace) {
+  if (ft::tokenizer::testing::is_shared(GetParam())) FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& tok = load(GetParam());
   for (const auto& c : cases()[GetParam()]) {
     const std::string text = from_hex(c["text_hex"]);
@@ -25,6 +26,7 @@ TEST_P(Parity, EncodeMatchesHuggingFace) {
 }
 
 TEST_P(Parity, DecodeMatchesHuggingFace) {
+  if (ft::tokenizer::testing::is_shared(GetParam())) FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& tok = load(GetParam());
   for (const auto& c : cases()[GetParam()]) {
     SCOPED_TRACE(c["name"].get<std::string>());

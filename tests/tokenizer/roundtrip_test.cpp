@@ -18,6 +18,7 @@ using testing::load;
 class RoundTrip : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RoundTrip, FixtureTexts) {
+  if (ft::tokenizer::testing::is_shared(GetParam())) FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& tok = load(GetParam());
   for (const auto& c : cases()[GetParam()]) {
     const std::string text = from_hex(c["text_hex"]);
@@ -29,6 +30,7 @@ TEST_P(RoundTrip, FixtureTexts) {
 }
 
 TEST_P(RoundTrip, RandomBytes) {
+  if (ft::tokenizer::testing::is_shared(GetParam())) FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& tok = load(GetParam());
   std::mt19937 rng(1234);
   // Mostly ASCII with some high bytes: valid multi-byte characters, broken ones, spaces.
@@ -46,6 +48,7 @@ TEST_P(RoundTrip, RandomBytes) {
 INSTANTIATE_TEST_SUITE_P(Tokenizers, RoundTrip, ::testing::Values("qwen3", "llama3", "gemma3"));
 
 TEST(Pieces, AreTheTokenStringsOfTheIds) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
   for (const char* name : {"qwen3", "llama3", "gemma3"}) {
     const Tokenizer& tok = load(name);
     for (const auto& c : cases()[name]) {

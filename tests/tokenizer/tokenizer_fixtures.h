@@ -9,8 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/test_util.h"
 #include "ft/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
 
 namespace ft::tokenizer::testing {
 
@@ -22,11 +22,15 @@ inline const nlohmann::json& cases() {
   return all;
 }
 
-// The directory of a fixture tokenizer: the real ones in the shared folder, the synthetic
-// ones beside the fixtures.
+// Whether a fixture tokenizer is a real one, kept beside the repository
+// (ft::testing::shared_tokenizers_dir) rather than beside the fixtures.
+inline bool is_shared(const std::string& name) {
+  return name == "qwen3" || name == "llama3" || name == "gemma3";
+}
+
+// The directory of a fixture tokenizer.
 inline std::string tokenizer_dir(const std::string& name) {
-  if (name == "qwen3" || name == "llama3" || name == "gemma3")
-    return ft::testing::shared_tokenizer(name);
+  if (is_shared(name)) return ft::testing::shared_tokenizer(name);
   return std::string(FT_TEST_DATA) + "/tokenizer/" + name;
 }
 
