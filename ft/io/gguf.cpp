@@ -54,20 +54,9 @@ std::string text(const GgufFile& gguf, const std::string& key) {
   return value.as_string();
 }
 
-// llama.cpp's names of a decoder layer's tensors -> transformers'.
-const std::map<std::string, std::string>& layer_names() {
-  static const std::map<std::string, std::string> names = {
-      {"attn_q", "self_attn.q_proj"},          {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},          {"attn_output", "self_attn.o_proj"},
-      {"ffn_gate", "mlp.gate_proj"},           {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"},           {"attn_norm", "input_layernorm"},
-      {"ffn_norm", "post_attention_layernorm"}};
-  return names;
-}
-
 // "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight"; empty when
 // unknown.
-std::string hf_name(const std::string& name) {
+std::string hf_name(const GgufArch& arch, const std::string& name) {
   if (name == "token_embd.weight") return "model.embed_tokens.weight";
   if (name == "output_norm.weight") return "model.norm.weight";
   if (name == "output.weight") return "lm_head.weight";
@@ -75,10 +64,11 @@ std::string hf_name(const std::string& name) {
   const size_t layer_end = name.find('.', 4);
   const size_t module_end = name.rfind('.');
   if (layer_end == std::string::npos || module_end <= layer_end) return "";
-  auto it = layer_names().find(name.substr(layer_end + 1, module_end - layer_end - 1));
-  if (it == layer_names().end()) return "";
-  return "model.layers." + name.substr(4, layer_end - 4) + "." + it->second +
-         name.substr(module_end);
+  const std::string module = name.substr(layer_end + 1, module_end - layer_end - 1);
+  for (const auto& [gguf, ours] : arch.modules)
+    if (gguf == module)
+      return "model.layers." + name.substr(4, layer_end - 4) + "." + ours + name.substr(module_end);
+  return "";
 }
 
 // The inverse of llama.cpp's permute: rows (heads, head_dim / 2, 2) -> (heads,
@@ -92,7 +82,59 @@ mx::array unpermute(const mx::array& w, int heads) {
 
 }  // namespace
 
-std::string gguf_tensor_name(const std::string& hf) {
+// Note [GGUF architectures]
+// Each architecture's module names are those of llama.cpp's tensor map (the gguf
+// package's MODEL_TENSORS and TensorNameMap, which tests/golden/make_gguf_family_fixtures.py
+// writes with); transformers' GGUF loader reads the files the same way. Beyond the names:
+//   - llama: the converter permutes attn_q and attn_k rows (interleaved rotary halves);
+//     Mistral's checkpoints convert to this architecture too;
+//   - qwen2: q, k and v carry biases (blk.N.attn_q.bias ...);
+//   - qwen3: per-head norms of q and k (attn_q_norm, attn_k_norm), the head size in
+//     attention.key_length;
+//   - phi3: q, k and v in one matrix (attn_qkv) and gate and up in one (ffn_up, gate rows
+//     first, as transformers' gate_up_proj), rotary embedding over rope.dimension_count of
+//     each head.
+namespace {
+
+const std::vector<GgufArch>& gguf_archs() {
+  static const std::vector<std::pair<std::string, std::string>> llama_modules = {
+      {"attn_q", "self_attn.q_proj"},          {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},          {"attn_output", "self_attn.o_proj"},
+      {"ffn_gate", "mlp.gate_proj"},           {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"},           {"attn_norm", "input_layernorm"},
+      {"ffn_norm", "post_attention_layernorm"}};
+  static const std::vector<GgufArch> archs = [] {
+    auto qwen3 = llama_modules;
+    qwen3.push_back({"attn_q_norm", "self_attn.q_norm"});
+    qwen3.push_back({"attn_k_norm", "self_attn.k_norm"});
+    const std::vector<std::pair<std::string, std::string>> phi3 = {
+        {"attn_qkv", "self_attn.qkv_proj"}, {"attn_output", "self_attn.o_proj"},
+        {"ffn_up", "mlp.gate_up_proj"},     {"ffn_down", "mlp.down_proj"},
+        {"attn_norm", "input_layernorm"},   {"ffn_norm", "post_attention_layernorm"}};
+    return std::vector<GgufArch>{{"llama", "llama", "LlamaForCausalLM", llama_modules, true},
+                                 {"qwen2", "qwen2", "Qwen2ForCausalLM", llama_modules, false},
+                                 {"qwen3", "qwen3", "Qwen3ForCausalLM", qwen3, false},
+                                 {"phi3", "phi3", "Phi3ForCausalLM", phi3, false}};
+  }();
+  return archs;
+}
+
+}  // namespace
+
+const GgufArch* find_gguf_arch(const std::string& name) {
+  for (const auto& a : gguf_archs())
+    if (a.name == name) return &a;
+  return nullptr;
+}
+
+const GgufArch* gguf_arch_of_model_type(const std::string& model_type) {
+  if (model_type == "mistral") return find_gguf_arch("llama");
+  for (const auto& a : gguf_archs())
+    if (a.model_type == model_type) return &a;
+  return nullptr;
+}
+
+std::string gguf_tensor_name(const GgufArch& arch, const std::string& hf) {
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";
   if (hf == "model.norm.weight") return "output_norm.weight";
   if (hf == "lm_head.weight") return "output.weight";
@@ -102,7 +144,7 @@ std::string gguf_tensor_name(const std::string& hf) {
   const size_t module_end = hf.rfind('.');
   if (layer_end == std::string::npos || module_end <= layer_end) return "";
   const std::string module = hf.substr(layer_end + 1, module_end - layer_end - 1);
-  for (const auto& [gguf, ours] : layer_names())
+  for (const auto& [gguf, ours] : arch.modules)
     if (ours == module)
       return "blk." + hf.substr(prefix.size(), layer_end - prefix.size()) + "." + gguf +
              hf.substr(module_end);
@@ -121,16 +163,33 @@ bool is_gguf_file(const fs::path& path) {
   return path.extension() == ".gguf" && fs::is_regular_file(path, ec);
 }
 
+namespace {
+
+std::string arch_names() {
+  std::string out;
+  for (const auto& a : gguf_archs()) out += (out.empty() ? "" : ", ") + a.name;
+  return out;
+}
+
+const GgufArch& arch_of(const GgufFile& gguf) {
+  const std::string name = text(gguf, "general.architecture");
+  const GgufArch* arch = find_gguf_arch(name);
+  FT_CHECK(arch, "gguf", gguf.path.string(), ": architecture '", name, "' is not supported (",
+           arch_names(), ")");
+  return *arch;
+}
+
+}  // namespace
+
 nlohmann::json gguf_model_config(const GgufFile& gguf) {
   const fs::path& file = gguf.path;
-  const std::string arch = text(gguf, "general.architecture");
-  FT_CHECK(arch == "llama", "gguf", file.string(), ": architecture '", arch,
-           "' is not supported yet (llama)");
-  auto size = [&](const std::string& key) { return integer(gguf, arch + "." + key); };
-  auto has = [&](const std::string& key) { return gguf.find(arch + "." + key) != nullptr; };
+  const GgufArch& arch = arch_of(gguf);
+  auto key = [&](const std::string& k) { return arch.name + "." + k; };
+  auto size = [&](const std::string& k) { return integer(gguf, key(k)); };
+  auto has = [&](const std::string& k) { return gguf.find(key(k)) != nullptr; };
   nlohmann::json c;
-  c["model_type"] = "llama";
-  c["architectures"] = {"LlamaForCausalLM"};
+  c["model_type"] = arch.model_type;
+  c["architectures"] = {arch.hf_class};
   c["hidden_size"] = size("embedding_length");
   c["intermediate_size"] = size("feed_forward_length");
   c["num_hidden_layers"] = size("block_count");
@@ -138,9 +197,28 @@ nlohmann::json gguf_model_config(const GgufFile& gguf) {
   c["num_key_value_heads"] = has("attention.head_count_kv") ? size("attention.head_count_kv")
                                                             : size("attention.head_count");
   c["max_position_embeddings"] = size("context_length");
-  c["rms_norm_eps"] = number(gguf, arch + ".attention.layer_norm_rms_epsilon");
-  c["rope_theta"] = has("rope.freq_base") ? number(gguf, arch + ".rope.freq_base") : 10000.0;
-  if (has("rope.dimension_count")) c["head_dim"] = size("rope.dimension_count");
+  c["rms_norm_eps"] = number(gguf, key("attention.layer_norm_rms_epsilon"));
+  c["rope_theta"] = has("rope.freq_base") ? number(gguf, key("rope.freq_base")) : 10000.0;
+  // The head size: attention.key_length where the converter wrote it (config.json had
+  // head_dim), else for a llama the rotary dimension, which is the whole head there.
+  const int64_t heads = c["num_attention_heads"];
+  FT_CHECK(heads > 0, "gguf", file.string(), ": ", key("attention.head_count"), " is 0");
+  int64_t head_dim = int64_t(c["hidden_size"]) / heads;
+  if (has("attention.key_length"))
+    head_dim = size("attention.key_length");
+  else if (arch.name == "llama" && has("rope.dimension_count"))
+    head_dim = size("rope.dimension_count");
+  c["head_dim"] = head_dim;
+  if (arch.name == "phi3") {
+    // Rotary embedding over rope.dimension_count of each head; longrope's factor tensors
+    // are not read.
+    FT_CHECK(gguf.find_tensor("rope_factors_long.weight") == nullptr, "gguf", file.string(),
+             ": phi3 longrope scaling (rope_factors_long) is not supported");
+    const int64_t rotary = has("rope.dimension_count") ? size("rope.dimension_count") : head_dim;
+    c["partial_rotary_factor"] = double(rotary) / double(head_dim);
+    c["original_max_position_embeddings"] = c["max_position_embeddings"];
+    if (has("attention.sliding_window")) c["sliding_window"] = size("attention.sliding_window");
+  }
   const GgufTensorInfo* embedding = gguf.find_tensor("token_embd.weight");
   FT_CHECK(embedding, "gguf", file.string(), ": no token_embd.weight tensor");
   c["vocab_size"] = has("vocab_size") ? size("vocab_size") : int64_t(embedding->shape[0]);
@@ -150,7 +228,7 @@ nlohmann::json gguf_model_config(const GgufFile& gguf) {
   // with its own spec (a file mixes 4 and 8 bits); the default is the first one's.
   nlohmann::json quantization = nlohmann::json::object();
   for (const auto& tensor : gguf.tensors) {
-    const std::string hf = hf_name(tensor.name);
+    const std::string hf = hf_name(arch, tensor.name);
     if (hf.empty() || !ggml::maps_to_affine(tensor.type) || tensor.shape.size() != 2) continue;
     quantization[hf.substr(0, hf.size() - std::string(".weight").size())] = {
         {"group_size", 32}, {"bits", tensor.type == ggml::Type::Q8_0 ? 8 : 4}};
@@ -165,15 +243,16 @@ nlohmann::json gguf_model_config(const GgufFile& gguf) {
 
 GgufModel read_gguf_model(const fs::path& file) {
   const GgufFile gguf = read_gguf_file(file);
+  const GgufArch& arch = arch_of(gguf);
   GgufModel out;
   out.config = gguf_model_config(gguf);
   const nlohmann::json& c = out.config;
   std::set<std::string> dequantized;  // quantized types read as floats
   const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
   for (const auto& tensor : gguf.tensors) {
-    const std::string hf = hf_name(tensor.name);
-    FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name,
-             "' is not one of a llama model's");
+    const std::string hf = hf_name(arch, tensor.name);
+    FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name, "' is not one of a ",
+             arch.name, " model's");
     // Note [GGUF blocks as MLX affine groups]: Q4_0, Q4_1 and Q8_0 matrices stay quantized
     // as weight, scales and biases; other quantized types are dequantized to float32.
     std::vector<mx::array> parts;  // weight[, scales, biases]
@@ -200,7 +279,7 @@ GgufModel read_gguf_model(const fs::path& file) {
     FT_CHECK(parts.size() > 1 || mx::issubdtype(parts[0].dtype(), mx::floating), "gguf",
              file.string(), ": tensor '", tensor.name, "' is ", name, ", not a float type");
     const bool q = hf.ends_with("self_attn.q_proj.weight");
-    if (q || hf.ends_with("self_attn.k_proj.weight")) {
+    if (arch.interleaved_rotary && (q || hf.ends_with("self_attn.k_proj.weight"))) {
       const int n = q ? heads : kv_heads;
       const mx::array& w = parts[0];
       FT_CHECK(n > 0 && w.ndim() == 2 && w.shape(0) % (2 * n) == 0, "gguf", file.string(),

@@ -2,11 +2,11 @@
 // gives the tensors and the metadata; this turns the metadata into the config.json
 // transformers would have for the model and the tensors into its names.
 //
-// Supported so far: general.architecture "llama"; tensors in F32, F16 or BF16, Q4_0, Q4_1
-// and Q8_0 matrices kept quantized as MLX affine groups of 32 (the same values), and
-// Q5_0, Q5_1, Q2_K, Q4_K, Q5_K and Q6_K dequantized to float32. llama.cpp
-// stores attn_q and attn_k with each head's rotary halves interleaved
-// (convert_hf_to_gguf.py's permute); the rows are put back in transformers' order.
+// Architectures (GgufArch): llama, qwen2, qwen3 and phi3. Tensors in F32, F16 or BF16,
+// Q4_0, Q4_1 and Q8_0 matrices kept quantized as MLX affine groups of 32 (the same
+// values), and Q5_0, Q5_1, Q2_K, Q4_K, Q5_K and Q6_K dequantized to float32. llama.cpp's
+// converter stores a llama's attn_q and attn_k with each head's rotary halves interleaved
+// (its permute); the rows are put back in transformers' order.
 #pragma once
 
 #include <filesystem>
@@ -20,6 +20,22 @@
 #include "ft/io/gguf_file.h"
 
 namespace ft::io {
+
+// One architecture as GGUF files hold it: llama.cpp's names and what its converter
+// changes in the weights.
+struct GgufArch {
+  std::string name;        // general.architecture, the metadata keys' prefix
+  std::string model_type;  // config.json's
+  std::string hf_class;    // config.json's architectures[0]
+  // A block's modules: llama.cpp's name -> transformers' ("attn_q" -> "self_attn.q_proj").
+  std::vector<std::pair<std::string, std::string>> modules;
+  bool interleaved_rotary = false;  // q and k rows permuted (permute_rotary_rows)
+};
+
+// The architecture of general.architecture `name`, or of config.json's model_type; null
+// when ft has none.
+const GgufArch* find_gguf_arch(const std::string& name);
+const GgufArch* gguf_arch_of_model_type(const std::string& model_type);
 
 struct GgufModel {
   nlohmann::json config;  // config.json's keys: model_type, hidden_size, ..., quantization
@@ -40,8 +56,9 @@ nlohmann::json gguf_model_config(const GgufFile& gguf);
 GgufModel read_gguf_model(const std::filesystem::path& file);
 
 // llama.cpp's name of a transformers tensor name ("model.layers.3.self_attn.q_proj.weight"
-// -> "blk.3.attn_q.weight"); empty when it has none. The inverse of the names the reader maps.
-std::string gguf_tensor_name(const std::string& hf);
+// -> "blk.3.attn_q.weight") in arch; empty when it has none. The inverse of the names the
+// reader maps.
+std::string gguf_tensor_name(const GgufArch& arch, const std::string& hf);
 
 // llama.cpp's row order for attn_q and attn_k: each head's rotary halves interleaved, rows
 // (heads, 2, head_dim / 2) -> (heads, head_dim / 2, 2). The reader undoes it.

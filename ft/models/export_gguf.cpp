@@ -70,8 +70,9 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
            "a GGUF file, whose tokenizer is copied");
   const io::ModelConfig config = io::read_config(model_path);
   const std::string model_type = config.get_string("model_type", "");
-  FT_CHECK(model_type == "llama", kPlace, model_path.string(), ": architecture '", model_type,
-           "' is not exported to GGUF yet (llama)");
+  const io::GgufArch* arch = io::gguf_arch_of_model_type(model_type);
+  FT_CHECK(arch, kPlace, model_path.string(), ": architecture '", model_type,
+           "' is not exported to GGUF yet (llama, mistral, qwen2, qwen3, phi3)");
   const io::GgufFile source = io::read_gguf_file(model_path);
 
   auto model = load_model(model_path, mx::float32);
@@ -82,33 +83,43 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
   dequantize_model(*model);
   const Config& c = model->config();
 
+  FT_CHECK(c.rope_scaling.type == RopeScaling::Type::none, kPlace, model_path.string(),
+           ": a model with rope scaling is not written to GGUF yet");
+  FT_CHECK(c.sliding_window <= 0 || arch->name == "phi3", kPlace, model_path.string(),
+           ": a sliding window is not written to a ", arch->name, " GGUF");
+
   io::GgufWriter w;
-  w.add("general.architecture", GgufValue{std::string("llama")});
+  const std::string& a = arch->name;
+  w.add("general.architecture", GgufValue{a});
   w.add("general.name", GgufValue{out.stem().string()});
   w.add("general.file_type", GgufValue{ftype});
   if (ggml::can_quantize(options.type)) w.add("general.quantization_version", GgufValue{2u});
   auto u32 = [](int64_t v) { return GgufValue{uint32_t(v)}; };
-  w.add("llama.context_length", u32(c.max_position_embeddings));
-  w.add("llama.embedding_length", u32(c.hidden_size));
-  w.add("llama.feed_forward_length", u32(c.intermediate_size));
-  w.add("llama.block_count", u32(c.num_hidden_layers));
-  w.add("llama.attention.head_count", u32(c.num_attention_heads));
-  w.add("llama.attention.head_count_kv", u32(c.num_key_value_heads));
-  w.add("llama.rope.dimension_count", u32(c.resolved_head_dim()));
-  w.add("llama.rope.freq_base", GgufValue{float(c.rope_theta)});
-  w.add("llama.attention.layer_norm_rms_epsilon", GgufValue{float(c.norm_eps)});
-  w.add("llama.vocab_size", u32(c.vocab_size));
+  const int head_dim = c.resolved_head_dim();
+  w.add(a + ".context_length", u32(c.max_position_embeddings));
+  w.add(a + ".embedding_length", u32(c.hidden_size));
+  w.add(a + ".feed_forward_length", u32(c.intermediate_size));
+  w.add(a + ".block_count", u32(c.num_hidden_layers));
+  w.add(a + ".attention.head_count", u32(c.num_attention_heads));
+  w.add(a + ".attention.head_count_kv", u32(c.num_key_value_heads));
+  w.add(a + ".attention.key_length", u32(head_dim));
+  w.add(a + ".attention.value_length", u32(head_dim));
+  w.add(a + ".rope.dimension_count", u32(int64_t(head_dim * c.partial_rotary_factor)));
+  w.add(a + ".rope.freq_base", GgufValue{float(c.rope_theta)});
+  w.add(a + ".attention.layer_norm_rms_epsilon", GgufValue{float(c.norm_eps)});
+  if (c.sliding_window > 0) w.add(a + ".attention.sliding_window", u32(c.sliding_window));
+  w.add(a + ".vocab_size", u32(c.vocab_size));
   for (const auto& [key, value] : source.metadata)
     if (key.starts_with("tokenizer.")) w.add(key, value);
 
   for (const auto& [name, value] : model->parameters()) {
     if (c.tie_word_embeddings && name == "lm_head.weight") continue;
-    const std::string gguf = io::gguf_tensor_name(name);
-    FT_CHECK(!gguf.empty(), kPlace, "tensor '", name, "' has no GGUF name");
+    const std::string gguf = io::gguf_tensor_name(*arch, name);
+    FT_CHECK(!gguf.empty(), kPlace, "tensor '", name, "' has no GGUF name in ", arch->name);
     mx::array v = value;
-    if (name.ends_with("self_attn.q_proj.weight"))
+    if (arch->interleaved_rotary && name.ends_with("self_attn.q_proj.weight"))
       v = io::permute_rotary_rows(v, c.num_attention_heads);
-    else if (name.ends_with("self_attn.k_proj.weight"))
+    else if (arch->interleaved_rotary && name.ends_with("self_attn.k_proj.weight"))
       v = io::permute_rotary_rows(v, c.num_key_value_heads);
     add_tensor(w, gguf, v, options.type);
   }

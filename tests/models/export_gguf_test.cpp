@@ -99,3 +99,41 @@ TEST(ExportGguf, UnsupportedInputIsAnErrorAndWritesNothing) {
                ft::Error);
   EXPECT_FALSE(fs::exists(out));
 }
+
+// The Qwen2, Qwen3 and Phi-3 GGUF fixtures (make_gguf_family_fixtures.py, read by
+// transformers the same way) export back to the same tensors, bit for bit under the same
+// names, with the architecture's keys, and load with the same logits.
+class ExportGgufFamily : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ExportGgufFamily, Float32RoundTripsTensorsKeysAndLogits) {
+  const std::string family = GetParam();
+  const fs::path source_path = fs::path(FT_TEST_DATA) / "gguf" / (family + "_f32.gguf");
+  const fs::path out = fs::temp_directory_path() / ("ft_export_" + family + ".gguf");
+  ft::models::export_gguf(source_path, out, {.type = ggml::Type::F32, .adapter = std::nullopt});
+  const auto source = ft::io::read_gguf_file(source_path);
+  const auto written = ft::io::read_gguf_file(out);
+  EXPECT_EQ(written.at("general.architecture").as_string(), family);
+  ASSERT_EQ(written.tensors.size(), source.tensors.size());
+  for (const auto& t : source.tensors) {
+    const auto* w = written.find_tensor(t.name);
+    ASSERT_NE(w, nullptr) << t.name;
+    EXPECT_EQ(w->shape, t.shape) << t.name;
+    EXPECT_EQ(values(written, *w), values(source, t)) << t.name;
+  }
+  for (const auto& [key, value] : source.metadata) {
+    if (!key.starts_with(family + ".")) continue;
+    const auto* v = written.find(key);
+    ASSERT_NE(v, nullptr) << key;
+    if (value.type() == ft::io::GgufValueType::Float32)
+      EXPECT_EQ(v->as_float(), value.as_float()) << key;
+    else
+      EXPECT_EQ(v->as_int(), value.as_int()) << key;
+  }
+  auto a = ft::models::load_model(source_path), b = ft::models::load_model(out);
+  a->eval();
+  b->eval();
+  mx::array ids = mx::array({1, 40, 41, 42, 100, 7, 9, 127}, {1, 8}, mx::int32);
+  EXPECT_TRUE(mx::array_equal((*b)(ids), (*a)(ids)).item<bool>()) << family;
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, ExportGgufFamily, ::testing::Values("qwen2", "qwen3", "phi3"));
