@@ -279,7 +279,9 @@ void run_bench(const BenchOptions& o) {
     lora.seed = o.seed;
     nn::apply_lora(*model, lora);  // adapters in f32, the trained masters
   }
-  // Before the weights exist: the estimate reads shapes only.
+  // Before the weights exist: the estimate reads shapes only, and MLX's memory limit.
+  if (o.memory_limit_gib > 0)
+    mx::set_memory_limit(static_cast<size_t>(o.memory_limit_gib * double(1ull << 30)));
   models::TrainingPlan plan =
       train::training_plan(o.batch_size, o.seq_length, o.grad_checkpoint, o.optimizer);
   plan.master_weights = !o.no_master_weights;
@@ -289,8 +291,6 @@ void run_bench(const BenchOptions& o) {
   const double estimated_gib =
       double(models::estimate_training_memory(*model, plan).total()) / double(1ull << 30);
   mx::eval(model->parameters().arrays());
-  if (o.memory_limit_gib > 0)
-    mx::set_memory_limit(static_cast<size_t>(o.memory_limit_gib * double(1ull << 30)));
 
   OptimizerConfig opt;
   opt.name = o.optimizer;
@@ -407,8 +407,7 @@ void run_bench(const BenchOptions& o) {
               o.lengths.empty() ? "" : "real ", step_s, cpu_step_s, result.loss);
   std::printf("peak memory %.2f GiB", peak_gib);
   if (!on_gpu) std::printf(" (MLX's allocator)");
-  std::printf(", estimated %.2f GiB, %.2f GiB kept between steps\n", estimated_gib,
-              resident_gib);
+  std::printf(", estimated %.2f GiB, %.2f GiB kept between steps\n", estimated_gib, resident_gib);
   if (mfu)
     std::printf("MFU %.2f%% of %.0f TFLOP/s (%.3g FLOPs/token)\n", 100 * *mfu, peak_tflops, fpt);
   else

@@ -43,14 +43,22 @@ namespace ft::models {
 //     encodes the step far ahead of the GPU, so the head's chunks do not die one by one
 //     (Note [Chunk order in the lazy graph]): up to five chunks' logits, softmax and
 //     gradient (three f32 (chunk, vocab) buffers each) were alive at once;
-//   - for the same reason, layers rebuilt by gradient checkpointing stay alive: checkpointing
-//     saved 11% of the peak above (25.5 to 22.7 GiB), not the activations it drops on the CPU,
-//     so the estimate counts every layer's activations on CUDA, checkpointed or not.
-// With these the estimate is 24.4, 40.3, 24.3, 23.9 and 37.2 GiB for the runs above, within
-// 10% of each (tests/models/memory_test.cpp keeps them so). It is a calibration on five
-// runs of two shapes, not a derivation: the deferred release is MLX's, and the numbers of
-// chunks and layers alive follow from how far ahead the host gets. Smaller command buffers
-// (MLX_MAX_OPS_PER_BUFFER=20) lowered the first peak to 23.0 GiB for 1.4% fewer tokens/s.
+//   - in MLX's evaluation order the layers that gradient checkpointing rebuilds are alive
+//     together: checkpointing saved 11% of the peak above (25.5 to 22.7 GiB), not the
+//     activations it drops on the CPU, so the estimate counts every layer's activations on
+//     CUDA, checkpointed or not.
+// MLX's memory limit bounds the second: above it, its evaluation waits for queued command
+// buffers before encoding more (MLX's default limit is 80% of the GPU, far above these
+// peaks on an 80 GB card). With `--memory-limit` the LoRA run above peaked at 14.8 GiB
+// under a limit of 14 (60,360 tokens/s against 68,392 without) and at 13.8 under 10 (52,809:
+// below what the step keeps alive, the host waits at every buffer); checkpointed under 8,
+// 14.9 GiB; full fine-tuning with bfloat16 optimizer state and no f32 masters 33.2 GiB, and
+// 20.7 under a limit of 20. So the estimate is the buffers the step keeps alive (one head
+// chunk's logits and gradient at a time) plus the deferred ones (MemoryEstimate::deferred:
+// the chunks' three buffers each), as far as the limit lets them. With these it comes within 10% of
+// every run above (tests/models/memory_test.cpp keeps them so). It is a calibration on runs of two
+// shapes, not a derivation: the deferred release is MLX's, and how far ahead the host gets decides
+// how many chunks and layers it holds.
 
 namespace {
 
@@ -147,11 +155,17 @@ MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPla
     return m;
   }
   if (cuda) {
-    // Note [Memory on MLX's CUDA backend]: up to five chunks alive at once.
+    // Note [Memory on MLX's CUDA backend]: one chunk's logits and gradient alive, and the
+    // buffers of up to five chunks deferred as far as the memory limit lets them.
     const int64_t chunk = kernels::linear_cross_entropy_chunk_size(static_cast<int>(tokens),
                                                                    c.vocab_size, 0, 1, "cuda");
     const int64_t alive = std::min((tokens + chunk - 1) / chunk, kCudaChunksAlive);
-    m.head = alive * 3 * uint64_t(chunk) * c.vocab_size * 4;
+    const uint64_t buffer = uint64_t(chunk) * c.vocab_size * 4;  // f32 (chunk, vocab)
+    m.head = 2 * buffer;
+    const uint64_t kept = m.total();
+    m.deferred = 3 * alive * buffer - m.head;
+    if (plan.memory_limit > 0)
+      m.deferred = std::min(m.deferred, plan.memory_limit - std::min(plan.memory_limit, kept));
     return m;
   }
   if (!head_trained && plan.backend == "cpu" &&

@@ -29,8 +29,12 @@ struct TrainingPlan {
   std::string backend = "cpu";
   // Row shards of a batch run at once, each with its own head chunk (ft::row_shards).
   int row_shards = 1;
-  bool master_weights = true;   // f32 copies of 16-bit trained parameters (StepConfig)
+  bool master_weights = true;     // f32 copies of 16-bit trained parameters (StepConfig)
   int optimizer_state_bytes = 4;  // per moment: 4 (float32) or 2 (bfloat16)
+  // MLX's memory limit (mx::set_memory_limit; train::training_plan takes the current one):
+  // above it the host waits for queued GPU work before encoding more, which bounds the
+  // buffers CUDA holds past their last use (MemoryEstimate::deferred). 0: no limit.
+  uint64_t memory_limit = 0;
 };
 
 struct MemoryEstimate {
@@ -40,8 +44,11 @@ struct MemoryEstimate {
   uint64_t optimizer_state = 0;  // moments of the trained parameters
   uint64_t activations = 0;      // kept by the decoder layers for the backward pass
   uint64_t head = 0;             // the output head's logits and their gradient, per chunk
+  // On CUDA, buffers kept past their last use while the host encodes ahead of the GPU
+  // (Note [Memory on MLX's CUDA backend]), up to the plan's memory limit.
+  uint64_t deferred = 0;
   uint64_t total() const {
-    return weights + gradients + master_weights + optimizer_state + activations + head;
+    return weights + gradients + master_weights + optimizer_state + activations + head + deferred;
   }
 };
 

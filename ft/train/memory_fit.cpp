@@ -3,6 +3,7 @@
 #include <vector>
 
 #include <mlx/device.h>  // defines: default_device
+#include <mlx/memory.h>  // defines: get_memory_limit
 
 #include "ft/core/device.h"  // defines: format_bytes, backend_name
 #include "ft/core/error.h"
@@ -26,6 +27,7 @@ models::TrainingPlan training_plan(int batch_size, int seq_length, bool grad_che
   plan.grad_checkpoint = grad_checkpoint;
   plan.optimizer = optimizer;
   plan.backend = mx::default_device() == mx::Device::gpu ? backend_name() : "cpu";
+  if (plan.backend != "cpu") plan.memory_limit = mx::get_memory_limit();
   return with_batch_size(plan, batch_size);
 }
 

@@ -17,7 +17,8 @@ namespace ft::train {
 constexpr double kBudgetShare = 0.9;
 
 // The plan of a step as ft train and ft bench run it (ft info estimates the same):
-// batch_size rows of seq_length tokens split into the step's row shards.
+// batch_size rows of seq_length tokens split into the step's row shards, on the default
+// device's backend under MLX's current memory limit.
 models::TrainingPlan training_plan(int batch_size, int seq_length, bool grad_checkpoint,
                                    const std::string& optimizer);
 // plan with batch_size rows, split into the row shards the step would use for them.

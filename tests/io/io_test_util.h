@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,13 +19,14 @@ namespace ft::testing {
 
 namespace fs = std::filesystem;
 
-// A fresh folder under the system temp dir, removed at the end of the test.
+// A fresh folder under the system temp dir, removed at the end of the test; named by the
+// test and the process, so two test runs at once (two builds) keep apart.
 class TempDir {
  public:
   TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            (std::string("ft_io_") + info->test_suite_name() + "_" + info->name());
+    path_ = fs::temp_directory_path() / (std::string("ft_io_") + info->test_suite_name() + "_" +
+                                         info->name() + "_" + std::to_string(::getpid()));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }

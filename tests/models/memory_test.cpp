@@ -160,12 +160,18 @@ TEST(MemoryEstimate, CudaPlansTrackPeaksMeasuredOnAnH100) {
     int batch, length;
     bool checkpoint;
     double measured_gib;
+    double limit_gib = 0;  // --memory-limit
+    bool bf16_state = false, masters = true;
   };
-  for (const Run& r : {Run{llama1b_config(), true, 4, 2048, false, 25.5},
-                       Run{llama1b_config(), false, 4, 2048, false, 42.44},
-                       Run{llama1b_config(), true, 4, 2048, true, 22.71},
-                       Run{qwen05b_config(), true, 8, 1024, false, 25.2},
-                       Run{llama1b_config(), true, 1, 16384, true, 34.36}}) {
+  const Config l1b = llama1b_config();
+  for (const Run& r :
+       {Run{l1b, true, 4, 2048, false, 25.5}, Run{l1b, false, 4, 2048, false, 42.44},
+        Run{l1b, true, 4, 2048, true, 22.71}, Run{qwen05b_config(), true, 8, 1024, false, 25.2},
+        Run{l1b, true, 1, 16384, true, 34.36}, Run{l1b, true, 4, 2048, false, 14.81, 14},
+        Run{l1b, true, 4, 2048, false, 13.81, 10}, Run{l1b, true, 4, 2048, true, 14.88, 8},
+        Run{l1b, false, 4, 2048, false, 38.95, 0, true},
+        Run{l1b, false, 4, 2048, false, 33.23, 0, true, false},
+        Run{l1b, false, 4, 2048, false, 20.73, 20, true, false}}) {
     ft::Rng rng(0);
     auto model = ft::models::build_model(r.config, rng, mx::bfloat16);
     if (r.lora) {
@@ -180,15 +186,16 @@ TEST(MemoryEstimate, CudaPlansTrackPeaksMeasuredOnAnH100) {
     plan.seq_length = r.length;
     plan.grad_checkpoint = r.checkpoint;
     plan.backend = "cuda";
+    plan.memory_limit = uint64_t(r.limit_gib * double(1ull << 30));
+    plan.optimizer_state_bytes = r.bf16_state ? 2 : 4;
+    plan.master_weights = r.masters;
     const double estimated = double(ft::models::estimate_training_memory(*model, plan).total());
     const double measured = r.measured_gib * double(1ull << 30);
-    std::printf("%s lora %d %d x %d checkpoint %d: estimated %.2f GiB, measured %.2f GiB\n",
-                r.config.model_type.c_str(), r.lora, r.batch, r.length, r.checkpoint,
-                estimated / double(1ull << 30), r.measured_gib);
     EXPECT_LT(std::abs(estimated - measured) / measured, 0.1)
         << r.config.model_type << " lora " << r.lora << " " << r.batch << " x " << r.length
-        << " checkpoint " << r.checkpoint << ": estimated " << estimated / double(1ull << 30)
-        << " GiB, measured " << r.measured_gib;
+        << " checkpoint " << r.checkpoint << " limit " << r.limit_gib << " bf16 state "
+        << r.bf16_state << " masters " << r.masters << ": estimated "
+        << estimated / double(1ull << 30) << " GiB, measured " << r.measured_gib;
     // The CPU's plan of the same run differs: attention keeps its bf16 scores there.
     plan.backend = "cpu";
     EXPECT_NE(ft::models::estimate_training_memory(*model, plan).total(), uint64_t(estimated));
