@@ -125,19 +125,18 @@ std::string use_preferred_device() {
 
 size_t memory_budget() {
   const mx::Device device = mx::default_device();
-  size_t budget = 0;
   if (device.type == mx::Device::gpu) {
+    // Not MLX's memory limit: above it MLX waits for queued work rather than failing, and
+    // the estimate counts what the limit holds back (Note [Memory on MLX's CUDA backend]).
     const auto& d = mx::device_info(device);
-    budget = info_value<size_t>(d, "free_memory", 0);
+    size_t budget = info_value<size_t>(d, "free_memory", 0);
+    if (budget == 0) budget = info_value<size_t>(d, "max_recommended_working_set_size", 0);
     if (budget == 0)
       budget = info_value<size_t>(d, "total_memory", info_value<size_t>(d, "memory_size", 0));
-  } else {
-    budget = available_memory();
-    if (budget == 0) budget = physical_memory();
+    return budget;
   }
-  const size_t limit = mx::get_memory_limit();
-  if (limit > 0 && (budget == 0 || limit < budget)) budget = limit;
-  return budget;
+  const size_t available = available_memory();
+  return available > 0 ? available : physical_memory();
 }
 
 std::string format_bytes(size_t bytes) {

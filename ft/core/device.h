@@ -40,8 +40,8 @@ mx::Device preferred_device();
 // Makes preferred_device() MLX's default; returns a one-line description of it.
 std::string use_preferred_device();
 // The memory a training run may take on the default device: the GPU's free memory (its
-// total where the backend does not say), or on the CPU the system's available memory
-// (MemAvailable), in both cases within MLX's memory limit. 0 when nothing says.
+// recommended working set or total where the backend does not say), or on the CPU the
+// system's available memory (MemAvailable). 0 when nothing says.
 size_t memory_budget();
 
 // "12.3 GiB"
