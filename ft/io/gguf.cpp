@@ -93,7 +93,12 @@ mx::array unpermute(const mx::array& w, int heads) {
 //     attention.key_length;
 //   - phi3: q, k and v in one matrix (attn_qkv) and gate and up in one (ffn_up, gate rows
 //     first, as transformers' gate_up_proj), rotary embedding over rope.dimension_count of
-//     each head.
+//     each head;
+//   - gemma2 and gemma3: four norms a layer (attn_norm, post_attention_norm, ffn_norm before
+//     the MLP, post_ffw_norm), each stored as 1 + w (transformers' Gemma norms scale by
+//     1 + w); llama.cpp scales scores by the head size (by hidden / heads for the 27B
+//     models, 46 and 62 layers), slides every second layer (gemma2) or five of six
+//     (gemma3), whose sliding layers rotate with base 10000.
 namespace {
 
 const std::vector<GgufArch>& gguf_archs() {
@@ -107,14 +112,32 @@ const std::vector<GgufArch>& gguf_archs() {
     auto qwen3 = llama_modules;
     qwen3.push_back({"attn_q_norm", "self_attn.q_norm"});
     qwen3.push_back({"attn_k_norm", "self_attn.k_norm"});
+    std::vector<std::pair<std::string, std::string>> gemma2 = {
+        {"attn_q", "self_attn.q_proj"},
+        {"attn_k", "self_attn.k_proj"},
+        {"attn_v", "self_attn.v_proj"},
+        {"attn_output", "self_attn.o_proj"},
+        {"ffn_gate", "mlp.gate_proj"},
+        {"ffn_up", "mlp.up_proj"},
+        {"ffn_down", "mlp.down_proj"},
+        {"attn_norm", "input_layernorm"},
+        {"post_attention_norm", "post_attention_layernorm"},
+        {"ffn_norm", "pre_feedforward_layernorm"},
+        {"post_ffw_norm", "post_feedforward_layernorm"}};
+    auto gemma3 = gemma2;
+    gemma3.push_back({"attn_q_norm", "self_attn.q_norm"});
+    gemma3.push_back({"attn_k_norm", "self_attn.k_norm"});
     const std::vector<std::pair<std::string, std::string>> phi3 = {
         {"attn_qkv", "self_attn.qkv_proj"}, {"attn_output", "self_attn.o_proj"},
         {"ffn_up", "mlp.gate_up_proj"},     {"ffn_down", "mlp.down_proj"},
         {"attn_norm", "input_layernorm"},   {"ffn_norm", "post_attention_layernorm"}};
-    return std::vector<GgufArch>{{"llama", "llama", "LlamaForCausalLM", llama_modules, true},
-                                 {"qwen2", "qwen2", "Qwen2ForCausalLM", llama_modules, false},
-                                 {"qwen3", "qwen3", "Qwen3ForCausalLM", qwen3, false},
-                                 {"phi3", "phi3", "Phi3ForCausalLM", phi3, false}};
+    return std::vector<GgufArch>{
+        {"llama", "llama", "LlamaForCausalLM", llama_modules, true},
+        {"qwen2", "qwen2", "Qwen2ForCausalLM", llama_modules, false},
+        {"qwen3", "qwen3", "Qwen3ForCausalLM", qwen3, false},
+        {"phi3", "phi3", "Phi3ForCausalLM", phi3, false},
+        {"gemma2", "gemma2", "Gemma2ForCausalLM", gemma2, false, true},
+        {"gemma3", "gemma3_text", "Gemma3ForCausalLM", gemma3, false, true}};
   }();
   return archs;
 }
@@ -129,6 +152,7 @@ const GgufArch* find_gguf_arch(const std::string& name) {
 
 const GgufArch* gguf_arch_of_model_type(const std::string& model_type) {
   if (model_type == "mistral") return find_gguf_arch("llama");
+  if (model_type == "gemma3") return find_gguf_arch("gemma3");
   for (const auto& a : gguf_archs())
     if (a.model_type == model_type) return &a;
   return nullptr;
@@ -219,6 +243,31 @@ nlohmann::json gguf_model_config(const GgufFile& gguf) {
     c["original_max_position_embeddings"] = c["max_position_embeddings"];
     if (has("attention.sliding_window")) c["sliding_window"] = size("attention.sliding_window");
   }
+  if (arch.norms_plus_one) {
+    // Note [GGUF architectures]: llama.cpp's attention scale and sliding layers.
+    const int64_t layers = c["num_hidden_layers"];
+    const bool large = layers == (arch.name == "gemma2" ? 46 : 62);
+    c["query_pre_attn_scalar"] = large ? int64_t(c["hidden_size"]) / heads : head_dim;
+    c["sliding_window"] = size("attention.sliding_window");
+    for (const char* cap : {"attn_logit_softcapping", "final_logit_softcapping"})
+      if (has(cap)) c[cap] = number(gguf, key(cap));
+    if (arch.name == "gemma3") {
+      c["sliding_window_pattern"] = 6;
+      nlohmann::json full = {{"rope_type", "default"}, {"rope_theta", c["rope_theta"]}};
+      if (has("rope.scaling.type")) {
+        const std::string type = text(gguf, key("rope.scaling.type"));
+        FT_CHECK(type == "linear" || type == "none", "gguf", file.string(), ": ",
+                 key("rope.scaling.type"), " '", type, "' is not supported (linear)");
+        if (type == "linear") {
+          full["rope_type"] = "linear";
+          full["factor"] = number(gguf, key("rope.scaling.factor"));
+        }
+      }
+      c["rope_parameters"] = {
+          {"full_attention", full},
+          {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}};
+    }
+  }
   const GgufTensorInfo* embedding = gguf.find_tensor("token_embd.weight");
   FT_CHECK(embedding, "gguf", file.string(), ": no token_embd.weight tensor");
   c["vocab_size"] = has("vocab_size") ? size("vocab_size") : int64_t(embedding->shape[0]);
@@ -287,6 +336,9 @@ GgufModel read_gguf_model(const fs::path& file) {
                w.ndim() > 1 ? w.shape(1) : 1, " cannot hold ", n, " heads of rotary halves");
       for (auto& p : parts) p = unpermute(p, n);  // the same rows of weight, scales, biases
     }
+    // Note [GGUF architectures]: Gemma's norms hold 1 + w.
+    if (arch.norms_plus_one && hf.ends_with("norm.weight"))
+      parts[0] = mx::subtract(parts[0], mx::array(1.0f, parts[0].dtype()));
     const std::string base = hf.substr(0, hf.size() - std::string("weight").size());
     out.weights.set(hf, parts[0]);
     if (parts.size() > 1) {

@@ -2,11 +2,11 @@
 // gives the tensors and the metadata; this turns the metadata into the config.json
 // transformers would have for the model and the tensors into its names.
 //
-// Architectures (GgufArch): llama, qwen2, qwen3 and phi3. Tensors in F32, F16 or BF16,
-// Q4_0, Q4_1 and Q8_0 matrices kept quantized as MLX affine groups of 32 (the same
-// values), and Q5_0, Q5_1, Q2_K, Q4_K, Q5_K and Q6_K dequantized to float32. llama.cpp's
-// converter stores a llama's attn_q and attn_k with each head's rotary halves interleaved
-// (its permute); the rows are put back in transformers' order.
+// Architectures (GgufArch): llama, qwen2, qwen3, phi3, gemma2 and gemma3. Tensors in F32, F16 or
+// BF16, Q4_0, Q4_1 and Q8_0 matrices kept quantized as MLX affine groups of 32 (the same values),
+// and Q5_0, Q5_1, Q2_K, Q4_K, Q5_K and Q6_K dequantized to float32. llama.cpp's converter stores a
+// llama's attn_q and attn_k with each head's rotary halves interleaved (its permute); the rows are
+// put back in transformers' order.
 #pragma once
 
 #include <filesystem>
@@ -30,6 +30,7 @@ struct GgufArch {
   // A block's modules: llama.cpp's name -> transformers' ("attn_q" -> "self_attn.q_proj").
   std::vector<std::pair<std::string, std::string>> modules;
   bool interleaved_rotary = false;  // q and k rows permuted (permute_rotary_rows)
+  bool norms_plus_one = false;      // norm weights stored as 1 + w (Gemma's converter)
 };
 
 // The architecture of general.architecture `name`, or of config.json's model_type; null

@@ -59,6 +59,34 @@ void add_tensor(io::GgufWriter& w, const std::string& name, const mx::array& val
   w.add_tensor(name, value.shape(), type, ggml::quantize(type, c.data<float>(), c.size()));
 }
 
+// What llama.cpp takes from the architecture rather than from metadata must be what the
+// model has (Note [GGUF architectures] in io/gguf.cpp); otherwise the file would mean
+// another model there.
+void check_llama_cpp_reads(const io::GgufArch& arch, const Config& c, const fs::path& path) {
+  auto refuse = [&](const std::string& what) {
+    throw Error(kPlace,
+                path.string() + ": " + what + ", which a " + arch.name + " GGUF cannot hold");
+  };
+  const bool gemma = arch.norms_plus_one;
+  if (c.rope_scaling.type != RopeScaling::Type::none &&
+      !(arch.name == "gemma3" && c.rope_scaling.type == RopeScaling::Type::linear))
+    refuse("rope scaling");
+  if (c.sliding_window > 0 && arch.name != "phi3" && !gemma) refuse("a sliding window");
+  if (!gemma) return;
+  const int head_dim = c.resolved_head_dim();
+  const bool large = c.num_hidden_layers == (arch.name == "gemma2" ? 46 : 62);
+  const float scalar = large ? float(c.hidden_size / c.num_attention_heads) : float(head_dim);
+  if (c.query_pre_attn_scalar != scalar)
+    refuse("query_pre_attn_scalar " + std::to_string(int(c.query_pre_attn_scalar)) +
+           " (llama.cpp takes " + std::to_string(int(scalar)) + ")");
+  const int pattern = arch.name == "gemma2" ? 2 : 6;
+  for (int i = 0; i < c.num_hidden_layers; ++i)
+    if (c.layer_is(i, "sliding_attention") != bool((i + 1) % pattern))
+      refuse("sliding layers other than every " + std::to_string(pattern) + "th layer being full");
+  if (arch.name == "gemma3" && c.rope_local_theta != 10000.0f)
+    refuse("a sliding layers' rope base other than 10000");
+}
+
 }  // namespace
 
 void export_gguf(const fs::path& model_path, const fs::path& out,
@@ -72,7 +100,7 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
   const std::string model_type = config.get_string("model_type", "");
   const io::GgufArch* arch = io::gguf_arch_of_model_type(model_type);
   FT_CHECK(arch, kPlace, model_path.string(), ": architecture '", model_type,
-           "' is not exported to GGUF yet (llama, mistral, qwen2, qwen3, phi3)");
+           "' is not exported to GGUF yet (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3)");
   const io::GgufFile source = io::read_gguf_file(model_path);
 
   auto model = load_model(model_path, mx::float32);
@@ -83,10 +111,7 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
   dequantize_model(*model);
   const Config& c = model->config();
 
-  FT_CHECK(c.rope_scaling.type == RopeScaling::Type::none, kPlace, model_path.string(),
-           ": a model with rope scaling is not written to GGUF yet");
-  FT_CHECK(c.sliding_window <= 0 || arch->name == "phi3", kPlace, model_path.string(),
-           ": a sliding window is not written to a ", arch->name, " GGUF");
+  check_llama_cpp_reads(*arch, c, model_path);
 
   io::GgufWriter w;
   const std::string& a = arch->name;
@@ -108,6 +133,14 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
   w.add(a + ".rope.freq_base", GgufValue{float(c.rope_theta)});
   w.add(a + ".attention.layer_norm_rms_epsilon", GgufValue{float(c.norm_eps)});
   if (c.sliding_window > 0) w.add(a + ".attention.sliding_window", u32(c.sliding_window));
+  if (c.attn_logit_softcapping > 0)
+    w.add(a + ".attn_logit_softcapping", GgufValue{c.attn_logit_softcapping});
+  if (c.final_logit_softcapping > 0)
+    w.add(a + ".final_logit_softcapping", GgufValue{c.final_logit_softcapping});
+  if (c.rope_scaling.type == RopeScaling::Type::linear) {
+    w.add(a + ".rope.scaling.type", GgufValue{std::string("linear")});
+    w.add(a + ".rope.scaling.factor", GgufValue{c.rope_scaling.factor});
+  }
   w.add(a + ".vocab_size", u32(c.vocab_size));
   for (const auto& [key, value] : source.metadata)
     if (key.starts_with("tokenizer.")) w.add(key, value);
@@ -121,6 +154,8 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
       v = io::permute_rotary_rows(v, c.num_attention_heads);
     else if (arch->interleaved_rotary && name.ends_with("self_attn.k_proj.weight"))
       v = io::permute_rotary_rows(v, c.num_key_value_heads);
+    else if (arch->norms_plus_one && name.ends_with("norm.weight"))
+      v = v + mx::array(1.0f, v.dtype());  // Note [GGUF architectures] in io/gguf.cpp
     add_tensor(w, gguf, v, options.type);
   }
   w.write(out);

@@ -1,5 +1,6 @@
-"""GGUF files of the tiny Qwen2, Qwen3 and Phi-3 models in tests/golden/models/, for ft's
-GGUF reader of those architectures (tests/models/gguf_test.cpp).
+"""GGUF files of the tiny Qwen2, Qwen3 and Phi-3 models in tests/golden/models/, and of
+tiny Gemma 2 and Gemma 3 models made here, for ft's GGUF reader of those architectures
+(tests/models/gguf_test.cpp).
 
 Run from the repository root with the golden venv (gguf, transformers, torch, safetensors):
   .golden-venv/bin/python tests/golden/make_gguf_family_fixtures.py
@@ -15,6 +16,16 @@ qwen3.attention.key_length (it takes Qwen3's default head size of 128), so for q
 given the model's config.json and checks the tensors; llama.cpp reads the head size from
 that key (n_embd_head_k), as ft does. phi3 is given it too: without a tokenizer in the file
 transformers takes Phi3Config's default pad id, 32000, outside the tiny vocabulary.
+
+Gemma: llama.cpp takes from the architecture what transformers reads from config.json (the
+scores' scale is 1 / sqrt(head size) below 27B, Gemma 3 slides five layers of six with base
+10000), and its converter stores each norm weight as 1 + w. The tiny Gemma models of
+models/ differ there (query_pre_attn_scalar 16 against a head size of 8), so the script
+makes two of its own with llama.cpp's settings (random weights, seed 0), writes their
+logits on fixed ids to gguf/<name>_expected.safetensors, and writes the GGUF file with the
+norms shifted. transformers' GGUF loader reads neither the scale nor the pattern, so these
+files are checked against the models' own logits only (and against llama.cpp by
+tests/golden/check_gguf_llama_cpp.py where llama-cpp-python is installed).
 """
 
 import json
@@ -30,15 +41,55 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "gguf")
 
 FAMILIES = {"qwen2": "QWEN2", "qwen3": "QWEN3", "phi3": "PHI3"}
+IDS = [[(7 * i + 3) % 128 for i in range(12)], [(5 * i + 1) % 128 for i in range(12)]]
 
 
-def write(name, arch_name):
-    folder = os.path.join(HERE, "models", name)
-    config = json.load(open(os.path.join(folder, "config.json")))
-    weights = load_file(os.path.join(folder, "model.safetensors"))
+def gemma_models():
+    """Tiny Gemma 2 and Gemma 3 models with the settings llama.cpp assumes."""
+    from transformers import AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig
+
+    common = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8, sliding_window=5,
+                  max_position_embeddings=64, rms_norm_eps=1e-6)
+    configs = {
+        "gemma2": Gemma2Config(num_hidden_layers=2, **common),
+        "gemma3": Gemma3TextConfig(
+            num_hidden_layers=6, rope_parameters={
+                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+            layer_types=["sliding_attention"] * 5 + ["full_attention"], **common),
+    }
+    out = {}
+    for name, config in configs.items():
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+        # Norm weights away from zero, so that their shift by one is tested.
+        with torch.no_grad():
+            for key, value in model.named_parameters():
+                if key.endswith("norm.weight"):
+                    value.copy_(torch.randn_like(value) * 0.5)
+        ids = torch.tensor(IDS)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits
+        expected = os.path.join(OUT, name + "_expected.safetensors")
+        from safetensors.torch import save_file
+        save_file({"ids": ids.to(torch.int32), "logits": logits.contiguous()}, expected)
+        print("wrote", expected)
+        weights = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        out[name] = (config.to_dict(), weights)
+    return out
+
+
+def write(name, arch_name, config=None, weights=None):
+    if config is None:
+        folder = os.path.join(HERE, "models", name)
+        config = json.load(open(os.path.join(folder, "config.json")))
+        weights = load_file(os.path.join(folder, "model.safetensors"))
+    gemma = arch_name.startswith("GEMMA")
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     rope = config.get("rope_parameters") or {}
+    rope = rope.get("full_attention", rope)  # Gemma 3: the full layers' (freq_base)
     rotary = int(head_dim * rope.get("partial_rotary_factor",
                                      config.get("partial_rotary_factor", 1.0)))
 
@@ -60,12 +111,21 @@ def write(name, arch_name):
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_vocab_size(config["vocab_size"])
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    if gemma:
+        writer.add_sliding_window(config["sliding_window"])
+        if config.get("attn_logit_softcapping"):
+            writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
+        if config.get("final_logit_softcapping"):
+            writer.add_final_logit_softcapping(config["final_logit_softcapping"])
     for hf, value in sorted(weights.items()):
         if config.get("tie_word_embeddings") and hf == "lm_head.weight":
             continue
         gguf_name = names.get_name(hf, try_suffixes=(".weight", ".bias"))
         assert gguf_name is not None, (name, hf)
-        writer.add_tensor(gguf_name, value.astype(np.float32))
+        value = value.astype(np.float32)
+        if gemma and hf.endswith("norm.weight"):
+            value = value + np.float32(1)  # as llama.cpp's converter stores Gemma's norms
+        writer.add_tensor(gguf_name, value)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -96,3 +156,5 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for name, arch_name in FAMILIES.items():
         check_with_transformers(name, write(name, arch_name))
+    for name, (config, weights) in gemma_models().items():
+        write(name, name.upper(), config, weights)

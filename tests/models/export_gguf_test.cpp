@@ -100,9 +100,9 @@ TEST(ExportGguf, UnsupportedInputIsAnErrorAndWritesNothing) {
   EXPECT_FALSE(fs::exists(out));
 }
 
-// The Qwen2, Qwen3 and Phi-3 GGUF fixtures (make_gguf_family_fixtures.py, read by
-// transformers the same way) export back to the same tensors, bit for bit under the same
-// names, with the architecture's keys, and load with the same logits.
+// The Qwen2, Qwen3, Phi-3 and Gemma GGUF fixtures (make_gguf_family_fixtures.py) export
+// back to the same tensors, bit for bit under the same names (Gemma's norms shifted back to
+// 1 + w), with the architecture's keys, and load with the same logits.
 class ExportGgufFamily : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ExportGgufFamily, Float32RoundTripsTensorsKeysAndLogits) {
@@ -136,4 +136,5 @@ TEST_P(ExportGgufFamily, Float32RoundTripsTensorsKeysAndLogits) {
   EXPECT_TRUE(mx::array_equal((*b)(ids), (*a)(ids)).item<bool>()) << family;
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, ExportGgufFamily, ::testing::Values("qwen2", "qwen3", "phi3"));
+INSTANTIATE_TEST_SUITE_P(Families, ExportGgufFamily,
+                         ::testing::Values("qwen2", "qwen3", "phi3", "gemma2", "gemma3"));

@@ -122,6 +122,28 @@ TEST_P(GgufFamily, LoadsWithTheFolderConfigTensorsAndLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Families, GgufFamily, ::testing::Values("qwen2", "qwen3", "phi3"));
 
+// tests/golden/gguf/gemma2_f32.gguf and gemma3_f32.gguf (make_gguf_family_fixtures.py:
+// tiny Gemma models with the settings llama.cpp assumes, norms stored as 1 + w) load with
+// those settings and give the models' logits.
+TEST(Gguf, GemmaLoadsWithLlamaCppSettingsAndTheModelsLogits) {
+  for (const std::string family : {"gemma2", "gemma3"}) {
+    const fs::path file = kGolden / "gguf" / (family + "_f32.gguf");
+    const auto config = ft::io::read_gguf_model(file).config;
+    EXPECT_EQ(config["query_pre_attn_scalar"], 8) << family;
+    EXPECT_EQ(config["sliding_window"], 5) << family;
+    EXPECT_EQ(config["model_type"], family == "gemma2" ? "gemma2" : "gemma3_text");
+    auto model = ft::models::load_model(file);
+    model->eval();
+    const auto& c = model->config();
+    for (int i = 0; i < c.num_hidden_layers; ++i)  // Gemma 2: every second full; 3: sixth
+      EXPECT_EQ(c.layer_is(i, "full_attention"), (i + 1) % (family == "gemma2" ? 2 : 6) == 0)
+          << family << " layer " << i;
+    ft::ParamMap expected = ft::ParamMap::load_safetensors(
+        (kGolden / "gguf" / (family + "_expected.safetensors")).string());
+    EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-4f) << family;
+  }
+}
+
 TEST(Gguf, BadFilesAreOneError) {
   ft::testing::expect_error([] { ft::io::read_gguf_model("/nonexistent/model.gguf"); },
                             "/nonexistent/model.gguf: no such file");
