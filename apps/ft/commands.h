@@ -5,21 +5,21 @@
 
 #include <CLI/CLI.hpp>
 
+#include "ft/nn/module.h"
+
 namespace ft::cli {
 
 // Number checks whose messages read well (CLI11's own name the largest double).
 inline const CLI::Validator kPositive(
     [](std::string& value) -> std::string {
       double v = 0;
-      return CLI::detail::lexical_cast(value, v) && v > 0 ? ""
-                                                          : "must be positive, got " + value;
+      return CLI::detail::lexical_cast(value, v) && v > 0 ? "" : "must be positive, got " + value;
     },
     "POSITIVE");
 inline const CLI::Validator kNonNegative(
     [](std::string& value) -> std::string {
       double v = 0;
-      return CLI::detail::lexical_cast(value, v) && v >= 0 ? ""
-                                                           : "must be 0 or more, got " + value;
+      return CLI::detail::lexical_cast(value, v) && v >= 0 ? "" : "must be 0 or more, got " + value;
     },
     "NONNEGATIVE");
 
@@ -30,12 +30,26 @@ void add_template_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_fuse_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_validate_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+
+// --quantize-bits and --quantize-group-size of ft generate and ft eval: the base model
+// quantized as ft train --quantize-bits quantizes it (models::quantize_model), before the
+// adapter is applied, so that a QLoRA adapter runs on the base it was trained on.
+struct BaseQuantization {
+  int bits = 0;  // 0: off
+  int group_size = 64;
+};
+void add_base_quantization_options(CLI::App* cmd, BaseQuantization& quantization);
+// Quantizes model when quantization.bits is set; throws ft::Error for bits or a group size
+// MLX does not pack and for a model that is quantized already.
+void quantize_base(nn::Module& model, const BaseQuantization& quantization);
 
 // Writes a byte-level BPE tokenizer (the 256 byte tokens, no merges, and the ChatML
 // special tokens <|endoftext|>, <|im_start|>, <|im_end|>) with a ChatML chat template:

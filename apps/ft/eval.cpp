@@ -33,6 +33,7 @@ struct EvalOptions {
   int max_seq_length = 512;
   bool mask_prompt = false;
   bool json = false;
+  BaseQuantization quantization;
 };
 
 void run_eval(const EvalOptions& o) {
@@ -45,6 +46,7 @@ void run_eval(const EvalOptions& o) {
   data::DataLoader loader(o.model, d);
   data::Split split = loader.load_file(o.data, "eval");
   auto model = models::load_model(o.model);
+  quantize_base(*model, o.quantization);
   if (!o.adapter.empty())
     io::apply_adapter(*model, o.adapter, std::nullopt,
                       models::peft_module_prefix(io::read_config(o.model)));
@@ -99,6 +101,7 @@ void add_eval_command(CLI::App& app) {
       ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--mask-prompt", o->mask_prompt, "Score completions / assistant turns only");
+  add_base_quantization_options(cmd, o->quantization);
   cmd->add_flag("--json", o->json,
                 "Print one JSON object: loss, perplexity, accuracy, tokens, records");
   cmd->callback([o] { run_eval(*o); });

@@ -18,6 +18,7 @@
 #include "ft/models/registry.h"
 #include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
+#include "ft/train/precision.h"
 
 namespace ft::cli {
 namespace {
@@ -33,6 +34,7 @@ struct GenerateCliOptions {
   std::string messages;
   bool raw = false;
   std::string dtype = "float32";
+  BaseQuantization quantization;
   generate::GenerateOptions gen{.max_tokens = 256};
   bool as_json = false;
 };
@@ -55,13 +57,6 @@ bool has_chat_template(const fs::path& dir) {
   return fs::exists(config) && read_json_file(config).contains("chat_template");
 }
 
-mx::Dtype parse_dtype(const std::string& name) {
-  if (name == "float32") return mx::float32;
-  if (name == "bfloat16") return mx::bfloat16;
-  if (name == "float16") return mx::float16;
-  throw Error("generate", "unknown dtype '" + name + "' (known: float32, bfloat16, float16)");
-}
-
 void run_generate(GenerateCliOptions o) {
   FT_CHECK(o.prompt.empty() != o.messages.empty(), "generate",
            "give exactly one of --prompt and --messages");
@@ -78,8 +73,9 @@ void run_generate(GenerateCliOptions o) {
     loaded.emplace(tokenizer::Tokenizer::from_dir(tokenizer_dir));
   }
   const tokenizer::Tokenizer& tokenizer = *loaded;
-  mx::Dtype dtype = parse_dtype(o.dtype);
+  mx::Dtype dtype = parse_compute_dtype(o.dtype);
   auto model = models::load_model(o.model, dtype);
+  quantize_base(*model, o.quantization);
   if (!o.adapter.empty())
     io::apply_adapter(*model, o.adapter, dtype,
                       io::is_gguf_file(o.model)
@@ -158,6 +154,7 @@ void add_generate_command(CLI::App& app) {
       ->allow_extra_args(false);
   cmd->add_option("--dtype", o->dtype, "Weights dtype: float32, bfloat16 or float16")
       ->capture_default_str();
+  add_base_quantization_options(cmd, o->quantization);
   cmd->add_flag(
       "--json", o->as_json,
       "Print one JSON object {\"ids\", \"text\", \"finish_reason\"} instead of streaming");

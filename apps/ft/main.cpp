@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   ft::cli::add_data_command(app);
   ft::cli::add_fuse_command(app);
   ft::cli::add_export_command(app);
+  ft::cli::add_quantize_command(app);
+  ft::cli::add_convert_command(app);
   ft::cli::add_generate_command(app);
   ft::cli::add_init_command(app);
   ft::cli::add_train_command(app);

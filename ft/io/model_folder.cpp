@@ -227,6 +227,17 @@ ModelConfig read_config(const fs::path& folder) {
   return ModelConfig(parse_json(file, "config", read_text(file, "config")), file);
 }
 
+mx::Dtype config_dtype(const ModelConfig& config) {
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!config.json().contains(key) || !config.json()[key].is_string()) continue;
+    const auto name = config.json()[key].get<std::string>();
+    if (name == "bfloat16") return mx::bfloat16;
+    if (name == "float16") return mx::float16;
+    if (name == "float32") return mx::float32;
+  }
+  return mx::float32;
+}
+
 std::optional<QuantSpec> QuantizationConfig::for_module(const std::string& module) const {
   auto it = modules.find(module);
   return it == modules.end() ? std::optional<QuantSpec>(defaults) : it->second;
@@ -377,7 +388,7 @@ void save_model_folder(const ParamMap& weights, const json& config, const fs::pa
     if (shards.size() > 1)
       write_json(tmp / "model.safetensors.index.json",
                  json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
-    write_json(tmp / "config.json", config);
+    if (!config.is_null()) write_json(tmp / "config.json", config);
     for (const auto& [name, value] : options.json_files) write_json(tmp / name, value);
     if (options.copy_tokenizer_from) {
       const fs::path& from = *options.copy_tokenizer_from;

@@ -54,6 +54,10 @@ bool is_model_path(const std::filesystem::path& path);
 // the config its metadata describes (io::gguf_model_config).
 ModelConfig read_config(const std::filesystem::path& folder);
 
+// The floating dtype config.json names (torch_dtype, else dtype: float32, bfloat16 or
+// float16); float32 when it names none of them.
+mlx::core::Dtype config_dtype(const ModelConfig& config);
+
 // MLX affine quantization of a model folder, from config.json's "quantization".
 struct QuantSpec {
   int group_size = 64;
@@ -92,7 +96,8 @@ struct SaveOptions {
   std::optional<std::filesystem::path> copy_tokenizer_from;
 };
 
-// Writes a Hugging Face model folder: weights, config.json, tokenizer files. The folder
+// Writes a Hugging Face model folder: weights, config.json (none when config is null),
+// tokenizer files. The folder
 // is built beside `out` and renamed into place at the end, so an interrupted save never
 // leaves a folder that looks complete; an existing `out` is replaced.
 void save_model_folder(const ParamMap& weights, const nlohmann::json& config,

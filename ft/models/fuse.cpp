@@ -16,25 +16,10 @@ std::vector<std::string> fuse_adapter(nn::Module& model, bool dequantize) {
   return paths;
 }
 
-namespace {
-
-mx::Dtype folder_dtype(const io::ModelConfig& config) {
-  for (const char* key : {"torch_dtype", "dtype"}) {
-    if (!config.json().contains(key) || !config.json()[key].is_string()) continue;
-    const auto name = config.json()[key].get<std::string>();
-    if (name == "bfloat16") return mx::bfloat16;
-    if (name == "float16") return mx::float16;
-    if (name == "float32") return mx::float32;
-  }
-  return mx::float32;
-}
-
-}  // namespace
-
 void fuse_model_folder(const fs::path& model_dir, const fs::path& adapter_dir,
                        const fs::path& out_dir, const FuseOptions& options) {
   const io::ModelConfig config = io::read_config(model_dir);
-  auto model = load_model(model_dir, options.dtype.value_or(folder_dtype(config)));
+  auto model = load_model(model_dir, options.dtype.value_or(io::config_dtype(config)));
   io::apply_adapter(*model, adapter_dir, std::nullopt, peft_module_prefix(config));
   fuse_adapter(*model, options.dequantize);
 

@@ -42,14 +42,27 @@ std::string join_problems(const std::vector<std::string>& problems) {
 
 }  // namespace
 
-std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec,
-                                        bool evaluate) {
-  // The layer sizes are checked one by one below; bits and group size once, here, with
-  // a size every group size divides.
-  nn::check_quantization("quantize", 128, spec.group_size, spec.bits);
-  std::vector<std::pair<std::string, nn::Module*>> targets;
-  // Stacked expert weights: (host path, name), quantized in place.
-  std::vector<std::tuple<std::string, nn::ExpertWeights*, std::string>> stacked;
+namespace {
+
+// In-features of a quantizable module or stacked expert weight, else nullopt.
+std::vector<std::pair<std::string, int>> quantizable_inputs(nn::Module& model) {
+  std::vector<std::pair<std::string, int>> out;
+  for (const auto& [path, module] : model.named_modules()) {
+    if (path.empty()) continue;
+    if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
+      out.emplace_back(path, linear->in_features());
+    } else if (auto* embedding = dynamic_cast<nn::Embedding*>(module)) {
+      out.emplace_back(path, embedding->dim());
+    } else if (auto* experts = dynamic_cast<nn::ExpertWeights*>(module)) {
+      for (const auto& name : experts->stacked_names())
+        out.emplace_back(path + "." + name, experts->stacked(name).in_features());
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> quantize_modules(nn::Module& model, const QuantSpecFor& spec_for,
+                                          bool evaluate, const std::string& when_none) {
   for (const auto& [path, module] : model.named_modules()) {
     FT_CHECK(!is_quantized(module), "quantize", "'", path,
              "' is already quantized; quantize a floating-point model");
@@ -57,43 +70,72 @@ std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& 
     FT_CHECK(!dynamic_cast<nn::LoRALinear*>(module) && !(experts && has_expert_adapters(*experts)),
              "quantize", "'", path,
              "' carries an adapter; quantize the base model before adding adapters");
-    if (path.empty()) continue;
-    if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
-      if (linear->in_features() % spec.group_size == 0) targets.emplace_back(path, module);
-    } else if (auto* embedding = dynamic_cast<nn::Embedding*>(module)) {
-      if (embedding->dim() % spec.group_size == 0) targets.emplace_back(path, module);
-    } else if (experts) {
-      for (const auto& name : experts->stacked_names())
-        if (experts->stacked(name).in_features() % spec.group_size == 0)
-          stacked.emplace_back(path, experts, name);
-    }
   }
-  FT_CHECK(!targets.empty() || !stacked.empty(), "quantize",
-           "no Linear, Embedding or stacked expert weight has an input size that group_size ",
-           spec.group_size, " divides");
+  // (path, spec) of the layers to quantize; the sizes are checked here, bits and group
+  // size with a size every group size divides.
+  std::vector<std::pair<std::string, io::QuantSpec>> targets;
+  for (const auto& [path, in_features] : quantizable_inputs(model)) {
+    std::optional<io::QuantSpec> spec = spec_for(path);
+    if (!spec) continue;
+    nn::check_quantization("quantize", 128, spec->group_size, spec->bits);
+    if (in_features % spec->group_size == 0) targets.emplace_back(path, *spec);
+  }
+  FT_CHECK(!targets.empty(), "quantize", when_none);
   std::vector<std::string> paths;
-  for (const auto& [path, module] : targets) {
+  for (const auto& [path, spec] : targets) {
+    std::shared_ptr<nn::Module> module = model.find_module(path);
     std::shared_ptr<nn::Module> quantized;
-    if (auto* linear = dynamic_cast<nn::Linear*>(module))
+    if (auto* linear = dynamic_cast<nn::Linear*>(module.get())) {
       quantized = nn::QuantizedLinear::from_linear(*linear, spec.group_size, spec.bits);
-    else
-      quantized = nn::QuantizedEmbedding::from_embedding(*dynamic_cast<nn::Embedding*>(module),
-                                                         spec.group_size, spec.bits);
+    } else if (auto* embedding = dynamic_cast<nn::Embedding*>(module.get())) {
+      quantized = nn::QuantizedEmbedding::from_embedding(*embedding, spec.group_size, spec.bits);
+    } else {
+      // A stacked expert weight changes form inside its host.
+      const size_t dot = path.rfind('.');
+      auto* experts =
+          dynamic_cast<nn::ExpertWeights*>(model.find_module(path.substr(0, dot)).get());
+      FT_ASSERT(experts);
+      const std::string name = path.substr(dot + 1);
+      auto weight =
+          nn::StackedWeight::quantized(experts->stacked(name).weight, spec.group_size, spec.bits);
+      if (evaluate) mx::eval({weight.weight, *weight.scales, *weight.biases});
+      experts->set_stacked(name, std::move(weight));
+      paths.push_back(path);
+      continue;
+    }
     // Evaluated now, the packed arrays no longer hold the float weight, which goes with
     // the replaced layer.
     if (evaluate) mx::eval(quantized->parameters().arrays());
     model.replace_module(path, quantized);
     paths.push_back(path);
   }
-  // Stacked expert weights change form inside their host.
-  for (const auto& [path, experts, name] : stacked) {
-    auto quantized =
-        nn::StackedWeight::quantized(experts->stacked(name).weight, spec.group_size, spec.bits);
-    if (evaluate) mx::eval({quantized.weight, *quantized.scales, *quantized.biases});
-    experts->set_stacked(name, std::move(quantized));
-    paths.push_back(path + "." + name);
-  }
   return paths;
+}
+
+}  // namespace
+
+std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec,
+                                        bool evaluate) {
+  nn::check_quantization("quantize", 128, spec.group_size, spec.bits);
+  return quantize_modules(
+      model, [&](const std::string&) { return std::optional<io::QuantSpec>(spec); }, evaluate,
+      detail::concat("no Linear, Embedding or stacked expert weight has an input size that "
+                     "group_size ",
+                     spec.group_size, " divides"));
+}
+
+std::vector<std::string> quantize_model(nn::Module& model, const QuantSpecFor& spec_for,
+                                        bool evaluate) {
+  return quantize_modules(model, spec_for, evaluate,
+                          "no Linear, Embedding or stacked expert weight is left to quantize: "
+                          "each is kept in floats or has an input size its group size does not "
+                          "divide");
+}
+
+std::vector<std::string> quantizable_paths(nn::Module& model) {
+  std::vector<std::string> out;
+  for (auto& [path, in_features] : quantizable_inputs(model)) out.push_back(path);
+  return out;
 }
 
 std::vector<std::string> dequantize_model(nn::Module& model) {
@@ -127,7 +169,16 @@ void set_quantization_config(nlohmann::json& config, const std::optional<io::Qua
   config.erase("quantization");
   config.erase("quantization_config");
   if (!spec) return;
-  nlohmann::json entry = {{"group_size", spec->group_size}, {"bits", spec->bits}};
+  set_quantization_config(config, io::QuantizationConfig{.defaults = *spec, .modules = {}});
+}
+
+void set_quantization_config(nlohmann::json& config, const io::QuantizationConfig& quantization) {
+  auto spec = [](const io::QuantSpec& s) {
+    return nlohmann::json{{"group_size", s.group_size}, {"bits", s.bits}};
+  };
+  nlohmann::json entry = spec(quantization.defaults);
+  for (const auto& [module, module_spec] : quantization.modules)
+    entry[module] = module_spec ? spec(*module_spec) : nlohmann::json(false);
   config["quantization"] = entry;
   config["quantization_config"] = entry;
 }

@@ -10,6 +10,7 @@
 // weight "<path>" by "<path>_scales").
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,20 @@ namespace ft::models {
 std::vector<std::string> quantize_model(nn::Module& model, const io::QuantSpec& spec,
                                         bool evaluate = true);
 
+// The spec of a module by its path (a stacked expert weight: "<host path>.<name>"),
+// nullopt to leave it in floats.
+using QuantSpecFor = std::function<std::optional<io::QuantSpec>(const std::string& path)>;
+
+// The same with a spec per module (ft quantize's recipes): each quantizable module whose
+// input size its own group size divides is quantized with its spec. Throws ft::Error for
+// a spec MLX does not pack, as above, and when no module is quantized.
+std::vector<std::string> quantize_model(nn::Module& model, const QuantSpecFor& spec_for,
+                                        bool evaluate = true);
+
+// The paths quantize_model considers, in named_modules order: every Linear and Embedding,
+// and every stacked expert weight ("<host path>.<name>").
+std::vector<std::string> quantizable_paths(nn::Module& model);
+
 // Replaces every quantized layer under model by a float Linear / Embedding holding its
 // dequantized weight (in the scales' dtype), and every quantized stacked expert weight by
 // its floats. Returns the paths replaced.
@@ -43,6 +58,10 @@ std::vector<std::string> dequantize_model(nn::Module& model);
 // {"group_size", "bits"} and the same object under "quantization_config"; with
 // nullopt removes both.
 void set_quantization_config(nlohmann::json& config, const std::optional<io::QuantSpec>& spec);
+// The same with per-module entries: {"group_size", "bits", "<module>": {"group_size",
+// "bits"}, "<module>": false, ...}, a module mapped to nullopt written as false (left in
+// floats), as mlx-lm writes a model quantized with a per-layer predicate.
+void set_quantization_config(nlohmann::json& config, const io::QuantizationConfig& quantization);
 
 // Before a strict load: replaces each module that weights show quantized (it has
 // ".weight", ".scales" and ".biases", see io::quantized_modules) by a zero-filled

@@ -11,6 +11,10 @@ save_config into tests/golden/quantized/<name>/. mlx-lm then loads that folder b
 a user of it would, and <name>_expected.safetensors holds
   ids     (2, 12) int32         a fixed input
   logits  (2, 12, vocab) f32    mlx-lm's logits for it
+and, for the Llama variants (whose mlx-lm names are transformers'),
+<name>_dequantized.safetensors the parameters of that reloaded model after
+mlx_lm.utils.dequantize_model (mx.dequantize of every quantized layer): what `ft convert`
+of the folder must write.
 
 Variants (hidden 32, intermediate 48, so groups of 32 divide every input size except
 down_proj's 48, which mlx-lm leaves in floats without a config entry):
@@ -19,6 +23,11 @@ down_proj's 48, which mlx-lm leaves in floats without a config entry):
                       the output head), 4 bits, groups of 32, with per-module settings:
                       layer 0's q_proj at 8 bits (a config entry) and layer 1's v_proj
                       left in floats
+  llama_recipe        models/llama quantized as recipe_predicate says, which makes the
+                      same choices as the recipe file llama_recipe.yaml (`ft quantize
+                      --recipe`): defaults 4 bits in groups of 32; layer 0's attention at
+                      8 bits, the embedding at 6, lm_head in floats, layer 1's gate and
+                      up projections at 2 bits, the other o_proj at 3
   mixtral_q4_g32      models/mixtral (the older per-expert layout, which mlx-lm stacks
                       into its switch_mlp.{gate_proj, up_proj, down_proj}), 4 bits,
                       groups of 32: the router and the experts' gate and up projections
@@ -27,12 +36,14 @@ down_proj's 48, which mlx-lm leaves in floats without a config entry):
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
-from mlx_lm.utils import load_model, quantize_model, save_config, save_model
+from mlx.utils import tree_flatten
+from mlx_lm.utils import dequantize_model, load_model, quantize_model, save_config, save_model
 
 HERE = Path(os.path.dirname(os.path.abspath(__file__)))
 MODELS = HERE.parent / "models"
@@ -46,9 +57,27 @@ def mixed_predicate(path, module):
     return True
 
 
+def recipe_predicate(path, module):
+    """llama_recipe.yaml's rules, first match wins, written out by hand."""
+    parts = path.split(".")
+    layer = int(parts[2]) if path.startswith("model.layers.") else None
+    if layer == 0 and "self_attn" in parts:
+        return {"group_size": 32, "bits": 8}
+    if path == "model.embed_tokens":
+        return {"group_size": 32, "bits": 6}
+    if path == "lm_head":
+        return False
+    if layer == 1 and re.search(r"mlp\.(gate|up)_proj$", path):
+        return {"group_size": 32, "bits": 2}
+    if parts[-1] == "o_proj":
+        return {"group_size": 32, "bits": 3}
+    return True
+
+
 VARIANTS = {
     "llama_q4_g32": ("llama", 4, 32, None),
     "llama3_tied_mixed": ("llama3_tied", 4, 32, mixed_predicate),
+    "llama_recipe": ("llama", 4, 32, recipe_predicate),
     "mixtral_q4_g32": ("mixtral", 4, 32, None),
 }
 
@@ -91,6 +120,11 @@ def make(name, source, bits, group_size, predicate):
         {"ids": ids, "logits": logits},
         metadata={"format": "mlx"},
     )
+    if source.startswith("llama"):
+        dequantized = dict(tree_flatten(dequantize_model(reloaded).parameters()))
+        mx.save_safetensors(
+            str(HERE / f"{name}_dequantized.safetensors"), dequantized, metadata={"format": "mlx"}
+        )
     print(name, sorted(os.listdir(out)))
 
 
