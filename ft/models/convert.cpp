@@ -51,7 +51,9 @@ void check_paths(const char* place, const fs::path& input, const fs::path& out, 
 io::SaveOptions tokenizer_files(const fs::path& model) {
   io::SaveOptions save;
   if (io::is_gguf_file(model)) {
-    const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(model));
+    const io::GgufFile gguf = io::read_gguf_file(model);
+    if (!gguf.find("tokenizer.ggml.model")) return save;  // a file without a tokenizer
+    const io::TokenizerFiles files = io::gguf_tokenizer_files(gguf);
     save.json_files = {{"tokenizer.json", json::parse(files.tokenizer_json)},
                        {"tokenizer_config.json", json::parse(files.tokenizer_config_json)}};
     return save;

@@ -55,6 +55,22 @@ TEST(CliQlora, QuantizeBitsTrainsAdaptersOnAQuantizedBase) {
   EXPECT_LT(losses.back(), losses.front() - 0.5) << r.out;
   auto adapter = ft::io::load_adapter(out / "adapter");
   EXPECT_EQ(adapter.weights.size(), 16u);  // A and B of q/k/v/o in 2 layers
+
+  // ft eval and ft generate with --quantize-bits quantize the base as training did: the
+  // adapter gives what it gives on the same base quantized and saved (the same bits).
+  const std::string with_adapter = " --adapter " + (out / "adapter").string();
+  const double on_saved_base = eval_loss(quantized_tiny_model(), data, with_adapter);
+  const double quantized_here = eval_loss(tiny_model(), data, with_adapter + " --quantize-bits 4");
+  EXPECT_EQ(quantized_here, on_saved_base);
+  EXPECT_LT(quantized_here, eval_loss(tiny_model(), data, "--quantize-bits 4") - 0.5);
+  // On the float base the adapter computes something else.
+  EXPECT_NE(eval_loss(tiny_model(), data, with_adapter), quantized_here);
+  const std::string prompt = " --prompt '12+7=' --raw --max-tokens 8 --json";
+  Result generated =
+      run("generate " + tiny_model().string() + prompt + with_adapter + " --quantize-bits 4");
+  Result on_saved = run("generate " + quantized_tiny_model().string() + prompt + with_adapter);
+  ASSERT_EQ(generated.status, 0) << generated.out;
+  EXPECT_EQ(generated.out, on_saved.out);
 }
 
 TEST(CliQlora, TrainOnAQuantizedFolderThenFuse) {
@@ -113,6 +129,11 @@ TEST(CliQlora, BadQuantizationRequestsAreOneErrorLine) {
       {"validate " + tiny + " --quantize-bits 4 --quantize-group-size 48",
        "quantize group size must be 32, 64 or 128, got 48"},
       {"validate " + quantized + " --quantize-bits 4", "the model is quantized already"},
+      {"eval " + tiny + " --quantize-bits 7", "bits must be 2, 3, 4, 5, 6 or 8, got 7"},
+      {"eval " + quantized + " --quantize-bits 4", "is already quantized"},
+      {"generate " + tiny_model().string() +
+           " --prompt hi --quantize-bits 4 --quantize-group-size 48",
+       "group_size must be 32, 64 or 128, got 48"},
   };
   for (const auto& c : cases) {
     Result r = run(c.args);
