@@ -117,7 +117,9 @@ std::vector<std::string> quantize_model_folder(const fs::path& model, const fs::
   if (options.recipe)
     plan = plan_quantization(*options.recipe, options.defaults, quantizable_paths(*loaded));
   const std::vector<std::string> quantized =
-      quantize_model(*loaded, [&](const std::string& path) { return plan.for_module(path); });
+      options.recipe
+          ? quantize_model(*loaded, [&](const std::string& path) { return plan.for_module(path); })
+          : quantize_model(*loaded, options.defaults);
 
   // As mlx-lm writes it: an entry for each module quantized otherwise than the defaults
   // and false for each kept in floats; a layer whose size its group size does not divide

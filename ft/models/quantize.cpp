@@ -44,7 +44,7 @@ std::string join_problems(const std::vector<std::string>& problems) {
 
 namespace {
 
-// In-features of a quantizable module or stacked expert weight, else nullopt.
+// (path, input size) of every module quantize_model considers, in named_modules order.
 std::vector<std::pair<std::string, int>> quantizable_inputs(nn::Module& model) {
   std::vector<std::pair<std::string, int>> out;
   for (const auto& [path, module] : model.named_modules()) {
