@@ -152,6 +152,34 @@ TEST(QuantizeFolder, WithoutARecipeEqualsMlxLmsQuantizeModel) {
   EXPECT_EQ(q, json({{"bits", 4}, {"group_size", 32}}));  // no per-module entries
 }
 
+TEST(QuantizeFolder, RecipesReachStackedExperts) {
+  // Mixtral's experts are stacked per projection ("mlp.experts.gate_up_proj"); its down
+  // projection's 48 inputs take no group of 32.
+  const fs::path out = temp("experts");
+  auto recipe = ft::models::parse_quant_recipe(
+      "group_size: 32\nrules: [module=experts bits=8, layers=1 module=self_attn float]",
+      "experts.yaml");
+  auto quantized =
+      ft::models::quantize_model_folder(kModels / "mixtral", out, recipe_options(recipe));
+  EXPECT_NE(
+      std::find(quantized.begin(), quantized.end(), "model.layers.0.mlp.experts.gate_up_proj"),
+      quantized.end());
+  auto config = ft::io::quantization_config(ft::io::read_config(out));
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->for_module("model.layers.1.mlp.experts.gate_up_proj")->bits, 8);
+  EXPECT_EQ(config->for_module("model.layers.1.self_attn.q_proj"), std::nullopt);
+  EXPECT_EQ(config->for_module("model.layers.0.self_attn.q_proj")->bits, 4);
+  const ft::ParamMap weights = ft::io::load_weights(out);
+  const mx::array& packed = weights.at("model.layers.0.mlp.experts.gate_up_proj");
+  EXPECT_EQ(packed.dtype(), mx::uint32);
+  EXPECT_EQ(packed.shape(-1), 32 * 8 / 32);  // 32 inputs at 8 bits
+  EXPECT_EQ(weights.at("model.layers.1.self_attn.q_proj.weight").dtype(), mx::float32);
+  // ft loads its folder back with those settings.
+  auto model = ft::models::load_model(out);
+  EXPECT_EQ(model->find_module("model.layers.0.self_attn.q_proj")->type_name(), "QuantizedLinear");
+  EXPECT_EQ(model->find_module("model.layers.1.self_attn.q_proj")->type_name(), "Linear");
+}
+
 TEST(QuantizeFolder, RefusesAFolderInUseAndLeavesNothingWhenItFails) {
   const fs::path out = temp("busy");
   fs::create_directories(out);
