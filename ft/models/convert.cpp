@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include <mlx/ops.h>
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
@@ -31,6 +32,18 @@ std::string dtype_name(mx::Dtype dtype) {
   if (dtype == mx::float16) return "float16";
   FT_ASSERT(dtype == mx::float32);
   return "float32";
+}
+
+// The dtype config.json names for the written weights: its torch_dtype and dtype keys,
+// whichever it has, else dtype.
+void set_dtype(json& config, mx::Dtype dtype) {
+  bool set = false;
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!config.contains(key)) continue;
+    config[key] = dtype_name(dtype);
+    set = true;
+  }
+  if (!set) config["dtype"] = dtype_name(dtype);
 }
 
 // Before any work: the input exists, and the output is a new or empty folder (or
@@ -93,11 +106,15 @@ bool has_safetensors(const fs::path& folder) {
   return false;
 }
 
-// A model's parameters with every quantized layer as floats.
-ParamMap dequantized_parameters(const fs::path& model, mx::Dtype dtype) {
-  auto loaded = load_model(model, dtype);
+// A model's parameters with every quantized layer as floats: loaded and dequantized in
+// load_dtype (mx::dequantize in the scales' dtype), then cast to out_dtype, so that a
+// narrower output is rounded once.
+ParamMap dequantized_parameters(const fs::path& model, mx::Dtype load_dtype, mx::Dtype out_dtype) {
+  auto loaded = load_model(model, load_dtype);
   dequantize_model(*loaded);
-  return loaded->parameters();
+  return tree_map(loaded->parameters(), [&](const mx::array& a) {
+    return mx::issubdtype(a.dtype(), mx::floating) ? mx::astype(a, out_dtype) : a;
+  });
 }
 
 }  // namespace
@@ -156,8 +173,8 @@ Conversion convert_model(const fs::path& input, const fs::path& out_dir,
     const mx::Dtype dtype = options.dtype.value_or(mx::float32);
     json config = io::read_config(input).json();
     set_quantization_config(config, std::nullopt);
-    config["dtype"] = dtype_name(dtype);
-    io::save_model_folder(dequantized_parameters(input, dtype), config, out_dir,
+    set_dtype(config, dtype);
+    io::save_model_folder(dequantized_parameters(input, mx::float32, dtype), config, out_dir,
                           tokenizer_files(input));
     return Conversion::kGgufToFolder;
   }
@@ -168,12 +185,12 @@ Conversion convert_model(const fs::path& input, const fs::path& out_dir,
   if (has_config) {
     const io::ModelConfig config = io::read_config(input);
     if (io::quantization_config(config)) {
-      const mx::Dtype dtype =
-          options.dtype.value_or(scales_dtype(input).value_or(io::config_dtype(config)));
+      const mx::Dtype stored = scales_dtype(input).value_or(io::config_dtype(config));
       json out_config = loaded_config(config);
       set_quantization_config(out_config, std::nullopt);
-      io::save_model_folder(dequantized_parameters(input, dtype), out_config, out_dir,
-                            tokenizer_files(input));
+      if (options.dtype) set_dtype(out_config, *options.dtype);
+      io::save_model_folder(dequantized_parameters(input, stored, options.dtype.value_or(stored)),
+                            out_config, out_dir, tokenizer_files(input));
       return Conversion::kDequantize;
     }
   }
@@ -183,7 +200,8 @@ Conversion convert_model(const fs::path& input, const fs::path& out_dir,
            "quantized by MLX or a .gguf file)");
   // The checkpoint's tensors as they are (floating ones cast when a dtype is given); a
   // folder without config.json gets none.
-  const json config = has_config ? io::read_config(input).json() : json();
+  json config = has_config ? io::read_config(input).json() : json();
+  if (has_config && options.dtype) set_dtype(config, *options.dtype);
   io::save_model_folder(io::load_weights(input, options.dtype), config, out_dir,
                         tokenizer_files(input));
   return Conversion::kTorchToSafetensors;

@@ -53,9 +53,10 @@ enum class Conversion {
 std::string conversion_name(Conversion conversion);
 
 struct ConvertOptions {
-  // The weights' dtype for a dequantized folder (default: the scales') and a GGUF file
-  // (default: float32); a PyTorch checkpoint's floating tensors are cast to it when
-  // given, and keep their own dtypes otherwise.
+  // The written weights' dtype, named in config.json's torch_dtype / dtype. Quantized
+  // layers are dequantized in the scales' dtype (a GGUF file's in float32) and then cast;
+  // by default a dequantized folder keeps the scales' dtype, a GGUF file's is float32 and
+  // a PyTorch checkpoint's tensors keep their own.
   std::optional<mx::Dtype> dtype;
   bool overwrite = false;
 };

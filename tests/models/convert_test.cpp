@@ -314,6 +314,22 @@ TEST(ConvertModel, QuantizedFolderToFloatsEqualsMlxLmsDequantize) {
   }
 }
 
+TEST(ConvertModel, DtypeRoundsTheDequantizedWeightsOnce) {
+  const fs::path out = temp("dequantized_bf16");
+  ft::models::convert_model(kQuantized / "llama_recipe", out,
+                            {.dtype = mx::bfloat16, .overwrite = false});
+  const ft::ParamMap expected = ft::ParamMap::load_safetensors(
+      (kQuantized / "llama_recipe_dequantized.safetensors").string());
+  const ft::ParamMap written = ft::io::load_weights(out);
+  for (const auto& [name, value] : expected) {
+    ASSERT_TRUE(written.contains(name)) << name;
+    EXPECT_EQ(written.at(name).dtype(), mx::bfloat16) << name;
+    EXPECT_TRUE(mx::array_equal(written.at(name), mx::astype(value, mx::bfloat16)).item<bool>())
+        << name;
+  }
+  EXPECT_EQ(read_json(out / "config.json")["dtype"], "bfloat16");
+}
+
 TEST(ConvertModel, QuantizedMixtureOfExpertsToFloatsKeepsTheFunction) {
   // mlx-lm's stacked switch_mlp experts, dequantized in ft's layout, load back as floats.
   ft::testing::OnCpu on_cpu;  // gather_qmm's TF32 on CUDA flips a tiny router's choices
