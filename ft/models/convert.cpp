@@ -147,6 +147,7 @@ std::vector<std::string> quantize_model_folder(const fs::path& model, const fs::
     if (!spec || done.count(path)) written.modules[path] = spec;
   json out_config = loaded_config(config);
   set_quantization_config(out_config, written);
+  if (options.dtype) set_dtype(out_config, *options.dtype);
   io::save_model_folder(loaded->parameters(), out_config, out_dir, tokenizer_files(model));
   return quantized;
 }

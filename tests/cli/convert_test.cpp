@@ -66,6 +66,15 @@ TEST(CliConvert, QuantizeWithARecipeThenConvertBack) {
   EXPECT_EQ(config->for_module("model.layers.1.self_attn.q_proj")->bits, 8);
   EXPECT_EQ(config->for_module("model.layers.1.mlp.up_proj")->bits, 2);
 
+  // --dtype: the scales take it, and config.json names it.
+  const fs::path half = temp("quantized_bf16");
+  Result qb = ft::testing::run_ft("quantize " + kLlama +
+                                  " --group-size 32 --dtype bfloat16 --out " + half.string());
+  ASSERT_EQ(qb.status, 0) << qb.out;
+  EXPECT_EQ(ft::io::load_weights(half).at("model.layers.0.mlp.up_proj.scales").dtype(),
+            mlx::core::bfloat16);
+  EXPECT_EQ(ft::io::read_config(half).get_string("dtype"), "bfloat16");
+
   const fs::path back = temp("float");
   Result c = ft::testing::run_ft("convert " + out.string() + " --out " + back.string());
   ASSERT_EQ(c.status, 0) << c.out;
