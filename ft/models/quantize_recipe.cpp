@@ -12,6 +12,7 @@ namespace ft::models {
 namespace {
 
 constexpr const char* kPlace = "recipe";
+constexpr size_t kMaxRegexLength = 256;
 
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
@@ -82,6 +83,10 @@ QuantRule parse_rule(const std::string& text, const std::string& where) {
         rule.modules.push_back(name);
       }
     } else if (key == "regex") {
+      // std::regex compiles and matches by recursion: a pattern this long is no module
+      // name's, and a much longer one could exhaust the stack.
+      FT_CHECK(value.size() <= kMaxRegexLength, kPlace, where, ": regex is longer than ",
+               kMaxRegexLength, " characters");
       try {
         rule.regex = std::make_shared<const std::regex>(value, std::regex::ECMAScript);
       } catch (const std::regex_error& e) {

@@ -14,6 +14,7 @@
 #include "fuzz/gguf_file.cpp"
 #include "fuzz/jsonl_record.cpp"
 #include "fuzz/npz.cpp"
+#include "fuzz/quant_recipe.cpp"
 #include "fuzz/safetensors.cpp"
 #include "fuzz/template.cpp"
 #include "fuzz/tokenizer_encode.cpp"
@@ -57,6 +58,7 @@ TEST(FuzzReplay, EveryTargetOnItsSeedsAndRegressions) {
       {"gguf_file", ft_fuzz_gguf_file},
       {"jsonl_record", ft_fuzz_jsonl_record},
       {"npz", ft_fuzz_npz},
+      {"quant_recipe", ft_fuzz_quant_recipe},
       {"safetensors", ft_fuzz_safetensors},
       {"template", ft_fuzz_template},
       {"tokenizer_encode", ft_fuzz_tokenizer_encode},

@@ -284,6 +284,8 @@ TEST(QuantRecipe, BadRecipesAreOneErrorNamingTheFileAndTheRule) {
        "float keeps the module unquantized and takes no bits="},
       {"rules: ['regex=mlp.(gate bits=8']", "regex 'mlp.(gate' does not compile"},
       {"rules: [module=.q_proj bits=8]", "module '.q_proj' needs names like self_attn"},
+      {"rules: [regex=" + std::string(300, '(') + " bits=8]",
+       "regex is longer than 256 characters"},
       {"bits: 4", "r.yaml: names no module: give \"rules\""},
       {"rules: []", "names no module"},
       {"bitz: 4\nrules: [module=q_proj bits=8]",
