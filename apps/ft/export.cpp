@@ -25,10 +25,18 @@ void run_export(const ExportArgs& args) {
   static const std::map<std::string, ggml::Type> types = {
       {"f32", ggml::Type::F32},   {"f16", ggml::Type::F16},   {"bf16", ggml::Type::BF16},
       {"q8_0", ggml::Type::Q8_0}, {"q4_0", ggml::Type::Q4_0}, {"q4_1", ggml::Type::Q4_1}};
-  FT_CHECK(args.format == "gguf", "export", "--format must be gguf, got '", args.format, "'");
+  FT_CHECK(args.format == "gguf" || args.format == "gguf-lora", "export",
+           "--format must be gguf or gguf-lora, got '", args.format, "'");
   auto it = types.find(args.type);
   FT_CHECK(it != types.end(), "export", "--type must be f32, f16, bf16, q8_0, q4_0 or q4_1, got '",
            args.type, "'");
+  if (args.format == "gguf-lora") {
+    FT_CHECK(!args.adapter.empty(), "export",
+             "--format gguf-lora writes an adapter: give --adapter DIR");
+    models::export_gguf_lora(args.model, args.adapter, args.out, it->second);
+    std::cout << "wrote " << args.out << "\n";
+    return;
+  }
   models::GgufExportOptions options;
   options.type = it->second;
   if (!args.adapter.empty()) options.adapter = args.adapter;
@@ -47,7 +55,10 @@ void add_export_command(CLI::App& app) {
                   "converted to GGUF yet)")
       ->required();
   cmd->add_option("--adapter", args->adapter, "An adapter to merge first (PEFT or mlx-lm layout)");
-  cmd->add_option("--format", args->format, "gguf")->capture_default_str();
+  cmd->add_option("--format", args->format,
+                  "gguf (the model, with the adapter merged) or gguf-lora (the adapter alone, "
+                  "for llama.cpp's --lora over the base model's GGUF)")
+      ->capture_default_str();
   cmd->add_option("--type", args->type,
                   "The matrices' type: f32, f16, bf16, q8_0, q4_0 or q4_1 (norms stay f32)")
       ->capture_default_str();

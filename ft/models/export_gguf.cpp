@@ -1,5 +1,6 @@
 #include "ft/models/export_gguf.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -157,6 +158,54 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
     else if (arch->norms_plus_one && name.ends_with("norm.weight"))
       v = v + mx::array(1.0f, v.dtype());  // Note [GGUF architectures] in io/gguf.cpp
     add_tensor(w, gguf, v, options.type);
+  }
+  w.write(out);
+}
+
+void export_gguf_lora(const fs::path& model_path, const fs::path& adapter_dir, const fs::path& out,
+                      ggml::Type type) {
+  FT_CHECK(type == ggml::Type::F32 || type == ggml::Type::F16 || type == ggml::Type::BF16 ||
+               type == ggml::Type::Q8_0,
+           kPlace, "a GGUF LoRA adapter is written in f32, f16, bf16 or q8_0, not ",
+           ggml::type_name(uint32_t(type)));
+  const io::ModelConfig config = io::read_config(model_path);
+  const std::string model_type = config.get_string("model_type", "");
+  const io::GgufArch* arch = io::gguf_arch_of_model_type(model_type);
+  FT_CHECK(arch, kPlace, model_path.string(), ": architecture '", model_type,
+           "' is not exported to GGUF yet (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3)");
+  const Config c = from_hf_config(config);
+  const io::Adapter adapter = io::load_adapter(adapter_dir, nullptr, peft_module_prefix(config));
+  FT_CHECK(!adapter.config.dora, kPlace, adapter_dir.string(),
+           ": a DoRA adapter has no GGUF LoRA form (llama.cpp applies B A only); merge it with "
+           "--format gguf");
+  FT_CHECK(adapter.stacked.empty(), kPlace, adapter_dir.string(),
+           ": adapters of stacked expert weights have no GGUF LoRA form; merge them with "
+           "--format gguf");
+  // llama.cpp scales B A by alpha / rank; rsLoRA's alpha / sqrt(rank) is that of
+  // alpha sqrt(rank).
+  const float rank = float(adapter.config.rank);
+  const float alpha =
+      adapter.config.rslora ? adapter.config.alpha * std::sqrt(rank) : adapter.config.alpha;
+
+  io::GgufWriter w;
+  w.add("general.architecture", GgufValue{arch->name});
+  w.add("general.type", GgufValue{std::string("adapter")});
+  w.add("general.name", GgufValue{out.stem().string()});
+  w.add("adapter.type", GgufValue{std::string("lora")});
+  w.add("adapter.lora.alpha", GgufValue{alpha});
+  for (const std::string& module : adapter.modules) {
+    const std::string gguf = io::gguf_tensor_name(*arch, module + ".weight");
+    FT_CHECK(!gguf.empty(), kPlace, adapter_dir.string(), ": adapted module '", module,
+             "' has no GGUF tensor in ", arch->name);
+    mx::array a = adapter.weights.at(module + ".lora_A");  // (r, in)
+    mx::array b = adapter.weights.at(module + ".lora_B");  // (out, r)
+    // The base's q/k rows are in llama.cpp's order there, so B's rows are too.
+    if (arch->interleaved_rotary && module.ends_with("self_attn.q_proj"))
+      b = io::permute_rotary_rows(b, c.num_attention_heads);
+    else if (arch->interleaved_rotary && module.ends_with("self_attn.k_proj"))
+      b = io::permute_rotary_rows(b, c.num_key_value_heads);
+    add_tensor(w, gguf + ".lora_a", a, type);
+    add_tensor(w, gguf + ".lora_b", b, type);
   }
   w.write(out);
 }

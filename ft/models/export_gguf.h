@@ -25,4 +25,14 @@ struct GgufExportOptions {
 void export_gguf(const std::filesystem::path& model, const std::filesystem::path& out,
                  const GgufExportOptions& options);
 
+// ft export --format gguf-lora: the adapter alone as llama.cpp's LoRA adapter file
+// (general.type "adapter", adapter.type "lora", adapter.lora.alpha, and for each adapted
+// module "<its GGUF tensor name>.lora_a" (r, in) and ".lora_b" (out, r), in llama.cpp's
+// q/k row order), for `llama-cli --lora` over a GGUF of the base model. type: F32, F16, BF16
+// or Q8_0 (a matrix whose rows are not whole blocks stays F32). Throws ft::Error before
+// writing anything for DoRA or stacked expert adapters, which the format cannot hold, and
+// for an architecture ft does not write.
+void export_gguf_lora(const std::filesystem::path& model, const std::filesystem::path& adapter,
+                      const std::filesystem::path& out, io::ggml::Type type);
+
 }  // namespace ft::models

@@ -48,6 +48,13 @@ TEST(Cli, UsageErrorsExitTwoAndFailuresOne) {
   EXPECT_TRUE(std::regex_match(
       missing.out, std::regex("ft: error: \\[[a-z_]+\\] [^\n]*/nonexistent/tok[^\n]*\n")))
       << missing.out;
+  // An adapter file needs an adapter.
+  auto lora = run("export " + std::string(FT_TEST_DATA) +
+                  "/gguf/llama_f32.gguf --format gguf-lora --out /tmp/ft_cli_lora.gguf");
+  EXPECT_EQ(lora.status, 1);
+  EXPECT_TRUE(
+      std::regex_match(lora.out, std::regex("ft: error: \\[export\\] [^\n]*--adapter[^\n]*\n")))
+      << lora.out;
 }
 
 TEST(Cli, TokenizePrintsTheLibrarysIdsAndPieces) {

@@ -13,6 +13,7 @@
 #include "ft/io/ggml_quants.h"
 #include "ft/io/gguf_file.h"
 #include "ft/io/gguf_tokenizer.h"
+#include "ft/io/gguf_writer.h"
 #include "ft/models/export_gguf.h"
 #include "ft/models/registry.h"
 #include "tests/test_util.h"
@@ -138,3 +139,55 @@ TEST_P(ExportGgufFamily, Float32RoundTripsTensorsKeysAndLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ExportGgufFamily,
                          ::testing::Values("qwen2", "qwen3", "phi3", "gemma2", "gemma3"));
+
+// ft export --format gguf-lora: PEFT's adapter of the tiny Llama (adapters/peft_lora) over
+// gguf/llama_f32.gguf, the same model in llama.cpp's layout. Applied as llama.cpp applies an
+// adapter, each GGUF tensor W + alpha / r (lora_b lora_a), it gives PEFT's logits.
+TEST(ExportGguf, LoraAdapterAppliedAsLlamaCppDoesGivesPeftsLogits) {
+  const fs::path golden = FT_TEST_DATA;
+  const fs::path base = golden / "gguf" / "llama_f32.gguf";
+  const fs::path out = fs::temp_directory_path() / "ft_export_peft_lora.gguf";
+  ft::models::export_gguf_lora(base, golden / "adapters" / "peft_lora", out, ggml::Type::F32);
+  const auto lora = ft::io::read_gguf_file(out);
+  EXPECT_EQ(lora.at("general.type").as_string(), "adapter");
+  EXPECT_EQ(lora.at("adapter.type").as_string(), "lora");
+  EXPECT_EQ(lora.at("general.architecture").as_string(), "llama");
+  const float alpha = float(lora.at("adapter.lora.alpha").as_float());
+
+  const auto source = ft::io::read_gguf_file(base);
+  ft::io::GgufWriter merged;
+  for (const auto& [key, value] : source.metadata) merged.add(key, value);
+  int adapted = 0;
+  for (const auto& t : source.tensors) {
+    mx::array w = ft::io::load_gguf_tensor(source, t);
+    if (const auto* a = lora.find_tensor(t.name + ".lora_a")) {
+      const auto* b = lora.find_tensor(t.name + ".lora_b");
+      ASSERT_NE(b, nullptr) << t.name;
+      mx::array la = ft::io::load_gguf_tensor(lora, *a), lb = ft::io::load_gguf_tensor(lora, *b);
+      w = w + mx::array(alpha / float(la.shape(0))) * mx::matmul(lb, la);
+      ++adapted;
+    }
+    merged.add_tensor(t.name, w);
+  }
+  EXPECT_EQ(2 * adapted, int(lora.tensors.size()));
+  EXPECT_GT(adapted, 0);
+  const fs::path merged_path = fs::temp_directory_path() / "ft_export_peft_lora_merged.gguf";
+  merged.write(merged_path);
+  auto model = ft::models::load_model(merged_path);
+  model->eval();
+  ft::ParamMap expected = ft::ParamMap::load_safetensors(
+      (golden / "adapters" / "peft_lora_expected.safetensors").string());
+  mx::array logits = (*model)(expected.at("ids"));
+  EXPECT_TRUE(ft::testing::all_close(logits, expected.at("logits"), 1e-4, 1e-4));
+
+  // DoRA has no such form; nothing is written.
+  const fs::path refused = fs::temp_directory_path() / "ft_export_dora_refused.gguf";
+  fs::remove(refused);
+  ft::testing::expect_error(
+      [&] {
+        ft::models::export_gguf_lora(base, golden / "adapters" / "peft_dora", refused,
+                                     ggml::Type::F32);
+      },
+      "DoRA");
+  EXPECT_FALSE(fs::exists(refused));
+}
