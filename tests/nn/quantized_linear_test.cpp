@@ -2,8 +2,10 @@
 
 #include "tests/test_util.h"
 
+#include <mlx/compile.h>
 #include <mlx/ops.h>
 #include <mlx/random.h>
+#include <mlx/transforms.h>
 
 #include "ft/core/error.h"
 #include "ft/nn/quantized_linear.h"
@@ -127,3 +129,36 @@ INSTANTIATE_TEST_SUITE_P(RowsAndSizes, QuantizedLinearShapes,
                          ::testing::Combine(::testing::Values(1, 5, 40), ::testing::Values(64, 256),
                                             ::testing::Values(32, 96),
                                             ::testing::Values(mx::float32, mx::bfloat16)));
+
+// Note [Quantized products on the CPU]: the CPU multiplies by the dequantized matrix, made
+// again in the backward. Its product and the gradient of its input equal those of MLX's
+// own quantized_matmul, compiled or not.
+TEST(QuantizedLinear, CpuProductAndInputGradientEqualMlxsQuantizedMatmul) {
+  ft::testing::OnCpu on_cpu;
+  Linear dense(256, 96, false, mx::random::key(7));
+  auto q = QuantizedLinear::from_linear(dense, 64, 4);
+  mx::array x = randn({5, 256}, 3), r = randn({5, 96}, 4);
+  auto ours = [&](const std::vector<mx::array>& in) {
+    return std::vector<mx::array>{mx::sum((*q)(in[0]) * r)};
+  };
+  auto mlx = [&](const std::vector<mx::array>& in) {
+    return std::vector<mx::array>{mx::sum(
+        mx::quantized_matmul(in[0], q->weight(), q->scales(), q->biases(), true, 64, 4) * r)};
+  };
+  auto value_and_grad = [](auto fn) {
+    return [fn](const std::vector<mx::array>& in) {
+      auto [value, grad] = mx::value_and_grad(fn)(in);
+      return std::vector<mx::array>{value[0], grad[0]};
+    };
+  };
+  const std::vector<mx::array> expected = value_and_grad(mlx)({x});
+  mx::eval(expected);
+  const float value = expected[0].item<float>();
+  for (bool compiled : {false, true}) {
+    auto f = value_and_grad(ours);
+    std::vector<mx::array> got = compiled ? mx::compile(f)({x}) : f({x});
+    mx::eval(got);
+    EXPECT_LT(std::abs(got[0].item<float>() - value), 1e-4f * std::abs(value)) << compiled;
+    EXPECT_LT(max_abs_diff(got[1], expected[1]), 1e-5f * ft_test::max_abs(expected[1])) << compiled;
+  }
+}
