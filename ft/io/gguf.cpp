@@ -112,18 +112,12 @@ const std::vector<GgufArch>& gguf_archs() {
     auto qwen3 = llama_modules;
     qwen3.push_back({"attn_q_norm", "self_attn.q_norm"});
     qwen3.push_back({"attn_k_norm", "self_attn.k_norm"});
-    std::vector<std::pair<std::string, std::string>> gemma2 = {
-        {"attn_q", "self_attn.q_proj"},
-        {"attn_k", "self_attn.k_proj"},
-        {"attn_v", "self_attn.v_proj"},
-        {"attn_output", "self_attn.o_proj"},
-        {"ffn_gate", "mlp.gate_proj"},
-        {"ffn_up", "mlp.up_proj"},
-        {"ffn_down", "mlp.down_proj"},
-        {"attn_norm", "input_layernorm"},
-        {"post_attention_norm", "post_attention_layernorm"},
-        {"ffn_norm", "pre_feedforward_layernorm"},
-        {"post_ffw_norm", "post_feedforward_layernorm"}};
+    // Gemma's ffn_norm comes before the MLP, with a norm after attention and after the MLP.
+    auto gemma2 = llama_modules;
+    for (auto& [gguf, ours] : gemma2)
+      if (gguf == "ffn_norm") ours = "pre_feedforward_layernorm";
+    gemma2.push_back({"post_attention_norm", "post_attention_layernorm"});
+    gemma2.push_back({"post_ffw_norm", "post_feedforward_layernorm"});
     auto gemma3 = gemma2;
     gemma3.push_back({"attn_q_norm", "self_attn.q_norm"});
     gemma3.push_back({"attn_k_norm", "self_attn.k_norm"});
