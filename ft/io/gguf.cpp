@@ -1,6 +1,8 @@
 #include "ft/io/gguf.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -87,7 +89,8 @@ mx::array unpermute(const mx::array& w, int heads) {
 // package's MODEL_TENSORS and TensorNameMap, which tests/golden/make_gguf_family_fixtures.py
 // writes with); transformers' GGUF loader reads the files the same way. Beyond the names:
 //   - llama: the converter permutes attn_q and attn_k rows (interleaved rotary halves);
-//     Mistral's checkpoints convert to this architecture too;
+//     Mistral's checkpoints convert to this architecture too; Llama 3's rotary scaling is
+//     a rope_freqs tensor of per-pair factors (llama3_rope_freqs), not metadata;
 //   - qwen2: q, k and v carry biases (blk.N.attn_q.bias ...);
 //   - qwen3: per-head norms of q and k (attn_q_norm, attn_k_norm), the head size in
 //     attention.key_length;
@@ -176,6 +179,25 @@ mx::array permute_rotary_rows(const mx::array& w, int heads) {
   return mx::reshape(mx::swapaxes(mx::reshape(w, split), 1, 2), w.shape());
 }
 
+std::vector<float> llama3_rope_freqs(int head_dim, double theta, double factor, double low,
+                                     double high, double original_context) {
+  const double pi = 3.14159265358979323846;
+  const double low_wavelength = original_context / low, high_wavelength = original_context / high;
+  std::vector<float> out;
+  for (int i = 0; i < head_dim; i += 2) {
+    const double wavelength = 2 * pi * std::pow(theta, double(i) / head_dim);
+    if (wavelength < high_wavelength) {
+      out.push_back(1.0f);
+    } else if (wavelength > low_wavelength) {
+      out.push_back(float(factor));
+    } else {
+      const double smooth = (original_context / wavelength - low) / (high - low);
+      out.push_back(float(1.0 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return out;
+}
+
 bool is_gguf_file(const fs::path& path) {
   std::error_code ec;
   return path.extension() == ".gguf" && fs::is_regular_file(path, ec);
@@ -227,6 +249,39 @@ nlohmann::json gguf_model_config(const GgufFile& gguf) {
   else if (arch.name == "llama" && has("rope.dimension_count"))
     head_dim = size("rope.dimension_count");
   c["head_dim"] = head_dim;
+  if (const GgufTensorInfo* freqs = gguf.find_tensor("rope_freqs.weight")) {
+    // Note [GGUF architectures]: Llama 3's scaling as llama.cpp's per-pair factors; the
+    // llama3 parameters that give them, tried over the values Llama 3 models use.
+    const std::vector<float> factors = [&] {
+      mx::array a = mx::astype(load_gguf_tensor(gguf, *freqs), mx::float32);
+      a.eval();
+      return std::vector<float>(a.data<float>(), a.data<float>() + a.size());
+    }();
+    FT_CHECK(int64_t(factors.size()) * 2 == head_dim, "gguf", file.string(), ": rope_freqs holds ",
+             factors.size(), " factors for a head of ", head_dim);
+    const double factor = *std::max_element(factors.begin(), factors.end());
+    bool found = false;
+    for (double high : {4.0, 2.0, 8.0}) {
+      for (double original = 16; original <= double(1 << 20) && !found; original *= 2) {
+        const auto expected =
+            llama3_rope_freqs(int(head_dim), c["rope_theta"], factor, 1.0, high, original);
+        bool same = true;
+        for (size_t i = 0; i < factors.size() && same; ++i)
+          same = std::abs(expected[i] - factors[i]) <= 1e-5 * factors[i];
+        if (same) {
+          c["rope_scaling"] = {{"rope_type", "llama3"},
+                               {"factor", factor},
+                               {"low_freq_factor", 1.0},
+                               {"high_freq_factor", high},
+                               {"original_max_position_embeddings", int64_t(original)}};
+          found = true;
+        }
+      }
+      if (found) break;
+    }
+    FT_CHECK(found, "gguf", file.string(),
+             ": rope_freqs is not the Llama 3 scaling of any factor, original context and band");
+  }
   if (arch.name == "phi3") {
     // Rotary embedding over rope.dimension_count of each head; longrope's factor tensors
     // are not read.
@@ -293,6 +348,7 @@ GgufModel read_gguf_model(const fs::path& file) {
   std::set<std::string> dequantized;  // quantized types read as floats
   const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
   for (const auto& tensor : gguf.tensors) {
+    if (tensor.name == "rope_freqs.weight") continue;  // read into the config
     const std::string hf = hf_name(arch, tensor.name);
     FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name, "' is not one of a ",
              arch.name, " model's");

@@ -65,6 +65,13 @@ std::string gguf_tensor_name(const GgufArch& arch, const std::string& hf);
 // (heads, 2, head_dim / 2) -> (heads, head_dim / 2, 2). The reader undoes it.
 mx::array permute_rotary_rows(const mx::array& w, int heads);
 
+// llama.cpp's rope_freqs tensor for Llama 3's rotary scaling (rope_type llama3 in
+// config.json): for each pair of the head's dimensions, the factor its frequency is divided
+// by (1 for short wavelengths, factor for long ones, interpolated between), as llama.cpp's
+// converter computes it. The reader turns such a tensor back into the llama3 parameters.
+std::vector<float> llama3_rope_freqs(int head_dim, double theta, double factor, double low,
+                                     double high, double original_context);
+
 // Whether path names a GGUF file (a regular file ending in .gguf).
 bool is_gguf_file(const std::filesystem::path& path);
 

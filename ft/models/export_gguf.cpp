@@ -69,9 +69,9 @@ void check_llama_cpp_reads(const io::GgufArch& arch, const Config& c, const fs::
                 path.string() + ": " + what + ", which a " + arch.name + " GGUF cannot hold");
   };
   const bool gemma = arch.norms_plus_one;
-  if (c.rope_scaling.type != RopeScaling::Type::none &&
-      !(arch.name == "gemma3" && c.rope_scaling.type == RopeScaling::Type::linear))
-    refuse("rope scaling");
+  const bool llama3 = arch.name == "llama" && c.rope_scaling.type == RopeScaling::Type::llama3;
+  const bool linear = arch.name == "gemma3" && c.rope_scaling.type == RopeScaling::Type::linear;
+  if (c.rope_scaling.type != RopeScaling::Type::none && !llama3 && !linear) refuse("rope scaling");
   if (c.sliding_window > 0 && arch.name != "phi3" && !gemma) refuse("a sliding window");
   if (!gemma) return;
   const int head_dim = c.resolved_head_dim();
@@ -146,6 +146,13 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
   for (const auto& [key, value] : source.metadata)
     if (key.starts_with("tokenizer.")) w.add(key, value);
 
+  if (c.rope_scaling.type == RopeScaling::Type::llama3) {
+    const RopeScaling& r = c.rope_scaling;
+    std::vector<float> freqs =
+        io::llama3_rope_freqs(head_dim, c.rope_theta, r.factor, r.low_freq_factor,
+                              r.high_freq_factor, r.original_max_position_embeddings);
+    w.add_tensor("rope_freqs.weight", mx::array(freqs.data(), {int(freqs.size())}, mx::float32));
+  }
   for (const auto& [name, value] : model->parameters()) {
     if (c.tie_word_embeddings && name == "lm_head.weight") continue;
     const std::string gguf = io::gguf_tensor_name(*arch, name);

@@ -26,9 +26,15 @@ logits on fixed ids to gguf/<name>_expected.safetensors, and writes the GGUF fil
 norms shifted. transformers' GGUF loader reads neither the scale nor the pattern, so these
 files are checked against the models' own logits only (and against llama.cpp by
 tests/golden/check_gguf_llama_cpp.py where llama-cpp-python is installed).
+
+gguf/llama3_tied_f32.gguf holds models/llama3_tied, whose rotary embedding has Llama 3's
+scaling, as llama.cpp's converter writes it: q/k rows permuted and the scaling as the
+rope_freqs tensor of per-pair factors (llama3_rope_freqs below, written from the
+converter's formula), checked against the folder's logits.
 """
 
 import json
+import math
 import os
 
 import gguf
@@ -152,9 +158,78 @@ def check_with_transformers(name, path):
     assert error <= 1e-4 * scale, name
 
 
+def permute(w, heads):
+    """llama.cpp's permutation of q/k rows: per head, the two rotary halves interleaved."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
+        w.shape)
+
+
+def llama3_rope_freqs(head_dim, theta, factor, low, high, original):
+    """The per-pair factors llama.cpp's converter writes for Llama 3's scaling (its
+    rope_freqs tensor): 1 for short wavelengths, factor for long ones, between them
+    1 / ((1 - smooth) / factor + smooth)."""
+    out = []
+    for i in range(0, head_dim, 2):
+        wavelength = 2 * math.pi * theta ** (i / head_dim)
+        if wavelength < original / high:
+            out.append(1.0)
+        elif wavelength > original / low:
+            out.append(factor)
+        else:
+            smooth = (original / wavelength - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def write_llama3(name="llama3_tied"):
+    """models/llama3_tied (Llama 3 rotary scaling) as llama.cpp's converter writes it: q/k
+    rows permuted and the scaling as a rope_freqs tensor. ft's test compares with the
+    folder's logits."""
+    folder = os.path.join(HERE, "models", name)
+    config = json.load(open(os.path.join(folder, "config.json")))
+    weights = load_file(os.path.join(folder, "model.safetensors"))
+    rope = config["rope_parameters"]
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    arch = gguf.MODEL_ARCH.LLAMA
+    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
+    path = os.path.join(OUT, name + "_f32.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_name(name)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(rope["rope_theta"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_tensor("rope_freqs.weight", llama3_rope_freqs(
+        head_dim, rope["rope_theta"], rope["factor"], rope["low_freq_factor"],
+        rope["high_freq_factor"], rope["original_max_position_embeddings"]))
+    for hf, value in sorted(weights.items()):
+        if config.get("tie_word_embeddings") and hf == "lm_head.weight":
+            continue
+        value = value.astype(np.float32)
+        if hf.endswith("self_attn.q_proj.weight"):
+            value = permute(value, heads)
+        elif hf.endswith("self_attn.k_proj.weight"):
+            value = permute(value, kv_heads)
+        writer.add_tensor(names.get_name(hf, try_suffixes=(".weight", ".bias")), value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for name, arch_name in FAMILIES.items():
         check_with_transformers(name, write(name, arch_name))
     for name, (config, weights) in gemma_models().items():
         write(name, name.upper(), config, weights)
+    write_llama3()

@@ -10,7 +10,9 @@
 #include <mlx/ops.h>
 
 #include "ft/io/gguf.h"
+#include "ft/io/gguf_file.h"
 #include "ft/io/model_folder.h"
+#include "ft/models/export_gguf.h"
 #include "ft/models/registry.h"
 #include "tests/test_util.h"
 
@@ -142,6 +144,37 @@ TEST(Gguf, GemmaLoadsWithLlamaCppSettingsAndTheModelsLogits) {
         (kGolden / "gguf" / (family + "_expected.safetensors")).string());
     EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-4f) << family;
   }
+}
+
+// tests/golden/gguf/llama3_tied_f32.gguf (make_gguf_family_fixtures.py): Llama 3's rotary
+// scaling as llama.cpp's rope_freqs tensor becomes the folder's llama3 parameters and its
+// logits; ft export writes the same tensor back.
+TEST(Gguf, Llama3RopeFreqsBecomeTheLlama3Scaling) {
+  const fs::path file = kGolden / "gguf" / "llama3_tied_f32.gguf";
+  const auto config = ft::io::read_gguf_model(file).config;
+  const auto hf = ft::io::read_config(kGolden / "models" / "llama3_tied").json();
+  const auto& rope = hf["rope_parameters"];
+  ASSERT_TRUE(config.contains("rope_scaling"));
+  EXPECT_EQ(config["rope_scaling"]["rope_type"], "llama3");
+  for (const char* key :
+       {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+    EXPECT_EQ(config["rope_scaling"][key].get<double>(), rope[key].get<double>()) << key;
+  auto model = ft::models::load_model(file);
+  model->eval();
+  ft::ParamMap expected = ft::ParamMap::load_safetensors(
+      (kGolden / "models" / "llama3_tied_expected.safetensors").string());
+  EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-4f);
+
+  const fs::path out = fs::temp_directory_path() / "ft_export_llama3_tied.gguf";
+  ft::models::export_gguf(file, out, {.type = ft::io::ggml::Type::F32, .adapter = std::nullopt});
+  const auto source = ft::io::read_gguf_file(file), written = ft::io::read_gguf_file(out);
+  const auto* a = source.find_tensor("rope_freqs.weight");
+  const auto* b = written.find_tensor("rope_freqs.weight");
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(
+      mx::array_equal(ft::io::load_gguf_tensor(written, *b), ft::io::load_gguf_tensor(source, *a))
+          .item<bool>());
+  fs::remove(out);
 }
 
 TEST(Gguf, BadFilesAreOneError) {
