@@ -92,6 +92,7 @@ def write(name, arch_name, config=None, weights=None):
         config = json.load(open(os.path.join(folder, "config.json")))
         weights = load_file(os.path.join(folder, "model.safetensors"))
     gemma = arch_name.startswith("GEMMA")
+    llama = arch_name == "LLAMA"  # q/k rows permuted, Llama 3's scaling as rope_freqs
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     rope = config.get("rope_parameters") or {}
@@ -123,12 +124,20 @@ def write(name, arch_name, config=None, weights=None):
             writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
         if config.get("final_logit_softcapping"):
             writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+    if llama and rope.get("rope_type") == "llama3":
+        writer.add_tensor("rope_freqs.weight", llama3_rope_freqs(
+            head_dim, rope["rope_theta"], rope["factor"], rope["low_freq_factor"],
+            rope["high_freq_factor"], rope["original_max_position_embeddings"]))
     for hf, value in sorted(weights.items()):
         if config.get("tie_word_embeddings") and hf == "lm_head.weight":
             continue
         gguf_name = names.get_name(hf, try_suffixes=(".weight", ".bias"))
         assert gguf_name is not None, (name, hf)
         value = value.astype(np.float32)
+        if llama and hf.endswith("self_attn.q_proj.weight"):
+            value = permute(value, heads)
+        elif llama and hf.endswith("self_attn.k_proj.weight"):
+            value = permute(value, config["num_key_value_heads"])
         if gemma and hf.endswith("norm.weight"):
             value = value + np.float32(1)  # as llama.cpp's converter stores Gemma's norms
         writer.add_tensor(gguf_name, value)
@@ -181,55 +190,12 @@ def llama3_rope_freqs(head_dim, theta, factor, low, high, original):
     return np.array(out, dtype=np.float32)
 
 
-def write_llama3(name="llama3_tied"):
-    """models/llama3_tied (Llama 3 rotary scaling) as llama.cpp's converter writes it: q/k
-    rows permuted and the scaling as a rope_freqs tensor. ft's test compares with the
-    folder's logits."""
-    folder = os.path.join(HERE, "models", name)
-    config = json.load(open(os.path.join(folder, "config.json")))
-    weights = load_file(os.path.join(folder, "model.safetensors"))
-    rope = config["rope_parameters"]
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
-    head_dim = config.get("head_dim") or config["hidden_size"] // heads
-    arch = gguf.MODEL_ARCH.LLAMA
-    names = gguf.get_tensor_name_map(arch, config["num_hidden_layers"])
-    path = os.path.join(OUT, name + "_f32.gguf")
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_name(name)
-    writer.add_context_length(config["max_position_embeddings"])
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_rope_freq_base(rope["rope_theta"])
-    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
-    writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    writer.add_tensor("rope_freqs.weight", llama3_rope_freqs(
-        head_dim, rope["rope_theta"], rope["factor"], rope["low_freq_factor"],
-        rope["high_freq_factor"], rope["original_max_position_embeddings"]))
-    for hf, value in sorted(weights.items()):
-        if config.get("tie_word_embeddings") and hf == "lm_head.weight":
-            continue
-        value = value.astype(np.float32)
-        if hf.endswith("self_attn.q_proj.weight"):
-            value = permute(value, heads)
-        elif hf.endswith("self_attn.k_proj.weight"):
-            value = permute(value, kv_heads)
-        writer.add_tensor(names.get_name(hf, try_suffixes=(".weight", ".bias")), value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    print("wrote", path, os.path.getsize(path), "bytes")
-
-
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for name, arch_name in FAMILIES.items():
         check_with_transformers(name, write(name, arch_name))
     for name, (config, weights) in gemma_models().items():
         write(name, name.upper(), config, weights)
-    write_llama3()
+    # models/llama3_tied (Llama 3 rotary scaling) as llama.cpp's converter writes it: q/k
+    # rows permuted and the scaling as a rope_freqs tensor.
+    write("llama3_tied", "LLAMA")
