@@ -30,7 +30,7 @@ STEPS=${STEPS:-10}
 SIDES=${SIDES:-ft hf hf-compile hf-liger hf-liger-compile mlx-lm}
 CASES=${CASES:-llama1b:lora:4:2048:0 llama1b:full:4:2048:0 qwen05b:lora:8:1024:0 \
 llama8b:lora:2:2048:0 llama8b:qlora:1:2048:0 llama1b:lora:1:16384:1 llama1b:lora:1:32768:1 llama1b:lora:1:65536:1}
-HF_BASELINE=${HF_BASELINE:-../shared/bench/hf_baseline.py}
+export HF_BASELINE=${HF_BASELINE:-../shared/bench/hf_baseline.py}
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
 source bench/compare_common.sh

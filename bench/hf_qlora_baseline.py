@@ -18,7 +18,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench"))
+# hf_baseline.py: where HF_BASELINE names it, else ../shared/bench beside the repository.
+sys.path.insert(0, os.path.dirname(os.path.abspath(os.environ["HF_BASELINE"]))
+                if os.environ.get("HF_BASELINE")
+                else os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bench"))
 from hf_baseline import PEAK, SHAPES, flops_per_token  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
