@@ -50,13 +50,6 @@ nlohmann::ordered_json read_json_file(const fs::path& path) {
   }
 }
 
-// Whether a tokenizer folder carries a chat template (the places ChatTemplate reads).
-bool has_chat_template(const fs::path& dir) {
-  if (fs::exists(dir / "chat_template.jinja")) return true;
-  fs::path config = dir / "tokenizer_config.json";
-  return fs::exists(config) && read_json_file(config).contains("chat_template");
-}
-
 void run_generate(GenerateCliOptions o) {
   FT_CHECK(o.prompt.empty() != o.messages.empty(), "generate",
            "give exactly one of --prompt and --messages");
@@ -64,13 +57,14 @@ void run_generate(GenerateCliOptions o) {
   const bool gguf = io::is_gguf_file(o.model) && o.tokenizer.empty();
   fs::path tokenizer_dir = o.tokenizer.empty() ? fs::path(o.model) : fs::path(o.tokenizer);
   std::optional<tokenizer::Tokenizer> loaded;
-  std::optional<chat::ChatTemplate> gguf_chat;
+  std::optional<chat::ChatTemplate> chat_template;
   if (gguf) {
     const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
     loaded.emplace(io::gguf_tokenizer(files, o.model));
-    gguf_chat = io::gguf_chat_template(files);
+    chat_template = io::gguf_chat_template(files);
   } else {
     loaded.emplace(tokenizer::Tokenizer::from_dir(tokenizer_dir));
+    chat_template = chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir);
   }
   const tokenizer::Tokenizer& tokenizer = *loaded;
   mx::Dtype dtype = parse_compute_dtype(o.dtype);
@@ -84,7 +78,7 @@ void run_generate(GenerateCliOptions o) {
   model->eval();
 
   std::vector<int> prompt;
-  if (!o.raw && (gguf ? gguf_chat.has_value() : has_chat_template(tokenizer_dir))) {
+  if (!o.raw && chat_template) {
     nlohmann::ordered_json messages;
     if (!o.messages.empty()) {
       messages = read_json_file(o.messages);
@@ -94,11 +88,10 @@ void run_generate(GenerateCliOptions o) {
     } else {
       messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", o.prompt}}});
     }
-    auto chat = gguf ? *gguf_chat : chat::ChatTemplate::from_tokenizer_dir(tokenizer_dir);
     // The template writes the special tokens itself, as apply_chat_template does.
     chat::RenderOptions render;
     render.add_generation_prompt = true;
-    prompt = tokenizer.encode(chat.render(messages, render), false);
+    prompt = tokenizer.encode(chat_template->render(messages, render), false);
   } else {
     FT_CHECK(!o.prompt.empty(), "generate",
              "--messages needs a chat template, and the tokenizer has none (or --raw was given)");

@@ -77,23 +77,6 @@ struct Hasher {
   }
 };
 
-std::optional<chat::ChatTemplate> load_template(const fs::path& dir) {
-  // A tokenizer without a chat template is fine: conversations are then concatenated.
-  bool has = fs::exists(dir / "chat_template.jinja");
-  if (!has && fs::exists(dir / "tokenizer_config.json")) {
-    std::ifstream in(dir / "tokenizer_config.json");
-    try {
-      Json config = Json::parse(in);
-      has = config.is_object() && config.contains("chat_template") &&
-            !config["chat_template"].is_null();
-    } catch (const nlohmann::json::exception&) {
-      has = true;  // let the template loader report the broken file
-    }
-  }
-  if (!has) return std::nullopt;
-  return chat::ChatTemplate::from_tokenizer_dir(dir);
-}
-
 void count(DataStats& stats, const Sample& s) {
   ++stats.records;
   stats.tokens += int64_t(s.ids.size());
@@ -143,7 +126,7 @@ DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
                       : std::nullopt),
       tok_(gguf_files_ ? io::gguf_tokenizer(*gguf_files_, tokenizer_dir.string())
                        : tokenizer::Tokenizer::from_dir(tokenizer_dir)),
-      chat_(gguf_files_ ? io::gguf_chat_template(*gguf_files_) : load_template(tokenizer_dir)),
+      chat_(gguf_files_ ? io::gguf_chat_template(*gguf_files_) : chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir)),
       samples_(tok_, chat_ ? &*chat_ : nullptr, options_.sample) {
   FT_CHECK(options_.valid_fraction >= 0 && options_.valid_fraction < 1, "data",
            "valid_fraction must be in [0, 1), got ", options_.valid_fraction);

@@ -16,6 +16,8 @@
 namespace ft::io {
 namespace {
 
+namespace fs = std::filesystem;
+
 using json = nlohmann::ordered_json;
 
 constexpr const char* kPlace = "gguf";
@@ -216,6 +218,60 @@ json bos_eos_template(const std::vector<std::string>& tokens, std::optional<int6
               {"special_tokens", special}};
 }
 
+// Note [GGUF tokenizers out]
+// A model folder's tokenizer, written as llama.cpp reads it, for byte-level BPE vocabularies
+// (tokenizer.json's BPE model without byte fallback: Llama 3, Qwen, SmolLM, Mistral's
+// tekken, GPT-2):
+//   - tokenizer.ggml.model "gpt2"; the tokens in id order, spelled as tokenizer.json spells
+//     them (the byte alphabet; added tokens as they are); the rows of the model's embedding
+//     past the tokenizer's last id are "[PAD<id>]", unused (5), as llama.cpp's converter
+//     writes them;
+//   - token types: special added tokens control (3), the other added tokens user-defined
+//     (4), the rest normal (1), which the reader above turns back into the same added tokens;
+//   - the merges as "a b";
+//   - tokenizer.ggml.pre, llama.cpp's name for the split before the byte alphabet: GPT-2's
+//     own (ByteLevel with its regex) "gpt-2", digits split apart before it "smollm", a
+//     Split by one of known_splits()'s expressions that expression's usual name (llama-bpe,
+//     qwen2, ...). Any other pre-tokenizer is refused: llama.cpp would cut text into other
+//     words than the folder's tokenizer does, and so into other ids;
+//   - no normalizer or NFC (which llama.cpp leaves out too, as its converter does for Qwen);
+//   - bos, eos, unknown and padding ids as ft's Tokenizer reads them (tokenizer_config.json,
+//     then special_tokens_map.json), and add_bos_token/add_eos_token as its post-processor
+//     puts them around a text (a template that adds anything else is refused);
+//   - the chat template, and the tool-use one as tokenizer.chat_template.tool_use.
+// SentencePiece-style vocabularies (BPE with byte fallback: Llama 2, Mistral 7B, Gemma,
+// Phi-3) are not written yet.
+
+// llama.cpp's name for the pre-tokenizer of a byte-level BPE tokenizer.json, or "" when it
+// has none.
+std::string llama_cpp_pre_name(const nlohmann::json& pre) {
+  using json = nlohmann::json;
+  auto is = [](const json& j, const char* type) {
+    return j.is_object() && j.value("type", std::string()) == type;
+  };
+  auto byte_level_with = [&](const json& j, bool regex) {
+    return is(j, "ByteLevel") && j.value("use_regex", true) == regex &&
+           !j.value("add_prefix_space", false);
+  };
+  if (byte_level_with(pre, true)) return "gpt-2";
+  if (!is(pre, "Sequence") || !pre.contains("pretokenizers")) return "";
+  const json& parts = pre["pretokenizers"];
+  if (!parts.is_array() || parts.size() != 2) return "";
+  if (is(parts[0], "Digits") && parts[0].value("individual_digits", false) &&
+      byte_level_with(parts[1], true))
+    return "smollm";
+  const json& split = parts[0];
+  if (!is(split, "Split") || !byte_level_with(parts[1], false) ||
+      split.value("behavior", std::string()) != "Isolated" || split.value("invert", false) ||
+      !split.contains("pattern") || !split["pattern"].is_object() ||
+      !split["pattern"].contains("Regex") || !split["pattern"]["Regex"].is_string())
+    return "";
+  const std::string regex = split["pattern"]["Regex"].get<std::string>();
+  for (const char* name : {"llama-bpe", "qwen2", "qwen35", "gpt-4o", "tekken"})
+    if (known_splits().at(name) == regex) return name;
+  return "";
+}
+
 }  // namespace
 
 TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
@@ -249,8 +305,19 @@ TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
   auto spelled = [&](const std::string& t) {
     return byte_level_bpe ? byte_level_spelling(t, alphabet) : t;
   };
+  // Built on the object's entries: ordered_json's operator[] searches them one by one.
   json vocab = json::object();
-  for (size_t i = 0; i < tokens.size(); ++i) vocab[spelled(tokens[i])] = int64_t(i);
+  auto& entries = vocab.get_ref<json::object_t&>();
+  std::unordered_map<std::string, size_t> entry_of;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    std::string token = spelled(tokens[i]);
+    auto [it, fresh] = entry_of.emplace(token, entries.size());
+    if (fresh) {
+      entries.emplace_back(std::move(token), int64_t(i));
+    } else {
+      (entries.begin() + ptrdiff_t(it->second))->second = int64_t(i);  // a later duplicate's id, as in a dict
+    }
+  }
   json merge_pairs = json::array();
   if (g.find("tokenizer.ggml.merges")) {
     for (const auto& m : strings_of(g, "tokenizer.ggml.merges")) {
@@ -370,6 +437,102 @@ std::optional<chat::ChatTemplate> gguf_chat_template(const TokenizerFiles& files
   for (const char* key : {"bos_token", "eos_token", "unk_token", "pad_token"})
     if (config.contains(key)) variables[key] = config[key];
   return chat::ChatTemplate::from_string(config["chat_template"].get<std::string>(), variables);
+}
+
+
+std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs::path& folder,
+                                                                       int64_t vocab_size) {
+  // Note [GGUF tokenizers out]
+  using json = nlohmann::json;  // unordered: the vocabulary is large
+  const tokenizer::Tokenizer tok = tokenizer::Tokenizer::from_dir(folder);
+  fs::path file = folder / "tokenizer.json";
+  if (!fs::exists(file)) file = folder / "tokenizer.json.gz";
+  const std::string where = file.string();
+  json t;
+  try {
+    t = json::parse(tokenizer::read_tokenizer_file(file));
+  } catch (const json::exception& e) {
+    throw Error(kPlace, where + ": not valid JSON: " + e.what());
+  }
+  const json& model = t["model"];
+  FT_CHECK(model.value("type", std::string()) == "BPE" && !model.value("byte_fallback", false),
+           kPlace, where,
+           ": only byte-level BPE vocabularies are written to GGUF yet; this one is a ",
+           model.value("byte_fallback", false) ? "SentencePiece-style BPE (byte fallback)"
+                                               : model.value("type", std::string("?")),
+           " vocabulary");
+  const std::string pre = llama_cpp_pre_name(t.value("pre_tokenizer", json()));
+  FT_CHECK(!pre.empty(), kPlace, where, ": pre-tokenizer ", t.value("pre_tokenizer", json()).dump(),
+           " has no llama.cpp name (GPT-2's, digits apart, or the Llama 3, Qwen, GPT-4o and "
+           "tekken splits)");
+  const json& normalizer = t.value("normalizer", json());
+  FT_CHECK(normalizer.is_null() || normalizer.value("type", std::string()) == "NFC", kPlace, where,
+           ": normalizer ", normalizer.dump(), " is not applied by llama.cpp");
+  const int64_t n = tok.vocab_size();
+  FT_CHECK(n <= vocab_size, kPlace, where, ": the tokenizer has ", n,
+           " tokens, more than the model's ", vocab_size, " embedding rows");
+
+  std::set<int64_t> user_defined;
+  if (t.contains("added_tokens") && t["added_tokens"].is_array())
+    for (const auto& a : t["added_tokens"])
+      if (!a.value("special", false)) user_defined.insert(a.value("id", int64_t(-1)));
+  GgufArray tokens{GgufValueType::String, {}}, types{GgufValueType::Int32, {}};
+  for (int64_t id = 0; id < vocab_size; ++id) {
+    const std::optional<std::string> token = id < n ? tok.id_to_token(int(id)) : std::nullopt;
+    int32_t type = 1;
+    if (!token) type = 5;
+    else if (tok.is_special(int(id))) type = 3;
+    else if (user_defined.count(id)) type = 4;
+    tokens.items.push_back({token ? *token : "[PAD" + std::to_string(id) + "]"});
+    types.items.push_back({type});
+  }
+  GgufArray merges{GgufValueType::String, {}};
+  if (model.contains("merges") && model["merges"].is_array()) {
+    for (const auto& m : model["merges"]) {
+      if (m.is_string()) {
+        merges.items.push_back({m.get<std::string>()});
+      } else {
+        FT_CHECK(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(), kPlace,
+                 where, ": merge ", m.dump(), " is not two tokens");
+        merges.items.push_back({m[0].get<std::string>() + " " + m[1].get<std::string>()});
+      }
+    }
+  }
+
+  std::vector<std::pair<std::string, GgufValue>> out;
+  auto add = [&](const std::string& key, GgufValue v) { out.emplace_back(key, std::move(v)); };
+  add("tokenizer.ggml.model", {std::string("gpt2")});
+  add("tokenizer.ggml.pre", {pre});
+  add("tokenizer.ggml.tokens", {std::move(tokens)});
+  add("tokenizer.ggml.token_type", {std::move(types)});
+  add("tokenizer.ggml.merges", {std::move(merges)});
+  for (const auto& [key, special] :
+       {std::pair{"bos_token_id", &tok.bos_token()}, {"eos_token_id", &tok.eos_token()},
+        {"unknown_token_id", &tok.unk_token()}, {"padding_token_id", &tok.pad_token()}})
+    if (*special) add(std::string("tokenizer.ggml.") + key, {uint32_t((*special)->id)});
+  // What the post-processor puts around a text: BOS before, EOS after, or nothing.
+  const std::string probe = "a";
+  const std::vector<int> plain = tok.encode(probe, false), full = tok.encode(probe, true);
+  const auto at = std::search(full.begin(), full.end(), plain.begin(), plain.end());
+  FT_CHECK(!plain.empty() && at != full.end(), kPlace, where,
+           ": the post-processor changes the text's own ids");
+  const std::vector<int> before(full.begin(), at), after(at + plain.size(), full.end());
+  auto only = [](const std::vector<int>& ids, const std::optional<tokenizer::SpecialToken>& s) {
+    return ids.empty() || (s && ids == std::vector<int>{s->id});
+  };
+  FT_CHECK(only(before, tok.bos_token()) && only(after, tok.eos_token()), kPlace, where,
+           ": the post-processor adds tokens other than BOS before and EOS after a text, which "
+           "llama.cpp cannot");
+  add("tokenizer.ggml.add_bos_token", {!before.empty()});
+  add("tokenizer.ggml.add_eos_token", {!after.empty()});
+
+  if (const auto chat = chat::ChatTemplate::from_tokenizer_dir_if_any(folder)) {
+    add("tokenizer.chat_template", {chat->source(false)});
+    const std::vector<std::string> names = chat->names();
+    if (std::find(names.begin(), names.end(), "tool_use") != names.end())
+      add("tokenizer.chat_template.tool_use", {chat->source(true)});
+  }
+  return out;
 }
 
 }  // namespace ft::io

@@ -3,8 +3,12 @@
 // Tokenizer gives the same ids (Note [GGUF tokenizers] in gguf_tokenizer.cpp).
 #pragma once
 
+#include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ft/io/gguf_file.h"
 #include "ft/template/chat_template.h"
@@ -26,5 +30,14 @@ tokenizer::Tokenizer gguf_tokenizer(const TokenizerFiles& files, const std::stri
 // The chat template of tokenizer.chat_template, seeing the special tokens as variables;
 // nullopt when the files carry none.
 std::optional<chat::ChatTemplate> gguf_chat_template(const TokenizerFiles& files);
+
+// The tokenizer.* metadata llama.cpp reads, made from a model folder's tokenizer files
+// (tokenizer.json, tokenizer_config.json, the chat template), the vocabulary padded to the
+// model's `vocab_size` embedding rows (Note [GGUF tokenizers out] in gguf_tokenizer.cpp).
+// Throws ft::Error naming the file for what llama.cpp would not tokenize as the folder
+// does: a SentencePiece-style vocabulary (not written yet), an unknown pre-tokenizer or
+// normalizer, more tokens than the model has rows.
+std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(
+    const std::filesystem::path& folder, int64_t vocab_size);
 
 }  // namespace ft::io

@@ -10,6 +10,7 @@
 #include "ft/io/adapters.h"
 #include "ft/io/gguf.h"
 #include "ft/io/gguf_file.h"
+#include "ft/io/gguf_tokenizer.h"
 #include "ft/io/gguf_writer.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/fuse.h"
@@ -94,15 +95,20 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
                  const GgufExportOptions& options) {
   const uint32_t ftype = file_type(options.type);
   const bool from_gguf = io::is_gguf_file(model_path);
-  FT_CHECK(from_gguf, kPlace, model_path.string(),
-           ": writing a model folder's tokenizer into GGUF is not supported yet; export from "
-           "a GGUF file, whose tokenizer is copied");
   const io::ModelConfig config = io::read_config(model_path);
   const std::string model_type = config.get_string("model_type", "");
   const io::GgufArch* arch = io::gguf_arch_of_model_type(model_type);
   FT_CHECK(arch, kPlace, model_path.string(), ": architecture '", model_type,
            "' is not exported to GGUF yet (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3)");
-  const io::GgufFile source = io::read_gguf_file(model_path);
+  // A GGUF's tokenizer is copied; a folder's is converted (Note [GGUF tokenizers out]),
+  // before the model loads, since it may be refused.
+  std::vector<std::pair<std::string, GgufValue>> tokenizer;
+  if (from_gguf) {
+    for (const auto& [key, value] : io::read_gguf_file(model_path).metadata)
+      if (key.starts_with("tokenizer.")) tokenizer.emplace_back(key, value);
+  } else {
+    tokenizer = io::gguf_tokenizer_metadata(model_path, from_hf_config(config).vocab_size);
+  }
 
   auto model = load_model(model_path, mx::float32);
   if (options.adapter) {
@@ -143,8 +149,7 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
     w.add(a + ".rope.scaling.factor", GgufValue{c.rope_scaling.factor});
   }
   w.add(a + ".vocab_size", u32(c.vocab_size));
-  for (const auto& [key, value] : source.metadata)
-    if (key.starts_with("tokenizer.")) w.add(key, value);
+  for (auto& [key, value] : tokenizer) w.add(key, std::move(value));
 
   if (c.rope_scaling.type == RopeScaling::Type::llama3) {
     const RopeScaling& r = c.rope_scaling;

@@ -74,6 +74,18 @@ ChatTemplate ChatTemplate::from_string(const std::string& source,
   return t;
 }
 
+std::optional<ChatTemplate> ChatTemplate::from_tokenizer_dir_if_any(const fs::path& dir) {
+  bool has = fs::exists(dir / "chat_template.jinja") ||
+             fs::is_directory(dir / "additional_chat_templates");
+  if (!has && fs::exists(dir / "tokenizer_config.json")) {
+    const nlohmann::ordered_json config = read_json(dir / "tokenizer_config.json");
+    has = config.is_object() && config.contains("chat_template") &&
+          !config["chat_template"].is_null();
+  }
+  if (!has) return std::nullopt;
+  return from_tokenizer_dir(dir);
+}
+
 ChatTemplate ChatTemplate::from_tokenizer_dir(const fs::path& dir, const std::string& name) {
   ChatTemplate t;
   fs::path config_path = dir / "tokenizer_config.json";

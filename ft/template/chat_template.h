@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ class ChatTemplate {
   // when tools are given and it exists, else "default".
   static ChatTemplate from_tokenizer_dir(const std::filesystem::path& dir,
                                          const std::string& name = "");
+  // The same, or nullopt for a folder that has no chat template (a tokenizer without one
+  // is fine: conversations are then concatenated, prompts given as they are).
+  static std::optional<ChatTemplate> from_tokenizer_dir_if_any(const std::filesystem::path& dir);
   // One template from its source; variables are what every render sees.
   static ChatTemplate from_string(const std::string& source, nlohmann::ordered_json variables =
                                                                  nlohmann::ordered_json::object());

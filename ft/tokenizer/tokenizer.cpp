@@ -94,9 +94,7 @@ struct Tokenizer::Impl {
   }
 };
 
-namespace {
-
-std::string read_file(const std::filesystem::path& path) {
+std::string read_tokenizer_file(const std::filesystem::path& path) {
   if (path.extension() == ".gz") {
     gzFile f = gzopen(path.c_str(), "rb");
     FT_CHECK(f != nullptr, "tokenizer", path.string(), ": cannot open");
@@ -118,6 +116,8 @@ std::string read_file(const std::filesystem::path& path) {
   s << in.rdbuf();
   return s.str();
 }
+
+namespace {
 
 json parse_json(std::string_view text, const std::string& source) {
   if (text.empty()) return json();
@@ -152,7 +152,7 @@ Tokenizer Tokenizer::from_dir(const std::filesystem::path& dir) {
   FT_CHECK(std::filesystem::exists(main), "tokenizer", "no tokenizer.json in ", dir.string());
   auto optional_file = [&](const char* name) {
     const auto p = dir / name;
-    return std::filesystem::exists(p) ? read_file(p) : std::string();
+    return std::filesystem::exists(p) ? read_tokenizer_file(p) : std::string();
   };
   // Errors in a configuration file name that file.
   const std::string config = optional_file("tokenizer_config.json");
@@ -161,7 +161,7 @@ Tokenizer Tokenizer::from_dir(const std::filesystem::path& dir) {
   parse_json(config, (dir / "tokenizer_config.json").string());
   parse_json(special_map, (dir / "special_tokens_map.json").string());
   parse_json(generation, (dir / "generation_config.json").string());
-  return from_json_text(read_file(main), config, special_map, generation, main.string());
+  return from_json_text(read_tokenizer_file(main), config, special_map, generation, main.string());
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view tokenizer_json,

