@@ -71,8 +71,10 @@ bool can_dequantize(Type type);
 // Throws ft::Error for a type can_dequantize refuses.
 void dequantize(Type type, const uint8_t* data, size_t n, float* out);
 
-// The types quantize() writes: Q8_0, Q4_0 and Q4_1, as ggml's reference quantizers do,
-// byte for byte. n must be a multiple of 32.
+// The types quantize() writes: Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K, as ggml's
+// reference
+// quantizers do, byte for byte (Note [K-quant search] in ggml_quants.cpp). n must be a
+// multiple of the type's block (32; 256 for the K types).
 bool can_quantize(Type type);
 std::vector<uint8_t> quantize(Type type, const float* x, size_t n);
 

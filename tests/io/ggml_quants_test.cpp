@@ -3,6 +3,7 @@
 // byte, and the MLX affine form of Q4_0, Q4_1 and Q8_0 giving the same values.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -72,7 +73,7 @@ TEST(GgmlQuants, DequantizedValuesEqualTheGgufPackagesBitForBit) {
 
 TEST(GgmlQuants, QuantizedBytesEqualTheGgufPackagesByteForByte) {
   std::vector<float> input = floats_of(fixture().at("input"));
-  for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_1}) {
+  for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1}) {
     const std::string name = ggml::type_name(static_cast<uint32_t>(t));
     SCOPED_TRACE(name);
     ASSERT_TRUE(ggml::can_quantize(t));
@@ -82,6 +83,36 @@ TEST(GgmlQuants, QuantizedBytesEqualTheGgufPackagesByteForByte) {
     size_t differ = 0;
     for (size_t i = 0; i < bytes.size(); ++i) differ += bytes[i] != expected[i];
     EXPECT_EQ(differ, 0u);
+  }
+}
+
+// Note [K-quant search]: ggml's reference quantizers, as llama.cpp's quantizer runs them,
+// on rows of many spreads (all positive, heavy tails, sparse, zero, tiny, equal).
+TEST(GgmlQuants, QuantizedBytesEqualGgmlsReferenceQuantizers) {
+  std::vector<float> input = floats_of(fixture().at("input.k"));
+  for (Type t : {Type::Q5_0, Type::Q5_1, Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
+    const std::string name = ggml::type_name(static_cast<uint32_t>(t));
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(ggml::can_quantize(t));
+    std::vector<uint8_t> expected = bytes_of("ggml." + name);
+    std::vector<uint8_t> bytes = ggml::quantize(t, input.data(), input.size());
+    ASSERT_EQ(bytes.size(), expected.size());
+    const size_t block_bytes = size_t(ggml::type_info(uint32_t(t))->bytes);
+    size_t differ = 0;
+    for (size_t b = 0; b < bytes.size() / block_bytes; ++b)
+      differ += std::memcmp(&bytes[b * block_bytes], &expected[b * block_bytes], block_bytes) != 0;
+    EXPECT_EQ(differ, 0u) << "blocks of " << bytes.size() / block_bytes;
+    // And they round-trip within the format's error.
+    std::vector<float> back(input.size());
+    ggml::dequantize(t, bytes.data(), back.size(), back.data());
+    for (int row : {0, 7}) {
+      double err = 0, norm = 0;
+      for (int i = 0; i < 1024; ++i) {
+        err += std::pow(back[row * 1024 + i] - input[row * 1024 + i], 2);
+        norm += std::pow(input[row * 1024 + i], 2);
+      }
+      EXPECT_LT(std::sqrt(err / norm), t == Type::Q6_K ? 0.02 : 0.1) << "row " << row;
+    }
   }
 }
 
@@ -124,6 +155,8 @@ TEST(GgmlQuants, TypesAndErrors) {
   float x[32] = {};
   std::vector<uint8_t> block(144);
   EXPECT_THROW(ggml::quantize(Type::Q4_K, x, 32), ft::Error);
+  EXPECT_THROW(ggml::quantize(Type::Q5_K, x, 32), ft::Error);
+  EXPECT_THROW(ggml::quantize(Type::Q2_K, x, 256), ft::Error);
   EXPECT_THROW(ggml::quantize(Type::Q8_0, x, 31), ft::Error);
   EXPECT_THROW(ggml::dequantize(Type::Q4_K, block.data(), 100, x), ft::Error);
   EXPECT_THROW(ggml::dequantize(Type::Q8_K, block.data(), 256, x), ft::Error);
