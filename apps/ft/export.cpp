@@ -1,7 +1,6 @@
 // ft export: a model, with an adapter merged, as a file for another runtime (GGUF for
 // llama.cpp, Ollama and LM Studio).
 #include <iostream>
-#include <map>
 #include <memory>
 #include <string>
 
@@ -21,24 +20,18 @@ struct ExportArgs {
 };
 
 void run_export(const ExportArgs& args) {
-  namespace ggml = io::ggml;
-  static const std::map<std::string, ggml::Type> types = {
-      {"f32", ggml::Type::F32},   {"f16", ggml::Type::F16},   {"bf16", ggml::Type::BF16},
-      {"q8_0", ggml::Type::Q8_0}, {"q4_0", ggml::Type::Q4_0}, {"q4_1", ggml::Type::Q4_1}};
   FT_CHECK(args.format == "gguf" || args.format == "gguf-lora", "export",
            "--format must be gguf or gguf-lora, got '", args.format, "'");
-  auto it = types.find(args.type);
-  FT_CHECK(it != types.end(), "export", "--type must be f32, f16, bf16, q8_0, q4_0 or q4_1, got '",
-           args.type, "'");
+  const models::GgufFileType type = models::parse_gguf_file_type(args.type);
   if (args.format == "gguf-lora") {
     FT_CHECK(!args.adapter.empty(), "export",
              "--format gguf-lora writes an adapter: give --adapter DIR");
-    models::export_gguf_lora(args.model, args.adapter, args.out, it->second);
+    models::export_gguf_lora(args.model, args.adapter, args.out, type);
     std::cout << "wrote " << args.out << "\n";
     return;
   }
   models::GgufExportOptions options;
-  options.type = it->second;
+  options.type = type;
   if (!args.adapter.empty()) options.adapter = args.adapter;
   models::export_gguf(args.model, args.out, options);
   std::cout << "wrote " << args.out << "\n";
@@ -51,8 +44,7 @@ void add_export_command(CLI::App& app) {
       "export", "Write a model, with an adapter merged, as a GGUF file for llama.cpp");
   auto args = std::make_shared<ExportArgs>();
   cmd->add_option("model", args->model,
-                  "The model: a GGUF file (a folder's tokenizer is not "
-                  "converted to GGUF yet)")
+                  "The model: a GGUF file, or a model folder (byte-level BPE tokenizers)")
       ->required();
   cmd->add_option("--adapter", args->adapter, "An adapter to merge first (PEFT or mlx-lm layout)");
   cmd->add_option("--format", args->format,
@@ -60,7 +52,8 @@ void add_export_command(CLI::App& app) {
                   "for llama.cpp's --lora over the base model's GGUF)")
       ->capture_default_str();
   cmd->add_option("--type", args->type,
-                  "The matrices' type: f32, f16, bf16, q8_0, q4_0 or q4_1 (norms stay f32)")
+                  "The matrices' type: f32, f16, bf16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's "
+                  "mixture of Q4_K, Q5_K and Q6_K); norms stay f32")
       ->capture_default_str();
   cmd->add_option("--out", args->out, "The file to write (written whole, then renamed)")
       ->required();

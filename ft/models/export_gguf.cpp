@@ -1,7 +1,10 @@
 #include "ft/models/export_gguf.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <mlx/ops.h>
@@ -26,36 +29,97 @@ using io::GgufValue;
 
 constexpr const char* kPlace = "export";
 
-// llama.cpp's general.file_type for the matrices' type (LLAMA_FTYPE_*).
-uint32_t file_type(ggml::Type type) {
+constexpr std::pair<GgufFileType, const char*> kFileTypes[] = {
+    {GgufFileType::F32, "f32"},   {GgufFileType::F16, "f16"},   {GgufFileType::BF16, "bf16"},
+    {GgufFileType::Q8_0, "q8_0"}, {GgufFileType::Q4_0, "q4_0"}, {GgufFileType::Q4_1, "q4_1"},
+    {GgufFileType::Q4_K_M, "q4_k_m"}};
+
+// The one type of every matrix of a file type other than Q4_K_M.
+ggml::Type uniform_type(GgufFileType type) {
   switch (type) {
-    case ggml::Type::F32:
-      return 0;
-    case ggml::Type::F16:
-      return 1;
-    case ggml::Type::Q4_0:
-      return 2;
-    case ggml::Type::Q4_1:
-      return 3;
-    case ggml::Type::Q8_0:
-      return 7;
-    case ggml::Type::BF16:
-      return 32;
-    default:
-      throw Error(kPlace, "GGUF type " + ggml::type_name(uint32_t(type)) +
-                              " is not written (f32, f16, bf16, q8_0, q4_0, q4_1)");
+    case GgufFileType::F32:
+      return ggml::Type::F32;
+    case GgufFileType::F16:
+      return ggml::Type::F16;
+    case GgufFileType::BF16:
+      return ggml::Type::BF16;
+    case GgufFileType::Q8_0:
+      return ggml::Type::Q8_0;
+    case GgufFileType::Q4_0:
+      return ggml::Type::Q4_0;
+    case GgufFileType::Q4_1:
+      return ggml::Type::Q4_1;
+    case GgufFileType::Q4_K_M:
+      break;
   }
+  FT_ASSERT(false);
 }
 
-// A float matrix or vector as a GGUF tensor of `type` (see GgufExportOptions).
+// Note [Q4_K_M]
+// llama.cpp's Q4_K_M file type is a mixture its quantizer chooses tensor by tensor
+// (llama_tensor_get_type); ft chooses the same for the architectures it writes:
+//   - Q4_K for the matrices in general;
+//   - Q6_K for the output head, or for the token embedding when the head is tied to it;
+//   - Q6_K for attn_v and ffn_down in the layers use_more_bits picks: the first and the
+//     last eighth of the layers and every third one between (n / 8 + 2, n / 8 + 5, ...);
+//   - Q5_K for phi3's fused attn_qkv, and for attn_v of a 70B Llama (80 layers, grouped
+//     query heads) where it would be Q4_K;
+//   - a matrix whose rows are not whole 256-value super-blocks falls back to the 32-value
+//     type llama.cpp takes instead (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0), and one whose
+//     rows are not whole 32-value blocks either stays F32 (llama.cpp: F16).
+// Its rules for mixtures of experts are not needed: ft writes no such architecture.
+// tests/golden/check_gguf_llama_cpp.py checks the choice against llama.cpp's quantizer.
+bool use_more_bits(int layer, int layers) {
+  return layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+}
+
+// The layer of a block tensor ("blk.N. ..."), or -1.
+int layer_of(const std::string& gguf_name) {
+  if (!gguf_name.starts_with("blk.")) return -1;
+  return std::stoi(gguf_name.substr(4, gguf_name.find('.', 4) - 4));
+}
+
+ggml::Type q4_k_m_type(const std::string& name, const Config& c, const io::GgufArch& arch,
+                       bool has_output) {
+  const int layer = layer_of(name);
+  const int layers = c.num_hidden_layers;
+  if (name == "output.weight" || (!has_output && name == "token_embd.weight"))
+    return ggml::Type::Q6_K;
+  if (name.ends_with("attn_qkv.weight")) return ggml::Type::Q5_K;
+  if (name.ends_with("attn_v.weight")) {
+    if (use_more_bits(layer, layers)) return ggml::Type::Q6_K;
+    const bool llama_70b = arch.name == "llama" && layers == 80 &&
+                           c.num_attention_heads != c.num_key_value_heads;
+    return llama_70b ? ggml::Type::Q5_K : ggml::Type::Q4_K;
+  }
+  if (name.ends_with("ffn_down.weight") && use_more_bits(layer, layers)) return ggml::Type::Q6_K;
+  return ggml::Type::Q4_K;
+}
+
+// The type a tensor is written in: F32 for vectors, else the file type's for the tensor,
+// fallen back where its rows are not whole blocks (Note [Q4_K_M]).
+ggml::Type tensor_type(GgufFileType file, const std::string& name, const mx::array& value,
+                       const Config& c, const io::GgufArch& arch, bool has_output) {
+  if (value.ndim() != 2 || file == GgufFileType::F32) return ggml::Type::F32;
+  ggml::Type type = file == GgufFileType::Q4_K_M ? q4_k_m_type(name, c, arch, has_output)
+                                                 : uniform_type(file);
+  const int cols = value.shape(1);
+  if (cols % 256 != 0) {
+    if (type == ggml::Type::Q4_K) type = ggml::Type::Q5_0;
+    if (type == ggml::Type::Q5_K) type = ggml::Type::Q5_1;
+    if (type == ggml::Type::Q6_K) type = ggml::Type::Q8_0;
+  }
+  if (ggml::can_quantize(type) && cols % 32 != 0) return ggml::Type::F32;
+  return type;
+}
+
+// A float matrix or vector as a GGUF tensor of `type`.
 void add_tensor(io::GgufWriter& w, const std::string& name, const mx::array& value,
                 ggml::Type type) {
   mx::array f32 = mx::astype(value, mx::float32);
-  const bool matrix = value.ndim() == 2;
-  if (!matrix || type == ggml::Type::F32) return w.add_tensor(name, f32);
+  if (type == ggml::Type::F32) return w.add_tensor(name, f32);
   if (type == ggml::Type::F16) return w.add_tensor(name, mx::astype(f32, mx::float16));
   if (type == ggml::Type::BF16) return w.add_tensor(name, mx::astype(f32, mx::bfloat16));
-  if (value.shape(1) % 32 != 0) return w.add_tensor(name, f32);
   mx::array c = mx::contiguous(f32);
   c.eval();
   w.add_tensor(name, value.shape(), type, ggml::quantize(type, c.data<float>(), c.size()));
@@ -91,9 +155,26 @@ void check_llama_cpp_reads(const io::GgufArch& arch, const Config& c, const fs::
 
 }  // namespace
 
+GgufFileType parse_gguf_file_type(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return char(std::tolower(ch)); });
+  std::string known;
+  for (const auto& [type, type_name] : kFileTypes) {
+    if (lower == type_name) return type;
+    known += (known.empty() ? "" : ", ") + std::string(type_name);
+  }
+  throw Error(kPlace, "GGUF type '" + name + "' is not one of " + known);
+}
+
+std::string gguf_file_type_name(GgufFileType type) {
+  for (const auto& [t, type_name] : kFileTypes)
+    if (t == type) return type_name;
+  FT_ASSERT(false);
+}
+
 void export_gguf(const fs::path& model_path, const fs::path& out,
                  const GgufExportOptions& options) {
-  const uint32_t ftype = file_type(options.type);
   const bool from_gguf = io::is_gguf_file(model_path);
   const io::ModelConfig config = io::read_config(model_path);
   const std::string model_type = config.get_string("model_type", "");
@@ -124,8 +205,9 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
   const std::string& a = arch->name;
   w.add("general.architecture", GgufValue{a});
   w.add("general.name", GgufValue{out.stem().string()});
-  w.add("general.file_type", GgufValue{ftype});
-  if (ggml::can_quantize(options.type)) w.add("general.quantization_version", GgufValue{2u});
+  w.add("general.file_type", GgufValue{uint32_t(options.type)});
+  if (options.type == GgufFileType::Q4_K_M || ggml::can_quantize(uniform_type(options.type)))
+    w.add("general.quantization_version", GgufValue{2u});
   auto u32 = [](int64_t v) { return GgufValue{uint32_t(v)}; };
   const int head_dim = c.resolved_head_dim();
   w.add(a + ".context_length", u32(c.max_position_embeddings));
@@ -158,6 +240,7 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
                               r.high_freq_factor, r.original_max_position_embeddings);
     w.add_tensor("rope_freqs.weight", mx::array(freqs.data(), {int(freqs.size())}, mx::float32));
   }
+  const bool has_output = !c.tie_word_embeddings;
   for (const auto& [name, value] : model->parameters()) {
     if (c.tie_word_embeddings && name == "lm_head.weight") continue;
     const std::string gguf = io::gguf_tensor_name(*arch, name);
@@ -169,17 +252,18 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
       v = io::permute_rotary_rows(v, c.num_key_value_heads);
     else if (arch->norms_plus_one && name.ends_with("norm.weight"))
       v = v + mx::array(1.0f, v.dtype());  // Note [GGUF architectures] in io/gguf.cpp
-    add_tensor(w, gguf, v, options.type);
+    add_tensor(w, gguf, v, tensor_type(options.type, gguf, v, c, *arch, has_output));
   }
   w.write(out);
 }
 
 void export_gguf_lora(const fs::path& model_path, const fs::path& adapter_dir, const fs::path& out,
-                      ggml::Type type) {
-  FT_CHECK(type == ggml::Type::F32 || type == ggml::Type::F16 || type == ggml::Type::BF16 ||
-               type == ggml::Type::Q8_0,
+                      GgufFileType file_type) {
+  FT_CHECK(file_type == GgufFileType::F32 || file_type == GgufFileType::F16 ||
+               file_type == GgufFileType::BF16 || file_type == GgufFileType::Q8_0,
            kPlace, "a GGUF LoRA adapter is written in f32, f16, bf16 or q8_0, not ",
-           ggml::type_name(uint32_t(type)));
+           gguf_file_type_name(file_type));
+  const ggml::Type type = uniform_type(file_type);
   const io::ModelConfig config = io::read_config(model_path);
   const std::string model_type = config.get_string("model_type", "");
   const io::GgufArch* arch = io::gguf_arch_of_model_type(model_type);
@@ -216,8 +300,10 @@ void export_gguf_lora(const fs::path& model_path, const fs::path& adapter_dir, c
       b = io::permute_rotary_rows(b, c.num_attention_heads);
     else if (arch->interleaved_rotary && module.ends_with("self_attn.k_proj"))
       b = io::permute_rotary_rows(b, c.num_key_value_heads);
-    add_tensor(w, gguf + ".lora_a", a, type);
-    add_tensor(w, gguf + ".lora_b", b, type);
+    for (const auto& [suffix, m] : {std::pair{".lora_a", a}, {".lora_b", b}}) {
+      const bool whole_blocks = !ggml::can_quantize(type) || m.shape(1) % 32 == 0;
+      add_tensor(w, gguf + suffix, m, whole_blocks ? type : ggml::Type::F32);
+    }
   }
   w.write(out);
 }

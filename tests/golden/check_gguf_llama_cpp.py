@@ -17,6 +17,8 @@ llama-cpp-python, gguf, numpy and safetensors (the golden venv plus
    not: llama.cpp multiplies 4-bit blocks by activations rounded to 8 bits, ft by the
    dequantized floats, and near-ties then go either way; there the check asks for the same
    first token on at least two of the three prompts and prints how far the two agree.
+   ft export --type q4_k_m writes the tensor types llama.cpp's quantizer picks for the f32
+   export (its Q4_K_M mixture) and the very same bytes.
 3. An adapter trained by ft on that file for a few steps, written with ft export --format
    gguf-lora: llama.cpp over the base file with the adapter gives ft generate --adapter's
    greedy tokens.
@@ -102,6 +104,38 @@ def ft_greedy(model, prompt, n, *extra):
     return json.loads(result.stdout.strip().splitlines()[-1])["ids"]
 
 
+def check_q4_k_m(f32_file, ours_file, label, tmp):
+    """ft's Q4_K_M file against llama.cpp's quantizer run on ft's f32 export of the model."""
+    theirs_file = os.path.join(tmp, "llama_q4_k_m.gguf")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(f32_file.encode(), theirs_file.encode(), params)
+    check(rc == 0, f"{label}: llama.cpp quantizes ft's f32 export to Q4_K_M")
+    ours = {t.name: t for t in gguf.GGUFReader(ours_file).tensors}
+    theirs = {t.name: t for t in gguf.GGUFReader(theirs_file).tensors}
+    check(sorted(ours) == sorted(theirs), f"{label} q4_k_m: the same tensors as llama.cpp's")
+    types = [n for n in theirs if n in ours and ours[n].tensor_type != theirs[n].tensor_type]
+    # Blocks whose bytes differ: ggml built for this CPU may fuse multiply-adds in its
+    # search (Note [K-quant search]) and so, rarely, pick a neighbouring scale.
+    blocks = differ = 0
+    for n in theirs:
+        if n not in ours or n in types:
+            continue
+        a, b = np.asarray(ours[n].data), np.asarray(theirs[n].data)
+        block, block_bytes = gguf.GGML_QUANT_SIZES[ours[n].tensor_type]
+        if block == 1:  # floats: the same values
+            differ += int(not np.array_equal(a, b))
+            continue
+        a, b = a.reshape(-1, block_bytes), b.reshape(-1, block_bytes)
+        blocks += a.shape[0]
+        differ += int((a != b).any(axis=1).sum())
+    kinds = sorted({t.tensor_type.name for t in ours.values()})
+    check(not types and differ <= max(1, blocks // 10000),
+          f"{label} q4_k_m: every tensor of llama.cpp's type ({', '.join(kinds)}), the bytes of "
+          f"{blocks - differ} of {blocks} quantized blocks the same (other type: {types[:3]})")
+
+
 def check_fixtures(tmp):
     expected = {"llama": "models/llama", "qwen2": "models/qwen2", "qwen3": "models/qwen3",
                 "phi3": "models/phi3", "gemma2": "gguf/gemma2", "gemma3": "gguf/gemma3",
@@ -118,7 +152,7 @@ def check_fixtures(tmp):
 
 
 def check_smollm2(source, tmp):
-    for kind in ["f32", "q8_0", "q4_0", "q4_1"]:
+    for kind in ["f32", "q8_0", "q4_0", "q4_1", "q4_k_m"]:
         out = os.path.join(tmp, f"smollm2_{kind}.gguf")
         subprocess.run([FT, "export", source, "--type", kind, "--out", out], check=True,
                        capture_output=True)
@@ -134,6 +168,8 @@ def check_smollm2(source, tmp):
                 check(ours == theirs, what)
             else:
                 print("      " + what)
+        if kind == "q4_k_m":
+            check_q4_k_m(os.path.join(tmp, "smollm2_f32.gguf"), out, "SmolLM2", tmp)
         if kind not in ("f32", "q8_0"):
             check(same_first >= 2, f"ft export --type {kind}: the same first token on "
                                    f"{same_first} of {len(PROMPTS)} prompts")
@@ -190,8 +226,8 @@ def check_folders(source, tmp):
         tok = tokenizers.Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
         vocab = 151936 if name == "qwen3" else 128256
         config = transformers.AutoConfig.for_model(
-            model_type, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=vocab,
+            model_type, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=vocab,
             max_position_embeddings=256, tie_word_embeddings=False)
         torch.manual_seed(0)
         model = transformers.AutoModelForCausalLM.from_config(config).eval()
@@ -213,6 +249,11 @@ def check_folders(source, tmp):
         error = np.abs(got - want).max() / np.abs(want).max()
         check(error < 2e-3, f"{name} folder exported in f32: llama.cpp's logits against "
                             f"transformers', relative error {error:.1e}")
+        del llm
+        ours = os.path.join(tmp, name + "_q4_k_m.gguf")
+        subprocess.run([FT, "export", folder, "--type", "q4_k_m", "--out", ours], check=True,
+                       capture_output=True)
+        check_q4_k_m(out, ours, name, tmp)
 
 
 def main():
