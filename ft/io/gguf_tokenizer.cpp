@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <map>
 #include <set>
 #include <tuple>
@@ -219,9 +220,8 @@ json bos_eos_template(const std::vector<std::string>& tokens, std::optional<int6
 }
 
 // Note [GGUF tokenizers out]
-// A model folder's tokenizer, written as llama.cpp reads it, for byte-level BPE vocabularies
-// (tokenizer.json's BPE model without byte fallback: Llama 3, Qwen, SmolLM, Mistral's
-// tekken, GPT-2):
+// A model folder's tokenizer (tokenizer.json's BPE model), written as llama.cpp reads it.
+// Byte-level vocabularies (no byte fallback: Llama 3, Qwen, SmolLM, Mistral's tekken, GPT-2):
 //   - tokenizer.ggml.model "gpt2"; the tokens in id order, spelled as tokenizer.json spells
 //     them (the byte alphabet; added tokens as they are); the rows of the model's embedding
 //     past the tokenizer's last id are "[PAD<id>]", unused (5), as llama.cpp's converter
@@ -234,13 +234,21 @@ json bos_eos_template(const std::vector<std::string>& tokens, std::optional<int6
 //     Split by one of known_splits()'s expressions that expression's usual name (llama-bpe,
 //     qwen2, ...). Any other pre-tokenizer is refused: llama.cpp would cut text into other
 //     words than the folder's tokenizer does, and so into other ids;
-//   - no normalizer or NFC (which llama.cpp leaves out too, as its converter does for Qwen);
-//   - bos, eos, unknown and padding ids as ft's Tokenizer reads them (tokenizer_config.json,
-//     then special_tokens_map.json), and add_bos_token/add_eos_token as its post-processor
-//     puts them around a text (a template that adds anything else is refused);
-//   - the chat template, and the tool-use one as tokenizer.chat_template.tool_use.
-// SentencePiece-style vocabularies (BPE with byte fallback: Llama 2, Mistral 7B, Gemma,
-// Phi-3) are not written yet.
+//   - no normalizer or NFC (which llama.cpp leaves out too, as its converter does for Qwen).
+// SentencePiece-style vocabularies (byte fallback: Llama 2, Mistral 7B, Gemma, Phi-3):
+//   - tokenizer.ggml.model "llama"; the tokens as they are, with byte tokens "<0xNN>" typed
+//     byte (6) and the unknown token unknown (2);
+//   - scores, which llama.cpp's SentencePiece tokenizer merges by (the adjacent pair whose
+//     merged token scores highest first): minus the rank of the first merge that makes the
+//     token, so that it merges in the order of tokenizer.json's merges; a token no merge
+//     makes scores below all of them;
+//   - spaces as \u2581 (a Replace normalizer, or a Metaspace pre-tokenizer), and
+//     add_space_prefix when one is put before the text (Prepend, or Metaspace's prepend
+//     scheme); other normalizers and pre-tokenizers are refused.
+// Both: bos, eos, unknown and padding ids as ft's Tokenizer reads them
+// (tokenizer_config.json, then special_tokens_map.json); add_bos_token/add_eos_token as its
+// post-processor puts them around a text (a template that adds anything else is refused);
+// the chat template, and the tool-use one as tokenizer.chat_template.tool_use.
 
 // llama.cpp's name for the pre-tokenizer of a byte-level BPE tokenizer.json, or "" when it
 // has none.
@@ -270,6 +278,62 @@ std::string llama_cpp_pre_name(const nlohmann::json& pre) {
   for (const char* name : {"llama-bpe", "qwen2", "qwen35", "gpt-4o", "tekken"})
     if (known_splits().at(name) == regex) return name;
   return "";
+}
+
+// Whether a SentencePiece-style tokenizer.json spells spaces as llama.cpp's SentencePiece
+// tokenizer does (" " as \u2581), and then whether it puts one before the text
+// (add_space_prefix); nullopt for other normalizers and pre-tokenizers.
+std::optional<bool> sentencepiece_space_prefix(const nlohmann::json& t) {
+  using json = nlohmann::json;
+  auto is = [](const json& j, const char* type) {
+    return j.is_object() && j.value("type", std::string()) == type;
+  };
+  auto literal = [](const json& j, const char* key) {
+    return j.contains(key) && j[key].is_object() && j[key].contains("String") &&
+                   j[key]["String"].is_string()
+               ? j[key]["String"].get<std::string>()
+               : std::string("\x01");
+  };
+  const json normalizer = t.value("normalizer", json());
+  const json pre = t.value("pre_tokenizer", json());
+  if (normalizer.is_null()) {
+    // Metaspace: the spaces spelled by the pre-tokenizer.
+    if (!is(pre, "Metaspace") || pre.value("replacement", std::string()) != kMetaspace)
+      return std::nullopt;
+    const std::string scheme = pre.value("prepend_scheme", std::string("always"));
+    if (scheme != "first" && scheme != "always" && scheme != "never") return std::nullopt;
+    return scheme != "never";
+  }
+  // Replace(" ", "\u2581"), perhaps with Prepend("\u2581"), and no pre-tokenizer but a split
+  // at spaces, of which none are left.
+  std::vector<json> steps;
+  if (is(normalizer, "Sequence") && normalizer.contains("normalizers") &&
+      normalizer["normalizers"].is_array()) {
+    for (const auto& n : normalizer["normalizers"]) steps.push_back(n);
+  } else {
+    steps.push_back(normalizer);
+  }
+  bool replace = false, prepend = false;
+  for (const json& n : steps) {
+    if (is(n, "Replace") && literal(n, "pattern") == " " &&
+        n.value("content", std::string()) == kMetaspace) {
+      replace = true;
+    } else if (is(n, "Prepend") && n.value("prepend", std::string()) == kMetaspace) {
+      prepend = true;
+    } else {
+      return std::nullopt;
+    }
+  }
+  const bool split_at_spaces = is(pre, "Split") && literal(pre, "pattern") == " ";
+  if (!replace || !(pre.is_null() || split_at_spaces)) return std::nullopt;
+  return prepend;
+}
+
+// SentencePiece's byte tokens, "<0x00>" to "<0xFF>".
+bool is_byte_token(const std::string& token) {
+  return token.size() == 6 && token.starts_with("<0x") && token.back() == '>' &&
+         std::isxdigit(static_cast<unsigned char>(token[3])) &&
+         std::isxdigit(static_cast<unsigned char>(token[4]));
 }
 
 }  // namespace
@@ -455,19 +519,31 @@ std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs:
     throw Error(kPlace, where + ": not valid JSON: " + e.what());
   }
   const json& model = t["model"];
-  FT_CHECK(model.value("type", std::string()) == "BPE" && !model.value("byte_fallback", false),
-           kPlace, where,
-           ": only byte-level BPE vocabularies are written to GGUF yet; this one is a ",
-           model.value("byte_fallback", false) ? "SentencePiece-style BPE (byte fallback)"
-                                               : model.value("type", std::string("?")),
-           " vocabulary");
-  const std::string pre = llama_cpp_pre_name(t.value("pre_tokenizer", json()));
-  FT_CHECK(!pre.empty(), kPlace, where, ": pre-tokenizer ", t.value("pre_tokenizer", json()).dump(),
-           " has no llama.cpp name (GPT-2's, digits apart, or the Llama 3, Qwen, GPT-4o and "
-           "tekken splits)");
-  const json& normalizer = t.value("normalizer", json());
-  FT_CHECK(normalizer.is_null() || normalizer.value("type", std::string()) == "NFC", kPlace, where,
-           ": normalizer ", normalizer.dump(), " is not applied by llama.cpp");
+  FT_CHECK(model.value("type", std::string()) == "BPE", kPlace, where,
+           ": only BPE vocabularies (byte-level or SentencePiece-style) are written to GGUF; "
+           "this one is a ",
+           model.value("type", std::string("?")), " vocabulary");
+  const bool sentencepiece = model.value("byte_fallback", false);
+  std::string pre;
+  bool space_prefix = false;
+  if (sentencepiece) {
+    const std::optional<bool> prefix = sentencepiece_space_prefix(t);
+    FT_CHECK(prefix.has_value(), kPlace, where, ": normalizer ",
+             t.value("normalizer", json()).dump(), " and pre-tokenizer ",
+             t.value("pre_tokenizer", json()).dump(),
+             " are not SentencePiece's spaces as llama.cpp writes them (\u2581 for a space, "
+             "perhaps one before the text)");
+    space_prefix = *prefix;
+  } else {
+    pre = llama_cpp_pre_name(t.value("pre_tokenizer", json()));
+    FT_CHECK(!pre.empty(), kPlace, where, ": pre-tokenizer ",
+             t.value("pre_tokenizer", json()).dump(),
+             " has no llama.cpp name (GPT-2's, digits apart, or the Llama 3, Qwen, GPT-4o and "
+             "tekken splits)");
+    const json& normalizer = t.value("normalizer", json());
+    FT_CHECK(normalizer.is_null() || normalizer.value("type", std::string()) == "NFC", kPlace,
+             where, ": normalizer ", normalizer.dump(), " is not applied by llama.cpp");
+  }
   const int64_t n = tok.vocab_size();
   FT_CHECK(n <= vocab_size, kPlace, where, ": the tokenizer has ", n,
            " tokens, more than the model's ", vocab_size, " embedding rows");
@@ -481,8 +557,10 @@ std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs:
     const std::optional<std::string> token = id < n ? tok.id_to_token(int(id)) : std::nullopt;
     int32_t type = 1;
     if (!token) type = 5;
+    else if (sentencepiece && tok.unk_token() && tok.unk_token()->id == id) type = 2;
     else if (tok.is_special(int(id))) type = 3;
     else if (user_defined.count(id)) type = 4;
+    else if (sentencepiece && is_byte_token(*token)) type = 6;
     tokens.items.push_back({token ? *token : "[PAD" + std::to_string(id) + "]"});
     types.items.push_back({type});
   }
@@ -498,14 +576,41 @@ std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs:
       }
     }
   }
+  // SentencePiece merges by the score of the merged token: minus the rank of its first merge
+  // (Note [GGUF tokenizers out]).
+  GgufArray scores{GgufValueType::Float32, {}};
+  if (sentencepiece) {
+    std::unordered_map<std::string, size_t> rank;
+    for (size_t r = 0; r < merges.items.size(); ++r) {
+      std::string merged = merges.items[r].as_string();
+      const size_t space = merged.find(' ');
+      FT_CHECK(space != std::string::npos && merged.find(' ', space + 1) == std::string::npos,
+               kPlace, where, ": merge '", merged, "' is not two tokens");
+      merged.erase(space, 1);
+      rank.emplace(std::move(merged), r);
+    }
+    const float unmerged = -float(merges.items.size() + 1);
+    for (const GgufValue& token : tokens.items) {
+      auto it = rank.find(token.as_string());
+      scores.items.push_back({it == rank.end() ? unmerged : -float(it->second)});
+    }
+  }
 
   std::vector<std::pair<std::string, GgufValue>> out;
   auto add = [&](const std::string& key, GgufValue v) { out.emplace_back(key, std::move(v)); };
-  add("tokenizer.ggml.model", {std::string("gpt2")});
-  add("tokenizer.ggml.pre", {pre});
-  add("tokenizer.ggml.tokens", {std::move(tokens)});
-  add("tokenizer.ggml.token_type", {std::move(types)});
-  add("tokenizer.ggml.merges", {std::move(merges)});
+  if (sentencepiece) {
+    add("tokenizer.ggml.model", {std::string("llama")});
+    add("tokenizer.ggml.tokens", {std::move(tokens)});
+    add("tokenizer.ggml.scores", {std::move(scores)});
+    add("tokenizer.ggml.token_type", {std::move(types)});
+    add("tokenizer.ggml.add_space_prefix", {space_prefix});
+  } else {
+    add("tokenizer.ggml.model", {std::string("gpt2")});
+    add("tokenizer.ggml.pre", {pre});
+    add("tokenizer.ggml.tokens", {std::move(tokens)});
+    add("tokenizer.ggml.token_type", {std::move(types)});
+    add("tokenizer.ggml.merges", {std::move(merges)});
+  }
   for (const auto& [key, special] :
        {std::pair{"bos_token_id", &tok.bos_token()}, {"eos_token_id", &tok.eos_token()},
         {"unknown_token_id", &tok.unk_token()}, {"padding_token_id", &tok.pad_token()}})

@@ -34,9 +34,9 @@ std::optional<chat::ChatTemplate> gguf_chat_template(const TokenizerFiles& files
 // The tokenizer.* metadata llama.cpp reads, made from a model folder's tokenizer files
 // (tokenizer.json, tokenizer_config.json, the chat template), the vocabulary padded to the
 // model's `vocab_size` embedding rows (Note [GGUF tokenizers out] in gguf_tokenizer.cpp).
-// Throws ft::Error naming the file for what llama.cpp would not tokenize as the folder
-// does: a SentencePiece-style vocabulary (not written yet), an unknown pre-tokenizer or
-// normalizer, more tokens than the model has rows.
+// Byte-level and SentencePiece-style BPE vocabularies are written; throws ft::Error naming
+// the file for what llama.cpp would not tokenize as the folder does (another model type, an
+// unknown pre-tokenizer or normalizer) and for more tokens than the model has rows.
 std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(
     const std::filesystem::path& folder, int64_t vocab_size);
 

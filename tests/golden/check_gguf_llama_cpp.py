@@ -24,9 +24,10 @@ llama-cpp-python, gguf, numpy and safetensors (the golden venv plus
    greedy tokens.
 4. Model folders, whose tokenizer ft converts (Note [GGUF tokenizers out]): SmolLM2 made a
    Hugging Face folder by ft convert, exported in f32, gives in llama.cpp ft generate's
-   greedy tokens on the folder; and small random Llama 3 and Qwen3 models with the real
-   tokenizers of ../shared/tokenizers (skipped without them), exported in f32: llama.cpp
-   splits texts into the `tokenizers` package's ids and gives transformers' logits.
+   greedy tokens on the folder; and small random Llama 3, Qwen3 and Gemma 3 models with the
+   real tokenizers of ../shared/tokenizers (skipped without them; Gemma's SentencePiece-style
+   vocabulary among them), exported in f32: llama.cpp splits texts into the `tokenizers`
+   package's ids and gives transformers' logits.
 Prints one line per check and exits 1 when one fails.
 """
 
@@ -216,7 +217,13 @@ def check_folders(source, tmp):
     import torch
     import transformers
 
-    for name, model_type in [("llama3", "llama"), ("qwen3", "qwen3")]:
+    gemma = dict(num_hidden_layers=2, head_dim=64, query_pre_attn_scalar=64, sliding_window=16,
+                 layer_types=["sliding_attention"] * 2, rope_parameters={
+                     "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                     "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}})
+    models = [("llama3", "llama", 128256, {}), ("qwen3", "qwen3", 151936, {}),
+              ("gemma3", "gemma3_text", 262208, gemma)]
+    for name, model_type, vocab, extra in models:
         folder = os.path.join(tmp, name)
         os.makedirs(folder)
         with gzip.open(os.path.join(shared, name, "tokenizer.json.gz")) as f_in, \
@@ -224,11 +231,11 @@ def check_folders(source, tmp):
             shutil.copyfileobj(f_in, f_out)
         shutil.copy(os.path.join(shared, name, "tokenizer_config.json"), folder)
         tok = tokenizers.Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
-        vocab = 151936 if name == "qwen3" else 128256
-        config = transformers.AutoConfig.for_model(
-            model_type, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=vocab,
-            max_position_embeddings=256, tie_word_embeddings=False)
+        settings = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                        vocab_size=vocab, max_position_embeddings=256, tie_word_embeddings=False)
+        settings.update(extra)
+        config = transformers.AutoConfig.for_model(model_type, **settings)
         torch.manual_seed(0)
         model = transformers.AutoModelForCausalLM.from_config(config).eval()
         model.save_pretrained(folder)
@@ -237,11 +244,11 @@ def check_folders(source, tmp):
                        capture_output=True)
         llm = llama_cpp.Llama(out, n_ctx=256, verbose=False, n_threads=2, logits_all=True)
         for text in TEXTS:
-            want = tok.encode(text).ids
+            want = tok.encode(text, add_special_tokens=False).ids
             got = llm.tokenize(text.encode(), add_bos=False, special=True)
             check(got == want, f"{name} folder's tokenizer in llama.cpp: {text!r} "
                                f"({got[:8]}..., tokenizers {want[:8]}...)")
-        ids = tok.encode(TEXTS[0]).ids
+        ids = tok.encode(TEXTS[0]).ids  # with BOS where the tokenizer adds it
         with torch.no_grad():
             want = model(torch.tensor([ids])).logits[0].numpy()
         llm.eval(ids)
@@ -250,6 +257,8 @@ def check_folders(source, tmp):
         check(error < 2e-3, f"{name} folder exported in f32: llama.cpp's logits against "
                             f"transformers', relative error {error:.1e}")
         del llm
+        if name == "gemma3":
+            continue
         ours = os.path.join(tmp, name + "_q4_k_m.gguf")
         subprocess.run([FT, "export", folder, "--type", "q4_k_m", "--out", ours], check=True,
                        capture_output=True)

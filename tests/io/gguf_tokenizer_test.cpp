@@ -208,7 +208,8 @@ TEST(GgufTokenizerOut, WhatLlamaCppCannotTokenizeIsRefused) {
           "has no llama.cpp name");
   refused([](auto& t) { t["normalizer"] = {{"type", "Lowercase"}}; }, 49152,
           "is not applied by llama.cpp");
-  refused([](auto& t) { t["model"]["byte_fallback"] = true; }, 49152, "SentencePiece-style");
+  refused([](auto& t) { t["model"]["byte_fallback"] = true; }, 49152,
+          "are not SentencePiece's spaces");
   refused([](auto&) {}, 100, "more than the model's 100 embedding rows");
 }
 
@@ -233,10 +234,50 @@ TEST(GgufTokenizerOut, RealTokenizersKeepTheirIds) {
       EXPECT_EQ(tok.encode(text, false), folder.encode(text, false)) << text;
     }
   }
-  try {
-    ft::io::gguf_tokenizer_metadata(ft::testing::shared_tokenizer("gemma3"), 262208);
-    ADD_FAILURE() << "no error";
-  } catch (const ft::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("SentencePiece-style"), std::string::npos) << e.what();
-  }
+  // Gemma 3's SentencePiece-style vocabulary: byte tokens, no space before the text, and
+  // scores that order the merges as tokenizer.json does.
+  const auto gemma =
+      as_gguf(ft::io::gguf_tokenizer_metadata(ft::testing::shared_tokenizer("gemma3"), 262208));
+  EXPECT_EQ(gemma.at("tokenizer.ggml.model").as_string(), "llama");
+  EXPECT_FALSE(gemma.at("tokenizer.ggml.add_space_prefix").as_bool());
+  EXPECT_TRUE(gemma.at("tokenizer.ggml.add_bos_token").as_bool());
+  const auto& types = gemma.at("tokenizer.ggml.token_type").as_array().items;
+  const auto& tokens = gemma.at("tokenizer.ggml.tokens").as_array().items;
+  const auto& scores = gemma.at("tokenizer.ggml.scores").as_array().items;
+  ASSERT_EQ(types.size(), 262208u);
+  ASSERT_EQ(scores.size(), 262208u);
+  int bytes = 0;
+  for (size_t i = 0; i < types.size(); ++i) bytes += types[i].as_int() == 6;
+  EXPECT_EQ(bytes, 256);
+  EXPECT_EQ(types[3].as_int(), 2);  // <unk>
+  EXPECT_EQ(tokens[2].as_string(), "<bos>");
+  EXPECT_EQ(types[2].as_int(), 3);
+  EXPECT_EQ(types.back().as_int(), 5);  // past the tokenizer's 262145 tokens
+  // "▁t" is made by an early merge, so it outranks "▁the", made later.
+  auto score_of = [&](const std::string& token) {
+    for (size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i].as_string() == token) return scores[i].as_float();
+    ADD_FAILURE() << token;
+    return 0.0;
+  };
+  EXPECT_GT(score_of("\u2581t"), score_of("\u2581the"));
+}
+
+// A SentencePiece vocabulary (scores, no merges; transformers derives the merges) through a
+// folder and back: its tokens and types, a space before the text, and transformers' ids
+// when read again.
+TEST(GgufTokenizerOut, ASentencePieceVocabularyKeepsItsIds) {
+  ft::testing::TempDir dir;
+  const auto source = ft::io::read_gguf_file(kDir + "sentencepiece.gguf");
+  write_folder(source, dir.path());
+  const int64_t n = int64_t(source.at("tokenizer.ggml.tokens").as_array().items.size());
+  const auto exported = as_gguf(ft::io::gguf_tokenizer_metadata(dir.path(), n));
+  EXPECT_EQ(exported.at("tokenizer.ggml.model").as_string(), "llama");
+  EXPECT_TRUE(exported.at("tokenizer.ggml.add_space_prefix").as_bool());
+  EXPECT_EQ(exported.at("tokenizer.ggml.tokens").as_array().items.size(), size_t(n));
+  const auto& types = exported.at("tokenizer.ggml.token_type").as_array().items;
+  const auto& source_types = source.at("tokenizer.ggml.token_type").as_array().items;
+  for (size_t i = 0; i < types.size(); ++i)
+    EXPECT_EQ(types[i].as_int(), source_types[i].as_int()) << i;
+  expect_cases(ft::io::gguf_tokenizer(exported), read_json("sentencepiece.json")["cases"]);
 }
