@@ -96,7 +96,11 @@ mx::array unpermute(const mx::array& w, int heads) {
 //     attention.key_length;
 //   - phi3: q, k and v in one matrix (attn_qkv) and gate and up in one (ffn_up, gate rows
 //     first, as transformers' gate_up_proj), rotary embedding over rope.dimension_count of
-//     each head;
+//     each head; longrope's per-pair factors as the tensors rope_factors_long and
+//     rope_factors_short, with rope.scaling.original_context_length and
+//     rope.scaling.attn_factor (the cosines' and sines' scale). llama.cpp takes the long
+//     factors when its context is longer than the original one, transformers when the
+//     sequence is: the same for a context of the sequence's length;
 //   - gemma2 and gemma3: four norms a layer (attn_norm, post_attention_norm, ffn_norm before
 //     the MLP, post_ffw_norm), each stored as 1 + w (transformers' Gemma norms scale by
 //     1 + w); llama.cpp scales scores by the head size (by hidden / heads for the 27B
@@ -283,13 +287,33 @@ nlohmann::json gguf_model_config(const GgufFile& gguf) {
              ": rope_freqs is not the Llama 3 scaling of any factor, original context and band");
   }
   if (arch.name == "phi3") {
-    // Rotary embedding over rope.dimension_count of each head; longrope's factor tensors
-    // are not read.
-    FT_CHECK(gguf.find_tensor("rope_factors_long.weight") == nullptr, "gguf", file.string(),
-             ": phi3 longrope scaling (rope_factors_long) is not supported");
+    // Rotary embedding over rope.dimension_count of each head; longrope (Note [GGUF
+    // architectures]).
+    c["original_max_position_embeddings"] = c["max_position_embeddings"];
+    const GgufTensorInfo* long_factors = gguf.find_tensor("rope_factors_long.weight");
+    const GgufTensorInfo* short_factors = gguf.find_tensor("rope_factors_short.weight");
+    FT_CHECK(bool(long_factors) == bool(short_factors), "gguf", file.string(),
+             ": longrope needs both rope_factors_long and rope_factors_short");
+    if (long_factors) {
+      auto floats = [&](const GgufTensorInfo& t) {
+        mx::array a = mx::astype(load_gguf_tensor(gguf, t), mx::float32);
+        a.eval();
+        return std::vector<float>(a.data<float>(), a.data<float>() + a.size());
+      };
+      FT_CHECK(has("rope.scaling.original_context_length"), "gguf", file.string(),
+               ": longrope needs ", key("rope.scaling.original_context_length"));
+      const int64_t original = size("rope.scaling.original_context_length");
+      nlohmann::json rope = {{"rope_type", "longrope"},
+                             {"long_factor", floats(*long_factors)},
+                             {"short_factor", floats(*short_factors)},
+                             {"original_max_position_embeddings", original}};
+      if (has("rope.scaling.attn_factor"))
+        rope["attention_factor"] = number(gguf, key("rope.scaling.attn_factor"));
+      c["rope_scaling"] = rope;
+      c["original_max_position_embeddings"] = original;
+    }
     const int64_t rotary = has("rope.dimension_count") ? size("rope.dimension_count") : head_dim;
     c["partial_rotary_factor"] = double(rotary) / double(head_dim);
-    c["original_max_position_embeddings"] = c["max_position_embeddings"];
     if (has("attention.sliding_window")) c["sliding_window"] = size("attention.sliding_window");
   }
   if (arch.norms_plus_one) {
@@ -348,7 +372,8 @@ GgufModel read_gguf_model(const fs::path& file) {
   std::set<std::string> dequantized;  // quantized types read as floats
   const int heads = c["num_attention_heads"], kv_heads = c["num_key_value_heads"];
   for (const auto& tensor : gguf.tensors) {
-    if (tensor.name == "rope_freqs.weight") continue;  // read into the config
+    if (tensor.name == "rope_freqs.weight" || tensor.name.starts_with("rope_factors_"))
+      continue;  // read into the config
     const std::string hf = hf_name(arch, tensor.name);
     FT_CHECK(!hf.empty(), "gguf", file.string(), ": tensor '", tensor.name, "' is not one of a ",
              arch.name, " model's");

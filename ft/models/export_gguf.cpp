@@ -19,6 +19,7 @@
 #include "ft/models/fuse.h"
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
+#include "ft/models/rope.h"
 
 namespace ft::models {
 namespace {
@@ -136,7 +137,9 @@ void check_llama_cpp_reads(const io::GgufArch& arch, const Config& c, const fs::
   const bool gemma = arch.norms_plus_one;
   const bool llama3 = arch.name == "llama" && c.rope_scaling.type == RopeScaling::Type::llama3;
   const bool linear = arch.name == "gemma3" && c.rope_scaling.type == RopeScaling::Type::linear;
-  if (c.rope_scaling.type != RopeScaling::Type::none && !llama3 && !linear) refuse("rope scaling");
+  const bool longrope = arch.name == "phi3" && c.rope_scaling.type == RopeScaling::Type::longrope;
+  if (c.rope_scaling.type != RopeScaling::Type::none && !llama3 && !linear && !longrope)
+    refuse("rope scaling");
   if (c.sliding_window > 0 && arch.name != "phi3" && !gemma) refuse("a sliding window");
   if (!gemma) return;
   const int head_dim = c.resolved_head_dim();
@@ -239,6 +242,15 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
         io::llama3_rope_freqs(head_dim, c.rope_theta, r.factor, r.low_freq_factor,
                               r.high_freq_factor, r.original_max_position_embeddings);
     w.add_tensor("rope_freqs.weight", mx::array(freqs.data(), {int(freqs.size())}, mx::float32));
+  }
+  if (c.rope_scaling.type == RopeScaling::Type::longrope) {  // Note [GGUF architectures]
+    const RopeScaling& r = c.rope_scaling;
+    w.add(a + ".rope.scaling.original_context_length", u32(r.original_max_position_embeddings));
+    w.add(a + ".rope.scaling.attn_factor", GgufValue{longrope_attention_factor(c)});
+    for (const auto& [name, factors] :
+         {std::pair{"rope_factors_long.weight", &r.long_factor},
+          {"rope_factors_short.weight", &r.short_factor}})
+      w.add_tensor(name, mx::array(factors->data(), {int(factors->size())}, mx::float32));
   }
   const bool has_output = !c.tie_word_embeddings;
   for (const auto& [name, value] : model->parameters()) {

@@ -61,17 +61,18 @@ Rope::Rope(const Config& config, float base, bool scaled)
   if (scaling_.type == Type::longrope) {
     periods_ = vector_of(longrope_periods(dims_, base_, scaling_.short_factor));
     long_periods_ = vector_of(longrope_periods(dims_, base_, scaling_.long_factor));
-    // Hugging Face's default: the context's growth over the original one.
-    attention_factor_ = scaling_.attention_factor;
-    if (attention_factor_ <= 0) {
-      double original = scaling_.original_max_position_embeddings;
-      double factor =
-          scaling_.factor > 0 ? scaling_.factor : double(max_position_embeddings_) / original;
-      attention_factor_ =
-          factor <= 1 ? 1.0f
-                      : static_cast<float>(std::sqrt(1 + std::log(factor) / std::log(original)));
-    }
+    attention_factor_ = longrope_attention_factor(config);
   }
+}
+
+float longrope_attention_factor(const Config& config) {
+  const RopeScaling& r = config.rope_scaling;
+  if (r.attention_factor > 0) return r.attention_factor;
+  const double original = r.original_max_position_embeddings;
+  const double factor =
+      r.factor > 0 ? r.factor : double(config.max_position_embeddings) / original;
+  return factor <= 1 ? 1.0f
+                     : static_cast<float>(std::sqrt(1 + std::log(factor) / std::log(original)));
 }
 
 mx::array Rope::operator()(const mx::array& x, int offset) const {

@@ -13,6 +13,11 @@ namespace ft::models {
 
 namespace mx = mlx::core;
 
+// longrope's scale of the cosines and sines: rope_scaling's attention_factor, else Hugging
+// Face's default from the context's growth over the original one,
+// sqrt(1 + log(factor) / log(original)) (1 when it does not grow).
+float longrope_attention_factor(const Config& config);
+
 class Rope {
  public:
   // base: the rotation base (config.rope_theta, or rope_local_theta on Gemma 3's sliding

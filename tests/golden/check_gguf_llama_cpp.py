@@ -6,7 +6,10 @@ llama-cpp-python, gguf, numpy and safetensors (the golden venv plus
   .golden-venv/bin/python tests/golden/check_gguf_llama_cpp.py [build/ft] [SMOLLM2.gguf]
 
 1. The architecture fixtures ft's reader is tested on (tests/golden/gguf/<arch>_f32.gguf:
-   llama, qwen2, qwen3, phi3, gemma2, gemma3, and llama3_tied with Llama 3's rope_freqs) give in llama.cpp the logits ft's tests hold
+   llama, qwen2, qwen3, phi3, phi3_longrope (its factors as tensors; llama.cpp's context of
+   64 is past the original 8, so it takes the long factors, as transformers does for the
+   12 ids), gemma2, gemma3, and llama3_tied with Llama 3's rope_freqs) give in llama.cpp
+   the logits ft's tests hold
    them to (the Hugging Face models' logits): so the files mean to llama.cpp what ft reads
    in them (names, q/k order, Gemma's norms and fixed settings). They carry no tokenizer, so
    a copy with tokenizer.ggml.model "none" is what llama.cpp loads.
@@ -139,7 +142,8 @@ def check_q4_k_m(f32_file, ours_file, label, tmp):
 
 def check_fixtures(tmp):
     expected = {"llama": "models/llama", "qwen2": "models/qwen2", "qwen3": "models/qwen3",
-                "phi3": "models/phi3", "gemma2": "gguf/gemma2", "gemma3": "gguf/gemma3",
+                "phi3": "models/phi3", "phi3_longrope": "models/phi3_longrope",
+                "gemma2": "gguf/gemma2", "gemma3": "gguf/gemma3",
                 "llama3_tied": "models/llama3_tied"}
     for arch, where in expected.items():
         e = load_file(os.path.join(HERE, where + "_expected.safetensors"))

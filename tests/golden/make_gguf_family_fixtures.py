@@ -1,4 +1,5 @@
-"""GGUF files of the tiny Qwen2, Qwen3 and Phi-3 models in tests/golden/models/, and of
+"""GGUF files of the tiny Qwen2, Qwen3 and Phi-3 (plain and longrope) models in
+tests/golden/models/, and of
 tiny Gemma 2 and Gemma 3 models made here, for ft's GGUF reader of those architectures
 (tests/models/gguf_test.cpp).
 
@@ -46,7 +47,7 @@ from safetensors.torch import load_file as load_torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "gguf")
 
-FAMILIES = {"qwen2": "QWEN2", "qwen3": "QWEN3", "phi3": "PHI3"}
+FAMILIES = {"qwen2": "QWEN2", "qwen3": "QWEN3", "phi3": "PHI3", "phi3_longrope": "PHI3"}
 IDS = [[(7 * i + 3) % 128 for i in range(12)], [(5 * i + 1) % 128 for i in range(12)]]
 
 
@@ -124,6 +125,16 @@ def write(name, arch_name, config=None, weights=None):
             writer.add_attn_logit_softcapping(config["attn_logit_softcapping"])
         if config.get("final_logit_softcapping"):
             writer.add_final_logit_softcapping(config["final_logit_softcapping"])
+    if arch_name == "PHI3" and rope.get("rope_type") == "longrope":
+        # As llama.cpp's converter writes longrope: the original context, the attention
+        # factor from the context's growth, and the per-pair factors as tensors.
+        original = rope["original_max_position_embeddings"]
+        scale = config["max_position_embeddings"] / original
+        writer.add_rope_scaling_orig_ctx_len(original)
+        writer.add_rope_scaling_attn_factors(
+            math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1 else 1.0)
+        writer.add_tensor("rope_factors_long.weight", np.array(rope["long_factor"], np.float32))
+        writer.add_tensor("rope_factors_short.weight", np.array(rope["short_factor"], np.float32))
     if llama and rope.get("rope_type") == "llama3":
         writer.add_tensor("rope_freqs.weight", llama3_rope_freqs(
             head_dim, rope["rope_theta"], rope["factor"], rope["low_freq_factor"],
@@ -193,7 +204,9 @@ def llama3_rope_freqs(head_dim, theta, factor, low, high, original):
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     for name, arch_name in FAMILIES.items():
-        check_with_transformers(name, write(name, arch_name))
+        path = write(name, arch_name)
+        if name != "phi3_longrope":  # transformers' GGUF loader does not read longrope
+            check_with_transformers(name, path)
     for name, (config, weights) in gemma_models().items():
         write(name, name.upper(), config, weights)
     # models/llama3_tied (Llama 3 rotary scaling) as llama.cpp's converter writes it: q/k

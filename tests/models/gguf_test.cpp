@@ -122,7 +122,8 @@ TEST_P(GgufFamily, LoadsWithTheFolderConfigTensorsAndLogits) {
   EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-4f);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, GgufFamily, ::testing::Values("qwen2", "qwen3", "phi3"));
+INSTANTIATE_TEST_SUITE_P(Families, GgufFamily,
+                         ::testing::Values("qwen2", "qwen3", "phi3", "phi3_longrope"));
 
 // tests/golden/gguf/gemma2_f32.gguf and gemma3_f32.gguf (make_gguf_family_fixtures.py:
 // tiny Gemma models with the settings llama.cpp assumes, norms stored as 1 + w) load with
