@@ -34,6 +34,7 @@
 #include "ft/data/batching.h"
 #include "ft/data/tokenize_sample.h"
 #include "ft/data/tokenized.h"
+#include "ft/hub/cache.h"
 #include "ft/kernels/cpu/parallel.h"
 #include "ft/models/memory.h"
 #include "ft/models/quantize.h"
@@ -251,10 +252,11 @@ void run_bench(const BenchOptions& o) {
   std::unique_ptr<models::CausalLM> model;
   std::string shape = o.shape;
   if (!o.model.empty()) {
-    FT_CHECK(fs::is_directory(o.model), "bench", o.model, ": no such model folder");
-    model = models::load_model(o.model, dtype);
-    shape = fs::path(o.model).filename().string();
-    if (shape.empty()) shape = fs::path(o.model).parent_path().filename().string();
+    const fs::path folder = hub::resolve_model(o.model);
+    FT_CHECK(fs::is_directory(folder), "bench", o.model, ": no such model folder");
+    model = models::load_model(folder, dtype);
+    shape = folder.filename().string();
+    if (shape.empty()) shape = folder.parent_path().filename().string();
   } else {
     Rng rng(o.seed);
     model = models::build_model(shape_config(o.shape), rng, dtype);
@@ -424,7 +426,8 @@ void add_bench_command(CLI::App& app) {
       "MFU, peak memory");
   cmd->add_option("--shape", o->shape, "tiny, llama1b, qwen05b or llama8b (hf_baseline.py's)")
       ->capture_default_str();
-  cmd->add_option("--model", o->model, "A model folder in place of --shape (its weights)");
+  cmd->add_option("--model", o->model,
+                  "A model folder or Hugging Face id in place of --shape (its weights)");
   cmd->add_option("--method", o->method, "lora, dora or full")
       ->check(CLI::IsMember({"lora", "dora", "full"}))
       ->capture_default_str();

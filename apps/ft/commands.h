@@ -23,6 +23,11 @@ inline const CLI::Validator kNonNegative(
     },
     "NONNEGATIVE");
 
+// What a MODEL argument may be (ft/hub/cache.h resolves it).
+inline constexpr const char* kModelHelp =
+    "Model folder or GGUF file, or a Hugging Face id ORG/NAME[@REVISION] in the Hugging Face "
+    "cache";
+
 void add_info_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/ft/commands.h"
+#include "ft/hub/cache.h"
 #include "ft/models/convert.h"
 #include "ft/train/precision.h"
 
@@ -22,7 +23,8 @@ void run_convert(const ConvertArgs& args) {
   models::ConvertOptions options;
   options.overwrite = args.overwrite;
   if (!args.dtype.empty()) options.dtype = parse_compute_dtype(args.dtype);
-  models::Conversion done = models::convert_model(args.input, args.out, options);
+  models::Conversion done =
+      models::convert_model(hub::resolve_model(args.input), args.out, options);
   std::cout << "converted " << models::conversion_name(done) << "; wrote " << args.out << "\n";
 }
 

@@ -13,11 +13,12 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
-#include "ft/train/causal_lm_task.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
+#include "ft/hub/cache.h"
 #include "ft/io/adapters.h"
 #include "ft/models/registry.h"
+#include "ft/train/causal_lm_task.h"
 #include "ft/train/trainer.h"
 
 namespace ft::cli {
@@ -36,7 +37,8 @@ struct EvalOptions {
   BaseQuantization quantization;
 };
 
-void run_eval(const EvalOptions& o) {
+void run_eval(EvalOptions o) {
+  o.model = hub::resolve_model(o.model).string();
   FT_CHECK(io::is_model_path(o.model), "eval", o.model, ": no such model folder or GGUF file");
   FT_CHECK(fs::is_regular_file(o.data), "eval", o.data, ": no such file");
   data::DataOptions d;
@@ -90,7 +92,7 @@ void run_eval(const EvalOptions& o) {
 void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("eval", "Loss, perplexity and token accuracy over a JSONL file");
-  cmd->add_option("model", o->model, "Model folder")->required();
+  cmd->add_option("model", o->model, kModelHelp)->required();
   cmd->add_option("data", o->data, "JSONL file")->required();
   cmd->add_option("--adapter", o->adapter,
                   "Adapter folder (PEFT or mlx-lm layout, as ft train writes)");

@@ -6,6 +6,7 @@
 
 #include "apps/ft/commands.h"
 #include "ft/core/error.h"
+#include "ft/hub/cache.h"
 #include "ft/models/export_gguf.h"
 
 namespace ft::cli {
@@ -19,7 +20,8 @@ struct ExportArgs {
   std::string out;
 };
 
-void run_export(const ExportArgs& args) {
+void run_export(ExportArgs args) {
+  args.model = hub::resolve_model(args.model).string();
   FT_CHECK(args.format == "gguf" || args.format == "gguf-lora", "export",
            "--format must be gguf or gguf-lora, got '", args.format, "'");
   const models::GgufFileType type = models::parse_gguf_file_type(args.type);
@@ -43,9 +45,7 @@ void add_export_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "export", "Write a model, with an adapter merged, as a GGUF file for llama.cpp");
   auto args = std::make_shared<ExportArgs>();
-  cmd->add_option("model", args->model,
-                  "The model: a GGUF file, or a model folder (byte-level BPE tokenizers)")
-      ->required();
+  cmd->add_option("model", args->model, kModelHelp)->required();
   cmd->add_option("--adapter", args->adapter, "An adapter to merge first (PEFT or mlx-lm layout)");
   cmd->add_option("--format", args->format,
                   "gguf (the model, with the adapter merged) or gguf-lora (the adapter alone, "

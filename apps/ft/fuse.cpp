@@ -6,6 +6,7 @@
 
 #include "apps/ft/commands.h"
 #include "ft/core/error.h"
+#include "ft/hub/cache.h"
 #include "ft/models/fuse.h"
 
 namespace ft::cli {
@@ -31,7 +32,8 @@ void run_fuse(const FuseArgs& args) {
   else
     FT_CHECK(args.dtype.empty(), "fuse", "--dtype must be float32, bfloat16 or float16, got '",
              args.dtype, "'");
-  models::fuse_model_folder(args.model_dir, args.adapter_dir, args.out_dir, options);
+  models::fuse_model_folder(hub::resolve_model(args.model_dir), args.adapter_dir, args.out_dir,
+                            options);
   std::cout << "wrote " << args.out_dir << "\n";
 }
 
@@ -43,8 +45,7 @@ void add_fuse_command(CLI::App& app) {
       "Merge an adapter (PEFT or mlx-lm layout) into its base model and write a Hugging "
       "Face model folder");
   auto args = std::make_shared<FuseArgs>();
-  cmd->add_option("model", args->model_dir, "The base model's folder (config.json and weights)")
-      ->required();
+  cmd->add_option("model", args->model_dir, kModelHelp)->required();
   cmd->add_option("--adapter", args->adapter_dir,
                   "The adapter's folder: adapter_model.safetensors + adapter_config.json (PEFT) "
                   "or adapters.safetensors + adapter_config.json (mlx-lm)")

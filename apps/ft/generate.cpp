@@ -11,6 +11,7 @@
 #include "apps/ft/commands.h"
 #include "ft/core/error.h"
 #include "ft/generate/generate.h"
+#include "ft/hub/cache.h"
 #include "ft/io/adapters.h"
 #include "ft/io/gguf.h"
 #include "ft/io/gguf_file.h"
@@ -51,6 +52,7 @@ nlohmann::ordered_json read_json_file(const fs::path& path) {
 }
 
 void run_generate(GenerateCliOptions o) {
+  o.model = hub::resolve_model(o.model).string();
   FT_CHECK(o.prompt.empty() != o.messages.empty(), "generate",
            "give exactly one of --prompt and --messages");
   // A GGUF file carries its tokenizer and chat template (Note [GGUF tokenizers]).
@@ -119,9 +121,7 @@ void add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text from a model for a prompt or a chat");
   auto o = std::make_shared<GenerateCliOptions>();
   auto& s = o->gen.sampling;
-  cmd->add_option("model", o->model,
-                  "Model folder (config.json, weights, tokenizer files) or GGUF file")
-      ->required();
+  cmd->add_option("model", o->model, kModelHelp)->required();
   cmd->add_option("--adapter", o->adapter,
                   "LoRA/DoRA adapter folder: adapters.safetensors (mlx-lm) or "
                   "adapter_model.safetensors (PEFT), with adapter_config.json");

@@ -10,6 +10,7 @@
 #include "apps/ft/commands.h"
 #include "ft/core/device.h"
 #include "ft/core/random.h"
+#include "ft/hub/cache.h"
 #include "ft/io/model_folder.h"
 #include "ft/models/memory.h"
 #include "ft/models/quantize.h"
@@ -57,7 +58,8 @@ uint64_t weights_on_disk(const fs::path& folder) {
   return total;
 }
 
-void print_model_info(const InfoOptions& o) {
+void print_model_info(InfoOptions o) {
+  o.model = hub::resolve_model(o.model).string();
   FT_CHECK(io::is_model_path(o.model), "info", o.model, ": no such model folder or GGUF file");
   io::ModelConfig config = io::read_config(o.model);
   models::Config c = models::from_hf_config(config);
@@ -190,7 +192,7 @@ void add_info_command(CLI::App& app) {
       "Show MLX's version and backend, devices and memory; with MODEL, the model's "
       "architecture, parameter counts and a training memory estimate");
   auto o = std::make_shared<InfoOptions>();
-  cmd->add_option("model", o->model, "Model folder (config.json; the weights are not read)");
+  cmd->add_option("model", o->model, kModelHelp);
   cmd->add_flag("--json", o->as_json, "Print one JSON object");
   auto group = "Training configuration of the estimate (with MODEL)";
   cmd->add_option("--method", o->method, "lora, dora or full")

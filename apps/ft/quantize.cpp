@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/ft/commands.h"
+#include "ft/hub/cache.h"
 #include "ft/models/convert.h"
 #include "ft/models/quantize.h"
 #include "ft/train/precision.h"
@@ -34,7 +35,7 @@ void run_quantize(const QuantizeArgs& args, bool bits_given, bool group_size_giv
   }
   if (bits_given || !options.recipe) options.defaults.bits = args.bits;
   if (group_size_given || !options.recipe) options.defaults.group_size = args.group_size;
-  auto quantized = models::quantize_model_folder(args.model, args.out, options);
+  auto quantized = models::quantize_model_folder(hub::resolve_model(args.model), args.out, options);
   std::cout << "quantized " << quantized.size() << " layers (default " << options.defaults.bits
             << " bits, groups of " << options.defaults.group_size << "); wrote " << args.out
             << "\n";

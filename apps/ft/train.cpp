@@ -21,6 +21,7 @@
 #include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
+#include "ft/hub/cache.h"
 #include "ft/io/adapters.h"
 #include "ft/io/gguf.h"
 #include "ft/io/gguf_tokenizer.h"
@@ -92,7 +93,7 @@ struct TrainOptions {
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("model", o.model,
-                  "Model folder (Hugging Face layout), or a YAML config file in place of --config");
+                  std::string(kModelHelp) + "; or a YAML config file in place of --config");
   cmd->add_option("data", o.data,
                   "JSONL file, or folder with train.jsonl / valid.jsonl / test.jsonl");
   cmd->add_option("--config", o.config, "YAML file whose keys are these options");
@@ -230,8 +231,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "set, else none)")
       ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--teacher", o.teacher,
-                  "Distil from this model folder (same tokenizer): its logits are the soft "
-                  "targets of a KL term")
+                  "Distil from this model (folder or Hugging Face id; same tokenizer): its "
+                  "logits are the soft targets of a KL term")
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--distill-weight", o.distill_weight,
                   "W: loss = (1-W) CE + W T^2 KL(teacher || student), per trained token")
@@ -470,6 +471,13 @@ void on_sigint(int) {
   train::request_stop();
 }
 
+// The model and the teacher as given (folders, GGUF files) or as Hugging Face ids found in
+// the cache (ft/hub/cache.h).
+void resolve_models(TrainOptions& o) {
+  if (!o.model.empty()) o.model = hub::resolve_model(o.model).string();
+  if (!o.teacher.empty()) o.teacher = hub::resolve_model(o.teacher).string();
+}
+
 void run_train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
   // Before the memory check, whose plan reads it (Note [Memory on MLX's CUDA backend]).
@@ -638,12 +646,13 @@ void add_train_command(CLI::App& app) {
       "quick",
       "Fine-tune with defaults: LoRA r8 on the attention projections, lr 1e-4 with warmup, "
       "one epoch up to 200 steps");
-  quick->add_option("model", q->model, "Model folder")->required();
+  quick->add_option("model", q->model, kModelHelp)->required();
   quick->add_option("data", q->data, "JSONL file or data folder")->required();
   quick->add_option("--output-dir", q->output_dir, "Output folder")->capture_default_str();
   quick->add_option("--seed", q->seed, "Random seed")->capture_default_str();
   quick->callback([q] {
     TrainOptions o = *q;
+    resolve_models(o);
     o.warmup_steps = 10;
     Prepared p = prepare_data(o);
     o.iterations = std::min<int64_t>(200, p.total_steps);
@@ -654,6 +663,7 @@ void add_train_command(CLI::App& app) {
     if (quick->parsed()) return;
     take_positional_config(cmd, *o);
     merge_yaml(cmd, o->config);
+    resolve_models(*o);
     run_train(*o);
   });
 }
@@ -666,6 +676,7 @@ void add_validate_command(CLI::App& app) {
   cmd->callback([cmd, o] {
     take_positional_config(cmd, *o);
     merge_yaml(cmd, o->config);
+    resolve_models(*o);
     run_validate(*o);
   });
 }

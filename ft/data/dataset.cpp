@@ -126,7 +126,8 @@ DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
                       : std::nullopt),
       tok_(gguf_files_ ? io::gguf_tokenizer(*gguf_files_, tokenizer_dir.string())
                        : tokenizer::Tokenizer::from_dir(tokenizer_dir)),
-      chat_(gguf_files_ ? io::gguf_chat_template(*gguf_files_) : chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir)),
+      chat_(gguf_files_ ? io::gguf_chat_template(*gguf_files_)
+                        : chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir)),
       samples_(tok_, chat_ ? &*chat_ : nullptr, options_.sample) {
   FT_CHECK(options_.valid_fraction >= 0 && options_.valid_fraction < 1, "data",
            "valid_fraction must be in [0, 1), got ", options_.valid_fraction);
@@ -148,8 +149,8 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
     h.add(gguf_files_->tokenizer_config_json);
   } else {
     for (const char* name :
-         {"tokenizer.json", "tokenizer.json.gz", "tokenizer_config.json",
-          "special_tokens_map.json", "generation_config.json", "chat_template.jinja"}) {
+         {"tokenizer.json", "tokenizer.json.gz", "tokenizer_config.json", "special_tokens_map.json",
+          "generation_config.json", "chat_template.jinja"}) {
       h.add(name);
       h.add_file(tokenizer_dir_ / name);
     }

@@ -420,9 +420,10 @@ void quantize_k_asymmetric(const float* x, uint8_t* b, bool five_bits) {
     for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];
     const float rms = std::sqrt(sum_x2 / 32.0f);
     for (int l = 0; l < 32; ++l) weights[l] = rms + std::fabs(xj[l]);
-    scales[j] = five_bits
-                    ? fit_scale_and_min(32, nmax, -0.5f, 15, xj, weights, levels + 32 * j, offsets[j])
-                    : fit_scale_and_min(32, nmax, -1.0f, 20, xj, weights, levels + 32 * j, offsets[j]);
+    scales[j] =
+        five_bits
+            ? fit_scale_and_min(32, nmax, -0.5f, 15, xj, weights, levels + 32 * j, offsets[j])
+            : fit_scale_and_min(32, nmax, -1.0f, 20, xj, weights, levels + 32 * j, offsets[j]);
     max_scale = std::max(max_scale, scales[j]);
     max_offset = std::max(max_offset, offsets[j]);
   }
@@ -493,8 +494,7 @@ void quantize_q6_k(const float* x, uint8_t* b) {
     const float dj = d * float(sc[j]);
     if (dj == 0.0f) continue;
     for (int l = 0; l < 16; ++l)
-      levels[16 * j + l] =
-          uint8_t(std::clamp(nearest_int(x[16 * j + l] / dj), -32, 31) + 32);
+      levels[16 * j + l] = uint8_t(std::clamp(nearest_int(x[16 * j + l] / dj), -32, 31) + 32);
   }
   uint8_t* ql = b;
   uint8_t* qh = b + 128;
@@ -629,15 +629,32 @@ std::vector<uint8_t> quantize(Type type, const float* x, size_t n) {
     uint8_t* b = out.data() + i * size_t(info.bytes);
     const float* xi = x + i * block;
     switch (type) {
-      case Type::Q8_0: quantize_q8_0(xi, b); break;
-      case Type::Q5_0: quantize_q5_0(xi, b); break;
-      case Type::Q4_0: quantize_q4_0(xi, b); break;
-      case Type::Q4_1: quantize_q4_1(xi, b); break;
-      case Type::Q5_1: quantize_q5_1(xi, b); break;
-      case Type::Q4_K: quantize_k_asymmetric(xi, b, false); break;
-      case Type::Q5_K: quantize_k_asymmetric(xi, b, true); break;
-      case Type::Q6_K: quantize_q6_k(xi, b); break;
-      default: FT_ASSERT(false);
+      case Type::Q8_0:
+        quantize_q8_0(xi, b);
+        break;
+      case Type::Q5_0:
+        quantize_q5_0(xi, b);
+        break;
+      case Type::Q4_0:
+        quantize_q4_0(xi, b);
+        break;
+      case Type::Q4_1:
+        quantize_q4_1(xi, b);
+        break;
+      case Type::Q5_1:
+        quantize_q5_1(xi, b);
+        break;
+      case Type::Q4_K:
+        quantize_k_asymmetric(xi, b, false);
+        break;
+      case Type::Q5_K:
+        quantize_k_asymmetric(xi, b, true);
+        break;
+      case Type::Q6_K:
+        quantize_q6_k(xi, b);
+        break;
+      default:
+        FT_ASSERT(false);
     }
   }
   return out;

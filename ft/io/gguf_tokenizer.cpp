@@ -379,7 +379,8 @@ TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
     if (fresh) {
       entries.emplace_back(std::move(token), int64_t(i));
     } else {
-      (entries.begin() + ptrdiff_t(it->second))->second = int64_t(i);  // a later duplicate's id, as in a dict
+      (entries.begin() + ptrdiff_t(it->second))->second =
+          int64_t(i);  // a later duplicate's id, as in a dict
     }
   }
   json merge_pairs = json::array();
@@ -486,8 +487,8 @@ TokenizerFiles gguf_tokenizer_files(const GgufFile& g) {
 }
 
 tokenizer::Tokenizer gguf_tokenizer(const TokenizerFiles& files, const std::string& source) {
-  return tokenizer::Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json,
-                                              {}, {}, source);
+  return tokenizer::Tokenizer::from_json_text(files.tokenizer_json, files.tokenizer_config_json, {},
+                                              {}, source);
 }
 
 tokenizer::Tokenizer gguf_tokenizer(const GgufFile& g) {
@@ -502,7 +503,6 @@ std::optional<chat::ChatTemplate> gguf_chat_template(const TokenizerFiles& files
     if (config.contains(key)) variables[key] = config[key];
   return chat::ChatTemplate::from_string(config["chat_template"].get<std::string>(), variables);
 }
-
 
 std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs::path& folder,
                                                                        int64_t vocab_size) {
@@ -556,11 +556,16 @@ std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs:
   for (int64_t id = 0; id < vocab_size; ++id) {
     const std::optional<std::string> token = id < n ? tok.id_to_token(int(id)) : std::nullopt;
     int32_t type = 1;
-    if (!token) type = 5;
-    else if (sentencepiece && tok.unk_token() && tok.unk_token()->id == id) type = 2;
-    else if (tok.is_special(int(id))) type = 3;
-    else if (user_defined.count(id)) type = 4;
-    else if (sentencepiece && is_byte_token(*token)) type = 6;
+    if (!token)
+      type = 5;
+    else if (sentencepiece && tok.unk_token() && tok.unk_token()->id == id)
+      type = 2;
+    else if (tok.is_special(int(id)))
+      type = 3;
+    else if (user_defined.count(id))
+      type = 4;
+    else if (sentencepiece && is_byte_token(*token))
+      type = 6;
     tokens.items.push_back({token ? *token : "[PAD" + std::to_string(id) + "]"});
     types.items.push_back({type});
   }
@@ -611,9 +616,10 @@ std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const fs:
     add("tokenizer.ggml.token_type", {std::move(types)});
     add("tokenizer.ggml.merges", {std::move(merges)});
   }
-  for (const auto& [key, special] :
-       {std::pair{"bos_token_id", &tok.bos_token()}, {"eos_token_id", &tok.eos_token()},
-        {"unknown_token_id", &tok.unk_token()}, {"padding_token_id", &tok.pad_token()}})
+  for (const auto& [key, special] : {std::pair{"bos_token_id", &tok.bos_token()},
+                                     {"eos_token_id", &tok.eos_token()},
+                                     {"unknown_token_id", &tok.unk_token()},
+                                     {"padding_token_id", &tok.pad_token()}})
     if (*special) add(std::string("tokenizer.ggml.") + key, {uint32_t((*special)->id)});
   // What the post-processor puts around a text: BOS before, EOS after, or nothing.
   const std::string probe = "a";

@@ -31,8 +31,8 @@ using io::GgufValue;
 constexpr const char* kPlace = "export";
 
 constexpr std::pair<GgufFileType, const char*> kFileTypes[] = {
-    {GgufFileType::F32, "f32"},   {GgufFileType::F16, "f16"},   {GgufFileType::BF16, "bf16"},
-    {GgufFileType::Q8_0, "q8_0"}, {GgufFileType::Q4_0, "q4_0"}, {GgufFileType::Q4_1, "q4_1"},
+    {GgufFileType::F32, "f32"},      {GgufFileType::F16, "f16"},   {GgufFileType::BF16, "bf16"},
+    {GgufFileType::Q8_0, "q8_0"},    {GgufFileType::Q4_0, "q4_0"}, {GgufFileType::Q4_1, "q4_1"},
     {GgufFileType::Q4_K_M, "q4_k_m"}};
 
 // The one type of every matrix of a file type other than Q4_K_M.
@@ -89,8 +89,8 @@ ggml::Type q4_k_m_type(const std::string& name, const Config& c, const io::GgufA
   if (name.ends_with("attn_qkv.weight")) return ggml::Type::Q5_K;
   if (name.ends_with("attn_v.weight")) {
     if (use_more_bits(layer, layers)) return ggml::Type::Q6_K;
-    const bool llama_70b = arch.name == "llama" && layers == 80 &&
-                           c.num_attention_heads != c.num_key_value_heads;
+    const bool llama_70b =
+        arch.name == "llama" && layers == 80 && c.num_attention_heads != c.num_key_value_heads;
     return llama_70b ? ggml::Type::Q5_K : ggml::Type::Q4_K;
   }
   if (name.ends_with("ffn_down.weight") && use_more_bits(layer, layers)) return ggml::Type::Q6_K;
@@ -102,8 +102,8 @@ ggml::Type q4_k_m_type(const std::string& name, const Config& c, const io::GgufA
 ggml::Type tensor_type(GgufFileType file, const std::string& name, const mx::array& value,
                        const Config& c, const io::GgufArch& arch, bool has_output) {
   if (value.ndim() != 2 || file == GgufFileType::F32) return ggml::Type::F32;
-  ggml::Type type = file == GgufFileType::Q4_K_M ? q4_k_m_type(name, c, arch, has_output)
-                                                 : uniform_type(file);
+  ggml::Type type =
+      file == GgufFileType::Q4_K_M ? q4_k_m_type(name, c, arch, has_output) : uniform_type(file);
   const int cols = value.shape(1);
   if (cols % 256 != 0) {
     if (type == ggml::Type::Q4_K) type = ggml::Type::Q5_0;
@@ -247,9 +247,8 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
     const RopeScaling& r = c.rope_scaling;
     w.add(a + ".rope.scaling.original_context_length", u32(r.original_max_position_embeddings));
     w.add(a + ".rope.scaling.attn_factor", GgufValue{longrope_attention_factor(c)});
-    for (const auto& [name, factors] :
-         {std::pair{"rope_factors_long.weight", &r.long_factor},
-          {"rope_factors_short.weight", &r.short_factor}})
+    for (const auto& [name, factors] : {std::pair{"rope_factors_long.weight", &r.long_factor},
+                                        {"rope_factors_short.weight", &r.short_factor}})
       w.add_tensor(name, mx::array(factors->data(), {int(factors->size())}, mx::float32));
   }
   const bool has_output = !c.tie_word_embeddings;

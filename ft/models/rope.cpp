@@ -69,8 +69,7 @@ float longrope_attention_factor(const Config& config) {
   const RopeScaling& r = config.rope_scaling;
   if (r.attention_factor > 0) return r.attention_factor;
   const double original = r.original_max_position_embeddings;
-  const double factor =
-      r.factor > 0 ? r.factor : double(config.max_position_embeddings) / original;
+  const double factor = r.factor > 0 ? r.factor : double(config.max_position_embeddings) / original;
   return factor <= 1 ? 1.0f
                      : static_cast<float>(std::sqrt(1 + std::log(factor) / std::log(original)));
 }

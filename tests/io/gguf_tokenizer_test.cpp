@@ -5,8 +5,8 @@
 
 #include <fstream>
 #include <functional>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -204,10 +204,16 @@ TEST(GgufTokenizerOut, WhatLlamaCppCannotTokenizeIsRefused) {
       EXPECT_NE(what.find("tokenizer.json"), std::string::npos) << what;
     }
   };
-  refused([](auto& t) { t["pre_tokenizer"] = {{"type", "Whitespace"}}; }, 49152,
-          "has no llama.cpp name");
-  refused([](auto& t) { t["normalizer"] = {{"type", "Lowercase"}}; }, 49152,
-          "is not applied by llama.cpp");
+  refused(
+      [](auto& t) {
+        t["pre_tokenizer"] = {{"type", "Whitespace"}};
+      },
+      49152, "has no llama.cpp name");
+  refused(
+      [](auto& t) {
+        t["normalizer"] = {{"type", "Lowercase"}};
+      },
+      49152, "is not applied by llama.cpp");
   refused([](auto& t) { t["model"]["byte_fallback"] = true; }, 49152,
           "are not SentencePiece's spaces");
   refused([](auto&) {}, 100, "more than the model's 100 embedding rows");
@@ -216,11 +222,10 @@ TEST(GgufTokenizerOut, WhatLlamaCppCannotTokenizeIsRefused) {
 // The real Llama 3 and Qwen3 tokenizers keep their ids through GGUF metadata.
 TEST(GgufTokenizerOut, RealTokenizersKeepTheirIds) {
   FT_REQUIRE_SHARED_TOKENIZERS();
-  const std::vector<std::string> texts = {
-      "Hello, world! It's 2024.",
-      "  def f(x):\n\treturn x ** 2  # square\n",
-      "Grüße aus Köln, 東京 и Москва 🙂",
-      "<|im_start|>user\nhi<|im_end|>\n<|begin_of_text|>"};
+  const std::vector<std::string> texts = {"Hello, world! It's 2024.",
+                                          "  def f(x):\n\treturn x ** 2  # square\n",
+                                          "Grüße aus Köln, 東京 и Москва 🙂",
+                                          "<|im_start|>user\nhi<|im_end|>\n<|begin_of_text|>"};
   for (const auto& [name, pre, rows] :
        {std::tuple{"llama3", "llama-bpe", 128256}, {"qwen3", "qwen2", 151936}}) {
     SCOPED_TRACE(name);

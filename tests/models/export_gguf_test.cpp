@@ -140,8 +140,7 @@ TEST_P(ExportGgufFamily, Float32RoundTripsTensorsKeysAndLogits) {
   a->eval();
   b->eval();
   // Twelve positions: past phi3_longrope's original context of 8, to its long factors.
-  mx::array ids =
-      mx::array({1, 40, 41, 42, 100, 7, 9, 127, 3, 5, 77, 12}, {1, 12}, mx::int32);
+  mx::array ids = mx::array({1, 40, 41, 42, 100, 7, 9, 127, 3, 5, 77, 12}, {1, 12}, mx::int32);
   EXPECT_TRUE(mx::array_equal((*b)(ids), (*a)(ids)).item<bool>()) << family;
 }
 
@@ -237,8 +236,8 @@ TEST(ExportGguf, Q4KMTakesLlamaCppsMixture) {
   b->eval();
   mx::array ids = mx::array({1, 504, 3575, 282, 4649, 314, 253, 2}, {1, 8}, mx::int32);
   mx::array la = (*a)(ids), lb = (*b)(ids);
-  const float rel = std::sqrt(mx::sum(mx::square(la - lb)).item<float>() /
-                              mx::sum(mx::square(la)).item<float>());
+  const float rel =
+      std::sqrt(mx::sum(mx::square(la - lb)).item<float>() / mx::sum(mx::square(la)).item<float>());
   // 0.19 here; llama.cpp's own Q4_K_M of the f32 export gives 0.17 against that export in
   // llama.cpp (tests/golden/check_gguf_llama_cpp.py checks that the bytes are the same).
   EXPECT_LT(rel, 0.3f);

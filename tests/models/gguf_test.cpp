@@ -167,7 +167,8 @@ TEST(Gguf, Llama3RopeFreqsBecomeTheLlama3Scaling) {
   EXPECT_LT(relative_error((*model)(expected.at("ids")), expected.at("logits")), 1e-4f);
 
   const fs::path out = fs::temp_directory_path() / "ft_export_llama3_tied.gguf";
-  ft::models::export_gguf(file, out, {.type = ft::models::GgufFileType::F32, .adapter = std::nullopt});
+  ft::models::export_gguf(file, out,
+                          {.type = ft::models::GgufFileType::F32, .adapter = std::nullopt});
   const auto source = ft::io::read_gguf_file(file), written = ft::io::read_gguf_file(out);
   const auto* a = source.find_tensor("rope_freqs.weight");
   const auto* b = written.find_tensor("rope_freqs.weight");
