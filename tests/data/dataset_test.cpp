@@ -1,7 +1,10 @@
 // Loading files, folders and corpora; bad input; the on-disk cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+
+#include <zlib.h>
 
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
@@ -239,5 +242,78 @@ TEST(Dataset, CorpusIsCachedByItsDocuments) {
   std::ofstream(dir / "corpus" / "sub" / "notes.txt", std::ios::app) << "More.\n";
   EXPECT_NE(l.cache_file(dir / "corpus"), before);
   EXPECT_FALSE(l.load(dir / "corpus")[0].stats.from_cache);
+  fs::remove_all(dir);
+}
+
+// Note [Record files]: a JSON array of records, and gzip, read as the JSONL file of the same
+// records, element by element.
+TEST(Dataset, JsonArraysAndGzipReadAsTheirJsonl) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
+  const auto& l = qwen(true);
+  const fs::path dir = temp_dir("arrays");
+  Json records = Json::array();
+  {
+    std::ifstream in(fixture("chat.jsonl"));
+    for (std::string line; std::getline(in, line);)
+      if (line.find_first_not_of(" \t\r") != std::string::npos)
+        records.push_back(Json::parse(line));
+  }
+  // Brackets, commas, quotes and backslashes inside strings do not end an element.
+  records.push_back(Json{{"messages", Json::array({msg("user", "a ] b } c, \"d\" \\ e [ {"),
+                                                   msg("assistant", "],},\\\"")})}});
+  std::string jsonl;
+  for (const auto& r : records) jsonl += r.dump() + "\n";
+  std::ofstream(dir / "chat.jsonl") << jsonl;
+  std::ofstream(dir / "chat.json") << "\xEF\xBB\xBF" << records.dump(2) << "\n";
+  auto gzip = [&](const fs::path& file, const std::string& text) {
+    gzFile f = gzopen(file.c_str(), "wb");
+    gzwrite(f, text.data(), unsigned(text.size()));
+    gzclose(f);
+  };
+  gzip(dir / "chat.jsonl.gz", jsonl);
+  gzip(dir / "chat.json.gz", records.dump(2));
+
+  const auto want = l.load_file(dir / "chat.jsonl");
+  ASSERT_EQ(want.data.size(), records.size());
+  for (const char* name : {"chat.json", "chat.jsonl.gz", "chat.json.gz"}) {
+    SCOPED_TRACE(name);
+    const auto got = l.load_file(dir / name);
+    EXPECT_EQ(got.stats.format, want.stats.format);
+    ASSERT_EQ(got.data.size(), want.data.size());
+    for (size_t k = 0; k < want.data.size(); ++k) {
+      EXPECT_EQ(ids_of(got.data, k), ids_of(want.data, k)) << k;
+      auto a = got.data.mask(k), b = want.data.mask(k);
+      EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << k;
+    }
+  }
+  // An element's line is the one it starts on: '[' on line 1, the first object on line 2.
+  EXPECT_EQ(l.load_file(dir / "chat.json").data.line(0), 2);
+  fs::remove_all(dir);
+}
+
+TEST(Dataset, BrokenJsonArraysAreOneError) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
+  const auto& l = qwen(false);
+  const fs::path dir = temp_dir("broken_arrays");
+  const std::pair<std::string, std::string> cases[] = {
+      {"[", "the JSON array is not closed"},
+      {"[{\"text\": \"a\"},", "the JSON array is not closed"},
+      {"[{\"text\": \"a\"},\n]", "a comma before the JSON array's closing bracket"},
+      {"[{\"text\": \"a\"}] x", "text after the JSON array's closing bracket"},
+      {"[{\"text\": \"a\"}}]", "a stray '}' in the JSON array"},
+      {"[{\"text\": \"a\"},,{\"text\": \"b\"}]", "an empty element in the JSON array"},
+      {"[ ]", "empty file"},
+      {"[\"just a string\"]", "a record must be a JSON object"},
+      {"[{\"text\": \"a\n", "the JSON array is not closed"},
+  };
+  int i = 0;
+  for (const auto& [text, fact] : cases) {
+    SCOPED_TRACE(text);
+    const fs::path file = dir / ("case" + std::to_string(i++) + ".json");
+    std::ofstream(file) << text;
+    const std::string e = error_of([&] { l.load_file(file); });
+    EXPECT_NE(e.find(fact), std::string::npos) << e;
+    EXPECT_NE(e.find(file.filename().string()), std::string::npos) << e;
+  }
   fs::remove_all(dir);
 }
