@@ -11,6 +11,7 @@
 // The targets' sources, built as plain functions ft_fuzz_<name> (no FT_FUZZ_MAIN).
 #include "fuzz/adapter_config.cpp"
 #include "fuzz/config_json.cpp"
+#include "fuzz/data_file.cpp"
 #include "fuzz/gguf_file.cpp"
 #include "fuzz/jsonl_record.cpp"
 #include "fuzz/npz.cpp"
@@ -55,6 +56,7 @@ TEST(FuzzReplay, EveryTargetOnItsSeedsAndRegressions) {
   const std::pair<const char*, Target> targets[] = {
       {"adapter_config", ft_fuzz_adapter_config},
       {"config_json", ft_fuzz_config_json},
+      {"data_file", ft_fuzz_data_file},
       {"gguf_file", ft_fuzz_gguf_file},
       {"jsonl_record", ft_fuzz_jsonl_record},
       {"npz", ft_fuzz_npz},
