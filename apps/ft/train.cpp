@@ -659,8 +659,31 @@ void add_train_command(CLI::App& app) {
     o.warmup_steps = std::min<int64_t>(10, o.iterations / 10);
     run_train(o);
   });
-  cmd->callback([cmd, quick, o] {
-    if (quick->parsed()) return;
+  // ft train start MODEL DATA [options] and ft train validate ...: the specification's
+  // spelling of ft train and ft validate, with the same options.
+  auto s = std::make_shared<TrainOptions>();
+  auto* start = cmd->add_subcommand("start", "The same as ft train MODEL DATA [options]");
+  add_train_options(start, *s);
+  start->callback([start, s] {
+    take_positional_config(start, *s);
+    merge_yaml(start, s->config);
+    resolve_models(*s);
+    run_train(*s);
+  });
+  auto v = std::make_shared<TrainOptions>();
+  auto* validate =
+      cmd->add_subcommand("validate",
+                          "The same as ft validate: check a training config and its data without "
+                          "training");
+  add_train_options(validate, *v);
+  validate->callback([validate, v] {
+    take_positional_config(validate, *v);
+    merge_yaml(validate, v->config);
+    resolve_models(*v);
+    run_validate(*v);
+  });
+  cmd->callback([cmd, quick, start, validate, o] {
+    if (quick->parsed() || start->parsed() || validate->parsed()) return;
     take_positional_config(cmd, *o);
     merge_yaml(cmd, o->config);
     resolve_models(*o);

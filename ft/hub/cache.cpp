@@ -92,8 +92,11 @@ std::optional<fs::path> cached_snapshot(const RepoId& id) {
 fs::path resolve_model(const std::string& model) {
   std::error_code ec;
   if (fs::exists(model, ec)) return model;
+  // A name ending as a file does (a config, data, weights) is a path that is missing.
+  static const std::regex file_like(R"(.*\.(ya?ml|jsonl?|gguf|safetensors|bin|npz|txt|md)$)");
   const std::optional<RepoId> id = parse_repo_id(model);
-  if (!id) return model;  // the command says that there is no such file or folder
+  if (!id || std::regex_match(model, file_like))
+    return model;  // the command says that there is no such file or folder
   const std::optional<fs::path> snapshot = cached_snapshot(*id);
   FT_CHECK(snapshot.has_value(), kPlace, "'", model,
            "' is no file or folder here, and the Hugging Face cache (", cache_dir().string(),

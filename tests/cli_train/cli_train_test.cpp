@@ -23,7 +23,8 @@
 using namespace ft::testing::cli_train;
 
 TEST(CliTrain, InitWritesALoadableFolderWithATokenizer) {
-  for (std::string arch : {"llama", "qwen2", "qwen3", "mistral"}) {  // the others: families_test.cpp
+  for (std::string arch :
+       {"llama", "qwen2", "qwen3", "mistral"}) {  // the others: families_test.cpp
     fs::path dir = temp("init_" + arch);
     Result r = run("init --arch " + arch + " --out " + dir.string());
     ASSERT_EQ(r.status, 0) << r.out;
@@ -102,6 +103,15 @@ TEST(CliTrain, CommandLineBeatsYaml) {
   EXPECT_NE(v.out.find("32 records"), std::string::npos) << v.out;
   EXPECT_NE(v.out.find("steps: 3"), std::string::npos) << v.out;
   EXPECT_FALSE(fs::exists(out));
+  // The specification's spellings: ft train validate CONFIG and ft train start CONFIG.
+  Result tv = run("train validate " + yaml.string());
+  ASSERT_EQ(tv.status, 0) << tv.out;
+  EXPECT_EQ(tv.out, v.out);
+  EXPECT_FALSE(fs::exists(out));
+  Result start = run("train start " + yaml.string() + " --lora-rank 2");
+  ASSERT_EQ(start.status, 0) << start.out;
+  EXPECT_EQ(ft::io::load_adapter(out / "adapter").config.rank, 2);
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 3u);
 }
 
 TEST(CliTrain, BadYamlKeysAndValuesAreOneErrorLine) {
@@ -134,14 +144,15 @@ TEST(CliTrain, NonexistentPathsAreOneErrorLine) {
   EXPECT_EQ(model.status, 1);
   EXPECT_TRUE(one_error_line(model.out)) << model.out;
   EXPECT_NE(model.out.find("/nonexistent/model"), std::string::npos);
-  Result train_data = run("train " + tiny_model().string() + " /nonexistent/data.jsonl --output-dir " +
-                          out.string());
+  Result train_data = run("train " + tiny_model().string() +
+                          " /nonexistent/data.jsonl --output-dir " + out.string());
   EXPECT_EQ(train_data.status, 1);
   EXPECT_TRUE(one_error_line(train_data.out)) << train_data.out;
   EXPECT_FALSE(fs::exists(out));
   // An output folder that cannot be made: a path under a regular file.
-  Result unwritable = run("train " + tiny_model().string() + " " + kAddition +
-                          "/train.jsonl --output-dir " + (tiny_model() / "config.json" / "run").string());
+  Result unwritable =
+      run("train " + tiny_model().string() + " " + kAddition + "/train.jsonl --output-dir " +
+          (tiny_model() / "config.json" / "run").string());
   EXPECT_EQ(unwritable.status, 1);
   EXPECT_TRUE(one_error_line(unwritable.out)) << unwritable.out;
   EXPECT_NE(unwritable.out.find("cannot write the output folder"), std::string::npos)

@@ -142,6 +142,7 @@ TEST_F(HubCache, WhatTheCacheDoesNotHoldIsOneError) {
                             "holds no revision");
   // What cannot be an id is left to the command, which says there is no such folder.
   EXPECT_EQ(ft::hub::resolve_model("/no/such/folder"), fs::path("/no/such/folder"));
+  EXPECT_EQ(ft::hub::resolve_model("configs/run.yaml"), fs::path("configs/run.yaml"));
   ft::testing::expect_error([] { ft::hub::resolve_model("no-such/folder"); },
                             "'no-such/folder' is no file or folder here");
   // A ref that holds no commit is no revision.
