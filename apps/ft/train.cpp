@@ -94,8 +94,9 @@ struct TrainOptions {
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("model", o.model,
                   std::string(kModelHelp) + "; or a YAML config file in place of --config");
-  cmd->add_option("data", o.data,
-                  "JSONL file, or folder with train.jsonl / valid.jsonl / test.jsonl");
+  cmd->add_option(
+      "data", o.data,
+      "JSONL or JSON array file (or .gz), or folder with train / valid / test files of those");
   cmd->add_option("--config", o.config, "YAML file whose keys are these options");
   cmd->add_option("--method", o.method, "lora, dora or full")
       ->check(CLI::IsMember({"lora", "dora", "full"}))

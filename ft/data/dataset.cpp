@@ -232,11 +232,17 @@ std::vector<Split> DataLoader::load(const fs::path& path) const {
   std::vector<Split> out;
   if (fs::is_directory(path)) {
     bool any = false;
+    // Each split in one file: JSONL or a JSON array, plain or gzip (Note [Record files]).
     for (const char* name : {"train", "valid", "test"}) {
-      fs::path file = path / (std::string(name) + ".jsonl");
-      if (!fs::exists(file)) continue;
+      std::vector<fs::path> found;
+      for (const char* ext : {".jsonl", ".json", ".jsonl.gz", ".json.gz"})
+        if (fs::exists(path / (std::string(name) + ext)))
+          found.push_back(path / (std::string(name) + ext));
+      if (found.empty()) continue;
+      FT_CHECK(found.size() == 1, "data", path.string(), ": both ", found[0].filename().string(),
+               " and ", found[1].filename().string(), " hold the ", name, " split; keep one");
       any = true;
-      out.push_back(load_file(file, name));
+      out.push_back(load_file(found[0], name));
     }
     if (any) return out;
     out.push_back(load_corpus(path));
@@ -277,7 +283,8 @@ std::vector<Split> DataLoader::load(const fs::path& path) const {
 Split DataLoader::load_corpus(const fs::path& dir) const {
   std::vector<fs::path> files = corpus_files(dir);
   FT_CHECK(!files.empty(), "data", dir.string(),
-           ": no train.jsonl/valid.jsonl/test.jsonl and no .md or .txt files");
+           ": no train/valid/test .jsonl or .json files (gzip allowed) and no .md or .txt "
+           "files");
   return cached(dir, "train", [&](const Sink& sink) { return tokenize_corpus(files, sink); });
 }
 

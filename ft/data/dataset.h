@@ -1,5 +1,5 @@
-// Datasets on disk to tokenized splits: a JSONL file, a folder with
-// train.jsonl/valid.jsonl/test.jsonl, one file split by a ratio, or a folder of
+// Datasets on disk to tokenized splits: a file of records (JSONL or a JSON array, plain or
+// gzip), a folder with train/valid/test files of those, one file split by a ratio, or a folder of
 // Markdown/plain text read as a raw corpus. Tokenized splits are cached on disk and
 // memory-mapped, keyed by a hash of the data, the tokenizer files and the options.
 #pragma once

@@ -288,6 +288,19 @@ TEST(Dataset, JsonArraysAndGzipReadAsTheirJsonl) {
   }
   // An element's line is the one it starts on: '[' on line 1, the first object on line 2.
   EXPECT_EQ(l.load_file(dir / "chat.json").data.line(0), 2);
+  // A folder's splits in any of these forms; two forms of one split are refused.
+  const fs::path folder = dir / "folder";
+  fs::create_directories(folder);
+  fs::copy_file(dir / "chat.json.gz", folder / "train.json.gz");
+  fs::copy_file(dir / "chat.jsonl", folder / "valid.jsonl");
+  const auto splits = l.load(folder);
+  ASSERT_EQ(splits.size(), 2u);
+  EXPECT_EQ(splits[0].name, "train");
+  EXPECT_EQ(splits[1].name, "valid");
+  EXPECT_EQ(splits[0].data.size(), want.data.size());
+  fs::copy_file(dir / "chat.json", folder / "train.json");
+  EXPECT_NE(error_of([&] { l.load(folder); }).find("both train.json and train.json.gz"),
+            std::string::npos);
   fs::remove_all(dir);
 }
 
