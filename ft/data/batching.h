@@ -17,9 +17,9 @@ inline constexpr int32_t kIgnoreIndex = -100;
 // Plain row-major buffers; to_mx turns one into an mx::array.
 struct Batch {
   int rows = 0;
-  int length = 0;  // a multiple of pad_multiple (Note [Padded lengths on a ladder])
-  std::vector<int32_t> inputs;       // (rows, length) token ids, pad_id past the end
-  std::vector<int32_t> targets;      // (rows, length) next token, kIgnoreIndex: no loss
+  int length = 0;                // a multiple of pad_multiple (Note [Padded lengths on a ladder])
+  std::vector<int32_t> inputs;   // (rows, length) token ids, pad_id past the end
+  std::vector<int32_t> targets;  // (rows, length) next token, kIgnoreIndex: no loss
   std::vector<int32_t> segment_ids;  // (rows, length) 1, 2, ... per sample; 0: padding
   std::vector<int32_t> positions;    // (rows, length) position within its sample
   std::vector<int64_t> samples;      // indices of the samples in the batch

@@ -232,10 +232,12 @@ std::vector<Split> DataLoader::load(const fs::path& path) const {
   std::vector<Split> out;
   if (fs::is_directory(path)) {
     bool any = false;
-    // Each split in one file: JSONL or a JSON array, plain or gzip (Note [Record files]).
+    // Each split in one file: JSONL or a JSON array, plain, gzip or zstd (Note [Record
+    // files]).
     for (const char* name : {"train", "valid", "test"}) {
       std::vector<fs::path> found;
-      for (const char* ext : {".jsonl", ".json", ".jsonl.gz", ".json.gz"})
+      for (const char* ext :
+           {".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst"})
         if (fs::exists(path / (std::string(name) + ext)))
           found.push_back(path / (std::string(name) + ext));
       if (found.empty()) continue;

@@ -1,6 +1,6 @@
-// Datasets on disk to tokenized splits: a file of records (JSONL or a JSON array, plain or
-// gzip), a folder with train/valid/test files of those, one file split by a ratio, or a folder of
-// Markdown/plain text read as a raw corpus. Tokenized splits are cached on disk and
+// Datasets on disk to tokenized splits: a file of records (JSONL or a JSON array, plain,
+// gzip or zstd), a folder with train/valid/test files of those, one file split by a ratio, or a
+// folder of Markdown/plain text read as a raw corpus. Tokenized splits are cached on disk and
 // memory-mapped, keyed by a hash of the data, the tokenizer files and the options.
 #pragma once
 

@@ -1,6 +1,13 @@
 #include "ft/data/record_reader.h"
 
 #include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#ifdef FT_HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #include "ft/core/error.h"
 #include "ft/data/records.h"  // defines: kMaxRecordBytes
@@ -12,14 +19,49 @@ namespace fs = std::filesystem;
 // Note [Record files]
 // A data file holds records either one JSON object per line (JSONL) or as one JSON array
 // of objects (as Alpaca-style and many exported datasets ship); either may be compressed
-// with gzip (zlib reads plain files as they are too). The reader yields one record's text
-// at a time with the line it starts on, so an array is never held whole: it tracks strings
-// and nesting to find where each element ends. A record longer than kMaxRecordBytes is
-// refused before it is held whole.
+// with gzip (zlib reads plain files as they are too) or zstd (found by its magic number). The
+// reader yields one record's text at a time with the line it starts on, so an array is never held
+// whole: it tracks strings and nesting to find where each element ends. A record longer than
+// kMaxRecordBytes is refused before it is held whole.
+#ifdef FT_HAVE_ZSTD
+struct RecordReader::Zstd {
+  std::FILE* file = nullptr;
+  ZSTD_DCtx* context = nullptr;
+  std::vector<char> in = std::vector<char>(ZSTD_DStreamInSize());
+  std::vector<char> out = std::vector<char>(ZSTD_DStreamOutSize());
+  ZSTD_inBuffer input{nullptr, 0, 0};
+  size_t out_size = 0, out_pos = 0;
+  size_t last = 0;  // ZSTD_decompressStream's last hint: 0 at the end of a frame
+  ~Zstd() {
+    if (context) ZSTD_freeDCtx(context);
+    if (file) std::fclose(file);
+  }
+};
+#else
+struct RecordReader::Zstd {};
+#endif
+
 RecordReader::RecordReader(const fs::path& file) : file_(file.string()) {
-  in_ = gzopen(file.c_str(), "rb");
-  FT_CHECK(in_ != nullptr, "data", file_, ": cannot open");
-  gzbuffer(in_, 1 << 16);
+  unsigned char magic[4] = {};
+  {
+    std::ifstream probe(file, std::ios::binary);
+    FT_CHECK(probe, "data", file_, ": cannot open");
+    probe.read(reinterpret_cast<char*>(magic), 4);
+  }
+  if (magic[0] == 0x28 && magic[1] == 0xB5 && magic[2] == 0x2F && magic[3] == 0xFD) {
+#ifdef FT_HAVE_ZSTD
+    zstd_ = std::make_unique<Zstd>();
+    zstd_->file = std::fopen(file.c_str(), "rb");
+    zstd_->context = ZSTD_createDCtx();
+    FT_CHECK(zstd_->file && zstd_->context, "data", file_, ": cannot open");
+#else
+    throw Error("data", file_ + ": a zstd file, and this ft was built without zstd");
+#endif
+  } else {
+    in_.reset(gzopen(file.c_str(), "rb"));
+    FT_CHECK(in_ != nullptr, "data", file_, ": cannot open");
+    gzbuffer(in_.get(), 1 << 16);
+  }
   // The first character that is not white space (after a UTF-8 byte-order mark) says which
   // form the file has.
   int c = next();
@@ -33,8 +75,42 @@ RecordReader::RecordReader(const fs::path& file) : file_(file.string()) {
   if (c != -1 && !array_) pending_ = c;  // the first line's first character
 }
 
-RecordReader::~RecordReader() {
-  gzclose(in_);
+RecordReader::~RecordReader() = default;
+
+// One byte of the file's text, or -1 at its end.
+int RecordReader::read_byte() {
+  if (!zstd_) {
+    const int c = gzgetc(in_.get());
+    if (c == -1) {
+      int error = Z_OK;
+      const char* message = gzerror(in_.get(), &error);
+      FT_CHECK(error == Z_OK || error == Z_STREAM_END, "data", file_,
+               ": not a readable gzip file: ", message);
+    }
+    return c;
+  }
+#ifdef FT_HAVE_ZSTD
+  Zstd& z = *zstd_;
+  while (z.out_pos == z.out_size) {
+    if (z.input.pos == z.input.size) {
+      const size_t n = std::fread(z.in.data(), 1, z.in.size(), z.file);
+      if (n == 0) {
+        FT_CHECK(z.last == 0, "data", file_, ": the zstd stream is cut short");
+        return -1;
+      }
+      z.input = {z.in.data(), n, 0};
+    }
+    ZSTD_outBuffer output{z.out.data(), z.out.size(), 0};
+    z.last = ZSTD_decompressStream(z.context, &output, &z.input);
+    FT_CHECK(!ZSTD_isError(z.last), "data", file_,
+             ": not a readable zstd file: ", ZSTD_getErrorName(z.last));
+    z.out_size = output.pos;
+    z.out_pos = 0;
+  }
+  return static_cast<unsigned char>(z.out[z.out_pos++]);
+#else
+  return -1;
+#endif
 }
 
 bool RecordReader::next_record(std::string& text, int64_t& line) {
@@ -42,14 +118,14 @@ bool RecordReader::next_record(std::string& text, int64_t& line) {
 }
 
 int RecordReader::next() {
-  const int c = pending_ != kNone ? pending_ : gzgetc(in_);
+  const int c = pending_ != kNone ? pending_ : read_byte();
   pending_ = kNone;
   if (c == '\n') ++line_;
   return c;
 }
 
 int RecordReader::peek() {
-  if (pending_ == kNone) pending_ = gzgetc(in_);
+  if (pending_ == kNone) pending_ = read_byte();
   return pending_;
 }
 

@@ -1,5 +1,5 @@
 // The records of a data file, one at a time: JSON objects one per line (JSONL) or one JSON
-// array of objects, either plain or gzip-compressed (Note [Record files] in
+// array of objects, either plain or compressed with gzip or zstd (Note [Record files] in
 // record_reader.cpp).
 //
 //   ft::data::RecordReader reader("train.json");
@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include <zlib.h>
@@ -33,6 +34,8 @@ class RecordReader {
 
  private:
   static constexpr int kNone = -2;  // nothing peeked (-1 is the end of the file)
+  struct Zstd;                      // a zstd stream's state, where the file is one
+  int read_byte();
   int next();
   int peek();
   void append(std::string& text, int c, const std::string& where) const;
@@ -41,7 +44,12 @@ class RecordReader {
   void finish();
 
   std::string file_;
-  gzFile in_ = nullptr;
+  struct GzClose {
+    void operator()(gzFile f) const { gzclose(f); }
+  };
+  // Owned here, so that a constructor that throws after opening still closes it.
+  std::unique_ptr<gzFile_s, GzClose> in_;
+  std::unique_ptr<Zstd> zstd_;
   bool array_ = false, first_ = true, done_ = false;
   int pending_ = kNone;
   int64_t line_ = 1;

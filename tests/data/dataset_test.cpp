@@ -5,6 +5,9 @@
 #include <fstream>
 
 #include <zlib.h>
+#ifdef FT_HAVE_ZSTD
+#include <zstd.h>
+#endif
 
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
@@ -272,10 +275,40 @@ TEST(Dataset, JsonArraysAndGzipReadAsTheirJsonl) {
   };
   gzip(dir / "chat.jsonl.gz", jsonl);
   gzip(dir / "chat.json.gz", records.dump(2));
+#ifdef FT_HAVE_ZSTD
+  auto zstd = [&](const fs::path& file, const std::string& text) {
+    std::string out(ZSTD_compressBound(text.size()), '\0');
+    out.resize(ZSTD_compress(out.data(), out.size(), text.data(), text.size(), 3));
+    std::ofstream(file, std::ios::binary) << out;
+    return out;
+  };
+  const std::string packed = zstd(dir / "chat.jsonl.zst", jsonl);
+  zstd(dir / "chat.json.zst", records.dump(2));
+  // Cut short, and damaged: one error naming the file.
+  std::ofstream(dir / "cut.jsonl.zst", std::ios::binary) << packed.substr(0, packed.size() / 2);
+  EXPECT_NE(error_of([&] { l.load_file(dir / "cut.jsonl.zst"); }).find("cut short"),
+            std::string::npos);
+  std::string damaged = packed;
+  for (size_t i = 8; i < damaged.size(); i += 3) damaged[i] = char(damaged[i] ^ 0x5A);
+  std::ofstream(dir / "bad.jsonl.zst", std::ios::binary) << damaged;
+  EXPECT_NE(error_of([&] { l.load_file(dir / "bad.jsonl.zst"); }).find("bad.jsonl.zst"),
+            std::string::npos);
+#endif
+  {
+    std::ifstream in(dir / "chat.jsonl.gz", std::ios::binary);
+    std::string gz((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(dir / "cut.jsonl.gz", std::ios::binary) << gz.substr(0, gz.size() / 2);
+  }
+  EXPECT_NE(error_of([&] { l.load_file(dir / "cut.jsonl.gz"); }).find("cut.jsonl.gz"),
+            std::string::npos);
 
   const auto want = l.load_file(dir / "chat.jsonl");
   ASSERT_EQ(want.data.size(), records.size());
-  for (const char* name : {"chat.json", "chat.jsonl.gz", "chat.json.gz"}) {
+  std::vector<std::string> forms = {"chat.json", "chat.jsonl.gz", "chat.json.gz"};
+#ifdef FT_HAVE_ZSTD
+  forms.insert(forms.end(), {"chat.jsonl.zst", "chat.json.zst"});
+#endif
+  for (const std::string& name : forms) {
     SCOPED_TRACE(name);
     const auto got = l.load_file(dir / name);
     EXPECT_EQ(got.stats.format, want.stats.format);
