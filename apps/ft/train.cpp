@@ -18,15 +18,14 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
+#include "apps/ft/train_options.h"
 #include "ft/core/device.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
-#include "ft/hub/cache.h"
 #include "ft/io/adapters.h"
 #include "ft/io/gguf.h"
 #include "ft/io/gguf_tokenizer.h"
 #include "ft/io/model_folder.h"
-#include "ft/io/options_file.h"
 #include "ft/models/memory.h"
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
@@ -41,253 +40,6 @@ namespace ft::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TrainOptions {
-  std::string model;
-  std::string data;
-  std::string config;
-  std::string method = "lora";
-  int lora_rank = 8;
-  float lora_alpha = 16.0f;
-  float lora_dropout = 0.0f;
-  bool rslora = false;
-  std::vector<std::string> target_modules;  // empty: the family's default
-  std::string target_regex;
-  int num_layers = 0;
-  std::string optimizer = "adamw";
-  float learning_rate = 1e-4f;
-  float weight_decay = 0.01f;
-  std::string schedule = "cosine";
-  int64_t warmup_steps = 0;
-  int64_t iterations = 0;
-  int64_t epochs = 1;
-  int batch_size = 4;            // 0: auto, the largest the memory budget fits
-  double memory_budget_gib = 0;  // 0: the device's (ft::memory_budget)
-  double memory_limit_gib = 0;   // 0: MLX's own limit
-  int grad_accumulation = 1;
-  int max_seq_length = 512;
-  bool mask_prompt = false;
-  bool pack = false;
-  double valid_fraction = 0.0;
-  int64_t eval_every = 0;
-  int64_t patience = 0;
-  int64_t save_every = 0;
-  std::string output_dir = "ft-output";
-  uint64_t seed = 0;
-  bool grad_checkpoint = false;
-  float max_grad_norm = 1.0f;
-  int64_t stop_after = 0;
-  std::string adapter_format = "peft";
-  std::string adapter;
-  std::string dtype = "float32";
-  std::string optimizer_state = "float32";
-  bool no_master_weights = false;
-  int64_t loss_scale_interval = 2000;
-  std::string teacher;
-  float router_aux_loss = -1.0f;  // < 0: config.json's (output_router_logits)
-  float distill_weight = 0.5f;
-  float distill_temperature = 2.0f;
-  int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
-  int quantize_group_size = 64;
-};
-
-void add_train_options(CLI::App* cmd, TrainOptions& o) {
-  cmd->add_option("model", o.model,
-                  std::string(kModelHelp) + "; or a YAML config file in place of --config");
-  cmd->add_option(
-      "data", o.data,
-      "JSONL or JSON array file (or .gz), or folder with train / valid / test files of those");
-  cmd->add_option("--config", o.config, "YAML file whose keys are these options");
-  cmd->add_option("--method", o.method, "lora, dora or full")
-      ->check(CLI::IsMember({"lora", "dora", "full"}))
-      ->capture_default_str();
-  cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank")->check(kPositive)->capture_default_str();
-  cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale alpha / rank)")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_option("--lora-dropout", o.lora_dropout, "Dropout on the adapter input")
-      ->check(CLI::Range(0.0, 0.999))
-      ->capture_default_str();
-  cmd->add_flag("--rslora", o.rslora, "Scale alpha / sqrt(rank)");
-  cmd->add_option("--target-modules", o.target_modules,
-                  "Adapted layers by last name component (q_proj v_proj ...; default: the "
-                  "family's attention projections: q/k/v/o_proj, Phi-3's qkv_proj and o_proj, "
-                  "GPT-2's c_attn and c_proj, ...)");
-  cmd->add_option("--target-regex", o.target_regex,
-                  "Adapt layers whose dotted path matches this regex");
-  cmd->add_option("--num-layers", o.num_layers, "Adapt only the last N layers (0: all)")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--optimizer", o.optimizer, "sgd, adam, adamw, adafactor or lion")
-      ->check(CLI::IsMember(optimizer_names()))
-      ->capture_default_str();
-  cmd->add_option("--learning-rate,--lr", o.learning_rate, "Peak learning rate")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_option("--weight-decay", o.weight_decay, "Weight decay")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--schedule", o.schedule, "cosine, linear or constant (after the warmup)")
-      ->check(CLI::IsMember({"cosine", "linear", "constant"}))
-      ->capture_default_str();
-  cmd->add_option("--warmup-steps", o.warmup_steps, "Linear warmup steps")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--iterations", o.iterations, "Optimizer steps (0: use --epochs)")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--epochs", o.epochs, "Passes over the data when --iterations is 0")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_option("--batch-size", o.batch_size,
-                  "Rows per micro-batch, or auto: the largest whose memory estimate fits the "
-                  "budget (turning on --grad-checkpoint when one row does not fit without it)")
-      ->transform(CLI::Validator(
-          [](std::string& value) {
-            if (value == "auto")
-              value = "0";
-            else if (value.empty() || value == "0" ||
-                     value.find_first_not_of("0123456789") != std::string::npos)
-              return std::string("must be a positive integer or auto");
-            return std::string();
-          },
-          "INT|auto"))
-      ->capture_default_str();
-  cmd->add_option("--memory-budget", o.memory_budget_gib,
-                  "GiB a run may use (default: the GPU's free memory, or the system's available "
-                  "memory on the CPU); a run whose estimate exceeds 90% of it is refused before "
-                  "it starts")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  cmd->add_option("--memory-limit", o.memory_limit_gib,
-                  "GiB of GPU memory MLX may hold before it waits for queued work: a lower "
-                  "peak for some speed (default: MLX's, 80% of the GPU)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  cmd->add_option("--grad-accumulation", o.grad_accumulation, "Micro-batches per step")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_option("--max-seq-length", o.max_seq_length, "Cut samples to this many tokens")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_flag("--mask-prompt", o.mask_prompt, "Train on completions / assistant turns only");
-  cmd->add_flag("--pack", o.pack,
-                "Pack several samples per row; a block-diagonal causal mask keeps them apart");
-  cmd->add_option("--valid-fraction", o.valid_fraction,
-                  "Share of a single JSONL file held out for validation")
-      ->check(CLI::Range(0.0, 0.9))
-      ->capture_default_str();
-  cmd->add_option("--eval-every", o.eval_every, "Steps between validations (0: never)")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--patience", o.patience,
-                  "Stop after this many validations without improvement (0: never)")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--output-dir", o.output_dir,
-                  "Checkpoints, metrics.jsonl and the adapter; a run there resumes")
-      ->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Seed of the data order, dropout and adapter init")
-      ->capture_default_str();
-  cmd->add_flag("--grad-checkpoint", o.grad_checkpoint,
-                "Recompute each layer's activations in the backward pass");
-  cmd->add_option("--max-grad-norm", o.max_grad_norm, "Clip the global gradient norm (0: off)")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--stop-after", o.stop_after,
-                  "Stop (and save a checkpoint) after this many steps of this run")
-      ->check(kNonNegative);
-  cmd->add_option("--adapter", o.adapter,
-                  "Continue training this adapter (PEFT or mlx-lm layout): its rank, scale, "
-                  "DoRA and adapted layers replace the --lora-* and --target-* options")
-      ->check(CLI::ExistingDirectory);
-  cmd->add_option("--adapter-format", o.adapter_format,
-                  "Layout of the saved adapter: peft (adapter_model.safetensors, for "
-                  "peft.PeftModel) or mlx-lm (adapters.safetensors, for mlx_lm)")
-      ->check(CLI::IsMember({"peft", "mlx-lm"}))
-      ->capture_default_str();
-  cmd->add_option("--dtype", o.dtype,
-                  "Dtype of the base weights and activations; trained parameters keep f32 "
-                  "masters and optimizer state, float16 adds dynamic loss scaling")
-      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
-      ->capture_default_str();
-  cmd->add_option("--optimizer-state", o.optimizer_state,
-                  "dtype of the optimizer's moments: float32, or bfloat16 for half their memory")
-      ->check(CLI::IsMember({"float32", "bfloat16"}))
-      ->capture_default_str();
-  cmd->add_flag("--no-master-weights", o.no_master_weights,
-                "With a bfloat16 or float16 --dtype, update the 16-bit weights themselves, with "
-                "no float32 copies: 4 bytes less per trained parameter, and updates below a "
-                "weight's last bit are lost");
-  cmd->add_option("--loss-scale-interval", o.loss_scale_interval,
-                  "float16: double the loss scale after this many steps without overflow")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_option("--router-aux-loss", o.router_aux_loss,
-                  "Mixture-of-experts models: the weight of the router's load-balancing loss "
-                  "(default: config.json's router_aux_loss_coef when output_router_logits is "
-                  "set, else none)")
-      ->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--teacher", o.teacher,
-                  "Distil from this model (folder or Hugging Face id; same tokenizer): its "
-                  "logits are the soft targets of a KL term")
-      ->check(CLI::ExistingDirectory);
-  cmd->add_option("--distill-weight", o.distill_weight,
-                  "W: loss = (1-W) CE + W T^2 KL(teacher || student), per trained token")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  cmd->add_option("--distill-temperature", o.distill_temperature,
-                  "T: softmax temperature of both models in the KL term")
-      ->check(kPositive)
-      ->capture_default_str();
-  cmd->add_option("--quantize-bits", o.quantize_bits,
-                  "QLoRA: quantize the base model's Linear layers and embedding to this many "
-                  "bits (2, 3, 4, 5, 6 or 8; MLX affine) before adding adapters; 0: off. A "
-                  "quantized model folder is trained as it is, without this option")
-      ->capture_default_str();
-  cmd->add_option("--quantize-group-size", o.quantize_group_size,
-                  "Weights per quantization group with --quantize-bits (32, 64 or 128); layers "
-                  "whose input size it does not divide stay in floats")
-      ->capture_default_str();
-}
-
-// `ft validate CONFIG.yaml` / `ft train CONFIG.yaml`: a lone YAML file in the MODEL
-// place is the config.
-void take_positional_config(CLI::App* cmd, TrainOptions& o) {
-  fs::path first(o.model);
-  bool yaml = first.extension() == ".yaml" || first.extension() == ".yml";
-  if (!o.config.empty() || o.data.size() > 0 || !yaml || !fs::is_regular_file(first)) return;
-  o.config = o.model;
-  o.model.clear();
-  cmd->get_option("model")->clear();
-}
-
-// Fills the options the command line left unset from the YAML file (read and checked by
-// io::read_options_yaml; here each key finds its option and each value is parsed by it).
-void merge_yaml(CLI::App* cmd, const std::string& file) {
-  if (file.empty()) return;
-  for (const io::OptionEntry& entry : io::read_options_yaml(file)) {
-    const std::string& key = entry.key;
-    std::string dashed = key;
-    for (char& ch : dashed) ch = ch == '_' ? '-' : ch;
-    CLI::Option* opt = dashed == "config" ? nullptr : cmd->get_option_no_throw("--" + dashed);
-    if (!opt && (dashed == "model" || dashed == "data")) opt = cmd->get_option_no_throw(dashed);
-    if (!opt) {
-      const std::string shown = key.size() > 60 ? key.substr(0, 57) + "..." : key;
-      throw CLI::ValidationError(file + ": unknown key '" + shown + "'");
-    }
-    if (opt->count() > 0) continue;  // the command line wins
-    try {
-      for (const std::string& value : entry.values) opt->add_result(value);
-      opt->run_callback();
-    } catch (const CLI::ParseError& e) {
-      throw CLI::ValidationError(file + ": key '" + key + "': " + e.what());
-    }
-  }
-}
 
 struct Prepared {
   std::unique_ptr<data::DataLoader> loader;
@@ -472,13 +224,6 @@ void on_sigint(int) {
   train::request_stop();
 }
 
-// The model and the teacher as given (folders, GGUF files) or as Hugging Face ids found in
-// the cache (ft/hub/cache.h).
-void resolve_models(TrainOptions& o) {
-  if (!o.model.empty()) o.model = hub::resolve_model(o.model).string();
-  if (!o.teacher.empty()) o.teacher = hub::resolve_model(o.teacher).string();
-}
-
 void run_train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
   // Before the memory check, whose plan reads it (Note [Memory on MLX's CUDA backend]).
@@ -653,7 +398,7 @@ void add_train_command(CLI::App& app) {
   quick->add_option("--seed", q->seed, "Random seed")->capture_default_str();
   quick->callback([q] {
     TrainOptions o = *q;
-    resolve_models(o);
+    resolve_models(o);  // no YAML here
     o.warmup_steps = 10;
     Prepared p = prepare_data(o);
     o.iterations = std::min<int64_t>(200, p.total_steps);
@@ -666,9 +411,7 @@ void add_train_command(CLI::App& app) {
   auto* start = cmd->add_subcommand("start", "The same as ft train MODEL DATA [options]");
   add_train_options(start, *s);
   start->callback([start, s] {
-    take_positional_config(start, *s);
-    merge_yaml(start, s->config);
-    resolve_models(*s);
+    finish_train_options(start, *s);
     run_train(*s);
   });
   auto v = std::make_shared<TrainOptions>();
@@ -678,16 +421,12 @@ void add_train_command(CLI::App& app) {
                           "training");
   add_train_options(validate, *v);
   validate->callback([validate, v] {
-    take_positional_config(validate, *v);
-    merge_yaml(validate, v->config);
-    resolve_models(*v);
+    finish_train_options(validate, *v);
     run_validate(*v);
   });
   cmd->callback([cmd, quick, start, validate, o] {
     if (quick->parsed() || start->parsed() || validate->parsed()) return;
-    take_positional_config(cmd, *o);
-    merge_yaml(cmd, o->config);
-    resolve_models(*o);
+    finish_train_options(cmd, *o);
     run_train(*o);
   });
 }
@@ -698,9 +437,7 @@ void add_validate_command(CLI::App& app) {
       "validate", "Check a training config (YAML or options) and its data without training");
   add_train_options(cmd, *o);
   cmd->callback([cmd, o] {
-    take_positional_config(cmd, *o);
-    merge_yaml(cmd, o->config);
-    resolve_models(*o);
+    finish_train_options(cmd, *o);
     run_validate(*o);
   });
 }

@@ -1,0 +1,75 @@
+// The options of ft train, ft train start|quick|validate and ft validate: their fields, their
+// definitions on a command, and a YAML config's keys merged under the command line (every
+// option is also a key: its long name with '-' or '_'; the command line wins).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace ft::cli {
+
+struct TrainOptions {
+  std::string model;
+  std::string data;
+  std::string config;
+  std::string method = "lora";
+  int lora_rank = 8;
+  float lora_alpha = 16.0f;
+  float lora_dropout = 0.0f;
+  bool rslora = false;
+  std::vector<std::string> target_modules;  // empty: the family's default
+  std::string target_regex;
+  int num_layers = 0;
+  std::string optimizer = "adamw";
+  float learning_rate = 1e-4f;
+  float weight_decay = 0.01f;
+  std::string schedule = "cosine";
+  int64_t warmup_steps = 0;
+  int64_t iterations = 0;
+  int64_t epochs = 1;
+  int batch_size = 4;            // 0: auto, the largest the memory budget fits
+  double memory_budget_gib = 0;  // 0: the device's (ft::memory_budget)
+  double memory_limit_gib = 0;   // 0: MLX's own limit
+  int grad_accumulation = 1;
+  int max_seq_length = 512;
+  bool mask_prompt = false;
+  bool pack = false;
+  double valid_fraction = 0.0;
+  int64_t eval_every = 0;
+  int64_t patience = 0;
+  int64_t save_every = 0;
+  std::string output_dir = "ft-output";
+  uint64_t seed = 0;
+  bool grad_checkpoint = false;
+  float max_grad_norm = 1.0f;
+  int64_t stop_after = 0;
+  std::string adapter_format = "peft";
+  std::string adapter;
+  std::string dtype = "float32";
+  std::string optimizer_state = "float32";
+  bool no_master_weights = false;
+  int64_t loss_scale_interval = 2000;
+  std::string teacher;
+  float router_aux_loss = -1.0f;  // < 0: config.json's (output_router_logits)
+  float distill_weight = 0.5f;
+  float distill_temperature = 2.0f;
+  int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
+  int quantize_group_size = 64;
+};
+
+// Defines every option of TrainOptions on cmd (MODEL and DATA positionals included).
+void add_train_options(CLI::App* cmd, TrainOptions& o);
+
+// After parsing: a lone YAML file in the MODEL place taken as --config, the YAML keys the
+// command line left unset merged in, then the models resolved (resolve_models). Throws
+// CLI::ValidationError for an unknown key or a bad value, naming the file and key.
+void finish_train_options(CLI::App* cmd, TrainOptions& o);
+
+// The model and the teacher as given (folders, GGUF files) or as Hugging Face ids found in
+// the cache (ft/hub/cache.h).
+void resolve_models(TrainOptions& o);
+
+}  // namespace ft::cli
