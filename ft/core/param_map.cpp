@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <regex>
 
 #include <mlx/io.h>          // defines: load_safetensors, save_safetensors
 #include <mlx/transforms.h>  // defines: eval
 
 #include "ft/core/error.h"
+#include "ft/core/regex.h"  // defines: Regex
 
 namespace ft {
 
@@ -74,14 +74,8 @@ ParamMap ParamMap::zip(const std::vector<std::string>& names,
 }
 
 ParamMap ParamMap::filter(const std::string& regex) const {
-  std::regex re;
-  try {
-    re = std::regex(regex);
-  } catch (const std::regex_error& e) {
-    throw Error("params", "invalid regex '" + regex + "': " + e.what());
-  }
-  return filter(
-      [&](const std::string& name, const mx::array&) { return std::regex_search(name, re); });
+  const Regex re(regex, "params");
+  return filter([&](const std::string& name, const mx::array&) { return re.search(name); });
 }
 
 ParamMap ParamMap::filter(

@@ -2,10 +2,10 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <vector>
 
 #include "ft/core/error.h"
+#include "ft/core/regex.h"  // defines: Regex
 
 namespace ft::hub {
 
@@ -27,15 +27,15 @@ namespace {
 constexpr const char* kPlace = "hub";
 
 bool valid_name(const std::string& part) {
-  static const std::regex allowed(R"([A-Za-z0-9._-]+)");
-  return !part.empty() && std::regex_match(part, allowed) && part.front() != '-' &&
-         part.front() != '.' && part.back() != '-' && part.back() != '.' &&
-         part.find("--") == std::string::npos && part.find("..") == std::string::npos;
+  static const Regex allowed(R"([A-Za-z0-9._-]+)", kPlace);
+  return !part.empty() && allowed.full_match(part) && part.front() != '-' && part.front() != '.' &&
+         part.back() != '-' && part.back() != '.' && part.find("--") == std::string::npos &&
+         part.find("..") == std::string::npos;
 }
 
 bool is_commit(const std::string& revision) {
-  static const std::regex hex(R"([0-9a-f]{40})");
-  return std::regex_match(revision, hex);
+  static const Regex hex(R"([0-9a-f]{40})", kPlace);
+  return hex.full_match(revision);
 }
 
 std::string read_ref(const fs::path& file) {
@@ -57,9 +57,8 @@ std::optional<RepoId> parse_repo_id(const std::string& text) {
       repo.size() > 96 || !valid_name(repo.substr(0, slash)) || !valid_name(repo.substr(slash + 1)))
     return std::nullopt;
   // A revision is a branch or tag name (which may hold '/') or a commit.
-  static const std::regex ref(R"([A-Za-z0-9._/-]+)");
-  if (revision.empty() || !std::regex_match(revision, ref) ||
-      revision.find("..") != std::string::npos)
+  static const Regex ref(R"([A-Za-z0-9._/-]+)", kPlace);
+  if (revision.empty() || !ref.full_match(revision) || revision.find("..") != std::string::npos)
     return std::nullopt;
   return RepoId{repo, revision};
 }
@@ -93,9 +92,9 @@ fs::path resolve_model(const std::string& model) {
   std::error_code ec;
   if (fs::exists(model, ec)) return model;
   // A name ending as a file does (a config, data, weights) is a path that is missing.
-  static const std::regex file_like(R"(.*\.(ya?ml|jsonl?|gguf|safetensors|bin|npz|txt|md)$)");
+  static const Regex file_like(R"(.*\.(ya?ml|jsonl?|gguf|safetensors|bin|npz|txt|md))", kPlace);
   const std::optional<RepoId> id = parse_repo_id(model);
-  if (!id || std::regex_match(model, file_like))
+  if (!id || file_like.full_match(model))
     return model;  // the command says that there is no such file or folder
   const std::optional<fs::path> snapshot = cached_snapshot(*id);
   FT_CHECK(snapshot.has_value(), kPlace, "'", model,

@@ -3,7 +3,8 @@
 #include <unistd.h>  // defines: getpid, for names of temporary folders
 
 #include <fstream>
-#include <regex>
+
+#include "ft/core/regex.h"  // defines: Regex, regex_escape
 
 namespace ft::io::adapter_files {
 
@@ -38,29 +39,19 @@ const nn::ExpertWeights* host_at(const nn::Module& model, const std::string& pat
 
 // "model.layers.12.self_attn.q_proj" -> 12 and "self_attn.q_proj"; -1 off the layers.
 std::pair<int, std::string> split_layer(const std::string& path) {
-  static const std::regex re(R"(^model\.layers\.(\d+)\.(.+)$)");
-  std::smatch m;
-  if (!std::regex_match(path, m, re)) return {-1, ""};
-  return {std::stoi(m[1].str()), m[2].str()};
+  static const Regex re(R"(model\.layers\.(\d{1,9})\.(.+))", "adapter");
+  std::vector<std::string_view> groups;
+  if (!re.full_match(path, &groups)) return {-1, ""};
+  return {std::stoi(std::string(groups[1])), std::string(groups[2])};
 }
 
-std::string escape_regex(const std::string& s) {
-  static const std::string special = R"(\^$.|?*+()[]{})";
-  std::string out;
-  for (char c : s) {
-    if (special.find(c) != std::string::npos) out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-// A regex that matches exactly these paths (std::regex_search with anchors; PEFT's
+// A regex that matches exactly these paths (a search with anchors; PEFT's
 // re.fullmatch accepts it too).
 std::string exact_regex(const std::vector<std::string>& paths) {
   std::string re = "^(";
   for (size_t i = 0; i < paths.size(); ++i) {
     if (i > 0) re += '|';
-    re += escape_regex(paths[i]);
+    re += regex_escape(paths[i]);
   }
   re += ")$";
   return re;

@@ -12,7 +12,6 @@ namespace ft::models {
 namespace {
 
 constexpr const char* kPlace = "recipe";
-constexpr size_t kMaxRegexLength = 256;
 
 std::vector<std::string> split(const std::string& text, char sep) {
   std::vector<std::string> out;
@@ -83,16 +82,11 @@ QuantRule parse_rule(const std::string& text, const std::string& where) {
         rule.modules.push_back(name);
       }
     } else if (key == "regex") {
-      // std::regex compiles and matches by recursion: a pattern this long is no module
-      // name's, and a much longer one could exhaust the stack.
-      FT_CHECK(value.size() <= kMaxRegexLength, kPlace, where, ": regex is longer than ",
-               kMaxRegexLength, " characters");
       try {
-        rule.regex = std::make_shared<const std::regex>(value, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        throw Error(kPlace, where + ": regex '" + value + "' does not compile: " + e.what());
+        rule.regex = std::make_shared<const Regex>(value, kPlace);
+      } catch (const Error& e) {
+        throw Error(kPlace, where + ": " + e.fact());
       }
-      rule.regex_text = value;
     } else if (key == "bits") {
       rule.bits = parse_bits(value, where);
     } else if (key == "group_size") {
@@ -135,7 +129,7 @@ bool QuantRule::matches(const std::string& path) const {
     for (const auto& name : modules) any = any || has_run(parts, split(name, '.'));
     if (!any) return false;
   }
-  return !regex || std::regex_search(path, *regex);
+  return !regex || regex->search(path);
 }
 
 std::optional<int> layer_of(const std::string& path) {

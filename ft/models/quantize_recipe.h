@@ -24,12 +24,12 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "ft/core/regex.h"  // defines: Regex
 #include "ft/io/model_folder.h"
 
 namespace ft::models {
@@ -38,8 +38,7 @@ struct QuantRule {
   std::string text;                           // the rule as written, for messages
   std::optional<std::pair<int, int>> layers;  // first and last layer, inclusive
   std::vector<std::string> modules;           // any one of these dotted names
-  std::string regex_text;
-  std::shared_ptr<const std::regex> regex;  // null: no regex selector
+  std::shared_ptr<const Regex> regex;         // null: no regex selector
   std::optional<int> bits;
   std::optional<int> group_size;
   bool keep_float = false;

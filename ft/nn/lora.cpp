@@ -4,13 +4,13 @@
 #include <cmath>
 #include <functional>
 #include <map>
-#include <regex>
 #include <set>
 
 #include <mlx/ops.h>
 #include <mlx/random.h>
 #include <mlx/transforms.h>
 
+#include "ft/core/regex.h"  // defines: Regex
 #include "ft/nn/experts.h"  // defines: ExpertWeights, gather_matmul_t
 #include "ft/nn/init.h"
 
@@ -255,15 +255,14 @@ ExpertLoRA::ExpertLoRA(int experts, int out_features, int in_features, int rank,
   register_parameter("lora_B", &lora_B_);
 }
 
-mx::array ExpertLoRA::operator()(const mx::array& x, const mx::array& indices,
-                                 bool sorted) const {
+mx::array ExpertLoRA::operator()(const mx::array& x, const mx::array& indices, bool sorted) const {
   int r = rank();
   // Note [Adapters on stacked expert parameters]: A's rows (E, r, in), B's columns
   // (out, r, E); the scale goes on B, the smaller operand of the backward.
   mx::array a = mx::reshape(lora_A_, {experts_, r, in_features()});  // (E, r, in)
   mx::array scaled_b = mx::multiply(mx::array(scale_, lora_B_.dtype()), lora_B_);
   mx::array b = mx::transpose(mx::reshape(scaled_b, {out_features(), r, experts_}),
-                              {2, 0, 1});  // (E, out, r)
+                              {2, 0, 1});                                       // (E, out, r)
   mx::array u = gather_matmul_t(mx::astype(x, a.dtype()), a, indices, sorted);  // (..., 1, r)
   return gather_matmul_t(u, b, indices, sorted);                                // (..., 1, out)
 }
@@ -279,20 +278,12 @@ mx::array ExpertLoRA::delta_weight() const {
 
 namespace {
 
-std::regex compile_regex(const std::string& regex) {
-  try {
-    return std::regex(regex);
-  } catch (const std::regex_error& e) {
-    throw Error("lora", "invalid target_regex '" + regex + "': " + e.what());
-  }
-}
-
 // The i of a ".layers.<i>." component, or -1.
 int layer_index(const std::string& path) {
-  static const std::regex layers_re(R"((^|\.)layers\.(\d+)(\.|$))");
-  std::smatch match;
-  if (!std::regex_search(path, match, layers_re)) return -1;
-  return std::stoi(match[2].str());
+  static const Regex layers_re(R"(.*?(?:^|\.)layers\.(\d{1,9})(?:\..*)?)", "lora");
+  std::vector<std::string_view> groups;
+  if (!layers_re.full_match(path, &groups)) return -1;
+  return std::stoi(std::string(groups[1]));
 }
 
 std::string last_component(const std::string& path) {
@@ -313,8 +304,8 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
   FT_CHECK(!config.target_modules.empty() || !config.target_regex.empty(), "lora",
            "give target_modules or target_regex");
   FT_CHECK(config.num_layers >= 0, "lora", "num_layers must be >= 0, got ", config.num_layers);
-  std::optional<std::regex> target_re;
-  if (!config.target_regex.empty()) target_re = compile_regex(config.target_regex);
+  std::optional<Regex> target_re;
+  if (!config.target_regex.empty()) target_re.emplace(config.target_regex, "lora");
 
   auto modules = root.named_modules();
   int min_layer = -1;
@@ -331,7 +322,7 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
   auto targeted = [&](const std::string& path) {
     const auto& targets = config.target_modules;
     bool named = std::find(targets.begin(), targets.end(), last_component(path)) != targets.end();
-    if (!named && !(target_re && std::regex_search(path, *target_re))) return false;
+    if (!named && !(target_re && target_re->search(path))) return false;
     return min_layer < 0 || layer_index(path) >= min_layer;
   };
 

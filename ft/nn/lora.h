@@ -159,10 +159,11 @@ struct LoraConfig {
   bool rslora = false;  // s = alpha / sqrt(r)
   bool dora = false;
   // A Linear or QuantizedLinear is adapted when the last component of its dotted path
-  // is one of target_modules ({"q_proj", "v_proj"}) or target_regex matches its whole
-  // path somewhere (std::regex_search). At least one of the two must be given. A stacked
-  // parameter of an nn::ExpertWeights is matched the same way by its name ("gate_up_proj",
-  // "down_proj") and its full path ("model.layers.0.mlp.experts.gate_up_proj").
+  // is one of target_modules ({"q_proj", "v_proj"}) or target_regex (Perl syntax)
+  // matches its whole path somewhere (ft::Regex::search). At least one of the two must be
+  // given. A stacked parameter of an nn::ExpertWeights is matched the same way by its
+  // name ("gate_up_proj", "down_proj") and its full path
+  // ("model.layers.0.mlp.experts.gate_up_proj").
   std::vector<std::string> target_modules;
   std::string target_regex;
   // > 0: only modules under ".layers.<i>." for the last num_layers values of i.

@@ -1,23 +1,16 @@
 #include "ft/nn/module.h"
 
-#include <regex>
 #include <sstream>
 
 #include <mlx/ops.h>
+
+#include "ft/core/regex.h"  // defines: Regex
 
 namespace ft::nn {
 namespace {
 
 std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
-}
-
-std::regex compile_regex(const std::string& regex) {
-  try {
-    return std::regex(regex);
-  } catch (const std::regex_error& e) {
-    throw Error("module", "invalid regex '" + regex + "': " + e.what());
-  }
 }
 
 std::string shape_string(const mx::Shape& shape) {
@@ -168,15 +161,15 @@ void Module::unfreeze() {
 }
 
 void Module::freeze(const std::string& regex) {
-  auto re = compile_regex(regex);
+  const Regex re(regex, "module");
   set_frozen(
-      true, [&](const std::string& name) { return std::regex_search(name, re); }, "");
+      true, [&](const std::string& name) { return re.search(name); }, "");
 }
 
 void Module::unfreeze(const std::string& regex) {
-  auto re = compile_regex(regex);
+  const Regex re(regex, "module");
   set_frozen(
-      false, [&](const std::string& name) { return std::regex_search(name, re); }, "");
+      false, [&](const std::string& name) { return re.search(name); }, "");
 }
 
 bool Module::is_frozen(const std::string& name) const {

@@ -58,7 +58,7 @@ class Module {
   bool training() const { return training_; }
 
   // Freezing excludes parameters from trainable_parameters(). The regex forms match
-  // full dotted names (std::regex_search) and throw ft::Error on a bad regex.
+  // full dotted names (ft::Regex::search) and throw ft::Error on a bad regex.
   void freeze();
   void unfreeze();
   void freeze(const std::string& regex);

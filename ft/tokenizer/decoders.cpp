@@ -1,7 +1,7 @@
 // Decoders: ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace, WordPiece, Sequence.
 #include "ft/core/error.h"
+#include "ft/core/regex.h"  // defines: Regex
 #include "ft/tokenizer/components.h"
-#include "ft/tokenizer/regex.h"
 #include "ft/tokenizer/unicode.h"
 
 namespace ft::tokenizer {
@@ -134,7 +134,8 @@ class ReplaceDecoder : public Decoder {
   explicit ReplaceDecoder(const json& j)
       : pattern_(parse_pattern(j.at("pattern"), "Replace decoder")),
         content_(j.at("content").get<std::string>()) {
-    if (pattern_.is_regex) regex_ = std::make_unique<Regex>(pattern_.text);
+    if (pattern_.is_regex)
+      regex_ = std::make_unique<Regex>(pattern_.text, "tokenizer", Regex::Text::kUnicode);
   }
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (auto& t : tokens) {

@@ -3,8 +3,8 @@
 #include <vector>
 
 #include "ft/core/error.h"
+#include "ft/core/regex.h"  // defines: Regex
 #include "ft/tokenizer/components.h"
-#include "ft/tokenizer/regex.h"
 #include "ft/tokenizer/unicode.h"
 
 namespace ft::tokenizer {
@@ -107,7 +107,8 @@ class Replacer {
  public:
   Replacer(const Pattern& pattern, std::string content)
       : pattern_(pattern.text), content_(std::move(content)) {
-    if (pattern.is_regex) regex_ = std::make_unique<Regex>(pattern.text);
+    if (pattern.is_regex)
+      regex_ = std::make_unique<Regex>(pattern.text, "tokenizer", Regex::Text::kUnicode);
   }
   bool removes_start(std::string_view text) const {
     if (!content_.empty() || text.empty()) return false;

@@ -4,8 +4,8 @@
 #include <functional>
 
 #include "ft/core/error.h"
+#include "ft/core/regex.h"  // defines: Regex
 #include "ft/tokenizer/components.h"
-#include "ft/tokenizer/regex.h"
 #include "ft/tokenizer/unicode.h"
 
 namespace ft::tokenizer {
@@ -161,7 +161,9 @@ SpanSplitter::Finder char_finder(std::function<bool(char32_t)> pred) {
 
 std::unique_ptr<PreTokenizer> make_split(const json& j) {
   const Pattern p = parse_pattern(j.at("pattern"), "Split pre-tokenizer");
-  auto finder = p.is_regex ? regex_finder(std::make_shared<Regex>(p.text)) : literal_finder(p.text);
+  auto finder =
+      p.is_regex ? regex_finder(std::make_shared<Regex>(p.text, "tokenizer", Regex::Text::kUnicode))
+                 : literal_finder(p.text);
   return std::make_unique<SpanSplitter>(finder, parse_behavior(j.at("behavior")),
                                         j.value("invert", false));
 }
@@ -176,7 +178,8 @@ class ByteLevelPreTokenizer : public PreTokenizer {
       : add_prefix_space_(j.value("add_prefix_space", true)) {
     if (j.value("use_regex", true))
       splitter_ = std::make_unique<SpanSplitter>(
-          regex_finder(std::make_shared<Regex>(kGpt2Pattern)), Behavior::isolated, false);
+          regex_finder(std::make_shared<Regex>(kGpt2Pattern, "tokenizer", Regex::Text::kUnicode)),
+          Behavior::isolated, false);
   }
   void pre_tokenize(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_)
@@ -272,7 +275,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j) {
   if (type == "Metaspace") return std::make_unique<MetaspacePreTokenizer>(j);
   if (type == "Whitespace") {
     // \w as Oniguruma reads it in Unicode mode: letters, marks, decimal digits, connectors.
-    auto re = std::make_shared<Regex>(R"([\p{L}\p{M}\p{Nd}\p{Pc}]+|[^\p{L}\p{M}\p{Nd}\p{Pc}\s]+)");
+    auto re = std::make_shared<Regex>(R"([\p{L}\p{M}\p{Nd}\p{Pc}]+|[^\p{L}\p{M}\p{Nd}\p{Pc}\s]+)",
+                                      "tokenizer", Regex::Text::kUnicode);
     return std::make_unique<SpanSplitter>(regex_finder(re), Behavior::removed, true);
   }
   if (type == "WhitespaceSplit")

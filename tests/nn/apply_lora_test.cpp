@@ -182,7 +182,7 @@ TEST(ApplyLora, ErrorsLeaveTheModelAlone) {
   EXPECT_FT_ERROR(ft::nn::apply_lora(toy, config_for({})), "give target_modules or target_regex");
   bad = config_for({});
   bad.target_regex = "(";
-  EXPECT_FT_ERROR(ft::nn::apply_lora(toy, bad), "invalid target_regex");
+  EXPECT_FT_ERROR(ft::nn::apply_lora(toy, bad), "[lora] regex '(' does not compile");
 
   // o_proj sits in a Linear-typed slot: the error names it and the q_proj wrappers
   // placed before it are taken back out.

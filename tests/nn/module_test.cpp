@@ -107,7 +107,7 @@ TEST(Module, FreezeAndUnfreezeByRegex) {
   net.freeze("^layers\\.1\\.");
   EXPECT_EQ(net.num_trainable_parameters(), 4u + 72u + 15u);
 
-  EXPECT_FT_ERROR(net.freeze("("), "invalid regex");
+  EXPECT_FT_ERROR(net.freeze("("), "[module] regex '(' does not compile");
   EXPECT_FT_ERROR(net.is_frozen("layers.7.fc1.weight"), "no parameter named");
 }
 
