@@ -25,6 +25,7 @@ struct DataCommandOptions {
   bool mask_prompt = false;
   bool skip_bad_records = false;
   bool no_template = false;
+  std::string chat_template;  // a named template or a .jinja file
   double valid_fraction = 0.0;
   std::string cache_dir = data::default_cache_dir().string();
   bool no_cache = false;
@@ -82,6 +83,7 @@ void run(const DataCommandOptions& opt) {
   o.format = data::parse_format(opt.format);
   o.sample.mask_prompt = opt.mask_prompt;
   o.sample.use_template = !opt.no_template;
+  o.chat_template = opt.chat_template;
   o.sample.max_seq_length = opt.max_seq_length;
   o.skip_bad_records = opt.skip_bad_records;
   o.valid_fraction = opt.valid_fraction;
@@ -156,6 +158,9 @@ void add_data_command(CLI::App& app) {
                 "Count and report bad records instead of stopping");
   cmd->add_flag("--no-template", opt->no_template,
                 "Concatenate turns instead of rendering the chat template");
+  cmd->add_option("--template", opt->chat_template,
+                  "Chat template: a name (chatml, llama3, ...; see ft train --help) or a .jinja "
+                  "file, in place of the tokenizer's");
   cmd->add_option("--valid-fraction", opt->valid_fraction,
                   "Split this share of one file off as the valid split");
   cmd->add_option(

@@ -33,6 +33,7 @@ struct EvalOptions {
   int batch_size = 8;
   int max_seq_length = 512;
   bool mask_prompt = false;
+  std::string chat_template;  // a named template or a .jinja file
   bool json = false;
   BaseQuantization quantization;
 };
@@ -45,6 +46,10 @@ void run_eval(EvalOptions o) {
   d.sample.mask_prompt = o.mask_prompt;
   d.sample.max_seq_length = o.max_seq_length;
   d.cache_dir = data::default_cache_dir();
+  // --template, else the one the adapter was trained with, else the tokenizer's.
+  d.chat_template = o.chat_template;
+  if (const auto saved = io::adapter_chat_template(o.adapter); saved && d.chat_template.empty())
+    d.chat_template = saved->string();
   data::DataLoader loader(o.model, d);
   data::Split split = loader.load_file(o.data, "eval");
   auto model = models::load_model(o.model);
@@ -103,6 +108,9 @@ void add_eval_command(CLI::App& app) {
       ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--mask-prompt", o->mask_prompt, "Score completions / assistant turns only");
+  cmd->add_option("--template", o->chat_template,
+                  "Chat template: a name (chatml, llama3, ...; see ft train --help) or a .jinja "
+                  "file (default: the adapter's, else the tokenizer's)");
   add_base_quantization_options(cmd, o->quantization);
   cmd->add_flag("--json", o->json,
                 "Print one JSON object: loss, perplexity, accuracy, tokens, records");

@@ -10,6 +10,7 @@
 
 #include "apps/ft/commands.h"
 #include "ft/core/error.h"
+#include "ft/data/dataset.h"  // defines: data::load_chat_template
 #include "ft/generate/generate.h"
 #include "ft/hub/cache.h"
 #include "ft/io/adapters.h"
@@ -33,6 +34,7 @@ struct GenerateCliOptions {
   std::string tokenizer;
   std::string prompt;
   std::string messages;
+  std::string chat_template;  // a named template or a .jinja file
   bool raw = false;
   std::string dtype = "float32";
   BaseQuantization quantization;
@@ -59,15 +61,19 @@ void run_generate(GenerateCliOptions o) {
   const bool gguf = io::is_gguf_file(o.model) && o.tokenizer.empty();
   fs::path tokenizer_dir = o.tokenizer.empty() ? fs::path(o.model) : fs::path(o.tokenizer);
   std::optional<tokenizer::Tokenizer> loaded;
-  std::optional<chat::ChatTemplate> chat_template;
+  std::optional<io::TokenizerFiles> gguf_files;
   if (gguf) {
-    const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
-    loaded.emplace(io::gguf_tokenizer(files, o.model));
-    chat_template = io::gguf_chat_template(files);
+    gguf_files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
+    loaded.emplace(io::gguf_tokenizer(*gguf_files, o.model));
   } else {
     loaded.emplace(tokenizer::Tokenizer::from_dir(tokenizer_dir));
-    chat_template = chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir);
   }
+  // --template, else the one the adapter was trained with, else the tokenizer's.
+  std::string spec = o.chat_template;
+  if (const auto saved = io::adapter_chat_template(o.adapter); saved && spec.empty())
+    spec = saved->string();
+  const std::optional<chat::ChatTemplate> chat_template =
+      data::load_chat_template(tokenizer_dir, gguf_files, spec);
   const tokenizer::Tokenizer& tokenizer = *loaded;
   mx::Dtype dtype = parse_compute_dtype(o.dtype);
   auto model = models::load_model(o.model, dtype);
@@ -129,6 +135,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--prompt", o->prompt, "The prompt (a user message unless --raw)");
   cmd->add_option("--messages", o->messages,
                   "JSON file with a list of {\"role\", \"content\"} messages");
+  cmd->add_option("--template", o->chat_template,
+                  "Chat template: a name (chatml, llama3, ...; see ft train --help) or a .jinja "
+                  "file (default: the adapter's, else the tokenizer's)");
   cmd->add_flag("--raw", o->raw, "Use the prompt as it is, without the chat template");
   cmd->add_option("--max-tokens", o->gen.max_tokens, "Most tokens to generate")
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -130,6 +131,10 @@ Prepared prepare_data(const TrainOptions& o) {
   data::DataOptions d;
   d.sample.mask_prompt = o.mask_prompt;
   d.sample.max_seq_length = o.max_seq_length;
+  d.chat_template = o.chat_template;
+  // An adapter trained further keeps the template it was trained with.
+  if (const auto saved = io::adapter_chat_template(o.adapter); saved && d.chat_template.empty())
+    d.chat_template = saved->string();
   d.valid_fraction = o.valid_fraction;
   d.seed = o.seed;
   d.cache_dir = data::default_cache_dir();  // a second run starts at once
@@ -335,6 +340,14 @@ void run_train(TrainOptions o) {
       // Loadable by peft.PeftModel.from_pretrained, and by ft eval/generate/fuse as mlx-lm's.
       io::save_peft_adapter(*model, lora, o.model, adapter_dir,
                             models::peft_module_prefix(io::read_config(o.model)));
+    }
+    // The template the data was rendered with goes with the output (a model folder reads
+    // chat_template.jinja before tokenizer_config.json's).
+    if (!o.chat_template.empty()) {
+      std::ofstream out(adapter_dir / io::kChatTemplateFile, std::ios::binary);
+      out << p.loader->chat_template()->source();
+      FT_CHECK(out.good(), "train", (adapter_dir / io::kChatTemplateFile).string(),
+               ": cannot write");
     }
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,15 +1,27 @@
 #include "apps/ft/train_options.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "apps/ft/commands.h"
 #include "ft/hub/cache.h"
 #include "ft/io/options_file.h"
-#include "ft/train/optimizer.h"  // defines: optimizer_names
+#include "ft/template/named_templates.h"  // defines: chat::named_template_names
+#include "ft/train/optimizer.h"           // defines: optimizer_names
 
 namespace ft::cli {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
 
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("model", o.model,
@@ -172,6 +184,15 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "Weights per quantization group with --quantize-bits (32, 64 or 128); layers "
                   "whose input size it does not divide stay in floats")
       ->capture_default_str();
+  std::string profiles;
+  for (const TrainProfile& p : train_profiles())
+    profiles += std::string(profiles.empty() ? "" : ", ") + p.name;
+  cmd->add_option("--profile", o.profile,
+                  "Preset options for the kind of data: " + profiles +
+                      " (docs/training.md lists their values; explicit options win)");
+  cmd->add_option("--template", o.chat_template,
+                  "Chat template: a name (" + join(chat::named_template_names()) +
+                      ") or a .jinja file, in place of the tokenizer's; saved with the output");
 }
 
 namespace {
@@ -213,9 +234,80 @@ void merge_yaml(CLI::App* cmd, const std::string& file) {
 
 }  // namespace
 
+const std::vector<TrainProfile>& train_profiles() {
+  // Every profile adapts all linear layers; they differ in what is trained and how long
+  // the samples run.
+  static const std::vector<TrainProfile> profiles = {
+      {"chat",
+       "conversations (messages): trains the assistant turns",
+       {{"target-modules", "all-linear"},
+        {"lora-rank", "16"},
+        {"lora-alpha", "32"},
+        {"learning-rate", "2e-4"},
+        {"mask-prompt", "true"},
+        {"max-seq-length", "2048"},
+        {"pack", "true"}}},
+      {"instruct",
+       "prompt/completion and instruction records: trains the answers",
+       {{"target-modules", "all-linear"},
+        {"lora-rank", "16"},
+        {"lora-alpha", "32"},
+        {"learning-rate", "2e-4"},
+        {"mask-prompt", "true"},
+        {"max-seq-length", "1024"},
+        {"pack", "true"}}},
+      {"completion",
+       "plain text: trains every token",
+       {{"target-modules", "all-linear"},
+        {"lora-rank", "32"},
+        {"lora-alpha", "32"},
+        {"learning-rate", "1e-4"},
+        {"mask-prompt", "false"},
+        {"max-seq-length", "2048"},
+        {"pack", "true"}}},
+      {"code",
+       "code: longer samples, a larger rank, trains the answers",
+       {{"target-modules", "all-linear"},
+        {"lora-rank", "32"},
+        {"lora-alpha", "64"},
+        {"learning-rate", "1e-4"},
+        {"mask-prompt", "true"},
+        {"max-seq-length", "4096"},
+        {"pack", "true"}}},
+  };
+  return profiles;
+}
+
+namespace {
+
+// Sets each option of the profile the command line and the YAML file left unset.
+void apply_profile(CLI::App* cmd, const std::string& name) {
+  if (name.empty()) return;
+  const auto& profiles = train_profiles();
+  const auto it = std::find_if(profiles.begin(), profiles.end(),
+                               [&](const TrainProfile& p) { return p.name == name; });
+  if (it == profiles.end()) {
+    std::vector<std::string> names;
+    for (const TrainProfile& p : profiles) names.push_back(p.name);
+    throw CLI::ValidationError("--profile: unknown profile '" + name + "' (known: " + join(names) +
+                               ")");
+  }
+  for (const auto& [key, value] : it->values) {
+    CLI::Option* opt = cmd->get_option("--" + key);
+    if (opt->count() > 0) continue;
+    // Targets chosen by a regex are the user's choice of targets too.
+    if (key == "target-modules" && cmd->get_option("--target-regex")->count() > 0) continue;
+    opt->add_result(value);
+    opt->run_callback();
+  }
+}
+
+}  // namespace
+
 void finish_train_options(CLI::App* cmd, TrainOptions& o) {
   take_positional_config(cmd, o);
   merge_yaml(cmd, o.config);
+  apply_profile(cmd, o.profile);
   resolve_models(o);
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -58,13 +59,25 @@ struct TrainOptions {
   float distill_temperature = 2.0f;
   int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
   int quantize_group_size = 64;
+  std::string profile;        // a preset of the options above (train_profiles())
+  std::string chat_template;  // --template: a named template or a .jinja file
 };
+
+// `--profile NAME`: preset values for the kind of data, each an option's long name and
+// value; every value yields to the same option on the command line or in the YAML file.
+struct TrainProfile {
+  const char* name;
+  const char* data;  // the data it suits
+  std::vector<std::pair<std::string, std::string>> values;
+};
+const std::vector<TrainProfile>& train_profiles();
 
 // Defines every option of TrainOptions on cmd (MODEL and DATA positionals included).
 void add_train_options(CLI::App* cmd, TrainOptions& o);
 
 // After parsing: a lone YAML file in the MODEL place taken as --config, the YAML keys the
-// command line left unset merged in, then the models resolved (resolve_models). Throws
+// command line left unset merged in, then the profile's, then the models resolved
+// (resolve_models). Throws
 // CLI::ValidationError for an unknown key or a bad value, naming the file and key.
 void finish_train_options(CLI::App* cmd, TrainOptions& o);
 

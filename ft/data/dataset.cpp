@@ -104,6 +104,25 @@ std::vector<fs::path> corpus_files(const fs::path& dir) {
 
 }  // namespace
 
+std::optional<chat::ChatTemplate> load_chat_template(const fs::path& tokenizer_dir,
+                                                     const std::optional<io::TokenizerFiles>& gguf,
+                                                     const std::string& spec) {
+  if (spec.empty())
+    return gguf ? io::gguf_chat_template(*gguf)
+                : chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir);
+  nlohmann::ordered_json config = nlohmann::ordered_json::object();
+  if (gguf) {
+    config = nlohmann::ordered_json::parse(gguf->tokenizer_config_json);
+  } else if (fs::exists(tokenizer_dir / "tokenizer_config.json")) {
+    std::ifstream in(tokenizer_dir / "tokenizer_config.json", std::ios::binary);
+    config = nlohmann::ordered_json::parse(in, nullptr, false);
+    FT_CHECK(!config.is_discarded(), "data", (tokenizer_dir / "tokenizer_config.json").string(),
+             ": not valid JSON");
+  }
+  return chat::ChatTemplate::from_spec(
+      spec, chat::ChatTemplate::special_tokens(config, gguf ? fs::path() : tokenizer_dir));
+}
+
 DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
     : tokenizer_dir_(tokenizer_dir),
       options_(std::move(options)),
@@ -112,8 +131,7 @@ DataLoader::DataLoader(const fs::path& tokenizer_dir, DataOptions options)
                       : std::nullopt),
       tok_(gguf_files_ ? io::gguf_tokenizer(*gguf_files_, tokenizer_dir.string())
                        : tokenizer::Tokenizer::from_dir(tokenizer_dir)),
-      chat_(gguf_files_ ? io::gguf_chat_template(*gguf_files_)
-                        : chat::ChatTemplate::from_tokenizer_dir_if_any(tokenizer_dir)),
+      chat_(load_chat_template(tokenizer_dir, gguf_files_, options_.chat_template)),
       samples_(tok_, chat_ ? &*chat_ : nullptr, options_.sample) {
   FT_CHECK(options_.valid_fraction >= 0 && options_.valid_fraction < 1, "data",
            "valid_fraction must be in [0, 1), got ", options_.valid_fraction);
@@ -141,6 +159,7 @@ fs::path DataLoader::cache_file(const fs::path& file) const {
       h.add_file(tokenizer_dir_ / name);
     }
   }
+  if (!options_.chat_template.empty()) h.add("template|" + chat_->source());
   const SampleOptions& so = options_.sample;
   h.add(format_name(options_.format) + "|" + std::to_string(so.mask_prompt) + "|" +
         std::to_string(so.use_template) + "|" + std::to_string(so.max_seq_length) + "|" +

@@ -27,6 +27,9 @@ struct DataOptions {
   std::filesystem::path cache_dir;  // empty: no cache
   double valid_fraction = 0.0;      // one JSONL file: this share becomes "valid"
   uint64_t seed = 0;                // picks the valid records of a split file
+  // A named chat template (chatml, llama3, ...) or a .jinja file in place of the
+  // tokenizer's own (ChatTemplate::from_spec); empty: the tokenizer's, if any.
+  std::string chat_template;
 };
 
 // Where commands cache tokenized data: $FT_CACHE_DIR, else $XDG_CACHE_HOME/ft/data,
@@ -95,6 +98,13 @@ class DataLoader {
   std::optional<chat::ChatTemplate> chat_;
   SampleTokenizer samples_;
 };
+
+// The chat template samples are rendered with: the one `spec` names (DataOptions::
+// chat_template) seeing the tokenizer's special tokens, else the tokenizer's own; a GGUF
+// model's comes from its metadata (gguf: its tokenizer files).
+std::optional<chat::ChatTemplate> load_chat_template(const std::filesystem::path& tokenizer_dir,
+                                                     const std::optional<io::TokenizerFiles>& gguf,
+                                                     const std::string& spec);
 
 // The records of `data` at `indices`, copied into memory.
 TokenizedData select(const TokenizedData& data, const std::vector<int64_t>& indices);

@@ -143,4 +143,12 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
   return paths;
 }
 
+std::optional<std::filesystem::path> adapter_chat_template(const std::filesystem::path& dir) {
+  if (dir.empty()) return std::nullopt;
+  std::error_code ec;
+  const std::filesystem::path file = dir / kChatTemplateFile;
+  if (!std::filesystem::is_regular_file(file, ec)) return std::nullopt;
+  return file;
+}
+
 }  // namespace ft::io

@@ -94,4 +94,10 @@ std::vector<std::string> apply_adapter(nn::Module& model, const std::filesystem:
                                        std::optional<mx::Dtype> dtype = std::nullopt,
                                        const ModulePrefix& prefix = {});
 
+// The chat template an adapter was trained with, kept beside its weights as this file
+// (`ft train --template` writes it; generate, eval, fuse and export use it).
+inline constexpr const char* kChatTemplateFile = "chat_template.jinja";
+// dir / kChatTemplateFile when the adapter has one, else nullopt.
+std::optional<std::filesystem::path> adapter_chat_template(const std::filesystem::path& dir);
+
 }  // namespace ft::io

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -192,6 +194,14 @@ void export_gguf(const fs::path& model_path, const fs::path& out,
       if (key.starts_with("tokenizer.")) tokenizer.emplace_back(key, value);
   } else {
     tokenizer = io::gguf_tokenizer_metadata(model_path, from_hf_config(config).vocab_size);
+  }
+  // The template an adapter was trained with replaces the model's.
+  if (const auto saved =
+          options.adapter ? io::adapter_chat_template(*options.adapter) : std::nullopt) {
+    std::erase_if(tokenizer, [](const auto& kv) { return kv.first == "tokenizer.chat_template"; });
+    std::ifstream in(*saved, std::ios::binary);
+    tokenizer.emplace_back("tokenizer.chat_template",
+                           GgufValue{std::string(std::istreambuf_iterator<char>(in), {})});
   }
 
   auto model = load_model(model_path, mx::float32);

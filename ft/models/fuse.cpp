@@ -35,6 +35,13 @@ void fuse_model_folder(const fs::path& model_dir, const fs::path& adapter_dir,
        {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "generation_config.json"})
     if (fs::is_regular_file(model_dir / name, ec)) save.copy_tokenizer_from = model_dir;
   io::save_model_folder(model->parameters(), out_config, out_dir, save);
+  // The template the adapter was trained with becomes the model's.
+  if (const auto saved = io::adapter_chat_template(adapter_dir)) {
+    fs::copy_file(*saved, out_dir / io::kChatTemplateFile, fs::copy_options::overwrite_existing,
+                  ec);
+    FT_CHECK(!ec, "fuse", (out_dir / io::kChatTemplateFile).string(),
+             ": cannot write: ", ec.message());
+  }
 }
 
 }  // namespace ft::models

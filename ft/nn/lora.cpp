@@ -319,9 +319,13 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
     std::advance(it, -std::min<int>(config.num_layers, static_cast<int>(indices.size())));
     min_layer = *it;
   }
-  auto targeted = [&](const std::string& path) {
-    const auto& targets = config.target_modules;
-    bool named = std::find(targets.begin(), targets.end(), last_component(path)) != targets.end();
+  const auto& targets = config.target_modules;
+  const bool all_linear = std::find(targets.begin(), targets.end(), kAllLinear) != targets.end();
+  // linear: path is a Linear's or QuantizedLinear's, not a stacked parameter's.
+  auto targeted = [&](const std::string& path, bool linear) {
+    const std::string last = last_component(path);
+    bool named = std::find(targets.begin(), targets.end(), last) != targets.end() ||
+                 (linear && all_linear && last != "lm_head");
     if (!named && !(target_re && target_re->search(path))) return false;
     return min_layer < 0 || layer_index(path) >= min_layer;
   };
@@ -334,7 +338,7 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
     if (auto* host = dynamic_cast<ExpertWeights*>(module)) {
       for (const auto& parameter : host->stacked_names()) {
         const std::string full = path + "." + parameter;
-        if (host->adapter(parameter) || !targeted(full)) continue;
+        if (host->adapter(parameter) || !targeted(full, false)) continue;
         FT_CHECK(!config.dora, "lora", "DoRA on the stacked expert parameter '", full,
                  "' is not supported; use LoRA there or leave it out of the targets");
         FT_CHECK(config.dropout == 0.0f, "lora", "dropout on the stacked expert parameter '", full,
@@ -345,7 +349,7 @@ std::vector<std::string> apply_lora(Module& root, const LoraConfig& config) {
       continue;
     }
     if (!dynamic_cast<Linear*>(module) && !dynamic_cast<QuantizedLinear*>(module)) continue;
-    if (targeted(path)) paths.push_back(path);
+    if (targeted(path, true)) paths.push_back(path);
   }
   FT_CHECK(!paths.empty(), "lora",
            "no Linear or QuantizedLinear matches the targets, nor any stacked expert parameter");

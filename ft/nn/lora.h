@@ -152,6 +152,9 @@ class ExpertLoRA : public Module {
   mx::array lora_B_;  // (out, E*r)
 };
 
+// The target_modules entry for every linear layer but the output projection.
+inline constexpr const char* kAllLinear = "all-linear";
+
 struct LoraConfig {
   int rank = 8;
   float alpha = 16.0f;
@@ -164,6 +167,8 @@ struct LoraConfig {
   // given. A stacked parameter of an nn::ExpertWeights is matched the same way by its
   // name ("gate_up_proj", "down_proj") and its full path
   // ("model.layers.0.mlp.experts.gate_up_proj").
+  // kAllLinear among target_modules adapts every Linear and QuantizedLinear but lm_head
+  // (PEFT's "all-linear").
   std::vector<std::string> target_modules;
   std::string target_regex;
   // > 0: only modules under ".layers.<i>." for the last num_layers values of i.

@@ -7,6 +7,7 @@
 #include "ft/core/error.h"
 #include "ft/template/ast.h"
 #include "ft/template/interpreter.h"
+#include "ft/template/named_templates.h"
 
 namespace ft::chat {
 
@@ -72,6 +73,34 @@ ChatTemplate ChatTemplate::from_string(const std::string& source,
   t.templates_.push_back({"default", source, compile(source, "template")});
   t.variables_ = std::move(variables);
   return t;
+}
+
+ChatTemplate ChatTemplate::from_spec(const std::string& spec, nlohmann::ordered_json variables) {
+  if (const std::optional<std::string> source = named_template_source(spec))
+    return from_string(*source, std::move(variables));
+  std::error_code ec;
+  if (fs::path(spec).extension() == ".jinja" || fs::is_regular_file(spec, ec)) {
+    FT_CHECK(fs::is_regular_file(spec, ec), "chat_template", spec, ": no such template file");
+    ChatTemplate t;
+    t.templates_.push_back({"default", read_file(spec), nullptr});
+    t.templates_[0].body = compile(t.templates_[0].source, spec);
+    t.variables_ = std::move(variables);
+    return t;
+  }
+  std::string known;
+  for (const std::string& name : named_template_names())
+    known += (known.empty() ? "" : ", ") + name;
+  throw Error("chat_template",
+              "unknown template '" + spec + "' (known: " + known + "; or give a .jinja file)");
+}
+
+nlohmann::ordered_json ChatTemplate::special_tokens(const nlohmann::ordered_json& tokenizer_config,
+                                                    const fs::path& dir) {
+  nlohmann::ordered_json vars = nlohmann::ordered_json::object();
+  add_special_tokens(tokenizer_config, vars, false);
+  if (!dir.empty() && fs::exists(dir / "special_tokens_map.json"))
+    add_special_tokens(read_json(dir / "special_tokens_map.json"), vars, true);
+  return vars;
 }
 
 std::optional<ChatTemplate> ChatTemplate::from_tokenizer_dir_if_any(const fs::path& dir) {
@@ -140,9 +169,7 @@ ChatTemplate ChatTemplate::from_tokenizer_dir(const fs::path& dir, const std::st
     t.chosen_ = name;
   }
 
-  add_special_tokens(config, t.variables_, false);
-  if (fs::exists(dir / "special_tokens_map.json"))
-    add_special_tokens(read_json(dir / "special_tokens_map.json"), t.variables_, true);
+  t.variables_ = special_tokens(config, dir);
   return t;
 }
 

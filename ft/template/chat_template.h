@@ -46,6 +46,15 @@ class ChatTemplate {
   // One template from its source; variables are what every render sees.
   static ChatTemplate from_string(const std::string& source, nlohmann::ordered_json variables =
                                                                  nlohmann::ordered_json::object());
+  // `--template SPEC`: a named template (named_templates.h: chatml, llama3, ...) or a
+  // .jinja file; variables as from_string's. Throws ft::Error listing the names for a
+  // spec that is neither.
+  static ChatTemplate from_spec(const std::string& spec, nlohmann::ordered_json variables);
+
+  // The special tokens a template sees (bos_token, eos_token, ...) as tokenizer_config.json
+  // states them, completed by special_tokens_map.json in the same folder when there is one.
+  static nlohmann::ordered_json special_tokens(const nlohmann::ordered_json& tokenizer_config,
+                                               const std::filesystem::path& dir = {});
 
   // messages: a list of {"role", "content", ...} objects. Throws ft::Error for a
   // template error (with line and column) and for raise_exception(msg) (fact() == msg).
