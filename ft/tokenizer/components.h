@@ -80,6 +80,9 @@ std::unique_ptr<PostProcessor> make_bos_eos_processor(std::optional<int> bos,
 std::string json_type(const json& j, const std::string& stage);
 // A token id from the file, checked to be an integer in [0, kMaxVocabSize); what names it.
 int token_id(const json& v, const std::string& what);
+// j[key], checked to be an integer in [0, 2^31), or fallback when j has no such key; what
+// names the field in the error.
+size_t count_field(const json& j, const char* key, size_t fallback, const std::string& what);
 // The list j[key] of a Sequence, each element checked to be an object (a null element
 // would otherwise build a missing stage).
 const json& sequence_parts(const json& j, const char* key, const std::string& stage);

@@ -104,12 +104,17 @@ class FuseDecoder : public Decoder {
   }
 };
 
+size_t required_count(const json& j, const char* key) {
+  FT_CHECK(j.contains(key), "tokenizer", "Strip decoder has no '", key, "'");
+  return count_field(j, key, 0, "Strip decoder");
+}
+
 class StripDecoder : public Decoder {
  public:
   explicit StripDecoder(const json& j)
       : content_(j.at("content").get<std::string>()),
-        start_(j.at("start").get<size_t>()),
-        stop_(j.at("stop").get<size_t>()) {}
+        start_(required_count(j, "start")),
+        stop_(required_count(j, "stop")) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (auto& t : tokens) {
       // Counts in characters, as content is one character.

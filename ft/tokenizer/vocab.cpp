@@ -20,6 +20,16 @@ void Vocab::add(const std::string& token, int id) {
   present_[id] = true;
 }
 
+size_t count_field(const json& j, const char* key, size_t fallback, const std::string& what) {
+  if (!j.is_object() || !j.contains(key)) return fallback;
+  const json& v = j[key];
+  // Checked before any conversion: a float or a negative number past size_t's range
+  // converts to nothing defined.
+  FT_CHECK(v.is_number_unsigned() && v.get<uint64_t>() < (uint64_t{1} << 31), "tokenizer", what,
+           " '", key, "' is not a count below 2^31: ", v.dump().substr(0, 100));
+  return static_cast<size_t>(v.get<uint64_t>());
+}
+
 int token_id(const json& v, const std::string& what) {
   FT_CHECK(v.is_number_integer(), "tokenizer", what,
            " is not an integer: ", v.dump().substr(0, 100));

@@ -20,7 +20,7 @@ class WordPiece : public Model {
              "' is not in the vocabulary");
     unk_id_ = *id;
     prefix_ = j.value("continuing_subword_prefix", std::string("##"));
-    max_chars_ = j.value("max_input_chars_per_word", size_t{100});
+    max_chars_ = count_field(j, "max_input_chars_per_word", 100, "WordPiece");
   }
 
   void tokenize(std::string_view word, std::vector<int>& ids) const override {

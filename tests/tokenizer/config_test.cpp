@@ -207,6 +207,19 @@ TEST(Errors, TokenIdsOutOfRange) {
             "ids ft loads");
 }
 
+// Counts are checked before any conversion (2.1e116 to size_t was undefined).
+TEST(Errors, CountsThatAreNoCounts) {
+  auto j = nlohmann::json::parse(synthetic_json("wordpiece"));
+  j["model"]["max_input_chars_per_word"] = 2.1e116;
+  EXPECT_EQ(error_of([&] { Tokenizer::from_json_text(j.dump()); }),
+            "[tokenizer] tokenizer.json: WordPiece 'max_input_chars_per_word' is not a count "
+            "below 2^31: 2.1e+116");
+  j = nlohmann::json::parse(synthetic_json("wordpiece"));
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", -1}, {"stop", 0}};
+  EXPECT_EQ(error_of([&] { Tokenizer::from_json_text(j.dump()); }),
+            "[tokenizer] tokenizer.json: Strip decoder 'start' is not a count below 2^31: -1");
+}
+
 TEST(Threads, ConcurrentEncodesAgree) {
   FT_REQUIRE_SHARED_TOKENIZERS();
   const Tokenizer& tok = testing::load("llama3");
