@@ -126,7 +126,14 @@ Prepared prepare_data(const TrainOptions& o) {
   FT_CHECK(!o.model.empty(), "train", "no model folder (give MODEL or the 'model' key)");
   FT_CHECK(!o.data.empty(), "train", "no data (give DATA or the 'data' key)");
   FT_CHECK(io::is_model_path(o.model), "train", o.model, ": no such model folder or GGUF file");
-  FT_CHECK(fs::exists(o.data), "train", o.data, ": no such file or folder");
+  std::vector<data::DataSource> sources;
+  std::string shown;
+  for (const std::string& text : o.data) {
+    sources.push_back(data::parse_data_source(text));
+    FT_CHECK(fs::exists(sources.back().path), "train", sources.back().path.string(),
+             ": no such file or folder");
+    shown += (shown.empty() ? "" : " + ") + text;
+  }
   Prepared p;
   data::DataOptions d;
   d.sample.mask_prompt = o.mask_prompt;
@@ -139,13 +146,13 @@ Prepared prepare_data(const TrainOptions& o) {
   d.seed = o.seed;
   d.cache_dir = data::default_cache_dir();  // a second run starts at once
   p.loader = std::make_unique<data::DataLoader>(o.model, d);
-  p.splits = p.loader->load(o.data);
+  p.splits = p.loader->load_all(sources);
   for (const auto& s : p.splits) {
     if (s.name == "train") p.train = &s;
     if (s.name == "valid") p.valid = &s;
   }
-  FT_CHECK(p.train != nullptr, "train", o.data, ": no training split");
-  FT_CHECK(p.train->data.size() > 0, "train", o.data, ": no training records");
+  FT_CHECK(p.train != nullptr, "train", shown, ": no training split");
+  FT_CHECK(p.train->data.size() > 0, "train", shown, ": no training records");
   p.batch.batch_size = o.batch_size;
   p.batch.max_seq_length = o.max_seq_length;
   p.batch.pack = o.pack;

@@ -26,9 +26,10 @@ std::string join(const std::vector<std::string>& names) {
 void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("model", o.model,
                   std::string(kModelHelp) + "; or a YAML config file in place of --config");
-  cmd->add_option(
-      "data", o.data,
-      "JSONL or JSON array file (or .gz), or folder with train / valid / test files of those");
+  cmd->add_option("data,--data", o.data,
+                  "JSONL or JSON array file (plain, .gz or .zst), a folder of those or with "
+                  "train / valid / test files of those; several mix, each PATH:WEIGHT for its "
+                  "share (docs/data.md)");
   cmd->add_option("--config", o.config, "YAML file whose keys are these options");
   cmd->add_option("--method", o.method, "lora, dora or full")
       ->check(CLI::IsMember({"lora", "dora", "full"}))
@@ -202,7 +203,7 @@ namespace {
 void take_positional_config(CLI::App* cmd, TrainOptions& o) {
   fs::path first(o.model);
   bool yaml = first.extension() == ".yaml" || first.extension() == ".yml";
-  if (!o.config.empty() || o.data.size() > 0 || !yaml || !fs::is_regular_file(first)) return;
+  if (!o.config.empty() || !o.data.empty() || !yaml || !fs::is_regular_file(first)) return;
   o.config = o.model;
   o.model.clear();
   cmd->get_option("model")->clear();

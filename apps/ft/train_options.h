@@ -14,7 +14,7 @@ namespace ft::cli {
 
 struct TrainOptions {
   std::string model;
-  std::string data;
+  std::vector<std::string> data;  // PATH or PATH:WEIGHT each (data::parse_data_source)
   std::string config;
   std::string method = "lora";
   int lora_rank = 8;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -87,6 +88,71 @@ DataStats stats_from_json(const Json& j) {
   s.skipped = j.at("skipped");
   s.skip_reasons = j.at("skip_reasons").get<std::vector<std::string>>();
   return s;
+}
+
+constexpr const char* kRecordExtensions[] = {".jsonl",   ".json",      ".jsonl.gz",
+                                             ".json.gz", ".jsonl.zst", ".json.zst"};
+
+bool is_record_file(const fs::path& file) {
+  const std::string name = file.filename().string();
+  for (const char* ext : kRecordExtensions)
+    if (name.size() > std::strlen(ext) && name.ends_with(ext)) return true;
+  return false;
+}
+
+// The record files directly in dir, sorted by name.
+std::vector<fs::path> record_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file() && is_record_file(entry.path())) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The counts of a split's samples, recomputed (after selecting or joining samples).
+void count_samples(Split& s) {
+  s.stats.records = int64_t(s.data.size());
+  s.stats.tokens = s.stats.trained_tokens = 0;
+  for (size_t i = 0; i < s.data.size(); ++i) {
+    s.stats.tokens += s.data.length(i);
+    auto mask = s.data.mask(i);
+    for (size_t t = 1; t < mask.size(); ++t) s.stats.trained_tokens += mask[t];
+  }
+}
+
+// Appends the samples of `from` at `indices` (all of them when null) to `to`.
+void append(TokenizedData& to, const TokenizedData& from, const std::vector<int64_t>* indices) {
+  const size_t n = indices ? indices->size() : from.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = indices ? size_t((*indices)[k]) : k;
+    Sample s;
+    auto ids = from.ids(i);
+    auto mask = from.mask(i);
+    s.ids.assign(ids.begin(), ids.end());
+    s.mask.assign(mask.begin(), mask.end());
+    to.add(s, from.line(i));
+  }
+}
+
+// The splits joined into one named `name` (samples in order, skip counts added).
+Split join_splits(std::vector<Split>& parts, const std::string& name, const fs::path& source) {
+  if (parts.size() == 1) {
+    parts[0].name = name;
+    return std::move(parts[0]);
+  }
+  Split out{name, source, TokenizedData(), DataStats()};
+  out.stats.format = parts.front().stats.format;
+  out.stats.from_cache = true;
+  for (Split& part : parts) {
+    append(out.data, part.data, nullptr);
+    out.stats.truncated += part.stats.truncated;
+    out.stats.skipped += part.stats.skipped;
+    out.stats.from_cache = out.stats.from_cache && part.stats.from_cache;
+    for (auto& reason : part.stats.skip_reasons)
+      if (out.stats.skip_reasons.size() < 5) out.stats.skip_reasons.push_back(reason);
+  }
+  count_samples(out);
+  return out;
 }
 
 // The documents of a corpus folder, sorted so their order does not depend on the
@@ -249,14 +315,14 @@ DataStats DataLoader::tokenize_file(const fs::path& file,
 std::vector<Split> DataLoader::load(const fs::path& path) const {
   FT_CHECK(fs::exists(path), "data", path.string(), ": no such file or folder");
   std::vector<Split> out;
+  Split all;
   if (fs::is_directory(path)) {
     bool any = false;
     // Each split in one file: JSONL or a JSON array, plain, gzip or zstd (Note [Record
     // files]).
     for (const char* name : {"train", "valid", "test"}) {
       std::vector<fs::path> found;
-      for (const char* ext :
-           {".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst"})
+      for (const char* ext : kRecordExtensions)
         if (fs::exists(path / (std::string(name) + ext)))
           found.push_back(path / (std::string(name) + ext));
       if (found.empty()) continue;
@@ -266,10 +332,18 @@ std::vector<Split> DataLoader::load(const fs::path& path) const {
       out.push_back(load_file(found[0], name));
     }
     if (any) return out;
-    out.push_back(load_corpus(path));
-    return out;
+    // Otherwise its record files together are the data, or its text files a corpus.
+    const std::vector<fs::path> files = record_files(path);
+    if (files.empty()) {
+      out.push_back(load_corpus(path));
+      return out;
+    }
+    std::vector<Split> parts;
+    for (const fs::path& file : files) parts.push_back(load_file(file, "train"));
+    all = join_splits(parts, "train", path);
+  } else {
+    all = load_file(path, "train");
   }
-  Split all = load_file(path, "train");
   if (options_.valid_fraction <= 0) {
     out.push_back(std::move(all));
     return out;
@@ -287,17 +361,106 @@ std::vector<Split> DataLoader::load(const fs::path& path) const {
     Split s{name, path, select(all.data, *idx), DataStats()};
     s.stats.format = all.stats.format;
     s.stats.from_cache = all.stats.from_cache;
-    for (size_t i = 0; i < s.data.size(); ++i) {
-      ++s.stats.records;
-      s.stats.tokens += s.data.length(i);
-      auto mask = s.data.mask(i);
-      for (size_t t = 1; t < mask.size(); ++t) s.stats.trained_tokens += mask[t];
-    }
+    count_samples(s);
     out.push_back(std::move(s));
   }
   out[0].stats.truncated = all.stats.truncated;  // not tracked per record
   out[0].stats.skipped = all.stats.skipped;
   out[0].stats.skip_reasons = all.stats.skip_reasons;
+  return out;
+}
+
+// Note [Mixtures]
+// ~~~~~~~~~~~~~~~
+// `--data a.jsonl:0.7 --data b.jsonl:0.3` trains on a mixture. An epoch holds as many
+// training records as the sources have together (N), and source i supplies
+// round(N * w_i / sum w) of them, at least one: whole passes over a seeded permutation of
+// its records, then the start of another, so a small source is repeated and a large one
+// sampled, never the same record twice in one pass. The trainer shuffles the epoch as it
+// does any data, so the order here (source by source) does not matter. Sources without
+// weights are joined as they are (each weighs its size); mixing weighted and unweighted
+// sources is refused, as the share of the unweighted ones would be a guess. Valid and test
+// splits are joined unweighted: evaluation should see every record once.
+
+DataSource parse_data_source(const std::string& text) {
+  DataSource source{text, 0.0};
+  std::error_code ec;
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || fs::exists(text, ec)) return source;
+  const std::string weight = text.substr(colon + 1);
+  char* end = nullptr;
+  const double w = std::strtod(weight.c_str(), &end);
+  if (weight.empty() || end != weight.c_str() + weight.size()) return source;  // part of a path
+  FT_CHECK(std::isfinite(w) && w > 0, "data", text, ": the weight after ':' must be a positive ",
+           "number, got ", weight);
+  source.path = text.substr(0, colon);
+  source.weight = w;
+  return source;
+}
+
+std::vector<Split> DataLoader::load_all(const std::vector<DataSource>& sources) const {
+  FT_CHECK(!sources.empty(), "data", "no data given");
+  const bool weighted = sources.front().weight > 0;
+  for (const DataSource& s : sources)
+    FT_CHECK((s.weight > 0) == weighted, "data", "give every data source a weight (",
+             s.path.string(), " has ", s.weight > 0 ? "one" : "none",
+             ") or none (each then weighs its size)");
+  if (sources.size() == 1) return load(sources.front().path);
+
+  std::vector<std::vector<Split>> loaded;
+  std::string shown;
+  for (const DataSource& s : sources) {
+    loaded.push_back(load(s.path));
+    shown += (shown.empty() ? "" : " + ") + s.path.string();
+    if (weighted) {
+      std::ostringstream weight;
+      weight << ':' << s.weight;
+      shown += weight.str();
+    }
+  }
+  std::vector<Split> out;
+  for (const char* name : {"train", "valid", "test"}) {
+    std::vector<Split> parts;
+    std::vector<double> weights;
+    for (size_t i = 0; i < loaded.size(); ++i)
+      for (Split& split : loaded[i])
+        if (split.name == name) {
+          parts.push_back(std::move(split));
+          weights.push_back(sources[i].weight);
+        }
+    if (parts.empty()) continue;
+    if (!weighted || std::string(name) != "train") {
+      out.push_back(join_splits(parts, name, shown));
+      continue;
+    }
+    int64_t total = 0;
+    double weight_sum = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      total += int64_t(parts[i].data.size());
+      weight_sum += weights[i];
+    }
+    Split mixed{name, shown, TokenizedData(), DataStats()};
+    mixed.stats.format = parts.front().stats.format;
+    mixed.stats.from_cache = true;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const int64_t size = int64_t(parts[i].data.size());
+      FT_CHECK(size > 0, "data", parts[i].source.string(), ": no training records to mix");
+      const int64_t want =
+          std::max<int64_t>(1, std::llround(double(total) * weights[i] / weight_sum));
+      std::vector<int64_t> draw;
+      for (uint64_t pass = 0; int64_t(draw.size()) < want; ++pass) {
+        const std::vector<int64_t> p = permutation(size, options_.seed + 1000003 * (i + 1) + pass);
+        draw.insert(draw.end(), p.begin(),
+                    p.begin() + std::min<int64_t>(size, want - int64_t(draw.size())));
+      }
+      append(mixed.data, parts[i].data, &draw);
+      mixed.stats.truncated += parts[i].stats.truncated;
+      mixed.stats.skipped += parts[i].stats.skipped;
+      mixed.stats.from_cache = mixed.stats.from_cache && parts[i].stats.from_cache;
+    }
+    count_samples(mixed);
+    out.push_back(std::move(mixed));
+  }
   return out;
 }
 

@@ -54,6 +54,16 @@ struct Split {
   DataStats stats;
 };
 
+// One `--data` argument: PATH, or PATH:WEIGHT for a share of a mixture (Note [Mixtures]
+// in dataset.cpp).
+struct DataSource {
+  std::filesystem::path path;
+  double weight = 0;  // > 0: its share of the training records, with the others'; 0: none
+};
+// "PATH[:WEIGHT]"; a path that exists as written keeps its colons. Throws ft::Error for a
+// weight that is not a positive number.
+DataSource parse_data_source(const std::string& text);
+
 class DataLoader {
  public:
   // Loads the tokenizer and, when the folder has one, its chat template; tokenizer_dir
@@ -66,9 +76,13 @@ class DataLoader {
   // One JSONL file, read line by line. Throws ft::Error naming file:line for a bad
   // record unless skip_bad_records, and for an empty file.
   Split load_file(const std::filesystem::path& file, const std::string& name = "train") const;
-  // A file (split by valid_fraction when positive), a folder with train/valid/test.jsonl,
-  // or a folder of .md/.txt files (a raw corpus). Splits come out train, valid, test.
+  // A file (split by valid_fraction when positive), a folder with train/valid/test files, a
+  // folder of other record files (joined, then split like a file) or a folder of .md/.txt
+  // files (a raw corpus). Splits come out train, valid, test.
   std::vector<Split> load(const std::filesystem::path& path) const;
+  // Several sources, each as load() reads it: the training records mixed by weight, or
+  // joined when no source has one; valid and test splits joined. One source is load().
+  std::vector<Split> load_all(const std::vector<DataSource>& sources) const;
   // Every .md/.txt file under dir, sorted, each a document cut into chunks of
   // max_seq_length tokens (the whole document when 0); every token is trained.
   Split load_corpus(const std::filesystem::path& dir) const;

@@ -386,3 +386,28 @@ TEST(CliTrain, InitRefusesAFolderThatHoldsSomething) {
   std::ifstream in(dir / "config.json");
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "{\"precious\": true}");
 }
+
+TEST(CliTrain, SeveralDataSourcesMixByWeight) {
+  const fs::path a = small_data(8);
+  const fs::path b = temp("more.jsonl");
+  {
+    std::ifstream in(kAddition + "/train.jsonl");
+    std::ofstream out(b);
+    std::string line;
+    for (int i = 0; i < 48 && std::getline(in, line); ++i)
+      if (i >= 8) out << line << "\n";
+  }
+  // DATA and --data together; 48 records an epoch, 3/4 of them drawn from a.
+  Result v = run("train validate " + tiny_model().string() + " " + a.string() + ":3 --data " +
+                 b.string() + ":1 --batch-size 4");
+  ASSERT_EQ(v.status, 0) << v.out;
+  EXPECT_NE(v.out.find(a.string() + ":3 + " + b.string() + ":1: 48 records"), std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("steps: 12"), std::string::npos) << v.out;
+  // A weight on one source only is one error line.
+  Result half = run("train validate " + tiny_model().string() + " " + a.string() + " --data " +
+                    b.string() + ":1");
+  EXPECT_EQ(half.status, 1);
+  EXPECT_TRUE(one_error_line(half.out)) << half.out;
+  EXPECT_NE(half.out.find("give every data source a weight"), std::string::npos) << half.out;
+}

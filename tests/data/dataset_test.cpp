@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 
 #include <zlib.h>
 #ifdef FT_HAVE_ZSTD
@@ -362,4 +363,91 @@ TEST(Dataset, BrokenJsonArraysAreOneError) {
     EXPECT_NE(e.find(file.filename().string()), std::string::npos) << e;
   }
   fs::remove_all(dir);
+}
+
+namespace {
+
+// n records {"text": "<tag> <i>"}, one per line; their lines tell the records apart.
+fs::path tagged_file(const fs::path& dir, const std::string& name, const std::string& tag, int n) {
+  std::ofstream out(dir / name);
+  for (int i = 0; i < n; ++i) out << Json{{"text", tag + " " + std::to_string(i)}}.dump() << "\n";
+  return dir / name;
+}
+
+}  // namespace
+
+TEST(Dataset, DataSourcesAreAPathWithAnOptionalWeight) {
+  using ft::data::parse_data_source;
+  EXPECT_EQ(parse_data_source("a.jsonl:0.7").path, "a.jsonl");
+  EXPECT_EQ(parse_data_source("a.jsonl:0.7").weight, 0.7);
+  EXPECT_EQ(parse_data_source("a.jsonl").weight, 0.0);
+  EXPECT_EQ(parse_data_source("c:/x.jsonl").path, "c:/x.jsonl");  // not a number: a path
+  EXPECT_EQ(error_of([] { parse_data_source("a.jsonl:-1"); }),
+            "a.jsonl:-1: the weight after ':' must be a positive number, got -1");
+  EXPECT_EQ(error_of([] { parse_data_source("a.jsonl:0"); }),
+            "a.jsonl:0: the weight after ':' must be a positive number, got 0");
+  // A file whose name ends in ":2" is that file.
+  const fs::path dir = temp_dir("colon");
+  tagged_file(dir, "b.jsonl:2", "b", 1);
+  EXPECT_EQ(parse_data_source((dir / "b.jsonl:2").string()).weight, 0.0);
+}
+
+TEST(Dataset, WeightedSourcesMixByShareAndUnweightedOnesJoin) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
+  const fs::path dir = temp_dir("mixture");
+  const fs::path a = tagged_file(dir, "a.jsonl", "alpha", 8);
+  const fs::path b = tagged_file(dir, "b.jsonl", "beta", 40);
+  const auto& l = qwen(false);
+  const auto first_piece = [&](const ft::data::TokenizedData& d, size_t k) { return d.ids(k)[0]; };
+  const int32_t alpha = first_piece(l.load(a)[0].data, 0);
+
+  // 48 records an epoch: 3/4 from a (8 records: 36 draws, each 4 or 5 times), 1/4 from
+  // b (12 of its 40, each once).
+  auto mixed = l.load_all({{a, 3.0}, {b, 1.0}});
+  ASSERT_EQ(mixed.size(), 1u);
+  const auto& m = mixed[0].data;
+  ASSERT_EQ(m.size(), 48u);
+  EXPECT_EQ(mixed[0].stats.records, 48);
+  std::map<int64_t, int> from_a, from_b;
+  for (size_t k = 0; k < m.size(); ++k) ++(first_piece(m, k) == alpha ? from_a : from_b)[m.line(k)];
+  EXPECT_EQ(from_a.size(), 8u);
+  for (const auto& [line, times] : from_a) EXPECT_TRUE(times == 4 || times == 5) << line;
+  EXPECT_EQ(from_b.size(), 12u);
+  for (const auto& [line, times] : from_b) EXPECT_EQ(times, 1) << line;
+  // The same seed draws the same records.
+  const auto again = l.load_all({{a, 3.0}, {b, 1.0}});
+  for (size_t k = 0; k < m.size(); ++k) EXPECT_EQ(again[0].data.line(k), m.line(k));
+
+  // Without weights the sources are joined whole, in order.
+  auto joined = l.load_all({{a, 0.0}, {b, 0.0}});
+  ASSERT_EQ(joined[0].data.size(), 48u);
+  EXPECT_EQ(first_piece(joined[0].data, 7), alpha);
+  EXPECT_NE(first_piece(joined[0].data, 8), alpha);
+  EXPECT_EQ(joined[0].data.line(8), 1);
+
+  EXPECT_EQ(error_of([&] {
+              l.load_all({{a, 1.0}, {b, 0.0}});
+            }),
+            "give every data source a weight (" + b.string() +
+                " has none) or none (each then weighs its size)");
+}
+
+TEST(Dataset, AFolderOfRecordFilesIsTheirRecordsTogether) {
+  FT_REQUIRE_SHARED_TOKENIZERS();
+  const fs::path dir = temp_dir("record_folder");
+  tagged_file(dir, "part-2.jsonl", "two", 3);
+  tagged_file(dir, "part-1.jsonl", "one", 2);
+  {
+    std::ofstream out(dir / "part-3.json");
+    out << R"([{"text": "three 0"}])";
+  }
+  std::ofstream(dir / "notes.md") << "not data";
+  auto splits = qwen(false).load(dir);
+  ASSERT_EQ(splits.size(), 1u);
+  EXPECT_EQ(splits[0].data.size(), 6u);
+  // Files in name order, records in file order.
+  std::vector<int64_t> lines;
+  for (size_t k = 0; k < splits[0].data.size(); ++k) lines.push_back(splits[0].data.line(k));
+  EXPECT_EQ(lines, (std::vector<int64_t>{1, 2, 1, 2, 3, 1}));
+  EXPECT_EQ(splits[0].stats.records, 6);
 }
