@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iostream>
 
 #include "apps/ft/commands.h"
 #include "ft/hub/cache.h"
+#include "ft/io/model_folder.h"  // defines: io::is_model_path, io::read_config
 #include "ft/io/options_file.h"
+#include "ft/models/registry.h"           // defines: models::from_hf_config
 #include "ft/template/named_templates.h"  // defines: chat::named_template_names
 #include "ft/train/optimizer.h"           // defines: optimizer_names
 
@@ -281,9 +284,11 @@ const std::vector<TrainProfile>& train_profiles() {
 
 namespace {
 
-// Sets each option of the profile the command line and the YAML file left unset.
-void apply_profile(CLI::App* cmd, const std::string& name) {
-  if (name.empty()) return;
+// Sets each option of the profile the command line and the YAML file left unset; returns
+// the options it set.
+std::vector<std::string> apply_profile(CLI::App* cmd, const std::string& name) {
+  std::vector<std::string> set;
+  if (name.empty()) return set;
   const auto& profiles = train_profiles();
   const auto it = std::find_if(profiles.begin(), profiles.end(),
                                [&](const TrainProfile& p) { return p.name == name; });
@@ -300,7 +305,19 @@ void apply_profile(CLI::App* cmd, const std::string& name) {
     if (key == "target-modules" && cmd->get_option("--target-regex")->count() > 0) continue;
     opt->add_result(value);
     opt->run_callback();
+    set.push_back(key);
   }
+  return set;
+}
+
+// A profile's sequence length is an upper bound: a model with fewer positions gets its own.
+void fit_profile_length(TrainOptions& o) {
+  if (o.model.empty() || !io::is_model_path(o.model)) return;
+  const int positions = models::from_hf_config(io::read_config(o.model)).max_position_embeddings;
+  if (positions <= 0 || positions >= o.max_seq_length) return;
+  std::cout << "profile " << o.profile << ": max-seq-length " << o.max_seq_length
+            << " is past the model's " << positions << " positions; using " << positions << "\n";
+  o.max_seq_length = positions;
 }
 
 }  // namespace
@@ -308,8 +325,10 @@ void apply_profile(CLI::App* cmd, const std::string& name) {
 void finish_train_options(CLI::App* cmd, TrainOptions& o) {
   take_positional_config(cmd, o);
   merge_yaml(cmd, o.config);
-  apply_profile(cmd, o.profile);
+  const std::vector<std::string> from_profile = apply_profile(cmd, o.profile);
   resolve_models(o);
+  if (std::find(from_profile.begin(), from_profile.end(), "max-seq-length") != from_profile.end())
+    fit_profile_length(o);
 }
 
 void resolve_models(TrainOptions& o) {

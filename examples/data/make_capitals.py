@@ -3,7 +3,9 @@ country's capital in one of several phrasings and answer in one fixed JSON form,
   {"country": "France", "capital": "Paris"}
 which a chat model does not use on its own. Fine-tuning teaches the form; the countries of
 valid.jsonl and test.jsonl are not in train.jsonl, so the answers to them show whether the
-form carries over to new questions. Deterministic (no randomness).
+form carries over to new questions. Also writes examples/sample_dataset.json, the training
+records of one phrasing as one JSON array (how many datasets ship), for `ft train quick`.
+Deterministic (no randomness).
   python3 examples/data/make_capitals.py
 """
 import json
@@ -79,6 +81,11 @@ def main():
             for r in records:
                 f.write(json.dumps(r) + "\n")
         print(name, len(records), "records")
+    sample = [r for r in splits["train"] if r["messages"][0]["content"].startswith("What")]
+    with open(os.path.join(os.path.dirname(out), "..", "sample_dataset.json"), "w") as f:
+        json.dump(sample, f, indent=2)
+        f.write("\n")
+    print("sample_dataset.json", len(sample), "records")
 
 
 if __name__ == "__main__":

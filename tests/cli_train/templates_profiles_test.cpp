@@ -105,3 +105,62 @@ TEST(CliTemplates, UnknownNamesAreOneErrorLineListingTheKnownOnes) {
 }
 
 }  // namespace
+
+namespace {
+
+// A Hugging Face cache holding a tiny GPT-2 as microsoft/DialoGPT-small (ft init's, with
+// its byte-level tokenizer and no chat template, as DialoGPT has none), and a folder laid
+// out as the repository is, for the README's relative paths.
+struct SpecificationWorld {
+  fs::path root = temp("specification");
+  fs::path cache = root / "hub";
+  fs::path work = root / "work";
+  SpecificationWorld() {
+    const std::string commit(40, 'a');
+    const fs::path repo = cache / "models--microsoft--DialoGPT-small";
+    Result init = run("init --arch gpt2 --size tiny --seed 3 --out " +
+                      (repo / "snapshots" / commit).string());
+    EXPECT_EQ(init.status, 0) << init.out;
+    fs::create_directories(repo / "refs");
+    std::ofstream(repo / "refs" / "main") << commit;
+    fs::create_directories(work / "data");
+    fs::create_directories(work / "configs");
+    fs::create_directories(work / "examples");
+    fs::copy_file(FT_SOURCE_DIR "/examples/sample_dataset.json", work / "data" / "training.json");
+    fs::copy_file(FT_SOURCE_DIR "/examples/sample_dataset.json",
+                  work / "examples" / "sample_dataset.json");
+    fs::copy_file(FT_SOURCE_DIR "/configs/production.yml", work / "configs" / "production.yml");
+  }
+  // ft ARGS run in work/ with the cache, offline.
+  Result ft(const std::string& args) const {
+    return ft::testing::run_ft("cd " + work.string() + " && HF_HUB_OFFLINE=1 HF_HUB_CACHE=" +
+                                   cache.string() + " " + FT_BINARY + " " + args,
+                               "", true);
+  }
+};
+
+// The commands of ft's specification, exactly as the README shows them.
+TEST(CliTemplates, TheSpecificationsCommandsRunAsWritten) {
+  const SpecificationWorld world;
+  Result start = world.ft(
+      "train start microsoft/DialoGPT-small data/training.json --template chatml --epochs 5 "
+      "--batch-size 4 --lora-rank 16 --profile chat");
+  ASSERT_EQ(start.status, 0) << start.out;
+  const fs::path adapter = world.work / "ft-output" / "adapter";
+  EXPECT_EQ(ft::io::load_adapter(adapter).config.rank, 16);
+  EXPECT_TRUE(fs::exists(adapter / ft::io::kChatTemplateFile));
+
+  Result validate = world.ft("train validate configs/production.yml");
+  ASSERT_EQ(validate.status, 0) << validate.out;
+  EXPECT_NE(validate.out.find("train: examples/sample_dataset.json: 78 records"), std::string::npos)
+      << validate.out;
+  EXPECT_NE(validate.out.find("valid: examples/sample_dataset.json: 9 records"), std::string::npos)
+      << validate.out;
+
+  fs::remove_all(world.work / "ft-output");
+  Result quick = world.ft("train quick microsoft/DialoGPT-small examples/sample_dataset.json");
+  ASSERT_EQ(quick.status, 0) << quick.out;
+  EXPECT_TRUE(fs::exists(world.work / "ft-output" / "adapter" / "adapter_config.json"));
+}
+
+}  // namespace
