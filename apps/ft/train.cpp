@@ -136,6 +136,11 @@ Prepared prepare_data(const TrainOptions& o) {
   }
   Prepared p;
   data::DataOptions d;
+  FT_CHECK(o.chat_template.empty() || !o.no_template, "train",
+           "--template and --no-template exclude each other");
+  d.format = data::parse_format(o.format);
+  d.skip_bad_records = o.skip_bad_records;
+  d.sample.use_template = !o.no_template;
   d.sample.mask_prompt = o.mask_prompt;
   d.sample.max_seq_length = o.max_seq_length;
   d.chat_template = o.chat_template;
@@ -168,7 +173,11 @@ Prepared prepare_data(const TrainOptions& o) {
 void print_split(const data::Split& s) {
   std::cout << s.name << ": " << s.source.string() << ": " << s.stats.records << " records, "
             << s.stats.tokens << " tokens (" << s.stats.trained_tokens << " trained), "
-            << s.stats.truncated << " truncated\n";
+            << s.stats.truncated << " truncated";
+  if (s.stats.skipped > 0) std::cout << ", " << s.stats.skipped << " bad records skipped";
+  std::cout << "\n";
+  for (const std::string& reason : s.stats.skip_reasons)
+    std::cout << "  skipped " << reason << "\n";
 }
 
 OptimizerConfig optimizer_config(const TrainOptions& o, int64_t total_steps) {

@@ -107,6 +107,15 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--mask-prompt", o.mask_prompt, "Train on completions / assistant turns only");
+  cmd->add_option("--format", o.format,
+                  "Record format: auto (detected per file), text, completions, chat, alpaca or "
+                  "sharegpt")
+      ->check(CLI::IsMember({"auto", "text", "completions", "chat", "alpaca", "sharegpt"}))
+      ->capture_default_str();
+  cmd->add_flag("--skip-bad-records", o.skip_bad_records,
+                "Count and report bad records instead of stopping at the first");
+  cmd->add_flag("--no-template", o.no_template,
+                "Concatenate conversation turns instead of rendering the chat template");
   cmd->add_flag("--pack", o.pack,
                 "Pack several samples per row; a block-diagonal causal mask keeps them apart");
   cmd->add_option("--valid-fraction", o.valid_fraction,

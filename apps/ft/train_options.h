@@ -37,6 +37,9 @@ struct TrainOptions {
   int grad_accumulation = 1;
   int max_seq_length = 512;
   bool mask_prompt = false;
+  std::string format = "auto";  // data::parse_format's names
+  bool skip_bad_records = false;
+  bool no_template = false;
   bool pack = false;
   double valid_fraction = 0.0;
   int64_t eval_every = 0;

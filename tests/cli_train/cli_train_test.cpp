@@ -411,3 +411,45 @@ TEST(CliTrain, SeveralDataSourcesMixByWeight) {
   EXPECT_TRUE(one_error_line(half.out)) << half.out;
   EXPECT_NE(half.out.find("give every data source a weight"), std::string::npos) << half.out;
 }
+
+TEST(CliTrain, DataOptionsOfFtDataWorkOnTrain) {
+  const fs::path data = temp("with_bad_lines.jsonl");
+  {
+    std::ifstream in(small_data(6));
+    std::ofstream out(data);
+    out << in.rdbuf() << "{\"bad\": 1}\nnot json\n";
+  }
+  const std::string base = "train validate " + tiny_model().string() + " " + data.string();
+  Result stops = run(base);
+  EXPECT_EQ(stops.status, 1);
+  EXPECT_TRUE(one_error_line(stops.out)) << stops.out;
+  EXPECT_NE(stops.out.find(":7: missing field \"messages\""), std::string::npos) << stops.out;
+
+  Result skips = run(base + " --skip-bad-records");
+  ASSERT_EQ(skips.status, 0) << skips.out;
+  EXPECT_NE(skips.out.find("6 records"), std::string::npos) << skips.out;
+  EXPECT_NE(skips.out.find("2 bad records skipped"), std::string::npos) << skips.out;
+  EXPECT_NE(skips.out.find("skipped " + data.string() + ":8: not valid JSON"), std::string::npos)
+      << skips.out;
+
+  // --format names the format instead of detecting it; chat records are no text records.
+  Result text = run(base + " --format text");
+  EXPECT_EQ(text.status, 1);
+  EXPECT_NE(text.out.find(":1: missing field \"text\""), std::string::npos) << text.out;
+
+  // Without the template, the turns are concatenated: other token counts.
+  const fs::path yaml = temp("no_template.yaml");
+  std::ofstream(yaml) << "no_template: true\nskip_bad_records: true\n";
+  Result plain = run(base + " --config " + yaml.string());
+  ASSERT_EQ(plain.status, 0) << plain.out;
+  EXPECT_NE(plain.out.find("6 records"), std::string::npos) << plain.out;
+  const auto tokens = [](const std::string& out) {
+    const size_t at = out.find(" tokens (");
+    return out.substr(out.rfind(' ', at - 1) + 1, at - out.rfind(' ', at - 1) - 1);
+  };
+  EXPECT_NE(tokens(plain.out), tokens(skips.out)) << plain.out << skips.out;
+  Result both = run(base + " --no-template --template chatml");
+  EXPECT_EQ(both.status, 1);
+  EXPECT_NE(both.out.find("--template and --no-template exclude each other"), std::string::npos)
+      << both.out;
+}
