@@ -158,6 +158,11 @@ Prepared prepare_data(const TrainOptions& o) {
   }
   FT_CHECK(p.train != nullptr, "train", shown, ": no training split");
   FT_CHECK(p.train->data.size() > 0, "train", shown, ": no training records");
+  FT_CHECK(o.eval_every == 0 || p.valid, "train", "--eval-every ", o.eval_every,
+           " needs a validation split, and ", shown,
+           " has none: give --valid-fraction F, or a data folder with a valid file");
+  FT_CHECK(o.patience == 0 || o.eval_every > 0, "train", "--patience ", o.patience,
+           " stops after evaluations without improvement: give --eval-every N too");
   p.batch.batch_size = o.batch_size;
   p.batch.max_seq_length = o.max_seq_length;
   p.batch.pack = o.pack;
@@ -245,6 +250,63 @@ void on_sigint(int) {
   train::request_stop();
 }
 
+// The files beside a fully fine-tuned model's weights: the tokenizer's, copied from the
+// model folder or made from a GGUF file's metadata (Note [GGUF tokenizers]).
+io::SaveOptions model_files(const TrainOptions& o) {
+  io::SaveOptions save;
+  if (io::is_gguf_file(o.model)) {
+    const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
+    save.json_files = {
+        {"tokenizer.json", nlohmann::json::parse(files.tokenizer_json)},
+        {"tokenizer_config.json", nlohmann::json::parse(files.tokenizer_config_json)}};
+  } else {
+    save.copy_tokenizer_from = o.model;
+  }
+  return save;
+}
+
+void save_adapter(const TrainOptions& o, const nn::Module& model, const nn::LoraConfig& lora,
+                  const fs::path& dir) {
+  if (o.adapter_format == "mlx-lm") {
+    io::save_mlx_lm_adapter(model, lora, dir);
+  } else {
+    // Loadable by peft.PeftModel.from_pretrained, and by ft eval/generate/fuse as mlx-lm's.
+    io::save_peft_adapter(model, lora, o.model, dir,
+                          models::peft_module_prefix(io::read_config(o.model)));
+  }
+}
+
+// The template the data was rendered with goes with the output (a model folder reads
+// chat_template.jinja before tokenizer_config.json's).
+void save_chat_template(const TrainOptions& o, const Prepared& p, const fs::path& dir) {
+  if (o.chat_template.empty()) return;
+  std::ofstream out(dir / io::kChatTemplateFile, std::ios::binary);
+  out << p.loader->chat_template()->source();
+  FT_CHECK(out.good(), "train", (dir / io::kChatTemplateFile).string(), ": cannot write");
+}
+
+// Note [Checkpoints load as outputs]
+// Each checkpoint also holds what the run's output would be at its step, so that any of
+// them is usable as it is: LoRA and DoRA write the adapter to step-N/adapter/ (which
+// --adapter finds from step-N too), and full fine-tuning writes config.json and the
+// tokenizer beside the checkpoint's model.safetensors, which holds every weight (the f32
+// masters in mixed precision, unless --no-master-weights), so step-N is a model folder.
+train::CheckpointFiles checkpoint_files(const TrainOptions& o, const Prepared& p,
+                                        const nn::Module& model, const nn::LoraConfig& lora) {
+  if (o.method == "full") {
+    const mx::Dtype weights = o.no_master_weights ? parse_compute_dtype(o.dtype) : mx::float32;
+    return [&o, &p, weights](const fs::path& folder) {
+      io::write_model_files(models::loaded_config(io::read_config(o.model)), folder, model_files(o),
+                            weights);
+      save_chat_template(o, p, folder);
+    };
+  }
+  return [&o, &p, &model, lora](const fs::path& folder) {
+    save_adapter(o, model, lora, folder / "adapter");
+    save_chat_template(o, p, folder / "adapter");
+  };
+}
+
 void run_train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
   // Before the memory check, whose plan reads it (Note [Memory on MLX's CUDA backend]).
@@ -294,9 +356,12 @@ void run_train(TrainOptions o) {
   t.grad_accumulation = o.grad_accumulation;
   if (o.max_grad_norm > 0) t.max_grad_norm = o.max_grad_norm;
   t.seed = o.seed;
-  t.eval_every = p.valid ? o.eval_every : 0;
+  t.eval_every = o.eval_every;
   t.patience = o.patience;
   t.save_every = o.save_every;
+  t.keep_checkpoints = o.keep_checkpoints;
+  t.save_best = o.save_best && t.eval_every > 0;
+  t.checkpoint_files = checkpoint_files(o, p, *model, lora);
   t.output_dir = o.output_dir;
   t.metrics_path = fs::path(o.output_dir) / "metrics.jsonl";
   t.max_steps_this_run = o.stop_after;
@@ -336,35 +401,16 @@ void run_train(TrainOptions o) {
   fs::path adapter_dir = fs::path(o.output_dir) / (o.method == "full" ? "model" : "adapter");
   bool finished = result.reason == train::StopReason::finished ||
                   result.reason == train::StopReason::early_stopped;
+  std::optional<train::BestCheckpoint> best;
   if (finished) {
+    best = trainer.restore_best();  // with --save-best: the output is the best step's
     if (o.method == "full") {
-      io::SaveOptions save;
-      if (io::is_gguf_file(o.model)) {
-        // The GGUF file's tokenizer, as the files a folder keeps (Note [GGUF tokenizers]).
-        const io::TokenizerFiles files = io::gguf_tokenizer_files(io::read_gguf_file(o.model));
-        save.json_files = {
-            {"tokenizer.json", nlohmann::json::parse(files.tokenizer_json)},
-            {"tokenizer_config.json", nlohmann::json::parse(files.tokenizer_config_json)}};
-      } else {
-        save.copy_tokenizer_from = o.model;
-      }
       io::save_model_folder(model->parameters(), models::loaded_config(io::read_config(o.model)),
-                            adapter_dir, save);
-    } else if (o.adapter_format == "mlx-lm") {
-      io::save_mlx_lm_adapter(*model, lora, adapter_dir);
+                            adapter_dir, model_files(o));
     } else {
-      // Loadable by peft.PeftModel.from_pretrained, and by ft eval/generate/fuse as mlx-lm's.
-      io::save_peft_adapter(*model, lora, o.model, adapter_dir,
-                            models::peft_module_prefix(io::read_config(o.model)));
+      save_adapter(o, *model, lora, adapter_dir);
     }
-    // The template the data was rendered with goes with the output (a model folder reads
-    // chat_template.jinja before tokenizer_config.json's).
-    if (!o.chat_template.empty()) {
-      std::ofstream out(adapter_dir / io::kChatTemplateFile, std::ios::binary);
-      out << p.loader->chat_template()->source();
-      FT_CHECK(out.good(), "train", (adapter_dir / io::kChatTemplateFile).string(),
-               ": cannot write");
-    }
+    save_chat_template(o, p, adapter_dir);
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const char* reason = result.reason == train::StopReason::finished         ? "finished"
@@ -378,6 +424,11 @@ void run_train(TrainOptions o) {
   }
   if (!result.evals.empty()) std::printf("; val loss %.4f", result.evals.back().loss);
   std::printf("\n");
+  if (best)
+    std::printf(
+        "best: step %lld, val loss %.4f (saved as the output; --no-save-best keeps the "
+        "last step's)\n",
+        static_cast<long long>(best->step), best->val_loss);
   if (finished) {
     std::cout << "saved " << adapter_dir.string() << "\n";
   } else if (result.last_checkpoint) {

@@ -132,6 +132,14 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
       ->check(kNonNegative)
       ->capture_default_str();
+  cmd->add_option("--keep-checkpoints", o.keep_checkpoints,
+                  "Keep only the last N checkpoints (0: all)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  cmd->add_flag("--save-best,!--no-save-best", o.save_best,
+                "With --eval-every: keep the weights of the lowest validation loss, and save "
+                "them as the adapter or model at the end (--no-save-best: the last step's)")
+      ->capture_default_str();
   cmd->add_option("--output-dir", o.output_dir,
                   "Checkpoints, metrics.jsonl and the adapter; a run there resumes")
       ->capture_default_str();

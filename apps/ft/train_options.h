@@ -45,6 +45,8 @@ struct TrainOptions {
   int64_t eval_every = 0;
   int64_t patience = 0;
   int64_t save_every = 0;
+  int keep_checkpoints = 0;  // 0: all
+  bool save_best = true;     // with evaluation: the output is the best evaluated step
   std::string output_dir = "ft-output";
   uint64_t seed = 0;
   bool grad_checkpoint = false;

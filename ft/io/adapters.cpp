@@ -26,7 +26,17 @@ ParamMap adapter_parameters(const nn::Module& model) {
   return out;
 }
 
-Adapter load_adapter(const fs::path& dir, const nn::Module* model, const ModulePrefix& prefix) {
+fs::path adapter_folder(const fs::path& dir) {
+  std::error_code ec;
+  auto holds = [&](const fs::path& d) {
+    return fs::is_regular_file(d / "adapter_model.safetensors", ec) ||
+           fs::is_regular_file(d / "adapters.safetensors", ec);
+  };
+  return !holds(dir) && holds(dir / "adapter") ? dir / "adapter" : dir;
+}
+
+Adapter load_adapter(const fs::path& given, const nn::Module* model, const ModulePrefix& prefix) {
+  const fs::path dir = adapter_folder(given);
   std::error_code ec;
   FT_CHECK(fs::is_directory(dir, ec), kPlace, dir.string(), ": not a folder");
   Adapter a;
@@ -78,8 +88,9 @@ Adapter load_adapter(const fs::path& dir, const nn::Module* model, const ModuleP
 std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
                                        std::optional<mx::Dtype> dtype, const ModulePrefix& prefix) {
   Adapter a = load_adapter(dir, &model, prefix);
-  const fs::path weights_file = dir / (a.format == AdapterFormat::peft ? "adapter_model.safetensors"
-                                                                       : "adapters.safetensors");
+  const fs::path weights_file =
+      adapter_folder(dir) /
+      (a.format == AdapterFormat::peft ? "adapter_model.safetensors" : "adapters.safetensors");
   // Check every module against the model before changing anything.
   std::vector<std::string> problems;
   for (const auto& m : a.modules) {
@@ -146,7 +157,7 @@ std::vector<std::string> apply_adapter(nn::Module& model, const fs::path& dir,
 std::optional<std::filesystem::path> adapter_chat_template(const std::filesystem::path& dir) {
   if (dir.empty()) return std::nullopt;
   std::error_code ec;
-  const std::filesystem::path file = dir / kChatTemplateFile;
+  const std::filesystem::path file = adapter_folder(dir) / kChatTemplateFile;
   if (!std::filesystem::is_regular_file(file, ec)) return std::nullopt;
   return file;
 }

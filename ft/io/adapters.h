@@ -94,6 +94,10 @@ std::vector<std::string> apply_adapter(nn::Module& model, const std::filesystem:
                                        std::optional<mx::Dtype> dtype = std::nullopt,
                                        const ModulePrefix& prefix = {});
 
+// The folder of an adapter's files: dir, or dir/adapter for a training checkpoint
+// (checkpoints/step-N holds the adapter of its step there).
+std::filesystem::path adapter_folder(const std::filesystem::path& dir);
+
 // The chat template an adapter was trained with, kept beside its weights as this file
 // (`ft train --template` writes it; generate, eval, fuse and export use it).
 inline constexpr const char* kChatTemplateFile = "chat_template.jinja";

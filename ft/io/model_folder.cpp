@@ -168,8 +168,8 @@ int64_t ModelConfig::get_int(const std::string& key) const {
   // nothing defined, an unsigned one past INT64_MAX would wrap).
   if (v.is_number_float()) {
     double d = v.get<double>();
-    FT_CHECK(std::abs(d) < 9.2e18 && d == std::floor(d), "config", file_.string(), ": field '",
-             key, "' must be an integer, got ", v.dump());
+    FT_CHECK(std::abs(d) < 9.2e18 && d == std::floor(d), "config", file_.string(), ": field '", key,
+             "' must be an integer, got ", v.dump());
     return static_cast<int64_t>(d);
   }
   FT_CHECK(v.is_number_integer(), "config", file_.string(), ": field '", key,
@@ -331,6 +331,52 @@ ParamMap load_weights(const fs::path& path, std::optional<mx::Dtype> dtype) {
                              "pytorch_model.bin and *.npz)");
 }
 
+void set_config_dtype(json& config, mx::Dtype dtype) {
+  const char* name = dtype == mx::bfloat16  ? "bfloat16"
+                     : dtype == mx::float16 ? "float16"
+                                            : "float32";
+  FT_ASSERT(dtype == mx::bfloat16 || dtype == mx::float16 || dtype == mx::float32);
+  bool set = false;
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!config.contains(key)) continue;
+    config[key] = name;
+    set = true;
+  }
+  if (!set) config["dtype"] = name;
+}
+
+void write_model_files(const json& config, const fs::path& folder, const SaveOptions& options,
+                       std::optional<mx::Dtype> dtype) {
+  constexpr const char* place = "save";
+  auto write_json = [&](const fs::path& file, const json& value) {
+    std::ofstream f(file, std::ios::binary);
+    f << value.dump(2) << "\n";
+    f.close();
+    FT_CHECK(f, place, file.string(), ": cannot write");
+  };
+  if (!config.is_null()) {
+    json out = config;
+    if (dtype && out.is_object()) set_config_dtype(out, *dtype);
+    write_json(folder / "config.json", out);
+  }
+  for (const auto& [name, value] : options.json_files) write_json(folder / name, value);
+  if (options.copy_tokenizer_from) {
+    const fs::path& from = *options.copy_tokenizer_from;
+    std::error_code ec;
+    int copied = 0;
+    for (const char* name :
+         {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+          "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
+          "chat_template.json", "generation_config.json"}) {
+      if (!fs::is_regular_file(from / name, ec)) continue;
+      fs::copy_file(from / name, folder / name, fs::copy_options::overwrite_existing, ec);
+      FT_CHECK(!ec, place, (from / name).string(), ": cannot copy: ", ec.message());
+      ++copied;
+    }
+    FT_CHECK(copied > 0, place, from.string(), ": no tokenizer files to copy");
+  }
+}
+
 void save_model_folder(const ParamMap& weights, const json& config, const fs::path& out,
                        const SaveOptions& options) {
   constexpr const char* place = "save";
@@ -379,31 +425,19 @@ void save_model_folder(const ParamMap& weights, const json& config, const fs::pa
       }
       part.save_safetensors((tmp / file).string(), metadata);
     }
-    auto write_json = [&](const fs::path& file, const json& value) {
-      std::ofstream f(file, std::ios::binary);
-      f << value.dump(2) << "\n";
+    if (shards.size() > 1) {
+      std::ofstream f(tmp / "model.safetensors.index.json", std::ios::binary);
+      f << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
       f.close();
-      FT_CHECK(f, place, file.string(), ": cannot write");
-    };
-    if (shards.size() > 1)
-      write_json(tmp / "model.safetensors.index.json",
-                 json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
-    if (!config.is_null()) write_json(tmp / "config.json", config);
-    for (const auto& [name, value] : options.json_files) write_json(tmp / name, value);
-    if (options.copy_tokenizer_from) {
-      const fs::path& from = *options.copy_tokenizer_from;
-      int copied = 0;
-      for (const char* name :
-           {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-            "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
-            "chat_template.json", "generation_config.json"}) {
-        if (!fs::is_regular_file(from / name, ec)) continue;
-        fs::copy_file(from / name, tmp / name, ec);
-        FT_CHECK(!ec, place, (from / name).string(), ": cannot copy: ", ec.message());
-        ++copied;
-      }
-      FT_CHECK(copied > 0, place, from.string(), ": no tokenizer files to copy");
+      FT_CHECK(f, place, (tmp / "model.safetensors.index.json").string(), ": cannot write");
     }
+    std::optional<mx::Dtype> dtype;
+    for (const auto& [name, a] : weights)
+      if (a.dtype() == mx::float32 || a.dtype() == mx::bfloat16 || a.dtype() == mx::float16) {
+        dtype = a.dtype();
+        break;
+      }
+    write_model_files(config, tmp, options, dtype);
     // The folder appears complete only through this rename; an old one is replaced.
     if (fs::exists(out, ec)) {
       const fs::path old = parent / ("." + out.filename().string() + ".old-" + tag);

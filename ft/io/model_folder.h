@@ -96,8 +96,19 @@ struct SaveOptions {
   std::optional<std::filesystem::path> copy_tokenizer_from;
 };
 
-// Writes a Hugging Face model folder: weights, config.json (none when config is null),
-// tokenizer files. The folder
+// Names the dtype of the weights in a config.json: its torch_dtype and dtype keys, whichever
+// it has, else "dtype" (transformers 5's key). dtype is float32, bfloat16 or float16.
+void set_config_dtype(nlohmann::json& config, mlx::core::Dtype dtype);
+
+// The files of a model folder beside its weights, written into folder: config.json (none
+// when config is null; its dtype set by set_config_dtype when given), options.json_files and the
+// tokenizer files options names.
+void write_model_files(const nlohmann::json& config, const std::filesystem::path& folder,
+                       const SaveOptions& options,
+                       std::optional<mlx::core::Dtype> dtype = std::nullopt);
+
+// Writes a Hugging Face model folder: weights, config.json (none when config is null; its
+// torch_dtype states the dtype the weights are saved in), tokenizer files. The folder
 // is built beside `out` and renamed into place at the end, so an interrupted save never
 // leaves a folder that looks complete; an existing `out` is replaced.
 void save_model_folder(const ParamMap& weights, const nlohmann::json& config,

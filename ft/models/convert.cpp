@@ -27,25 +27,6 @@ bool has_suffix(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string dtype_name(mx::Dtype dtype) {
-  if (dtype == mx::bfloat16) return "bfloat16";
-  if (dtype == mx::float16) return "float16";
-  FT_ASSERT(dtype == mx::float32);
-  return "float32";
-}
-
-// The dtype config.json names for the written weights: its torch_dtype and dtype keys,
-// whichever it has, else dtype.
-void set_dtype(json& config, mx::Dtype dtype) {
-  bool set = false;
-  for (const char* key : {"torch_dtype", "dtype"}) {
-    if (!config.contains(key)) continue;
-    config[key] = dtype_name(dtype);
-    set = true;
-  }
-  if (!set) config["dtype"] = dtype_name(dtype);
-}
-
 // Before any work: the input exists, and the output is a new or empty folder (or
 // overwrite), and not the input itself.
 void check_paths(const char* place, const fs::path& input, const fs::path& out, bool overwrite) {
@@ -147,7 +128,7 @@ std::vector<std::string> quantize_model_folder(const fs::path& model, const fs::
     if (!spec || done.count(path)) written.modules[path] = spec;
   json out_config = loaded_config(config);
   set_quantization_config(out_config, written);
-  if (options.dtype) set_dtype(out_config, *options.dtype);
+  if (options.dtype) io::set_config_dtype(out_config, *options.dtype);
   io::save_model_folder(loaded->parameters(), out_config, out_dir, tokenizer_files(model));
   return quantized;
 }
@@ -174,7 +155,7 @@ Conversion convert_model(const fs::path& input, const fs::path& out_dir,
     const mx::Dtype dtype = options.dtype.value_or(mx::float32);
     json config = io::read_config(input).json();
     set_quantization_config(config, std::nullopt);
-    set_dtype(config, dtype);
+    io::set_config_dtype(config, dtype);
     io::save_model_folder(dequantized_parameters(input, mx::float32, dtype), config, out_dir,
                           tokenizer_files(input));
     return Conversion::kGgufToFolder;
@@ -189,7 +170,7 @@ Conversion convert_model(const fs::path& input, const fs::path& out_dir,
       const mx::Dtype stored = scales_dtype(input).value_or(io::config_dtype(config));
       json out_config = loaded_config(config);
       set_quantization_config(out_config, std::nullopt);
-      if (options.dtype) set_dtype(out_config, *options.dtype);
+      if (options.dtype) io::set_config_dtype(out_config, *options.dtype);
       io::save_model_folder(dequantized_parameters(input, stored, options.dtype.value_or(stored)),
                             out_config, out_dir, tokenizer_files(input));
       return Conversion::kDequantize;
@@ -202,7 +183,7 @@ Conversion convert_model(const fs::path& input, const fs::path& out_dir,
   // The checkpoint's tensors as they are (floating ones cast when a dtype is given); a
   // folder without config.json gets none.
   json config = has_config ? io::read_config(input).json() : json();
-  if (has_config && options.dtype) set_dtype(config, *options.dtype);
+  if (has_config && options.dtype) io::set_config_dtype(config, *options.dtype);
   io::save_model_folder(io::load_weights(input, options.dtype), config, out_dir,
                         tokenizer_files(input));
   return Conversion::kTorchToSafetensors;

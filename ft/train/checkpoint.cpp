@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -113,7 +114,7 @@ fs::path checkpoint_folder(const fs::path& root, int64_t step) {
   return root / name;
 }
 
-fs::path write_checkpoint(const fs::path& root, const Checkpoint& c) {
+fs::path write_checkpoint(const fs::path& root, const Checkpoint& c, const CheckpointFiles& files) {
   std::error_code ec;
   fs::create_directories(root, ec);
   FT_CHECK(!ec, "checkpoint", root.string(), ": cannot create folder: ", ec.message());
@@ -128,6 +129,11 @@ fs::path write_checkpoint(const fs::path& root, const Checkpoint& c) {
   c.optimizer.save_safetensors((temp / "optimizer.safetensors").string());
   fsync_path(temp / "optimizer.safetensors", false);
   write_text(temp / "trainer.json", state_json(c.state));
+  if (files) {
+    files(temp);
+    for (const auto& entry : fs::recursive_directory_iterator(temp))
+      if (entry.is_regular_file()) fsync_path(entry.path(), false);
+  }
   write_text(temp / kMarker, "");
   fsync_path(temp, true);
 
@@ -150,6 +156,30 @@ fs::path write_checkpoint(const fs::path& root, const Checkpoint& c) {
   FT_CHECK(!ec, "checkpoint", (root / "latest").string(), ": rename failed: ", ec.message());
   fsync_path(root, true);
   return final_dir;
+}
+
+void prune_checkpoints(const fs::path& root, int keep) {
+  FT_ASSERT(keep >= 1);
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return;
+  std::vector<std::pair<int64_t, fs::path>> complete;
+  std::vector<fs::path> leftovers;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    if (!entry.is_directory()) continue;
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(kTempPrefix)) {
+      leftovers.push_back(entry.path());
+    } else if (auto step = step_of(name); step && fs::exists(entry.path() / kMarker)) {
+      complete.emplace_back(*step, entry.path());
+    }
+  }
+  std::sort(complete.begin(), complete.end());
+  for (size_t i = 0; i + size_t(keep) < complete.size(); ++i)
+    leftovers.push_back(complete[i].second);
+  for (const fs::path& folder : leftovers) {
+    fs::remove_all(folder, ec);
+    FT_CHECK(!ec, "checkpoint", folder.string(), ": cannot delete: ", ec.message());
+  }
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& root) {

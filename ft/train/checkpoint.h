@@ -20,6 +20,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -49,9 +50,19 @@ struct Checkpoint {
 // "<root>/step-000012".
 std::filesystem::path checkpoint_folder(const std::filesystem::path& root, int64_t step);
 
+// Files a caller adds to a checkpoint, written into its folder before it is marked
+// complete: an adapter's or a model folder's files, so that the checkpoint loads as one.
+using CheckpointFiles = std::function<void(const std::filesystem::path& folder)>;
+
 // Writes a checkpoint atomically (see above) and returns its folder. An existing folder of
 // the same step is replaced. Throws ft::Error naming the path when a write fails.
-std::filesystem::path write_checkpoint(const std::filesystem::path& root, const Checkpoint& c);
+std::filesystem::path write_checkpoint(const std::filesystem::path& root, const Checkpoint& c,
+                                       const CheckpointFiles& files = {});
+
+// Deletes every complete checkpoint under root but the `keep` of the highest steps (keep
+// >= 1), and any temporary folder a crash left. Throws ft::Error naming a folder it cannot
+// delete.
+void prune_checkpoints(const std::filesystem::path& root, int keep);
 
 // The complete checkpoint folder of the highest step under root; nullopt when there is
 // none. Temporary folders and folders without the `complete` marker are ignored.

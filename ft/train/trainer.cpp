@@ -71,7 +71,6 @@ std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
   return fnv1a_hex(s.str());
 }
 
-
 std::string step_json(const StepRecord& r) {
   nlohmann::json j;
   j["step"] = r.step;
@@ -246,8 +245,7 @@ int64_t Trainer::resume() {
   return step_;
 }
 
-std::optional<fs::path> Trainer::save() {
-  if (config_.output_dir.empty()) return std::nullopt;
+Checkpoint Trainer::make_checkpoint() {
   Checkpoint c;
   c.weights = train_step_.masters();
   c.optimizer = optimizer_.state();
@@ -263,7 +261,38 @@ std::optional<fs::path> Trainer::save() {
   c.state.best_val_loss = best_val_loss_;
   c.state.evals_without_improvement = evals_without_improvement_;
   c.state.config_hash = config_hash_;
-  return write_checkpoint(checkpoint_root(), c);
+  return c;
+}
+
+std::optional<fs::path> Trainer::save() {
+  if (config_.output_dir.empty()) return std::nullopt;
+  fs::path folder =
+      write_checkpoint(checkpoint_root(), make_checkpoint(), config_.checkpoint_files);
+  if (config_.keep_checkpoints > 0) prune_checkpoints(checkpoint_root(), config_.keep_checkpoints);
+  return folder;
+}
+
+void Trainer::save_best() {
+  if (config_.output_dir.empty()) return;
+  const fs::path root = config_.output_dir / "best";
+  // Only the weights: the run never resumes from here, and optimizer state can be twice
+  // their size.
+  Checkpoint c = make_checkpoint();
+  c.optimizer = ParamMap();
+  write_checkpoint(root, c, config_.checkpoint_files);
+  prune_checkpoints(root, 1);
+}
+
+std::optional<BestCheckpoint> Trainer::restore_best() {
+  if (!config_.save_best || config_.output_dir.empty()) return std::nullopt;
+  const auto folder = latest_checkpoint(config_.output_dir / "best");
+  if (!folder) return std::nullopt;
+  Checkpoint c = read_checkpoint(*folder);
+  FT_CHECK(c.state.config_hash == config_hash_ && c.state.best_val_loss, "trainer",
+           folder->string(), ": written by a run with other settings (config hash ",
+           c.state.config_hash, ", this run ", config_hash_, ")");
+  train_step_.load_masters(c.weights);
+  return BestCheckpoint{*folder, c.state.step, *c.state.best_val_loss};
 }
 
 void Trainer::write_metrics(const std::string& line) {
@@ -355,6 +384,7 @@ TrainResult Trainer::run() {
       if (!best_val_loss_ || e.loss < *best_val_loss_) {
         best_val_loss_ = e.loss;
         evals_without_improvement_ = 0;
+        if (config_.save_best) save_best();
       } else {
         ++evals_without_improvement_;
       }

@@ -20,6 +20,7 @@
 #include "ft/data/batching.h"
 #include "ft/data/tokenized.h"
 #include "ft/nn/module.h"
+#include "ft/train/checkpoint.h"  // defines: Checkpoint, CheckpointFiles
 #include "ft/train/step.h"
 
 namespace ft::train {
@@ -46,7 +47,12 @@ struct TrainerConfig {
   std::filesystem::path output_dir;    // checkpoints go to output_dir/checkpoints; empty: none
   std::filesystem::path metrics_path;  // JSONL, one record per step and per evaluation
   int64_t max_steps_this_run = 0;      // stop (and save) after this many steps; 0: no limit
-  bool progress = true;                // a progress line on stderr, only when it is a terminal
+  int keep_checkpoints = 0;            // keep the checkpoints of the last N saves only; 0: all
+  // Keep the weights of the lowest validation loss as a checkpoint in output_dir/best
+  // (restore_best() loads them back).
+  bool save_best = false;
+  CheckpointFiles checkpoint_files;  // added to every checkpoint (checkpoint.h)
+  bool progress = true;              // a progress line on stderr, only when it is a terminal
 };
 
 // Validation of one batch: the summed loss, the count of predicted tokens and how many
@@ -93,6 +99,13 @@ struct TrainResult {
   std::optional<std::filesystem::path> last_checkpoint;
 };
 
+// A best checkpoint: its step and validation loss.
+struct BestCheckpoint {
+  std::filesystem::path folder;
+  int64_t step = 0;
+  double val_loss = 0;
+};
+
 // Asks every running Trainer to stop after its current step and save a checkpoint. Only
 // stores to a lock-free atomic, so a SIGINT handler may call it.
 void request_stop();
@@ -123,6 +136,10 @@ class Trainer {
   // Validation loss, perplexity and accuracy over every token of the validation set.
   EvalRecord evaluate();
 
+  // With save_best: loads the weights of the best checkpoint (output_dir/best) into the
+  // model and returns it; nullopt, leaving the model as it is, when there is none.
+  std::optional<BestCheckpoint> restore_best();
+
   // Called after every step, e.g. to report progress elsewhere.
   void on_step(std::function<void(const StepRecord&)> callback) { on_step_ = std::move(callback); }
 
@@ -139,7 +156,9 @@ class Trainer {
 
  private:
   bool done() const;
+  Checkpoint make_checkpoint();
   std::optional<std::filesystem::path> save();
+  void save_best();
   void write_metrics(const std::string& line);
 
   nn::Module& model_;

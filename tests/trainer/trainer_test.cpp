@@ -479,6 +479,35 @@ TEST(Trainer, SaveEveryWritesTheExpectedCheckpoints) {
   fs::remove_all(dir);
 }
 
+TEST(Trainer, KeepCheckpointsPrunesAllButTheLastAndAddsTheCallersFiles) {
+  auto train = random_data(10, 9);
+  fs::path dir = fresh_dir("keep");
+  TrainerConfig c;
+  c.iterations = 7;
+  c.batch_size = 2;
+  c.save_every = 2;
+  c.keep_checkpoints = 2;
+  c.output_dir = dir;
+  c.progress = false;
+  int calls = 0;
+  c.checkpoint_files = [&](const fs::path& folder) {
+    ++calls;
+    // Written before the folder is complete, into the folder that becomes step-N.
+    EXPECT_FALSE(fs::exists(folder / "complete"));
+    std::ofstream(folder / "extra.txt") << "x";
+  };
+  fs::create_directories(dir / "checkpoints" / ".tmp-step-000009");  // a crash's leftover
+  TrainingRun s(train, nullptr, c);
+  s.trainer->run();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"latest", "step-000006", "step-000007"}));
+  EXPECT_EQ(calls, 4);  // steps 2, 4, 6 and 7
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-000007" / "extra.txt"));
+}
+
 TEST(Trainer, IncompleteAndTemporaryCheckpointsAreIgnored) {
   auto train = random_data(10, 10);
   fs::path dir = fresh_dir("incomplete");
