@@ -15,7 +15,8 @@ MLX_VERSION=0.32.4
 BUILD_DIR=${FT_BUILD_DIR:-build}
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config python3 python3-venv
               libopenblas0-pthread nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
-              libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev libyaml-cpp-dev)
+              libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev libyaml-cpp-dev
+              libcurl4-openssl-dev libssl-dev libcpp-httplib-dev)
 
 say() { echo "setup: $*"; }
 

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   // Tests compare float32 results with references computed in float32 or double;
   // cuBLAS's TF32 tensor-core mode would round matmul inputs to 10 mantissa bits.
   setenv("NVIDIA_TF32_OVERRIDE", "0", 0);
+  // No test reaches the Hugging Face Hub: those that download point HF_ENDPOINT at a fake
+  // Hub of their own and clear this; the ft commands tests run inherit it.
+  setenv("HF_HUB_OFFLINE", "1", 0);
   std::string device = ft::use_preferred_device();
   // Keep gtest's --gtest_list_tests output clean for ctest discovery.
   if (!testing::GTEST_FLAG(list_tests)) std::cout << "ft tests on " << device << "\n";

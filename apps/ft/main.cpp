@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   ft::cli::add_validate_command(app);
   ft::cli::add_eval_command(app);
   ft::cli::add_bench_command(app);
+  ft::cli::add_download_command(app);
   try {
     ft::use_preferred_device();  // FT_DEVICE, else the GPU when MLX has one
     app.parse(argc, argv);

@@ -5,7 +5,8 @@
 #include <vector>
 
 #include "ft/core/error.h"
-#include "ft/core/regex.h"  // defines: Regex
+#include "ft/core/regex.h"    // defines: Regex
+#include "ft/hub/download.h"  // defines: download_model, offline
 
 namespace ft::hub {
 
@@ -18,7 +19,8 @@ namespace fs = std::filesystem;
 //   blobs/<hash>           the files' contents, shared by the snapshots.
 // A revision that is a commit names its snapshot folder directly. ft reads this layout as
 // it is, so a model downloaded by transformers, huggingface_hub or mlx-lm opens offline
-// with the same id, and the snapshot folder is an ordinary model folder to the rest of ft.
+// with the same id, and the snapshot folder is an ordinary model folder to the rest of ft;
+// ft download writes it the same way (Note [Downloads] in download.cpp).
 // The cache is found as huggingface_hub finds it: $HF_HUB_CACHE, $HF_HOME/hub,
 // ~/.cache/huggingface/hub.
 
@@ -31,11 +33,6 @@ bool valid_name(const std::string& part) {
   return !part.empty() && allowed.full_match(part) && part.front() != '-' && part.front() != '.' &&
          part.back() != '-' && part.back() != '.' && part.find("--") == std::string::npos &&
          part.find("..") == std::string::npos;
-}
-
-bool is_commit(const std::string& revision) {
-  static const Regex hex(R"([0-9a-f]{40})", kPlace);
-  return hex.full_match(revision);
 }
 
 std::string read_ref(const fs::path& file) {
@@ -70,10 +67,19 @@ fs::path cache_dir() {
   return fs::path(user_home && *user_home ? user_home : ".") / ".cache" / "huggingface" / "hub";
 }
 
-std::optional<fs::path> cached_snapshot(const RepoId& id) {
-  std::string folder = "models--" + id.repo;
+bool is_commit(const std::string& revision) {
+  static const Regex hex(R"([0-9a-f]{40})", kPlace);
+  return hex.full_match(revision);
+}
+
+fs::path repo_folder(const fs::path& cache, const std::string& repo) {
+  std::string folder = "models--" + repo;
   folder.replace(folder.find('/'), 1, "--");
-  const fs::path repo = cache_dir() / folder;
+  return cache / folder;
+}
+
+std::optional<fs::path> cached_snapshot(const RepoId& id, const fs::path& cache) {
+  const fs::path repo = repo_folder(cache, id.repo);
   std::string commit = id.revision;
   if (!is_commit(commit)) {
     const fs::path ref = repo / "refs" / id.revision;
@@ -96,13 +102,21 @@ fs::path resolve_model(const std::string& model) {
   const std::optional<RepoId> id = parse_repo_id(model);
   if (!id || file_like.full_match(model))
     return model;  // the command says that there is no such file or folder
-  const std::optional<fs::path> snapshot = cached_snapshot(*id);
-  FT_CHECK(snapshot.has_value(), kPlace, "'", model,
-           "' is no file or folder here, and the Hugging Face cache (", cache_dir().string(),
-           "; $HF_HUB_CACHE or $HF_HOME choose another) holds no revision ", id->revision, " of ",
-           id->repo,
-           ": download it there with huggingface_hub or mlx-lm on a connected machine, or give "
-           "the model's folder");
+  std::optional<fs::path> snapshot = cached_snapshot(*id);
+  const std::string missing = detail::concat(
+      "'", model, "' is no file or folder here, and the Hugging Face cache (", cache_dir().string(),
+      "; $HF_HUB_CACHE or $HF_HOME choose another) holds no revision ", id->revision, " of ",
+      id->repo);
+  FT_CHECK(snapshot.has_value() || !offline(), kPlace, missing,
+           "; HF_HUB_OFFLINE is set, so ft does not download it: run `ft download ", id->repo,
+           "` on a connected machine, or give the model's folder");
+  if (!snapshot) {
+    try {
+      snapshot = download_model(*id);
+    } catch (const Error& e) {
+      throw Error(kPlace, missing + "; downloading it failed: " + e.fact());
+    }
+  }
   if (fs::exists(*snapshot / "config.json", ec)) return *snapshot;
   std::vector<fs::path> ggufs;
   for (const auto& entry : fs::directory_iterator(*snapshot, ec))
