@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,10 +32,14 @@
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/train/causal_lm_task.h"
+#include "ft/train/checkpoint.h"   // defines: train::latest_checkpoint
+#include "ft/train/event_sinks.h"  // defines: train::ConsoleSink
+#include "ft/train/loss_plot.h"    // defines: train::write_loss_plot
 #include "ft/train/memory_fit.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/precision.h"
 #include "ft/train/schedule.h"
+#include "ft/train/tensorboard.h"  // defines: train::TensorBoardSink
 #include "ft/train/trainer.h"
 
 namespace ft::cli {
@@ -307,7 +312,46 @@ train::CheckpointFiles checkpoint_files(const TrainOptions& o, const Prepared& p
   };
 }
 
+// Note [A run's settings]
+// The output folder keeps the options of the run that made it as run.json. A run started
+// on a folder whose checkpoints another run wrote is refused, naming each option whose
+// value differs (the trainer's config hash catches only what shapes the batches; a
+// changed rank or learning rate would otherwise fail deep in loading, or resume silently
+// into another run), except the ones that may change between sessions of one run.
+void check_run_settings(const TrainOptions& o) {
+  static const std::set<std::string> may_change = {
+      "config",           "output_dir",       "overwrite",  "stop_after",
+      "save_every",       "keep_checkpoints", "save_best",  "memory_budget_gib",
+      "memory_limit_gib", "skip_bad_records", "tensorboard"};
+  const fs::path file = fs::path(o.output_dir) / "run.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec) ||
+      !train::latest_checkpoint(fs::path(o.output_dir) / "checkpoints"))
+    return;
+  std::ifstream in(file);
+  const nlohmann::json before = nlohmann::json::parse(in, nullptr, false);
+  const nlohmann::json now = o;
+  std::string changed;
+  if (before.is_object())
+    for (const auto& [key, value] : now.items())
+      if (!may_change.count(key) && before.contains(key) && before[key] != value)
+        changed +=
+            (changed.empty() ? "" : ", ") + key + " " + before[key].dump() + " -> " + value.dump();
+  FT_CHECK(changed.empty(), "train", o.output_dir,
+           " holds checkpoints of a run with other settings (", changed,
+           "); run with the same settings to resume it, or start again with --overwrite or "
+           "another --output-dir");
+}
+
+void record_run(const TrainOptions& o) {
+  const fs::path file = fs::path(o.output_dir) / "run.json";
+  std::ofstream out(file, std::ios::binary);
+  out << nlohmann::json(o).dump(2) << "\n";
+  FT_CHECK(out.good(), "train", file.string(), ": cannot write");
+}
+
 void run_train(TrainOptions o) {
+  if (!o.overwrite) check_run_settings(o);  // before anything is loaded
   auto start = std::chrono::steady_clock::now();
   // Before the memory check, whose plan reads it (Note [Memory on MLX's CUDA backend]).
   if (o.memory_limit_gib > 0)
@@ -363,6 +407,8 @@ void run_train(TrainOptions o) {
   t.save_best = o.save_best && t.eval_every > 0;
   t.checkpoint_files = checkpoint_files(o, p, *model, lora);
   t.output_dir = o.output_dir;
+  t.progress = false;  // the console sink below draws it
+  t.run_config = o;
   t.metrics_path = fs::path(o.output_dir) / "metrics.jsonl";
   t.max_steps_this_run = o.stop_after;
   t.master_weights = !o.no_master_weights;
@@ -377,26 +423,36 @@ void run_train(TrainOptions o) {
               << o.distill_temperature << "\n";
   }
   std::error_code ec;
+  if (o.overwrite) {
+    for (const char* name :
+         {"checkpoints", "best", "metrics.jsonl", "adapter", "model", "loss.svg"}) {
+      fs::remove_all(fs::path(o.output_dir) / name, ec);
+      FT_CHECK(!ec, "train", (fs::path(o.output_dir) / name).string(),
+               ": cannot delete: ", ec.message());
+    }
+  }
   fs::create_directories(o.output_dir, ec);
   FT_CHECK(!ec, "train", o.output_dir, ": cannot create the output folder: ", ec.message());
+  record_run(o);
   train::Trainer trainer(*model, loss, train::causal_lm_eval(o.pack), *optimizer, p.train->data,
                          p.valid ? &p.valid->data : nullptr, p.batch, t);
-  int64_t resumed = trainer.resume();
-  if (resumed > 0) std::cout << "resumed from step " << resumed << "\n";
+  try {
+    trainer.resume();  // the console sink says so when the run starts
+  } catch (const Error& e) {
+    throw Error(e.place(), e.fact() + " (--overwrite starts again in " + o.output_dir + ")");
+  }
+  // A bar that owns its line on a terminal, plain lines otherwise; TensorBoard on request.
+  trainer.add_sink(
+      std::make_shared<train::ConsoleSink>(train::ConsoleSink::style_for_this_terminal()));
+  if (!o.tensorboard.empty())
+    trainer.add_sink(std::make_shared<train::TensorBoardSink>(o.tensorboard));
   train::clear_stop_request();
   auto previous = std::signal(SIGINT, on_sigint);
-  trainer.on_step([&](const train::StepRecord& r) {
-    int64_t every = std::max<int64_t>(1, trainer.total_steps() / 20);  // about 20 lines
-    if (r.step == 1 || r.step % every == 0 || r.step == trainer.total_steps()) {
-      std::printf("step %5lld/%lld  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s%s\n",
-                  static_cast<long long>(r.step), static_cast<long long>(trainer.total_steps()),
-                  r.loss, r.learning_rate, r.grad_norm, r.tokens_per_second,
-                  r.skipped ? "  (overflow: update skipped)" : "");
-      std::fflush(stdout);
-    }
-  });
   train::TrainResult result = trainer.run();
   std::signal(SIGINT, previous);
+  if (!result.steps.empty())
+    train::write_loss_plot(fs::path(o.output_dir) / "metrics.jsonl",
+                           fs::path(o.output_dir) / "loss.svg");
 
   fs::path adapter_dir = fs::path(o.output_dir) / (o.method == "full" ? "model" : "adapter");
   bool finished = result.reason == train::StopReason::finished ||

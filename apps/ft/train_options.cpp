@@ -132,6 +132,12 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--save-every", o.save_every, "Steps between checkpoints (0: at the end)")
       ->check(kNonNegative)
       ->capture_default_str();
+  cmd->add_option("--tensorboard", o.tensorboard,
+                  "Write TensorBoard event files (loss, learning rate, tokens/s, memory, "
+                  "validation) to this folder");
+  cmd->add_flag("--overwrite", o.overwrite,
+                "Start again in --output-dir: delete its checkpoints, metrics and outputs "
+                "instead of resuming from them");
   cmd->add_option("--keep-checkpoints", o.keep_checkpoints,
                   "Keep only the last N checkpoints (0: all)")
       ->check(kNonNegative)

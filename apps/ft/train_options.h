@@ -9,9 +9,11 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace ft::cli {
 
+// Every field is also in the JSON list after the struct.
 struct TrainOptions {
   std::string model;
   std::vector<std::string> data;  // PATH or PATH:WEIGHT each (data::parse_data_source)
@@ -48,6 +50,7 @@ struct TrainOptions {
   int keep_checkpoints = 0;  // 0: all
   bool save_best = true;     // with evaluation: the output is the best evaluated step
   std::string output_dir = "ft-output";
+  bool overwrite = false;  // start again: drop the output folder's checkpoints and outputs
   uint64_t seed = 0;
   bool grad_checkpoint = false;
   float max_grad_norm = 1.0f;
@@ -66,7 +69,21 @@ struct TrainOptions {
   int quantize_group_size = 64;
   std::string profile;        // a preset of the options above (train_profiles())
   std::string chat_template;  // --template: a named template or a .jinja file
+  std::string tensorboard;    // a folder for TensorBoard event files; empty: none
 };
+
+// A run's options as JSON (run.json in the output folder), each field under its own name;
+// fields a JSON object lacks keep their defaults.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    TrainOptions, model, data, config, method, lora_rank, lora_alpha, lora_dropout, rslora,
+    target_modules, target_regex, num_layers, optimizer, learning_rate, weight_decay, schedule,
+    warmup_steps, iterations, epochs, batch_size, memory_budget_gib, memory_limit_gib,
+    grad_accumulation, max_seq_length, mask_prompt, format, skip_bad_records, no_template, pack,
+    valid_fraction, eval_every, patience, save_every, keep_checkpoints, save_best, output_dir,
+    overwrite, seed, grad_checkpoint, max_grad_norm, stop_after, adapter_format, adapter, dtype,
+    optimizer_state, no_master_weights, loss_scale_interval, teacher, router_aux_loss,
+    distill_weight, distill_temperature, quantize_bits, quantize_group_size, profile, chat_template,
+    tensorboard)
 
 // `--profile NAME`: preset values for the kind of data, each an option's long name and
 // value; every value yields to the same option on the command line or in the YAML file.

@@ -79,6 +79,7 @@ std::string state_json(const TrainerState& s) {
     j["loss_scale_good_steps"] = s.loss_scale_good_steps;
   }
   j["config_hash"] = s.config_hash;
+  j["settings"] = s.settings;
   return j.dump(2) + "\n";
 }
 
@@ -100,6 +101,7 @@ TrainerState parse_state(const fs::path& file) {
       s.loss_scale_good_steps = j.at("loss_scale_good_steps").get<int64_t>();
     }
     s.config_hash = j.at("config_hash").get<std::string>();
+    if (j.contains("settings")) s.settings = j["settings"].get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     throw Error("checkpoint", file.string() + ": " + e.what());
   }

@@ -39,6 +39,7 @@ struct TrainerState {
   std::optional<float> loss_scale;
   int64_t loss_scale_good_steps = 0;
   std::string config_hash;  // of the settings that shape the run (TrainerConfig)
+  std::string settings;     // those settings, "key=value;..." (empty in older checkpoints)
 };
 
 struct Checkpoint {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 
 #include "ft/core/error.h"
 #include "ft/train/checkpoint.h"
+#include "ft/train/event_sinks.h"  // defines: MetricsFileSink, ConsoleSink
 #include "ft/train/optimizer.h"
 
 namespace ft::train {
@@ -41,9 +43,10 @@ std::string fnv1a_hex(const std::string& text) {
   return out;
 }
 
-// Everything that changes which batches, keys and updates a step sees. Output paths,
-// the save interval and max_steps_this_run do not, so they may differ on resume.
-std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
+// Everything that changes which batches, keys and updates a step sees, as "key=value;...".
+// Output paths, the save interval and max_steps_this_run do not, so they may differ on
+// resume.
+std::string settings_text(const TrainerConfig& c, const data::BatchOptions& b,
                           const data::TokenizedData& train, const Optimizer& optimizer,
                           const nn::Module& model) {
   std::ostringstream s;
@@ -68,65 +71,36 @@ std::string hash_settings(const TrainerConfig& c, const data::BatchOptions& b,
   }
   if (dtypes != std::set<std::string>{"float32"})
     for (const auto& d : dtypes) s << ";dtype=" << d;
-  return fnv1a_hex(s.str());
+  return s.str();
 }
 
-std::string step_json(const StepRecord& r) {
-  nlohmann::json j;
-  j["step"] = r.step;
-  j["loss"] = r.loss;
-  j["learning_rate"] = r.learning_rate;
-  j["grad_norm"] = r.grad_norm;
-  j["tokens"] = r.tokens;
-  j["tokens_per_second"] = r.tokens_per_second;
-  j["loss_scale"] = r.loss_scale;
-  j["skipped"] = r.skipped;
-  j["peak_memory"] = mx::get_peak_memory();
-  return j.dump();
-}
-
-std::string eval_json(const EvalRecord& r) {
-  nlohmann::json j;
-  j["step"] = r.step;
-  j["val_loss"] = r.loss;
-  j["val_ppl"] = r.perplexity;
-  j["val_accuracy"] = r.accuracy;
-  j["val_tokens"] = r.tokens;
-  return j.dump();
-}
-
-// Keeps the records of steps up to `step`: those after it are run again after a resume.
-void truncate_metrics(const fs::path& path, int64_t step) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.contains("step")) continue;  // a line cut by a crash
-    if (j["step"].get<int64_t>() <= step) kept += line + "\n";
+// "key=value;..." as a map; a key given twice keeps both values.
+std::map<std::string, std::string> settings_map(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ';')) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) continue;
+    std::string& value = out[item.substr(0, eq)];
+    value += (value.empty() ? "" : ",") + item.substr(eq + 1);
   }
-  in.close();
-  fs::path temp = path;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    FT_CHECK(out, "trainer", temp.string(), ": cannot open for writing");
-    out << kept;
-  }
-  fs::rename(temp, path);
+  return out;
 }
 
-void draw_progress(int64_t step, int64_t total, const StepRecord& r) {
-  constexpr int kWidth = 30;
-  int filled = total > 0 ? int(kWidth * std::min<int64_t>(step, total) / total) : 0;
-  std::string bar(size_t(filled), '#');
-  bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s", bar.c_str(),
-               static_cast<long long>(step), static_cast<long long>(total), r.loss, r.learning_rate,
-               r.tokens_per_second);
-  if (step >= total) std::fprintf(stderr, "\n");
-  std::fflush(stderr);
+// What differs between a checkpoint's settings and this run's: "batch 4 -> 8, seed 0 -> 1".
+std::string changed_settings(const std::string& before, const std::string& now) {
+  if (before.empty()) return "";  // a checkpoint of an older ft keeps the hash only
+  const auto a = settings_map(before), b = settings_map(now);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a) keys.insert(k);
+  for (const auto& [k, v] : b) keys.insert(k);
+  std::string out;
+  for (const std::string& k : keys) {
+    const std::string x = a.count(k) ? a.at(k) : "(none)", y = b.count(k) ? b.at(k) : "(none)";
+    if (x != y) out += (out.empty() ? "" : ", ") + k + " " + x + " -> " + y;
+  }
+  return out;
 }
 
 data::BatchOptions with_config(data::BatchOptions options, const TrainerConfig& c) {
@@ -196,8 +170,13 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
   valid_options_.batch_size =
       config_.eval_batch_size > 0 ? config_.eval_batch_size : config_.batch_size;
   valid_options_.shuffle = false;
-  config_hash_ =
-      hash_settings(config_, with_config(batch_options, config_), train, optimizer_, model_);
+  settings_ =
+      settings_text(config_, with_config(batch_options, config_), train, optimizer_, model_);
+  config_hash_ = fnv1a_hex(settings_);
+  if (!config_.metrics_path.empty())
+    sinks_.push_back(std::make_shared<MetricsFileSink>(config_.metrics_path));
+  if (config_.progress && ConsoleSink::style_for_this_terminal() == ConsoleSink::Style::bar)
+    sinks_.push_back(std::make_shared<ConsoleSink>(ConsoleSink::Style::bar));
 }
 
 fs::path Trainer::checkpoint_root() const {
@@ -221,9 +200,15 @@ int64_t Trainer::resume() {
   auto folder = latest_checkpoint(checkpoint_root());
   if (!folder) return 0;
   Checkpoint c = read_checkpoint(*folder);
-  FT_CHECK(c.state.config_hash == config_hash_, "trainer", folder->string(),
-           ": written by a run with other settings (config hash ", c.state.config_hash,
-           ", this run ", config_hash_, ")");
+  if (c.state.config_hash != config_hash_) {
+    const std::string changed = changed_settings(c.state.settings, settings_);
+    throw Error("trainer", folder->string() + ": written by a run with other settings (" +
+                               (changed.empty() ? "config hash " + c.state.config_hash +
+                                                      ", this run " + config_hash_
+                                                : changed) +
+                               "); run with the same settings to resume, or start again in "
+                               "another output folder");
+  }
   try {
     train_step_.load_masters(c.weights);
   } catch (const Error& e) {
@@ -241,7 +226,6 @@ int64_t Trainer::resume() {
   position_ = c.state.position;
   best_val_loss_ = c.state.best_val_loss;
   evals_without_improvement_ = c.state.evals_without_improvement;
-  if (!config_.metrics_path.empty()) truncate_metrics(config_.metrics_path, step_);
   return step_;
 }
 
@@ -261,6 +245,7 @@ Checkpoint Trainer::make_checkpoint() {
   c.state.best_val_loss = best_val_loss_;
   c.state.evals_without_improvement = evals_without_improvement_;
   c.state.config_hash = config_hash_;
+  c.state.settings = settings_;
   return c;
 }
 
@@ -269,6 +254,10 @@ std::optional<fs::path> Trainer::save() {
   fs::path folder =
       write_checkpoint(checkpoint_root(), make_checkpoint(), config_.checkpoint_files);
   if (config_.keep_checkpoints > 0) prune_checkpoints(checkpoint_root(), config_.keep_checkpoints);
+  TrainEvent e;
+  e.kind = TrainEvent::Kind::checkpoint;
+  e.folder = folder;
+  emit(std::move(e));
   return folder;
 }
 
@@ -293,15 +282,6 @@ std::optional<BestCheckpoint> Trainer::restore_best() {
            c.state.config_hash, ", this run ", config_hash_, ")");
   train_step_.load_masters(c.weights);
   return BestCheckpoint{*folder, c.state.step, *c.state.best_val_loss};
-}
-
-void Trainer::write_metrics(const std::string& line) {
-  if (config_.metrics_path.empty()) return;
-  std::ofstream out(config_.metrics_path, std::ios::app);
-  FT_CHECK(out, "trainer", config_.metrics_path.string(), ": cannot open for writing");
-  out << line << "\n";
-  out.flush();
-  FT_CHECK(out, "trainer", config_.metrics_path.string(), ": write failed");
 }
 
 EvalRecord Trainer::evaluate() {
@@ -329,13 +309,47 @@ EvalRecord Trainer::evaluate() {
   return r;
 }
 
+// Note [Trainer events]
+// run() sends, in order: started (with the step it starts from and the caller's
+// run_config), then per step a step event, an evaluation (and best, when its loss is the
+// lowest yet) every eval_every steps, checkpoint after each save, and at the end finished
+// with the reason, or failed with the error of an exception, which is then rethrown. The
+// metrics file and the progress bar of TrainerConfig are sinks added here; callers add
+// theirs with add_sink.
+void Trainer::emit(TrainEvent event) {
+  event.step = step_;
+  event.total_steps = total_steps();
+  for (const auto& sink : sinks_) sink->on_event(event);
+}
+
 TrainResult Trainer::run() {
-  if (step_ == 0 && !config_.metrics_path.empty()) {
-    std::ofstream truncate(config_.metrics_path, std::ios::trunc);
-    FT_CHECK(truncate, "trainer", config_.metrics_path.string(), ": cannot open for writing");
+  session_start_ = std::chrono::steady_clock::now();
+  session_first_step_ = step_;
+  TrainEvent started;
+  started.kind = TrainEvent::Kind::started;
+  started.config = config_.run_config;
+  emit(std::move(started));
+  try {
+    TrainResult result = run_steps();
+    TrainEvent finished;
+    finished.kind = TrainEvent::Kind::finished;
+    finished.reason = result.reason;
+    emit(std::move(finished));
+    return result;
+  } catch (const std::exception& error) {
+    TrainEvent failed;
+    failed.kind = TrainEvent::Kind::failed;
+    failed.error = error.what();
+    try {
+      emit(std::move(failed));
+    } catch (...) {
+      // The run's own error is the one to report.
+    }
+    throw;
   }
-  bool show_progress = config_.progress && ::isatty(STDERR_FILENO);
-  int64_t total = total_steps();
+}
+
+TrainResult Trainer::run_steps() {
   int64_t last_saved = -1;
   TrainResult result;
   int64_t steps_this_run = 0;
@@ -363,8 +377,8 @@ TrainResult Trainer::run() {
       keys.push_back(rng_.next());
     }
     StepResult s = train_step_.run(micro, keys);
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto now = std::chrono::steady_clock::now();
+    double seconds = std::chrono::duration<double>(now - start).count();
     ++step_;
     ++steps_this_run;
 
@@ -372,19 +386,30 @@ TrainResult Trainer::run() {
                  s.grad_norm,  s.tokens, seconds > 0 ? s.tokens / seconds : 0.0,
                  s.loss_scale, s.skipped};
     result.steps.push_back(r);
-    write_metrics(step_json(r));
-    if (show_progress) draw_progress(step_, total, r);
+    TrainEvent e;
+    e.kind = TrainEvent::Kind::step;
+    e.record = r;
+    e.elapsed_seconds = std::chrono::duration<double>(now - session_start_).count();
+    const int64_t done_here = step_ - session_first_step_;
+    if (done_here > 0)
+      e.eta_seconds = e.elapsed_seconds / double(done_here) * double(total_steps() - step_);
+    e.peak_memory = mx::get_peak_memory();
+    emit(std::move(e));
     if (on_step_) on_step_(r);
 
     bool early_stop = false;
     if (config_.eval_every > 0 && step_ % config_.eval_every == 0) {
-      EvalRecord e = evaluate();
-      result.evals.push_back(e);
-      write_metrics(eval_json(e));
-      if (!best_val_loss_ || e.loss < *best_val_loss_) {
-        best_val_loss_ = e.loss;
+      TrainEvent ev;
+      ev.kind = TrainEvent::Kind::evaluation;
+      ev.eval = evaluate();
+      result.evals.push_back(ev.eval);
+      emit(ev);
+      if (!best_val_loss_ || ev.eval.loss < *best_val_loss_) {
+        best_val_loss_ = ev.eval.loss;
         evals_without_improvement_ = 0;
         if (config_.save_best) save_best();
+        ev.kind = TrainEvent::Kind::best;
+        emit(std::move(ev));
       } else {
         ++evals_without_improvement_;
       }
@@ -399,7 +424,6 @@ TrainResult Trainer::run() {
       break;
     }
   }
-  if (show_progress && result.reason != StopReason::finished) std::fprintf(stderr, "\n");
   if (steps_this_run > 0 && last_saved != step_) {
     auto saved = save();
     if (saved) result.last_checkpoint = saved;

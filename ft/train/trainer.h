@@ -9,9 +9,11 @@
 // micro-batch from an Rng seeded with TrainerConfig::seed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +23,7 @@
 #include "ft/data/tokenized.h"
 #include "ft/nn/module.h"
 #include "ft/train/checkpoint.h"  // defines: Checkpoint, CheckpointFiles
+#include "ft/train/events.h"      // defines: EventSink, TrainEvent, StepRecord, EvalRecord
 #include "ft/train/step.h"
 
 namespace ft::train {
@@ -45,14 +48,15 @@ struct TrainerConfig {
   int64_t patience = 0;     // stop after this many evaluations without a lower val loss; 0: never
   int64_t save_every = 0;   // steps between checkpoints; 0: only when the run stops
   std::filesystem::path output_dir;    // checkpoints go to output_dir/checkpoints; empty: none
-  std::filesystem::path metrics_path;  // JSONL, one record per step and per evaluation
+  std::filesystem::path metrics_path;  // JSONL (MetricsFileSink); empty: none
   int64_t max_steps_this_run = 0;      // stop (and save) after this many steps; 0: no limit
   int keep_checkpoints = 0;            // keep the checkpoints of the last N saves only; 0: all
   // Keep the weights of the lowest validation loss as a checkpoint in output_dir/best
   // (restore_best() loads them back).
   bool save_best = false;
   CheckpointFiles checkpoint_files;  // added to every checkpoint (checkpoint.h)
-  bool progress = true;              // a progress line on stderr, only when it is a terminal
+  bool progress = true;              // a progress bar on stderr when it is a terminal (ConsoleSink)
+  nlohmann::json run_config;         // the caller's settings, sent with the started event
 };
 
 // Validation of one batch: the summed loss, the count of predicted tokens and how many
@@ -69,27 +73,6 @@ using EvalFn = std::function<EvalOutput(nn::Module& model, const Batch& batch)>;
 // threads at once: it must only read the model.
 EvalOutput evaluate_batch(nn::Module& model, const EvalFn& eval_fn, const Batch& batch,
                           RowShards& shards);
-
-struct StepRecord {
-  int64_t step = 0;  // from 1
-  float loss = 0;
-  float learning_rate = 0;
-  float grad_norm = 0;
-  double tokens = 0;
-  double tokens_per_second = 0;
-  float loss_scale = 1;  // the loss scale of the step (1 without loss scaling)
-  bool skipped = false;  // the gradients overflowed and the update was skipped
-};
-
-struct EvalRecord {
-  int64_t step = 0;
-  double loss = 0;  // mean over every predicted token of the validation set
-  double perplexity = 0;
-  double accuracy = 0;
-  double tokens = 0;
-};
-
-enum class StopReason { finished, early_stopped, stop_requested, step_limit };
 
 struct TrainResult {
   std::vector<StepRecord> steps;  // the steps run by this call
@@ -142,6 +125,8 @@ class Trainer {
 
   // Called after every step, e.g. to report progress elsewhere.
   void on_step(std::function<void(const StepRecord&)> callback) { on_step_ = std::move(callback); }
+  // Sends every event of run() to sink as well (events.h).
+  void add_sink(std::shared_ptr<EventSink> sink) { sinks_.push_back(std::move(sink)); }
 
   int64_t step() const { return step_; }
   // Total optimizer steps of the run (iterations, or the steps that cover `epochs`).
@@ -159,7 +144,8 @@ class Trainer {
   Checkpoint make_checkpoint();
   std::optional<std::filesystem::path> save();
   void save_best();
-  void write_metrics(const std::string& line);
+  TrainResult run_steps();
+  void emit(TrainEvent event);
 
   nn::Module& model_;
   EvalFn eval_fn_;
@@ -171,6 +157,7 @@ class Trainer {
   TrainStep train_step_;
   RowShards eval_shards_;
   Rng rng_;
+  std::string settings_;  // what config_hash_ hashes
   std::string config_hash_;
 
   int64_t step_ = 0;
@@ -178,6 +165,9 @@ class Trainer {
   std::optional<double> best_val_loss_;
   int64_t evals_without_improvement_ = 0;
   std::function<void(const StepRecord&)> on_step_;
+  std::vector<std::shared_ptr<EventSink>> sinks_;
+  std::chrono::steady_clock::time_point session_start_;
+  int64_t session_first_step_ = 0;
 };
 
 }  // namespace ft::train

@@ -84,3 +84,16 @@ TEST(CliHelp, TheCheckerFindsAnOptionWithoutDescription) {
 }
 
 }  // namespace
+
+TEST(CliHelp, UnknownCommandsAndOptionsAreNamedWithTheNearestKnownOne) {
+  auto command = ft::testing::run_ft("trian model.gguf records.jsonl");
+  EXPECT_EQ(command.status, 2);
+  EXPECT_EQ(command.out, "ft: error: unknown command 'trian' for ft (did you mean train?)\n");
+  auto option = ft::testing::run_ft("eval model data --adaptor x");
+  EXPECT_EQ(option.status, 2);
+  EXPECT_EQ(option.out,
+            "ft: error: unknown option '--adaptor' for ft eval (did you mean --adapter?)\n");
+  auto far = ft::testing::run_ft("generate model --zzzzzzzzzz 3");
+  EXPECT_EQ(far.status, 2);
+  EXPECT_EQ(far.out, "ft: error: unknown option '--zzzzzzzzzz' for ft generate\n");
+}

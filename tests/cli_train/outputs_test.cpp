@@ -139,3 +139,32 @@ TEST(CliOutputs, SettingsThatCannotTakeEffectAreRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CliOutputs, AChangedSettingOnAnExistingRunIsNamedAndOverwriteStartsAgain) {
+  const fs::path data = small_data(16);
+  const fs::path out = temp("changed");
+  const std::string base = "train start " + tiny_model().string() + " " + data.string() +
+                           " --iterations 4 --batch-size 4 --output-dir " + out.string();
+  Result first = run(base + " --stop-after 2");
+  ASSERT_EQ(first.status, 0) << first.out;
+  Result changed = run(base + " --lora-rank 4 --learning-rate 1e-3");
+  EXPECT_EQ(changed.status, 1);
+  EXPECT_TRUE(one_error_line(changed.out)) << changed.out;
+  EXPECT_NE(changed.out.find("holds checkpoints of a run with other settings (learning_rate "),
+            std::string::npos)
+      << changed.out;
+  EXPECT_NE(changed.out.find("lora_rank 8 -> 4"), std::string::npos) << changed.out;
+  EXPECT_NE(changed.out.find("--overwrite"), std::string::npos) << changed.out;
+  // The same settings resume; --overwrite starts again from step 1.
+  Result resumed = run(base);
+  ASSERT_EQ(resumed.status, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resumed from step 2"), std::string::npos) << resumed.out;
+  Result again = run(base + " --lora-rank 4 --overwrite");
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_EQ(again.out.find("resumed"), std::string::npos) << again.out;
+  EXPECT_EQ(metric_losses(out / "metrics.jsonl").size(), 4u);
+}
+
+}  // namespace

