@@ -29,6 +29,7 @@
 
 #include "apps/ft/commands.h"
 #include "ft/core/device.h"
+#include "ft/core/dtype.h"
 #include "ft/core/error.h"
 #include "ft/core/random.h"
 #include "ft/data/batching.h"
@@ -195,13 +196,6 @@ models::Config shape_config(const std::string& name) {
   return it->second;
 }
 
-mx::Dtype parse_dtype(const std::string& name) {
-  if (name == "float32") return mx::float32;
-  if (name == "bfloat16") return mx::bfloat16;
-  if (name == "float16") return mx::float16;
-  throw Error("bench", "--dtype must be float32, bfloat16 or float16, got '" + name + "'");
-}
-
 // Model FLOPs per step and token: models::flops_per_token's forward (the formula of
 // hf_baseline.py, Note [Model FLOPs per token] in ft/models/causal_lm.cpp). A matmul's
 // backward costs twice its forward when the weight's gradient is taken and once when only
@@ -244,7 +238,7 @@ double round_to(double x, int digits) {
 
 void run_bench(const BenchOptions& o) {
   FT_CHECK(o.steps > 0, "bench", "--steps must be positive");
-  mx::Dtype dtype = parse_dtype(o.dtype);
+  mx::Dtype dtype = parse_float_dtype(o.dtype);
   std::string device = use_preferred_device();
   bool on_gpu = mx::default_device() == mx::Device::gpu;
   int threads = use_threads(o.threads);
@@ -297,7 +291,7 @@ void run_bench(const BenchOptions& o) {
   OptimizerConfig opt;
   opt.name = o.optimizer;
   opt.learning_rate = o.learning_rate;
-  opt.state_dtype = parse_compute_dtype(o.optimizer_state);
+  opt.state_dtype = parse_float_dtype(o.optimizer_state);
   auto optimizer = make_optimizer(opt);
   StepConfig step_config;
   step_config.master_weights = !o.no_master_weights;
@@ -440,9 +434,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--target-modules", o->target_modules,
                   "Adapted layers by last name component (default: every linear layer of the "
                   "decoder layers)");
-  cmd->add_option("--dtype", o->dtype, "Base weights and compute: float32, bfloat16 or float16")
-      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
-      ->capture_default_str();
+  add_dtype_option(cmd, o->dtype, "base weights and compute")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "Rows per step")
       ->check(kPositive)
       ->capture_default_str();

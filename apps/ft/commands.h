@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -22,6 +23,13 @@ inline const CLI::Validator kNonNegative(
       return CLI::detail::lexical_cast(value, v) && v >= 0 ? "" : "must be 0 or more, got " + value;
     },
     "NONNEGATIVE");
+
+// --dtype: float32, bfloat16 or float16 (ft/core/dtype.h parses it), checked as it is
+// parsed; `what` says what it sets.
+inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype, const std::string& what) {
+  return cmd->add_option("--dtype", dtype, "float32, bfloat16 or float16: " + what)
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
+}
 
 // What a MODEL argument may be (ft/hub/cache.h resolves it).
 inline constexpr const char* kModelHelp =

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/ft/commands.h"
+#include "ft/core/dtype.h"
 #include "ft/hub/cache.h"
 #include "ft/models/convert.h"
 #include "ft/train/precision.h"
@@ -22,7 +23,7 @@ struct ConvertArgs {
 void run_convert(const ConvertArgs& args) {
   models::ConvertOptions options;
   options.overwrite = args.overwrite;
-  if (!args.dtype.empty()) options.dtype = parse_compute_dtype(args.dtype);
+  if (!args.dtype.empty()) options.dtype = parse_float_dtype(args.dtype);
   models::Conversion done =
       models::convert_model(hub::resolve_model(args.input), args.out, options);
   std::cout << "converted " << models::conversion_name(done) << "; wrote " << args.out << "\n";
@@ -44,9 +45,9 @@ void add_convert_command(CLI::App& app) {
                   "The folder to write (safetensors, config.json, tokenizer files); only "
                   "complete once the command succeeds")
       ->required();
-  cmd->add_option("--dtype", args->dtype,
-                  "float32, bfloat16 or float16 (default: a quantized folder's scales' dtype, "
-                  "float32 for GGUF, a checkpoint's own dtypes)");
+  add_dtype_option(cmd, args->dtype,
+                   "the written weights (default: a quantized folder's scales' dtype, float32 "
+                   "for GGUF, a checkpoint's own dtypes)");
   cmd->add_flag("--overwrite", args->overwrite, "Replace an output folder that is not empty");
   cmd->callback([args] { run_convert(*args); });
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/ft/commands.h"
+#include "ft/core/dtype.h"
 #include "ft/core/error.h"
 #include "ft/hub/cache.h"
 #include "ft/models/fuse.h"
@@ -23,15 +24,7 @@ struct FuseArgs {
 void run_fuse(const FuseArgs& args) {
   models::FuseOptions options;
   options.dequantize = args.dequantize;
-  if (args.dtype == "float32")
-    options.dtype = mx::float32;
-  else if (args.dtype == "bfloat16")
-    options.dtype = mx::bfloat16;
-  else if (args.dtype == "float16")
-    options.dtype = mx::float16;
-  else
-    FT_CHECK(args.dtype.empty(), "fuse", "--dtype must be float32, bfloat16 or float16, got '",
-             args.dtype, "'");
+  if (!args.dtype.empty()) options.dtype = parse_float_dtype(args.dtype);
   models::fuse_model_folder(hub::resolve_model(args.model_dir), args.adapter_dir, args.out_dir,
                             options);
   std::cout << "wrote " << args.out_dir << "\n";
@@ -58,9 +51,8 @@ void add_fuse_command(CLI::App& app) {
                 "For a quantized base: write every layer in floating point and drop "
                 "config.json's quantization, instead of re-quantizing the merged layers with "
                 "their own group size and bits");
-  cmd->add_option("--dtype", args->dtype,
-                  "float32, bfloat16 or float16 (default: config.json's torch_dtype, else "
-                  "float32)");
+  add_dtype_option(cmd, args->dtype,
+                   "the merged weights (default: config.json's torch_dtype, else float32)");
   cmd->callback([args] { run_fuse(*args); });
 }
 

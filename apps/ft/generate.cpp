@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/ft/commands.h"
+#include "ft/core/dtype.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"  // defines: data::load_chat_template
 #include "ft/generate/generate.h"
@@ -75,7 +76,7 @@ void run_generate(GenerateCliOptions o) {
   const std::optional<chat::ChatTemplate> chat_template =
       data::load_chat_template(tokenizer_dir, gguf_files, spec);
   const tokenizer::Tokenizer& tokenizer = *loaded;
-  mx::Dtype dtype = parse_compute_dtype(o.dtype);
+  mx::Dtype dtype = parse_float_dtype(o.dtype);
   auto model = models::load_model(o.model, dtype);
   quantize_base(*model, o.quantization);
   if (!o.adapter.empty())
@@ -154,8 +155,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", o->gen.seed, "Seed of the sampling")->capture_default_str();
   cmd->add_option("--stop", o->gen.stop, "Stop when the text contains this (repeatable)")
       ->allow_extra_args(false);
-  cmd->add_option("--dtype", o->dtype, "Weights dtype: float32, bfloat16 or float16")
-      ->capture_default_str();
+  add_dtype_option(cmd, o->dtype, "the weights")->capture_default_str();
   add_base_quantization_options(cmd, o->quantization);
   cmd->add_flag(
       "--json", o->as_json,

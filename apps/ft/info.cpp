@@ -9,6 +9,7 @@
 
 #include "apps/ft/commands.h"
 #include "ft/core/device.h"
+#include "ft/core/dtype.h"
 #include "ft/core/random.h"
 #include "ft/hub/cache.h"
 #include "ft/io/model_folder.h"
@@ -40,12 +41,6 @@ struct InfoOptions {
   int quantize_group_size = 64;
 };
 
-mx::Dtype dtype_named(const std::string& name) {
-  if (name == "bfloat16") return mx::bfloat16;
-  if (name == "float16") return mx::float16;
-  return mx::float32;
-}
-
 // Bytes of the weight files in a folder, or of a GGUF file.
 uint64_t weights_on_disk(const fs::path& folder) {
   if (fs::is_regular_file(folder)) return fs::file_size(folder);
@@ -65,7 +60,7 @@ void print_model_info(InfoOptions o) {
   models::Config c = models::from_hf_config(config);
   // Built lazily: the random weights are never computed, so any size costs nothing.
   Rng rng(0);
-  std::unique_ptr<models::CausalLM> built = models::build_model(c, rng, dtype_named(o.dtype));
+  std::unique_ptr<models::CausalLM> built = models::build_model(c, rng, parse_float_dtype(o.dtype));
   models::CausalLM& model = *built;
   uint64_t embedding = 0;
   for (const auto& [name, value] : model.parameters())
@@ -210,10 +205,7 @@ void add_info_command(CLI::App& app) {
       ->check(kNonNegative)
       ->capture_default_str()
       ->group(group);
-  cmd->add_option("--dtype", o->dtype, "Weights and activations dtype")
-      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
-      ->capture_default_str()
-      ->group(group);
+  add_dtype_option(cmd, o->dtype, "weights and activations")->capture_default_str()->group(group);
   cmd->add_option("--batch-size", o->batch_size, "Rows per micro-batch")
       ->check(kPositive)
       ->capture_default_str()

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/ft/commands.h"
+#include "ft/core/dtype.h"
 #include "ft/hub/cache.h"
 #include "ft/models/convert.h"
 #include "ft/models/quantize.h"
@@ -26,7 +27,7 @@ struct QuantizeArgs {
 void run_quantize(const QuantizeArgs& args, bool bits_given, bool group_size_given) {
   models::QuantizeFolderOptions options;
   options.overwrite = args.overwrite;
-  if (!args.dtype.empty()) options.dtype = parse_compute_dtype(args.dtype);
+  if (!args.dtype.empty()) options.dtype = parse_float_dtype(args.dtype);
   if (!args.recipe.empty()) {
     options.recipe = models::read_quant_recipe(args.recipe);
     // The command line wins over the recipe's defaults.
@@ -83,9 +84,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--recipe", args->recipe,
                   "YAML or JSON file of per-layer rules (bits and group size by layer range "
                   "and module name, or float); see docs/models.md");
-  cmd->add_option("--dtype", args->dtype,
-                  "float32, bfloat16 or float16: the weights' dtype before quantizing, and the "
-                  "scales' (default: config.json's torch_dtype)");
+  add_dtype_option(cmd, args->dtype,
+                   "the weights' dtype before quantizing, and the scales' (default: "
+                   "config.json's torch_dtype)");
   cmd->add_flag("--overwrite", args->overwrite, "Replace an output folder that is not empty");
   cmd->callback([args, bits, group_size] {
     run_quantize(*args, bits->count() > 0, group_size->count() > 0);

@@ -22,6 +22,7 @@
 #include "apps/ft/commands.h"
 #include "apps/ft/train_options.h"
 #include "ft/core/device.h"
+#include "ft/core/dtype.h"
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/io/adapters.h"
@@ -195,7 +196,7 @@ OptimizerConfig optimizer_config(const TrainOptions& o, int64_t total_steps) {
   opt.name = o.optimizer;
   opt.learning_rate = o.learning_rate;
   opt.weight_decay = o.weight_decay;
-  opt.state_dtype = parse_compute_dtype(o.optimizer_state);
+  opt.state_dtype = parse_float_dtype(o.optimizer_state);
   ScheduleConfig s;
   s.learning_rate = o.learning_rate;
   s.warmup_steps = o.warmup_steps;
@@ -299,7 +300,7 @@ void save_chat_template(const TrainOptions& o, const Prepared& p, const fs::path
 train::CheckpointFiles checkpoint_files(const TrainOptions& o, const Prepared& p,
                                         const nn::Module& model, const nn::LoraConfig& lora) {
   if (o.method == "full") {
-    const mx::Dtype weights = o.no_master_weights ? parse_compute_dtype(o.dtype) : mx::float32;
+    const mx::Dtype weights = o.no_master_weights ? parse_float_dtype(o.dtype) : mx::float32;
     return [&o, &p, weights](const fs::path& folder) {
       io::write_model_files(models::loaded_config(io::read_config(o.model)), folder, model_files(o),
                             weights);
@@ -365,7 +366,7 @@ void run_train(TrainOptions o) {
                                    o.method == "full");
   print_split(*p.train);
   if (p.valid) print_split(*p.valid);
-  mx::Dtype dtype = parse_compute_dtype(o.dtype);
+  mx::Dtype dtype = parse_float_dtype(o.dtype);
   // LoRA adapters stay f32 over a low-precision base (lora.dtype); full fine-tuning trains
   // low-precision parameters through f32 masters (Note [Master weights] in ft/train/step.cpp).
   auto model = models::load_model(o.model, dtype);

@@ -168,10 +168,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "peft.PeftModel) or mlx-lm (adapters.safetensors, for mlx_lm)")
       ->check(CLI::IsMember({"peft", "mlx-lm"}))
       ->capture_default_str();
-  cmd->add_option("--dtype", o.dtype,
-                  "Dtype of the base weights and activations; trained parameters keep f32 "
-                  "masters and optimizer state, float16 adds dynamic loss scaling")
-      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+  add_dtype_option(cmd, o.dtype,
+                   "base weights and activations; trained parameters keep f32 masters and "
+                   "optimizer state, float16 adds dynamic loss scaling")
       ->capture_default_str();
   cmd->add_option("--optimizer-state", o.optimizer_state,
                   "dtype of the optimizer's moments: float32, or bfloat16 for half their memory")

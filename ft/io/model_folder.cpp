@@ -10,6 +10,7 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "ft/core/dtype.h"
 #include "ft/core/error.h"
 #include "ft/io/gguf.h"
 #include "ft/io/npz.h"
@@ -231,9 +232,8 @@ mx::Dtype config_dtype(const ModelConfig& config) {
   for (const char* key : {"torch_dtype", "dtype"}) {
     if (!config.json().contains(key) || !config.json()[key].is_string()) continue;
     const auto name = config.json()[key].get<std::string>();
-    if (name == "bfloat16") return mx::bfloat16;
-    if (name == "float16") return mx::float16;
-    if (name == "float32") return mx::float32;
+    if (name == "bfloat16" || name == "float16" || name == "float32")
+      return parse_float_dtype(name);
   }
   return mx::float32;
 }
@@ -332,10 +332,7 @@ ParamMap load_weights(const fs::path& path, std::optional<mx::Dtype> dtype) {
 }
 
 void set_config_dtype(json& config, mx::Dtype dtype) {
-  const char* name = dtype == mx::bfloat16  ? "bfloat16"
-                     : dtype == mx::float16 ? "float16"
-                                            : "float32";
-  FT_ASSERT(dtype == mx::bfloat16 || dtype == mx::float16 || dtype == mx::float32);
+  const char* name = float_dtype_name(dtype);
   bool set = false;
   for (const char* key : {"torch_dtype", "dtype"}) {
     if (!config.contains(key)) continue;

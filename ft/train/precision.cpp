@@ -8,13 +8,6 @@
 
 namespace ft {
 
-mx::Dtype parse_compute_dtype(const std::string& name) {
-  if (name == "float32") return mx::float32;
-  if (name == "bfloat16") return mx::bfloat16;
-  if (name == "float16") return mx::float16;
-  throw Error("precision", "unknown dtype '" + name + "' (expected float32, bfloat16 or float16)");
-}
-
 mx::Dtype master_dtype(mx::Dtype param_dtype) {
   return param_dtype == mx::bfloat16 || param_dtype == mx::float16 ? mx::float32 : param_dtype;
 }

@@ -19,9 +19,6 @@ namespace ft {
 
 namespace mx = mlx::core;
 
-// "float32" | "bfloat16" | "float16"; anything else is an ft::Error.
-mx::Dtype parse_compute_dtype(const std::string& name);
-
 // The dtype an optimizer's master copy of a parameter of this dtype has: float32 for
 // bfloat16 and float16, the dtype itself otherwise (float32, float64).
 mx::Dtype master_dtype(mx::Dtype param_dtype);

@@ -8,6 +8,7 @@
 #include <mlx/random.h>
 #include <mlx/transforms.h>
 
+#include "ft/core/dtype.h"
 #include "ft/core/error.h"
 #include "ft/models/registry.h"
 #include "ft/train/losses.h"
@@ -124,10 +125,10 @@ void expect_step_matches_f32(mx::Dtype dtype, std::optional<ft::LossScaleConfig>
 }  // namespace
 
 TEST(Precision, ParsesComputeDtypes) {
-  EXPECT_EQ(ft::parse_compute_dtype("float32"), mx::float32);
-  EXPECT_EQ(ft::parse_compute_dtype("bfloat16"), mx::bfloat16);
-  EXPECT_EQ(ft::parse_compute_dtype("float16"), mx::float16);
-  ft::testing::expect_error([] { ft::parse_compute_dtype("fp8"); }, "unknown dtype 'fp8'");
+  EXPECT_EQ(ft::parse_float_dtype("float32"), mx::float32);
+  EXPECT_EQ(ft::parse_float_dtype("bfloat16"), mx::bfloat16);
+  EXPECT_EQ(ft::parse_float_dtype("float16"), mx::float16);
+  ft::testing::expect_error([] { ft::parse_float_dtype("fp8"); }, "unknown dtype 'fp8'");
   EXPECT_EQ(ft::master_dtype(mx::bfloat16), mx::float32);
   EXPECT_EQ(ft::master_dtype(mx::float16), mx::float32);
   EXPECT_EQ(ft::master_dtype(mx::float64), mx::float64);
