@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/ft/commands.h"
+#include "apps/ft/sample_options.h"
 #include "ft/data/dataset.h"
 
 namespace ft::cli {
@@ -20,12 +21,8 @@ namespace {
 struct DataCommandOptions {
   std::string tokenizer;
   std::string data;
-  std::string format = "auto";
   int max_seq_length = 0;
-  bool mask_prompt = false;
-  bool skip_bad_records = false;
-  bool no_template = false;
-  std::string chat_template;  // a named template or a .jinja file
+  SampleCliOptions samples;
   double valid_fraction = 0.0;
   std::string cache_dir = data::default_cache_dir().string();
   bool no_cache = false;
@@ -79,13 +76,7 @@ std::string marked_text(const data::TokenizedData& d, size_t k, const tokenizer:
 }
 
 void run(const DataCommandOptions& opt) {
-  data::DataOptions o;
-  o.format = data::parse_format(opt.format);
-  o.sample.mask_prompt = opt.mask_prompt;
-  o.sample.use_template = !opt.no_template;
-  o.chat_template = opt.chat_template;
-  o.sample.max_seq_length = opt.max_seq_length;
-  o.skip_bad_records = opt.skip_bad_records;
+  data::DataOptions o = sample_data_options(opt.samples, opt.max_seq_length);
   o.valid_fraction = opt.valid_fraction;
   if (!opt.no_cache) o.cache_dir = opt.cache_dir;
   data::DataLoader loader(opt.tokenizer, o);
@@ -149,18 +140,9 @@ void add_data_command(CLI::App& app) {
   cmd->add_option("--data", opt->data,
                   "JSONL file, folder with train/valid/test.jsonl, or folder of .md/.txt")
       ->required();
-  cmd->add_option("--format", opt->format, "auto|text|completions|chat|alpaca|sharegpt")
-      ->capture_default_str();
   cmd->add_option("--max-seq-length", opt->max_seq_length,
                   "Truncate samples to this many tokens (0: no limit)");
-  cmd->add_flag("--mask-prompt", opt->mask_prompt, "Train on completions / assistant turns only");
-  cmd->add_flag("--skip-bad-records", opt->skip_bad_records,
-                "Count and report bad records instead of stopping");
-  cmd->add_flag("--no-template", opt->no_template,
-                "Concatenate turns instead of rendering the chat template");
-  cmd->add_option("--template", opt->chat_template,
-                  "Chat template: a name (chatml, llama3, ...; see ft train --help) or a .jinja "
-                  "file, in place of the tokenizer's");
+  add_sample_options(cmd, opt->samples, "Train on completions / assistant turns only");
   cmd->add_option("--valid-fraction", opt->valid_fraction,
                   "Split this share of one file off as the valid split");
   cmd->add_option(

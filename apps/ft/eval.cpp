@@ -13,6 +13,8 @@
 #include <mlx/transforms.h>
 
 #include "apps/ft/commands.h"
+#include "apps/ft/sample_options.h"
+#include "apps/ft/train_options.h"  // defines: merge_yaml_config
 #include "ft/core/error.h"
 #include "ft/data/dataset.h"
 #include "ft/hub/cache.h"
@@ -30,26 +32,22 @@ struct EvalOptions {
   std::string model;
   std::string data;
   std::string adapter;
+  std::string config;
   int batch_size = 8;
   int max_seq_length = 512;
-  bool mask_prompt = false;
-  std::string chat_template;  // a named template or a .jinja file
+  SampleCliOptions samples;
   bool json = false;
   BaseQuantization quantization;
 };
 
 void run_eval(EvalOptions o) {
+  FT_CHECK(!o.model.empty(), "eval", "no model (give MODEL or the 'model' key)");
+  FT_CHECK(!o.data.empty(), "eval", "no data (give DATA or the 'data' key)");
   o.model = hub::resolve_model(o.model).string();
   FT_CHECK(io::is_model_path(o.model), "eval", o.model, ": no such model folder or GGUF file");
   FT_CHECK(fs::is_regular_file(o.data), "eval", o.data, ": no such file");
-  data::DataOptions d;
-  d.sample.mask_prompt = o.mask_prompt;
-  d.sample.max_seq_length = o.max_seq_length;
+  data::DataOptions d = sample_data_options(o.samples, o.max_seq_length, o.adapter);
   d.cache_dir = data::default_cache_dir();
-  // --template, else the one the adapter was trained with, else the tokenizer's.
-  d.chat_template = o.chat_template;
-  if (const auto saved = io::adapter_chat_template(o.adapter); saved && d.chat_template.empty())
-    d.chat_template = saved->string();
   data::DataLoader loader(o.model, d);
   data::Split split = loader.load_file(o.data, "eval");
   auto model = models::load_model(o.model);
@@ -97,8 +95,8 @@ void run_eval(EvalOptions o) {
 void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("eval", "Loss, perplexity and token accuracy over a JSONL file");
-  cmd->add_option("model", o->model, kModelHelp)->required();
-  cmd->add_option("data", o->data, "JSONL file")->required();
+  cmd->add_option("model", o->model, kModelHelp);
+  cmd->add_option("data", o->data, "JSONL file");
   cmd->add_option("--adapter", o->adapter,
                   "Adapter folder (PEFT or mlx-lm layout, as ft train writes)");
   cmd->add_option("--batch-size", o->batch_size, "Rows per batch")
@@ -107,14 +105,16 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--max-seq-length", o->max_seq_length, "Cut samples to this many tokens")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_flag("--mask-prompt", o->mask_prompt, "Score completions / assistant turns only");
-  cmd->add_option("--template", o->chat_template,
-                  "Chat template: a name (chatml, llama3, ...; see ft train --help) or a .jinja "
-                  "file (default: the adapter's, else the tokenizer's)");
+  add_sample_options(cmd, o->samples, "Score completions / assistant turns only");
   add_base_quantization_options(cmd, o->quantization);
   cmd->add_flag("--json", o->json,
                 "Print one JSON object: loss, perplexity, accuracy, tokens, records");
-  cmd->callback([o] { run_eval(*o); });
+  cmd->add_option("--config", o->config,
+                  "YAML file whose keys are these options (the command line wins)");
+  cmd->callback([o, cmd] {
+    merge_yaml_config(cmd, o->config);
+    run_eval(*o);
+  });
 }
 
 }  // namespace ft::cli

@@ -49,6 +49,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Prepared {
+  bool saves_template = false;  // the data is rendered with a template the output keeps
   std::unique_ptr<data::DataLoader> loader;
   std::vector<data::Split> splits;
   const data::Split* train = nullptr;
@@ -141,18 +142,9 @@ Prepared prepare_data(const TrainOptions& o) {
     shown += (shown.empty() ? "" : " + ") + text;
   }
   Prepared p;
-  data::DataOptions d;
-  FT_CHECK(o.chat_template.empty() || !o.no_template, "train",
-           "--template and --no-template exclude each other");
-  d.format = data::parse_format(o.format);
-  d.skip_bad_records = o.skip_bad_records;
-  d.sample.use_template = !o.no_template;
-  d.sample.mask_prompt = o.mask_prompt;
-  d.sample.max_seq_length = o.max_seq_length;
-  d.chat_template = o.chat_template;
   // An adapter trained further keeps the template it was trained with.
-  if (const auto saved = io::adapter_chat_template(o.adapter); saved && d.chat_template.empty())
-    d.chat_template = saved->string();
+  data::DataOptions d = sample_data_options(o.samples, o.max_seq_length, o.adapter);
+  p.saves_template = !d.chat_template.empty();
   d.valid_fraction = o.valid_fraction;
   d.seed = o.seed;
   d.cache_dir = data::default_cache_dir();  // a second run starts at once
@@ -285,7 +277,7 @@ void save_adapter(const TrainOptions& o, const nn::Module& model, const nn::Lora
 // The template the data was rendered with goes with the output (a model folder reads
 // chat_template.jinja before tokenizer_config.json's).
 void save_chat_template(const TrainOptions& o, const Prepared& p, const fs::path& dir) {
-  if (o.chat_template.empty()) return;
+  if (!p.saves_template) return;
   std::ofstream out(dir / io::kChatTemplateFile, std::ios::binary);
   out << p.loader->chat_template()->source();
   FT_CHECK(out.good(), "train", (dir / io::kChatTemplateFile).string(), ": cannot write");

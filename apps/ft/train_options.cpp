@@ -9,7 +9,6 @@
 #include "ft/io/model_folder.h"  // defines: io::is_model_path, io::read_config
 #include "ft/io/options_file.h"
 #include "ft/models/registry.h"           // defines: models::from_hf_config
-#include "ft/template/named_templates.h"  // defines: chat::named_template_names
 #include "ft/train/optimizer.h"           // defines: optimizer_names
 
 namespace ft::cli {
@@ -106,16 +105,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--max-seq-length", o.max_seq_length, "Cut samples to this many tokens")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_flag("--mask-prompt", o.mask_prompt, "Train on completions / assistant turns only");
-  cmd->add_option("--format", o.format,
-                  "Record format: auto (detected per file), text, completions, chat, alpaca or "
-                  "sharegpt")
-      ->check(CLI::IsMember({"auto", "text", "completions", "chat", "alpaca", "sharegpt"}))
-      ->capture_default_str();
-  cmd->add_flag("--skip-bad-records", o.skip_bad_records,
-                "Count and report bad records instead of stopping at the first");
-  cmd->add_flag("--no-template", o.no_template,
-                "Concatenate conversation turns instead of rendering the chat template");
+  add_sample_options(cmd, o.samples, "Train on completions / assistant turns only");
   cmd->add_flag("--pack", o.pack,
                 "Pack several samples per row; a block-diagonal causal mask keeps them apart");
   cmd->add_option("--valid-fraction", o.valid_fraction,
@@ -216,9 +206,6 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--profile", o.profile,
                   "Preset options for the kind of data: " + profiles +
                       " (docs/training.md lists their values; explicit options win)");
-  cmd->add_option("--template", o.chat_template,
-                  "Chat template: a name (" + join(chat::named_template_names()) +
-                      ") or a .jinja file, in place of the tokenizer's; saved with the output");
 }
 
 namespace {
@@ -232,30 +219,6 @@ void take_positional_config(CLI::App* cmd, TrainOptions& o) {
   o.config = o.model;
   o.model.clear();
   cmd->get_option("model")->clear();
-}
-
-// Fills the options the command line left unset from the YAML file (read and checked by
-// io::read_options_yaml; here each key finds its option and each value is parsed by it).
-void merge_yaml(CLI::App* cmd, const std::string& file) {
-  if (file.empty()) return;
-  for (const io::OptionEntry& entry : io::read_options_yaml(file)) {
-    const std::string& key = entry.key;
-    std::string dashed = key;
-    for (char& ch : dashed) ch = ch == '_' ? '-' : ch;
-    CLI::Option* opt = dashed == "config" ? nullptr : cmd->get_option_no_throw("--" + dashed);
-    if (!opt && (dashed == "model" || dashed == "data")) opt = cmd->get_option_no_throw(dashed);
-    if (!opt) {
-      const std::string shown = key.size() > 60 ? key.substr(0, 57) + "..." : key;
-      throw CLI::ValidationError(file + ": unknown key '" + shown + "'");
-    }
-    if (opt->count() > 0) continue;  // the command line wins
-    try {
-      for (const std::string& value : entry.values) opt->add_result(value);
-      opt->run_callback();
-    } catch (const CLI::ParseError& e) {
-      throw CLI::ValidationError(file + ": key '" + key + "': " + e.what());
-    }
-  }
 }
 
 }  // namespace
@@ -344,9 +307,33 @@ void fit_profile_length(TrainOptions& o) {
 
 }  // namespace
 
+// Fills the options the command line left unset from the YAML file (read and checked by
+// io::read_options_yaml; here each key finds its option and each value is parsed by it).
+void merge_yaml_config(CLI::App* cmd, const std::string& file) {
+  if (file.empty()) return;
+  for (const io::OptionEntry& entry : io::read_options_yaml(file)) {
+    const std::string& key = entry.key;
+    std::string dashed = key;
+    for (char& ch : dashed) ch = ch == '_' ? '-' : ch;
+    CLI::Option* opt = dashed == "config" ? nullptr : cmd->get_option_no_throw("--" + dashed);
+    if (!opt && (dashed == "model" || dashed == "data")) opt = cmd->get_option_no_throw(dashed);
+    if (!opt) {
+      const std::string shown = key.size() > 60 ? key.substr(0, 57) + "..." : key;
+      throw CLI::ValidationError(file + ": unknown key '" + shown + "'");
+    }
+    if (opt->count() > 0) continue;  // the command line wins
+    try {
+      for (const std::string& value : entry.values) opt->add_result(value);
+      opt->run_callback();
+    } catch (const CLI::ParseError& e) {
+      throw CLI::ValidationError(file + ": key '" + key + "': " + e.what());
+    }
+  }
+}
+
 void finish_train_options(CLI::App* cmd, TrainOptions& o) {
   take_positional_config(cmd, o);
-  merge_yaml(cmd, o.config);
+  merge_yaml_config(cmd, o.config);
   const std::vector<std::string> from_profile = apply_profile(cmd, o.profile);
   resolve_models(o);
   if (std::find(from_profile.begin(), from_profile.end(), "max-seq-length") != from_profile.end())

@@ -11,6 +11,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "apps/ft/sample_options.h"
+
 namespace ft::cli {
 
 // Every field is also in the JSON list after the struct.
@@ -38,10 +40,8 @@ struct TrainOptions {
   double memory_limit_gib = 0;   // 0: MLX's own limit
   int grad_accumulation = 1;
   int max_seq_length = 512;
-  bool mask_prompt = false;
-  std::string format = "auto";  // data::parse_format's names
-  bool skip_bad_records = false;
-  bool no_template = false;
+  SampleCliOptions samples;  // --format, --mask-prompt, --skip-bad-records, --no-template,
+                             // --template (saved with the output)
   bool pack = false;
   double valid_fraction = 0.0;
   int64_t eval_every = 0;
@@ -67,9 +67,8 @@ struct TrainOptions {
   float distill_temperature = 2.0f;
   int quantize_bits = 0;  // QLoRA: quantize the base to this many bits (0: off)
   int quantize_group_size = 64;
-  std::string profile;        // a preset of the options above (train_profiles())
-  std::string chat_template;  // --template: a named template or a .jinja file
-  std::string tensorboard;    // a folder for TensorBoard event files; empty: none
+  std::string profile;      // a preset of the options above (train_profiles())
+  std::string tensorboard;  // a folder for TensorBoard event files; empty: none
 };
 
 // A run's options as JSON (run.json in the output folder), each field under its own name;
@@ -78,12 +77,11 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     TrainOptions, model, data, config, method, lora_rank, lora_alpha, lora_dropout, rslora,
     target_modules, target_regex, num_layers, optimizer, learning_rate, weight_decay, schedule,
     warmup_steps, iterations, epochs, batch_size, memory_budget_gib, memory_limit_gib,
-    grad_accumulation, max_seq_length, mask_prompt, format, skip_bad_records, no_template, pack,
-    valid_fraction, eval_every, patience, save_every, keep_checkpoints, save_best, output_dir,
-    overwrite, seed, grad_checkpoint, max_grad_norm, stop_after, adapter_format, adapter, dtype,
-    optimizer_state, no_master_weights, loss_scale_interval, teacher, router_aux_loss,
-    distill_weight, distill_temperature, quantize_bits, quantize_group_size, profile, chat_template,
-    tensorboard)
+    grad_accumulation, max_seq_length, samples, pack, valid_fraction, eval_every, patience,
+    save_every, keep_checkpoints, save_best, output_dir, overwrite, seed, grad_checkpoint,
+    max_grad_norm, stop_after, adapter_format, adapter, dtype, optimizer_state, no_master_weights,
+    loss_scale_interval, teacher, router_aux_loss, distill_weight, distill_temperature,
+    quantize_bits, quantize_group_size, profile, tensorboard)
 
 // `--profile NAME`: preset values for the kind of data, each an option's long name and
 // value; every value yields to the same option on the command line or in the YAML file.
@@ -96,6 +94,11 @@ const std::vector<TrainProfile>& train_profiles();
 
 // Defines every option of TrainOptions on cmd (MODEL and DATA positionals included).
 void add_train_options(CLI::App* cmd, TrainOptions& o);
+
+// Fills the options of cmd that the command line left unset from a YAML file's keys (each
+// an option's long name with '-' or '_', or a positional's name). Throws
+// CLI::ValidationError for an unknown key or a bad value, naming the file and key.
+void merge_yaml_config(CLI::App* cmd, const std::string& file);
 
 // After parsing: a lone YAML file in the MODEL place taken as --config, the YAML keys the
 // command line left unset merged in, then the profile's, then the models resolved

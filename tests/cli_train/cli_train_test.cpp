@@ -453,3 +453,27 @@ TEST(CliTrain, DataOptionsOfFtDataWorkOnTrain) {
   EXPECT_NE(both.out.find("--template and --no-template exclude each other"), std::string::npos)
       << both.out;
 }
+
+TEST(CliTrain, EvalReadsItsOptionsFromYamlToo) {
+  const fs::path data = small_data(8);
+  const fs::path yaml = temp("eval.yaml");
+  std::ofstream(yaml) << "model: " << tiny_model().string() << "\ndata: " << data.string()
+                      << "\nmax_seq_length: 20\n";
+  Result r = run("eval --config " + yaml.string() + " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto from_yaml = nlohmann::json::parse(r.out);
+  Result direct =
+      run("eval " + tiny_model().string() + " " + data.string() + " --max-seq-length 20 --json");
+  ASSERT_EQ(direct.status, 0) << direct.out;
+  EXPECT_EQ(from_yaml, nlohmann::json::parse(direct.out));
+  // The YAML file's length, not eval's default of 512: fewer tokens than without it.
+  EXPECT_LT(
+      from_yaml["tokens"].get<double>(),
+      nlohmann::json::parse(
+          run("eval " + tiny_model().string() + " " + data.string() + " --json").out)["tokens"]
+          .get<double>());
+  Result none = run("eval --json");
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.out.find("no model (give MODEL or the 'model' key)"), std::string::npos)
+      << none.out;
+}
