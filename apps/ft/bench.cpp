@@ -422,12 +422,8 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--model", o->model,
                   "A model folder or Hugging Face id in place of --shape (its weights)");
-  cmd->add_option("--method", o->method, "lora, dora or full")
-      ->check(CLI::IsMember({"lora", "dora", "full"}))
-      ->capture_default_str();
-  cmd->add_option("--lora-rank", o->lora_rank, "LoRA rank")
-      ->check(kPositive)
-      ->capture_default_str();
+  add_method_option(cmd, o->method);
+  add_lora_rank_option(cmd, o->lora_rank);
   cmd->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha (scale alpha / rank)")
       ->check(kPositive)
       ->capture_default_str();
@@ -447,9 +443,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--grad-checkpoint", o->grad_checkpoint,
                 "Recompute each layer's activations in the backward pass");
-  cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, adafactor or lion")
-      ->check(CLI::IsMember(optimizer_names()))
-      ->capture_default_str();
+  add_optimizer_option(cmd, o->optimizer);
   cmd->add_option("--learning-rate,--lr", o->learning_rate, "Learning rate")
       ->check(kPositive)
       ->capture_default_str();
@@ -478,15 +472,8 @@ void add_bench_command(CLI::App& app) {
                   "padded or with --pack; tokens/s counts real (non-padding) tokens")
       ->capture_default_str();
   cmd->add_flag("--pack", o->pack, "With --lengths: pack samples into rows of --seq-length");
-  cmd->add_option("--quantize-bits", o->quantize_bits,
-                  "QLoRA: quantize the base's layers to this many bits (MLX affine) before adding "
-                  "the adapters; 0: off")
-      ->check(kNonNegative)
-      ->capture_default_str();
-  cmd->add_option("--quantize-group-size", o->quantize_group_size,
-                  "Weights per quantization group with --quantize-bits")
-      ->check(kPositive)
-      ->capture_default_str();
+  add_quantize_options(cmd, o->quantize_bits, o->quantize_group_size,
+                       "before adding the adapters, as ft train does");
   cmd->add_option("--optimizer-state", o->optimizer_state,
                   "dtype of the optimizer's moments: float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}))

@@ -31,6 +31,17 @@ inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype, const st
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
 }
 
+// The options ft train, ft info and ft bench share, defined once each: the method, the
+// LoRA rank, the optimizer and QLoRA's base quantization (checked as the command line is
+// read). Each returns the option, for a group or a default shown in --help.
+CLI::Option* add_method_option(CLI::App* cmd, std::string& method);
+CLI::Option* add_lora_rank_option(CLI::App* cmd, int& rank);
+CLI::Option* add_optimizer_option(CLI::App* cmd, std::string& optimizer);
+// --quantize-bits (2, 3, 4, 5, 6 or 8; 0: off) and --quantize-group-size (32, 64 or 128);
+// `what` says what the quantized base is for there.
+void add_quantize_options(CLI::App* cmd, int& bits, int& group_size, const std::string& what,
+                          const std::string& group = "");
+
 // What a MODEL argument may be (ft/hub/cache.h resolves it).
 inline constexpr const char* kModelHelp =
     "Model folder or GGUF file, or a Hugging Face id ORG/NAME[@REVISION] in the Hugging Face "

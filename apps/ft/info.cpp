@@ -18,7 +18,6 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/memory_fit.h"
-#include "ft/train/optimizer.h"
 
 namespace ft::cli {
 namespace {
@@ -190,14 +189,8 @@ void add_info_command(CLI::App& app) {
   cmd->add_option("model", o->model, kModelHelp);
   cmd->add_flag("--json", o->as_json, "Print one JSON object");
   auto group = "Training configuration of the estimate (with MODEL)";
-  cmd->add_option("--method", o->method, "lora, dora or full")
-      ->check(CLI::IsMember({"lora", "dora", "full"}))
-      ->capture_default_str()
-      ->group(group);
-  cmd->add_option("--lora-rank", o->lora_rank, "LoRA rank")
-      ->check(kPositive)
-      ->capture_default_str()
-      ->group(group);
+  add_method_option(cmd, o->method)->group(group);
+  add_lora_rank_option(cmd, o->lora_rank)->group(group);
   cmd->add_option("--target-modules", o->target_modules,
                   "Adapted layers by last name component (default: the family's)")
       ->group(group);
@@ -216,18 +209,9 @@ void add_info_command(CLI::App& app) {
       ->group(group);
   cmd->add_flag("--grad-checkpoint", o->grad_checkpoint, "Recompute activations per layer")
       ->group(group);
-  cmd->add_option("--quantize-bits", o->quantize_bits, "QLoRA: the base quantized to these bits")
-      ->check(CLI::IsMember({0, 2, 3, 4, 5, 6, 8}))
-      ->capture_default_str()
-      ->group(group);
-  cmd->add_option("--quantize-group-size", o->quantize_group_size, "Weights per quantization group")
-      ->check(CLI::IsMember({32, 64, 128}))
-      ->capture_default_str()
-      ->group(group);
-  cmd->add_option("--optimizer", o->optimizer, "sgd, adam, adamw, adafactor or lion")
-      ->check(CLI::IsMember(optimizer_names()))
-      ->capture_default_str()
-      ->group(group);
+  add_quantize_options(cmd, o->quantize_bits, o->quantize_group_size,
+                       "before adding adapters, as ft train does", group);
+  add_optimizer_option(cmd, o->optimizer)->group(group);
   cmd->callback([o] {
     if (o->model.empty()) {
       print_info(o->as_json);

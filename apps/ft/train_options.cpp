@@ -8,8 +8,7 @@
 #include "ft/hub/cache.h"
 #include "ft/io/model_folder.h"  // defines: io::is_model_path, io::read_config
 #include "ft/io/options_file.h"
-#include "ft/models/registry.h"           // defines: models::from_hf_config
-#include "ft/train/optimizer.h"           // defines: optimizer_names
+#include "ft/models/registry.h"  // defines: models::from_hf_config
 
 namespace ft::cli {
 
@@ -33,10 +32,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "train / valid / test files of those; several mix, each PATH:WEIGHT for its "
                   "share (docs/data.md)");
   cmd->add_option("--config", o.config, "YAML file whose keys are these options");
-  cmd->add_option("--method", o.method, "lora, dora or full")
-      ->check(CLI::IsMember({"lora", "dora", "full"}))
-      ->capture_default_str();
-  cmd->add_option("--lora-rank", o.lora_rank, "LoRA rank")->check(kPositive)->capture_default_str();
+  add_method_option(cmd, o.method);
+  add_lora_rank_option(cmd, o.lora_rank);
   cmd->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha (scale alpha / rank)")
       ->check(kPositive)
       ->capture_default_str();
@@ -53,9 +50,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--num-layers", o.num_layers, "Adapt only the last N layers (0: all)")
       ->check(kNonNegative)
       ->capture_default_str();
-  cmd->add_option("--optimizer", o.optimizer, "sgd, adam, adamw, adafactor or lion")
-      ->check(CLI::IsMember(optimizer_names()))
-      ->capture_default_str();
+  add_optimizer_option(cmd, o.optimizer);
   cmd->add_option("--learning-rate,--lr", o.learning_rate, "Peak learning rate")
       ->check(kPositive)
       ->capture_default_str();
@@ -191,15 +186,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "T: softmax temperature of both models in the KL term")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--quantize-bits", o.quantize_bits,
-                  "QLoRA: quantize the base model's Linear layers and embedding to this many "
-                  "bits (2, 3, 4, 5, 6 or 8; MLX affine) before adding adapters; 0: off. A "
-                  "quantized model folder is trained as it is, without this option")
-      ->capture_default_str();
-  cmd->add_option("--quantize-group-size", o.quantize_group_size,
-                  "Weights per quantization group with --quantize-bits (32, 64 or 128); layers "
-                  "whose input size it does not divide stay in floats")
-      ->capture_default_str();
+  add_quantize_options(cmd, o.quantize_bits, o.quantize_group_size,
+                       "before adding adapters; a quantized model folder trains as it is");
   std::string profiles;
   for (const TrainProfile& p : train_profiles())
     profiles += std::string(profiles.empty() ? "" : ", ") + p.name;
