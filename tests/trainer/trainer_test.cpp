@@ -24,6 +24,7 @@
 #include "ft/train/optimizer.h"
 #include "ft/train/trainer.h"
 #include "tests/test_util.h"
+#include "tests/trainer/trainer_util.h"
 
 extern char** environ;
 
@@ -32,107 +33,9 @@ namespace fs = std::filesystem;
 using ft::train::StopReason;
 using ft::train::Trainer;
 using ft::train::TrainerConfig;
+using namespace ft::testing::trainer;
 
 namespace {
-
-ft::models::Config tiny_config() {
-  ft::models::Config c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  return c;
-}
-
-// Random samples of 4..20 tokens; the first `prompt` tokens of some are not trained.
-ft::data::TokenizedData random_data(int samples, uint32_t seed) {
-  std::mt19937 gen(seed);
-  ft::data::TokenizedData data;
-  for (int i = 0; i < samples; ++i) {
-    ft::data::Sample s;
-    int length = std::uniform_int_distribution<int>(4, 20)(gen);
-    int prompt = i % 3 == 0 ? length / 2 : 0;
-    for (int t = 0; t < length; ++t) {
-      s.ids.push_back(std::uniform_int_distribution<int32_t>(0, 63)(gen));
-      s.mask.push_back(t >= prompt ? 1 : 0);
-    }
-    data.add(s, i + 1);
-  }
-  return data;
-}
-
-// Drops a random fifth of the targets with the step's key, so the losses also depend on
-// the Rng state a resumed run must restore.
-ft::LossOutput llama_loss(ft::nn::Module& m, const ft::Batch& batch, const mx::array& key) {
-  auto& model = static_cast<ft::models::CausalLM&>(m);
-  mx::array logits = model(batch[0]);
-  mx::array keep = mx::random::bernoulli(mx::array(0.8f), batch[1].shape(), key);
-  mx::array targets = mx::where(keep, batch[1], mx::array(ft::data::kIgnoreIndex));
-  mx::array loss =
-      ft::train::cross_entropy(logits, targets, {.reduction = ft::train::Reduction::sum});
-  return {loss, ft::train::num_valid_tokens(targets)};
-}
-
-ft::train::EvalOutput llama_eval(ft::nn::Module& m, const ft::Batch& batch) {
-  auto& model = static_cast<ft::models::CausalLM&>(m);
-  mx::array logits = model(batch[0]);  // (B, L, vocab)
-  mx::array loss =
-      ft::train::cross_entropy(logits, batch[1], {.reduction = ft::train::Reduction::sum});
-  mx::array valid = mx::not_equal(batch[1], mx::array(ft::data::kIgnoreIndex));
-  mx::array right = mx::logical_and(valid, mx::equal(mx::argmax(logits, -1), batch[1]));
-  return {loss, mx::sum(valid), mx::sum(right)};
-}
-
-ft::OptimizerConfig adamw() {
-  ft::OptimizerConfig c;
-  c.name = "adamw";
-  c.schedule = ft::warmup_cosine(3e-3, 3, 12, 3e-4);
-  return c;
-}
-
-ft::data::BatchOptions batch_options() {
-  ft::data::BatchOptions o;
-  o.max_seq_length = 32;
-  o.pad_multiple = 4;
-  return o;
-}
-
-// A model, optimizer and trainer built from scratch, the way a new process would.
-struct TrainingRun {
-  ft::Rng rng{7};
-  std::unique_ptr<ft::models::CausalLM> built = ft::models::build_model(tiny_config(), rng);
-  ft::models::CausalLM& model = *built;
-  std::unique_ptr<ft::Optimizer> optimizer;
-  std::unique_ptr<Trainer> trainer;
-
-  TrainingRun(const ft::data::TokenizedData& train, const ft::data::TokenizedData* valid,
-              const TrainerConfig& config, const ft::OptimizerConfig& optimizer_config = adamw(),
-              mx::Dtype dtype = mx::float32) {
-    model.cast(dtype);
-    mx::eval(model.parameters().arrays());
-    optimizer = ft::make_optimizer(optimizer_config);
-    trainer = std::make_unique<Trainer>(model, llama_loss, llama_eval, *optimizer, train, valid,
-                                        batch_options(), config);
-  }
-};
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path dir =
-      fs::temp_directory_path() / ("ft_trainer_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
-  std::vector<nlohmann::json> records;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) records.push_back(nlohmann::json::parse(line));
-  return records;
-}
 
 // The records without their timing fields, which differ between runs.
 std::vector<nlohmann::json> without_timing(std::vector<nlohmann::json> records) {
@@ -173,18 +76,12 @@ void expect_same_steps(const std::vector<ft::train::StepRecord>& a,
   }
 }
 
-void expect_same_params(const ft::ParamMap& a, const ft::ParamMap& b) {
-  ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, value] : a)
-    EXPECT_TRUE(mx::array_equal(value, b.at(name)).item<bool>()) << name;
-}
-
 TEST(Trainer, InterruptedAndResumedRunMatchesUninterruptedBitForBit) {
   // Bit for bit is a CPU promise: MLX's CUDA kernels may round differently from run to
   // run (atomic accumulations), so on a GPU machine this runs on the CPU too.
   ft::testing::OnCpu cpu;
-  auto train = random_data(12, 1);
-  auto valid = random_data(5, 2);
+  auto train = random_samples(12, 1);
+  auto valid = random_samples(5, 2);
   fs::path dir_a = fresh_dir("full"), dir_b = fresh_dir("parts");
 
   TrainingRun full(train, &valid, resume_config(dir_a));
@@ -241,8 +138,8 @@ TEST(Trainer, InterruptedAndResumedRunMatchesUninterruptedBitForBit) {
 // checkpoint, so a resumed run repeats the skipped steps and the scale changes exactly.
 TEST(Trainer, Float16RunWithLossScalingResumesBitForBit) {
   ft::testing::OnCpu cpu;
-  auto train = random_data(12, 1);
-  auto valid = random_data(5, 2);
+  auto train = random_samples(12, 1);
+  auto valid = random_samples(5, 2);
   fs::path dir_a = fresh_dir("f16_full"), dir_b = fresh_dir("f16_parts");
   auto config = [](const fs::path& dir) {
     TrainerConfig c = resume_config(dir);
@@ -313,8 +210,8 @@ TEST(Trainer, Float16RunWithLossScalingResumesBitForBit) {
 }
 
 TEST(Trainer, MetricsRecordsHoldTheStepAndEvalFields) {
-  auto train = random_data(8, 3);
-  auto valid = random_data(4, 4);
+  auto train = random_samples(8, 3);
+  auto valid = random_samples(4, 4);
   fs::path dir = fresh_dir("metrics");
   TrainerConfig c = resume_config(dir);
   c.epochs = 0;
@@ -347,8 +244,8 @@ TEST(Trainer, MetricsRecordsHoldTheStepAndEvalFields) {
 // The reference reads each validation sample alone (no padding, no batching) and
 // computes log-softmax in double on the host.
 TEST(Trainer, EvaluationEqualsDirectComputation) {
-  auto train = random_data(4, 5);
-  auto valid = random_data(7, 6);
+  auto train = random_samples(4, 5);
+  auto valid = random_samples(7, 6);
   TrainerConfig c;
   c.iterations = 1;
   c.eval_batch_size = 3;
@@ -389,8 +286,8 @@ TEST(Trainer, EvaluationEqualsDirectComputation) {
 // With a rate of 1e-30 no f32 weight moves, so every evaluation gives the same loss and
 // none improves on the first.
 TEST(Trainer, EarlyStoppingAfterPatienceEvaluationsWithoutImprovement) {
-  auto train = random_data(8, 7);
-  auto valid = random_data(4, 8);
+  auto train = random_samples(8, 7);
+  auto valid = random_samples(4, 8);
   fs::path dir = fresh_dir("early");
   TrainerConfig c;
   c.iterations = 20;
@@ -433,147 +330,8 @@ TEST(Trainer, EarlyStoppingAfterPatienceEvaluationsWithoutImprovement) {
   fs::remove_all(split);
 }
 
-TEST(Trainer, SaveEveryWritesTheExpectedCheckpoints) {
-  auto train = random_data(10, 9);
-  fs::path dir = fresh_dir("save");
-  TrainerConfig c;
-  c.iterations = 5;
-  c.batch_size = 2;
-  c.save_every = 2;
-  c.output_dir = dir;
-  c.progress = false;
-  TrainingRun s(train, nullptr, c);
-  auto r = s.trainer->run();
-  EXPECT_EQ(r.reason, StopReason::finished);
-
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
-    names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"latest", "step-000002", "step-000004", "step-000005"}));
-  std::ifstream latest(dir / "checkpoints" / "latest");
-  std::string pointer;
-  latest >> pointer;
-  EXPECT_EQ(pointer, "step-000005");
-  ASSERT_TRUE(r.last_checkpoint.has_value());
-  EXPECT_EQ(*r.last_checkpoint, dir / "checkpoints" / "step-000005");
-
-  // 5 batches an epoch: after 4 steps the next batch is (0, 4); after 5, (1, 0).
-  auto four = ft::train::read_checkpoint(dir / "checkpoints" / "step-000004");
-  EXPECT_EQ(four.state.step, 4);
-  EXPECT_EQ(four.state.position, (ft::data::Position{0, 4}));
-  auto five = ft::train::read_checkpoint(dir / "checkpoints" / "step-000005");
-  EXPECT_EQ(five.state.position, (ft::data::Position{1, 0}));
-  EXPECT_EQ(five.state.config_hash, s.trainer->config_hash());
-  expect_same_params(five.weights, s.model.trainable_parameters());
-  expect_same_params(five.optimizer, s.optimizer->state());
-
-  // Resuming a finished run trains nothing and writes no checkpoint.
-  TrainingRun again(train, nullptr, c);
-  EXPECT_EQ(again.trainer->resume(), 5);
-  auto none = again.trainer->run();
-  EXPECT_TRUE(none.steps.empty());
-  EXPECT_EQ(none.reason, StopReason::finished);
-  EXPECT_FALSE(none.last_checkpoint.has_value());
-  fs::remove_all(dir);
-}
-
-TEST(Trainer, KeepCheckpointsPrunesAllButTheLastAndAddsTheCallersFiles) {
-  auto train = random_data(10, 9);
-  fs::path dir = fresh_dir("keep");
-  TrainerConfig c;
-  c.iterations = 7;
-  c.batch_size = 2;
-  c.save_every = 2;
-  c.keep_checkpoints = 2;
-  c.output_dir = dir;
-  c.progress = false;
-  int calls = 0;
-  c.checkpoint_files = [&](const fs::path& folder) {
-    ++calls;
-    // Written before the folder is complete, into the folder that becomes step-N.
-    EXPECT_FALSE(fs::exists(folder / "complete"));
-    std::ofstream(folder / "extra.txt") << "x";
-  };
-  fs::create_directories(dir / "checkpoints" / ".tmp-step-000009");  // a crash's leftover
-  TrainingRun s(train, nullptr, c);
-  s.trainer->run();
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
-    names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"latest", "step-000006", "step-000007"}));
-  EXPECT_EQ(calls, 4);  // steps 2, 4, 6 and 7
-  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "step-000007" / "extra.txt"));
-}
-
-TEST(Trainer, IncompleteAndTemporaryCheckpointsAreIgnored) {
-  auto train = random_data(10, 10);
-  fs::path dir = fresh_dir("incomplete");
-  TrainerConfig c;
-  c.iterations = 4;
-  c.batch_size = 2;
-  c.save_every = 2;
-  c.output_dir = dir;
-  c.progress = false;
-  {
-    TrainingRun s(train, nullptr, c);
-    s.trainer->run();
-  }
-  fs::path root = dir / "checkpoints";
-  // A later step whose write stopped before the marker, and a finished temporary folder
-  // that was never renamed.
-  fs::copy(root / "step-000004", root / "step-000006");
-  fs::remove(root / "step-000006" / "complete");
-  fs::copy(root / "step-000004", root / ".tmp-step-000008");
-  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000004");
-  EXPECT_THROW(ft::train::read_checkpoint(root / "step-000006"), ft::Error);
-
-  fs::remove(root / "step-000004" / "complete");
-  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000002");
-  TrainingRun resumed(train, nullptr, c);
-  EXPECT_EQ(resumed.trainer->resume(), 2);
-  auto r = resumed.trainer->run();
-  EXPECT_EQ(r.steps.size(), 2u);
-  EXPECT_EQ(r.steps.front().step, 3);
-  // The final save replaced the folder that had lost its marker.
-  EXPECT_EQ(ft::train::latest_checkpoint(root), root / "step-000004");
-  EXPECT_EQ(ft::train::read_checkpoint(root / "step-000004").state.step, 4);
-  EXPECT_FALSE(fs::exists(root / ".tmp-step-000004"));
-  fs::remove_all(dir);
-}
-
-TEST(Trainer, ResumeRefusesACheckpointOfOtherSettings) {
-  auto train = random_data(6, 11);
-  fs::path dir = fresh_dir("hash");
-  TrainerConfig c;
-  c.iterations = 2;
-  c.batch_size = 2;
-  c.output_dir = dir;
-  c.progress = false;
-  {
-    TrainingRun s(train, nullptr, c);
-    s.trainer->run();
-  }
-  c.grad_accumulation = 2;
-  c.seed = 5;
-  TrainingRun other(train, nullptr, c);
-  // The error names what changed.
-  try {
-    other.trainer->resume();
-    ADD_FAILURE() << "no error";
-  } catch (const ft::Error& e) {
-    EXPECT_NE(e.fact().find("written by a run with other settings (accumulation 1 -> 2, "
-                            "seed 0 -> 5)"),
-              std::string::npos)
-        << e.what();
-  }
-  fs::remove_all(dir);
-}
-
 TEST(Trainer, RejectsInconsistentSettings) {
-  auto train = random_data(4, 12);
+  auto train = random_samples(4, 12);
   TrainerConfig c;
   c.eval_every = 1;  // no validation set
   EXPECT_THROW(TrainingRun(train, nullptr, c), ft::Error);
@@ -597,8 +355,8 @@ TEST(TrainerKillHelper, TrainsAndKillsItselfAfterStep5) {
   const char* dir = std::getenv(kKillDirVariable);
   if (!dir) GTEST_SKIP() << "run by Trainer.KilledRunResumesFromItsLastCheckpoint";
   ft::testing::OnCpu cpu;  // as the run it is compared with
-  auto train = random_data(12, 1);
-  auto valid = random_data(5, 2);
+  auto train = random_samples(12, 1);
+  auto valid = random_samples(5, 2);
   TrainingRun s(train, &valid, kill_config(dir));
   s.trainer->on_step([](const ft::train::StepRecord& r) {
     if (r.step == 5) ::raise(SIGKILL);
@@ -610,8 +368,8 @@ TEST(Trainer, KilledRunResumesFromItsLastCheckpoint) {
   // Bit for bit is a CPU promise: MLX's CUDA kernels may round differently from run to
   // run (atomic accumulations), so on a GPU machine this runs on the CPU too.
   ft::testing::OnCpu cpu;
-  auto train = random_data(12, 1);
-  auto valid = random_data(5, 2);
+  auto train = random_samples(12, 1);
+  auto valid = random_samples(5, 2);
   fs::path dir_a = fresh_dir("kill_full"), dir_b = fresh_dir("kill_parts");
   {
     TrainingRun full(train, &valid, kill_config(dir_a));
@@ -644,90 +402,6 @@ TEST(Trainer, KilledRunResumesFromItsLastCheckpoint) {
             without_timing(read_jsonl(dir_b / "metrics.jsonl")));
   fs::remove_all(dir_a);
   fs::remove_all(dir_b);
-}
-
-}  // namespace
-
-namespace {
-
-// Keeps every event it is sent; throws on the step `fail_at` when set.
-struct RecordingSink : ft::train::EventSink {
-  std::vector<ft::train::TrainEvent> events;
-  int64_t fail_at = 0;
-  void on_event(const ft::train::TrainEvent& e) override {
-    events.push_back(e);
-    if (fail_at > 0 && e.kind == ft::train::TrainEvent::Kind::step && e.record.step == fail_at)
-      throw ft::Error("sink", "stop here");
-  }
-  std::string kinds() const {
-    using K = ft::train::TrainEvent::Kind;
-    std::string out;
-    for (const auto& e : events) {
-      const char* name = e.kind == K::started      ? "started"
-                         : e.kind == K::step       ? "step"
-                         : e.kind == K::evaluation ? "eval"
-                         : e.kind == K::best       ? "best"
-                         : e.kind == K::checkpoint ? "checkpoint"
-                         : e.kind == K::finished   ? "finished"
-                                                   : "failed";
-      if (!out.empty()) out += ' ';
-      out += name;
-    }
-    return out;
-  }
-};
-
-TEST(Trainer, EventsComeInOrderToEverySink) {
-  auto train = random_data(8, 3);
-  auto valid = random_data(4, 4);
-  fs::path dir = fresh_dir("events");
-  TrainerConfig c;
-  c.iterations = 4;
-  c.batch_size = 2;
-  c.eval_every = 2;
-  c.save_every = 4;
-  c.output_dir = dir;
-  c.metrics_path = dir / "metrics.jsonl";
-  c.progress = false;
-  c.run_config = {{"lora_rank", 8}};
-  TrainingRun s(train, &valid, c);
-  auto a = std::make_shared<RecordingSink>(), b = std::make_shared<RecordingSink>();
-  s.trainer->add_sink(a);
-  s.trainer->add_sink(b);
-  auto r = s.trainer->run();
-  // The second evaluation is a new best only if its loss is lower.
-  const bool second_best = r.evals[1].loss < r.evals[0].loss;
-  EXPECT_EQ(a->kinds(), std::string("started step step eval best step step eval") +
-                            (second_best ? " best" : "") + " checkpoint finished");
-  EXPECT_EQ(a->kinds(), b->kinds());
-  EXPECT_EQ(a->events[0].config, c.run_config);
-  EXPECT_EQ(a->events[0].total_steps, 4);
-  const auto& last_step = a->events[6];
-  EXPECT_EQ(last_step.record.step, 4);
-  EXPECT_EQ(last_step.record.loss, r.steps.back().loss);
-  ASSERT_TRUE(last_step.eta_seconds.has_value());
-  EXPECT_EQ(*last_step.eta_seconds, 0.0);
-  EXPECT_GT(last_step.elapsed_seconds, 0.0);
-  EXPECT_GT(last_step.peak_memory, 0u);
-  EXPECT_EQ(a->events[a->events.size() - 2].folder, dir / "checkpoints" / "step-000004");
-  // metrics.jsonl is a sink as well: 4 steps and 2 evaluations.
-  EXPECT_EQ(read_jsonl(c.metrics_path).size(), 6u);
-}
-
-TEST(Trainer, AFailedRunSaysSoToItsSinksAndRethrows) {
-  auto train = random_data(8, 5);
-  TrainerConfig c;
-  c.iterations = 4;
-  c.batch_size = 2;
-  c.progress = false;
-  TrainingRun s(train, nullptr, c);
-  auto failing = std::make_shared<RecordingSink>(), watching = std::make_shared<RecordingSink>();
-  failing->fail_at = 2;
-  s.trainer->add_sink(failing);
-  s.trainer->add_sink(watching);
-  EXPECT_THROW(s.trainer->run(), ft::Error);
-  EXPECT_EQ(watching->kinds(), "started step failed");  // the sink after the failing one
-  EXPECT_EQ(watching->events.back().error, "[sink] stop here");
 }
 
 }  // namespace
