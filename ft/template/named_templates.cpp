@@ -28,10 +28,19 @@
 namespace ft::chat {
 namespace {
 
-// bos and eos: the tokenizer's tokens, else the given defaults.
-constexpr std::string_view kSpecials = R"(
+// Every template starts with: bos and eos, the tokenizer's tokens, else the format's
+// defaults; system, a first system message's text ('' when there is none), and turns, the
+// messages after it.
+constexpr std::string_view kPrelude = R"(
 {%- set bos = bos_token if bos_token is defined and bos_token else default_bos -%}
 {%- set eos = eos_token if eos_token is defined and eos_token else default_eos -%}
+{%- if messages and messages[0]['role'] == 'system' -%}
+{%- set system = messages[0]['content'] -%}
+{%- set turns = messages[1:] -%}
+{%- else -%}
+{%- set system = '' -%}
+{%- set turns = messages -%}
+{%- endif -%}
 )";
 
 constexpr std::string_view kChatml = R"(
@@ -42,13 +51,7 @@ constexpr std::string_view kChatml = R"(
 )";
 
 constexpr std::string_view kLlama2 = R"(
-{%- if messages and messages[0]['role'] == 'system' -%}
-{%- set system = '<<SYS>>\n' + messages[0]['content'] + '\n<</SYS>>\n\n' -%}
-{%- set turns = messages[1:] -%}
-{%- else -%}
-{%- set system = '' -%}
-{%- set turns = messages -%}
-{%- endif -%}
+{%- set system = '<<SYS>>\n' + system + '\n<</SYS>>\n\n' if system else '' -%}
 {%- for message in turns -%}
 {%- if message['role'] == 'user' -%}
 {{- bos + '[INST] ' + (system if loop.first else '')
@@ -71,13 +74,7 @@ constexpr std::string_view kLlama3 = R"(
 )";
 
 constexpr std::string_view kMistral = R"(
-{%- if messages and messages[0]['role'] == 'system' -%}
-{%- set system = messages[0]['content'] + '\n\n' -%}
-{%- set turns = messages[1:] -%}
-{%- else -%}
-{%- set system = '' -%}
-{%- set turns = messages -%}
-{%- endif -%}
+{%- set system = system + '\n\n' if system else '' -%}
 {{- bos -}}
 {%- for message in turns -%}
 {%- if message['role'] == 'user' -%}
@@ -96,13 +93,7 @@ constexpr std::string_view kPhi3 = R"(
 )";
 
 constexpr std::string_view kGemma = R"(
-{%- if messages and messages[0]['role'] == 'system' -%}
-{%- set system = messages[0]['content'] + '\n\n' -%}
-{%- set turns = messages[1:] -%}
-{%- else -%}
-{%- set system = '' -%}
-{%- set turns = messages -%}
-{%- endif -%}
+{%- set system = system + '\n\n' if system else '' -%}
 {{- bos -}}
 {%- for message in turns -%}
 {%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
@@ -113,14 +104,8 @@ constexpr std::string_view kGemma = R"(
 )";
 
 constexpr std::string_view kAlpaca = R"(
-{%- if messages and messages[0]['role'] == 'system' -%}
-{%- set system = messages[0]['content'] -%}
-{%- set turns = messages[1:] -%}
-{%- else -%}
-{%- set system = 'Below is an instruction that describes a task. '
-    + 'Write a response that appropriately completes the request.' -%}
-{%- set turns = messages -%}
-{%- endif -%}
+{%- set system = system or ('Below is an instruction that describes a task. '
+    + 'Write a response that appropriately completes the request.') -%}
 {{- system + '\n\n' -}}
 {%- for message in turns -%}
 {%- if message['role'] == 'user' -%}
@@ -133,14 +118,8 @@ constexpr std::string_view kAlpaca = R"(
 )";
 
 constexpr std::string_view kVicuna = R"(
-{%- if messages and messages[0]['role'] == 'system' -%}
-{%- set system = messages[0]['content'] -%}
-{%- set turns = messages[1:] -%}
-{%- else -%}
-{%- set system = 'A chat between a curious user and an artificial intelligence assistant. '
-    + "The assistant gives helpful, detailed, and polite answers to the user's questions." -%}
-{%- set turns = messages -%}
-{%- endif -%}
+{%- set system = system or ('A chat between a curious user and an artificial intelligence '
+    + 'assistant. ' + "The assistant gives helpful, detailed, and polite answers to the user's questions.") -%}
 {{- system + ' ' -}}
 {%- for message in turns -%}
 {%- if message['role'] == 'user' -%}
@@ -191,7 +170,7 @@ std::optional<std::string> named_template_source(std::string_view name) {
     // The defaults as Jinja string literals; none holds a quote or a backslash.
     std::string source = "{%- set default_bos = '" + std::string(n.default_bos) +
                          "' -%}{%- set default_eos = '" + std::string(n.default_eos) + "' -%}";
-    source += kSpecials;
+    source += kPrelude;
     source += n.body;
     return source;
   }
