@@ -16,14 +16,18 @@ BUILD_DIR=${FT_BUILD_DIR:-build}
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config python3 python3-venv
               libopenblas0-pthread nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
               libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev libyaml-cpp-dev
-              libcurl4-openssl-dev libssl-dev libcpp-httplib-dev)
+              libcurl4-openssl-dev libssl-dev libcpp-httplib-dev libsqlite3-dev)
+
+# ./setup.sh test also runs the job service's dashboard in a headless Chromium and the
+# TypeScript client under node (tests/serve, clients/typescript).
+TEST_APT_PACKAGES=(nodejs node-typescript chromium-headless-shell)
 
 say() { echo "setup: $*"; }
 
 install_debian_packages() {
   [[ -f /etc/debian_version ]] || return 0
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  local missing=() p
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [[ ${#missing[@]} -eq 0 ]] && return 0
@@ -109,7 +113,8 @@ case "$ACTION" in
   *) echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;
 esac
 
-install_debian_packages
+install_debian_packages "${APT_PACKAGES[@]}"
+[[ $ACTION == test ]] && install_debian_packages "${TEST_APT_PACKAGES[@]}"
 install_mlx
 use_openblas
 install_smollm2

@@ -427,9 +427,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha (scale alpha / rank)")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--target-modules", o->target_modules,
-                  "Adapted layers by last name component (default: every linear layer of the "
-                  "decoder layers)");
+  add_target_modules_option(cmd, o->target_modules, "every linear layer of the decoder layers");
   add_dtype_option(cmd, o->dtype, "base weights and compute")->capture_default_str();
   cmd->add_option("--batch-size", o->batch_size, "Rows per step")
       ->check(kPositive)
@@ -441,8 +439,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", o->warmup, "Untimed steps first (tracing and compiling)")
       ->check(kNonNegative)
       ->capture_default_str();
-  cmd->add_flag("--grad-checkpoint", o->grad_checkpoint,
-                "Recompute each layer's activations in the backward pass");
+  add_grad_checkpoint_option(cmd, o->grad_checkpoint);
   add_optimizer_option(cmd, o->optimizer);
   cmd->add_option("--learning-rate,--lr", o->learning_rate, "Learning rate")
       ->check(kPositive)
@@ -465,8 +462,7 @@ void add_bench_command(CLI::App& app) {
                   "runs a row shard of the batch on each, with one OpenBLAS thread")
       ->check(kNonNegative)
       ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of the weights, adapters and token ids")
-      ->capture_default_str();
+  add_seed_option(cmd, o->seed, "the weights, adapters and token ids");
   cmd->add_option("--lengths", o->lengths,
                   "MIN:MAX: samples of random lengths in [MIN, MAX] batched as ft train does, "
                   "padded or with --pack; tokens/s counts real (non-padding) tokens")

@@ -1,8 +1,10 @@
 // Each subcommand registers itself on the app and runs when chosen.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -31,9 +33,10 @@ inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype, const st
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
 }
 
-// The options ft train, ft info and ft bench share, defined once each: the method, the
-// LoRA rank, the optimizer and QLoRA's base quantization (checked as the command line is
-// read). Each returns the option, for a group or a default shown in --help.
+// The options several commands share, defined once each (shared_options.cpp): the method,
+// the LoRA rank, the optimizer, QLoRA's base quantization and the rest below (checked as
+// the command line is read). Each returns the option, for a group or a default shown in
+// --help.
 CLI::Option* add_method_option(CLI::App* cmd, std::string& method);
 CLI::Option* add_lora_rank_option(CLI::App* cmd, int& rank);
 CLI::Option* add_optimizer_option(CLI::App* cmd, std::string& optimizer);
@@ -41,6 +44,13 @@ CLI::Option* add_optimizer_option(CLI::App* cmd, std::string& optimizer);
 // `what` says what the quantized base is for there.
 void add_quantize_options(CLI::App* cmd, int& bits, int& group_size, const std::string& what,
                           const std::string& group = "");
+// --target-modules (`default_text`: what an empty list adapts there), --grad-checkpoint,
+// --seed (`what`: what it seeds) and --max-seq-length (`what`: its help).
+CLI::Option* add_target_modules_option(CLI::App* cmd, std::vector<std::string>& modules,
+                                       const std::string& default_text);
+CLI::Option* add_grad_checkpoint_option(CLI::App* cmd, bool& on);
+CLI::Option* add_seed_option(CLI::App* cmd, uint64_t& seed, const std::string& what);
+CLI::Option* add_max_seq_length_option(CLI::App* cmd, int& length, const std::string& what);
 
 // What a MODEL argument may be (ft/hub/cache.h resolves it).
 inline constexpr const char* kModelHelp =
@@ -64,6 +74,7 @@ void add_eval_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_download_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 // --quantize-bits and --quantize-group-size of ft generate and ft eval: the base model
 // quantized as ft train --quantize-bits quantizes it (models::quantize_model), before the

@@ -164,7 +164,7 @@ void add_demo_command(CLI::App& app) {
   cmd->add_flag("--checkpointing", o->checkpointing,
                 "Recompute each layer's activations in the backward pass");
   cmd->add_flag("--no-compile", o->no_compile, "Run the step without mlx::core::compile");
-  cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  add_seed_option(cmd, o->seed, "the weights, data order and dropout");
   cmd->add_option("--log-every", o->log_every, "Print every N steps")
       ->capture_default_str()
       ->check(kPositive);

@@ -102,9 +102,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "Rows per batch")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--max-seq-length", o->max_seq_length, "Cut samples to this many tokens")
-      ->check(kPositive)
-      ->capture_default_str();
+  add_max_seq_length_option(cmd, o->max_seq_length, "Cut samples to this many tokens");
   add_sample_options(cmd, o->samples, "Score completions / assistant turns only");
   add_base_quantization_options(cmd, o->quantization);
   cmd->add_flag("--json", o->json,

@@ -152,7 +152,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--repetition-penalty", s.repetition_penalty,
                   "Penalty for tokens already in the prompt or output; 1 is off")
       ->capture_default_str();
-  cmd->add_option("--seed", o->gen.seed, "Seed of the sampling")->capture_default_str();
+  add_seed_option(cmd, o->gen.seed, "the sampling");
   cmd->add_option("--stop", o->gen.stop, "Stop when the text contains this (repeatable)")
       ->allow_extra_args(false);
   add_dtype_option(cmd, o->dtype, "the weights")->capture_default_str();

@@ -191,9 +191,7 @@ void add_info_command(CLI::App& app) {
   auto group = "Training configuration of the estimate (with MODEL)";
   add_method_option(cmd, o->method)->group(group);
   add_lora_rank_option(cmd, o->lora_rank)->group(group);
-  cmd->add_option("--target-modules", o->target_modules,
-                  "Adapted layers by last name component (default: the family's)")
-      ->group(group);
+  add_target_modules_option(cmd, o->target_modules, "the family's")->group(group);
   cmd->add_option("--num-layers", o->num_layers, "Adapt only the last N layers (0: all)")
       ->check(kNonNegative)
       ->capture_default_str()
@@ -203,12 +201,8 @@ void add_info_command(CLI::App& app) {
       ->check(kPositive)
       ->capture_default_str()
       ->group(group);
-  cmd->add_option("--max-seq-length", o->max_seq_length, "Tokens per row")
-      ->check(kPositive)
-      ->capture_default_str()
-      ->group(group);
-  cmd->add_flag("--grad-checkpoint", o->grad_checkpoint, "Recompute activations per layer")
-      ->group(group);
+  add_max_seq_length_option(cmd, o->max_seq_length, "Tokens per row")->group(group);
+  add_grad_checkpoint_option(cmd, o->grad_checkpoint)->group(group);
   add_quantize_options(cmd, o->quantize_bits, o->quantize_group_size,
                        "before adding adapters, as ft train does", group);
   add_optimizer_option(cmd, o->optimizer)->group(group);

@@ -187,7 +187,7 @@ void add_init_command(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer,
                   "Copy this tokenizer folder (default: write a byte-level BPE tokenizer "
                   "with ChatML special tokens and chat template)");
-  cmd->add_option("--seed", o->seed, "Random seed of the weights")->capture_default_str();
+  add_seed_option(cmd, o->seed, "the weights");
   cmd->callback([o] { run_init(*o); });
 }
 

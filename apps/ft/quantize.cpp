@@ -9,7 +9,6 @@
 #include "ft/hub/cache.h"
 #include "ft/models/convert.h"
 #include "ft/models/quantize.h"
-#include "ft/train/optimizer.h"  // defines: optimizer_names
 #include "ft/train/precision.h"
 
 namespace ft::cli {
@@ -44,50 +43,6 @@ void run_quantize(const QuantizeArgs& args, bool bits_given, bool group_size_giv
 }
 
 }  // namespace
-
-CLI::Option* add_method_option(CLI::App* cmd, std::string& method) {
-  return cmd->add_option("--method", method, "lora, dora or full")
-      ->check(CLI::IsMember({"lora", "dora", "full"}))
-      ->capture_default_str();
-}
-
-CLI::Option* add_lora_rank_option(CLI::App* cmd, int& rank) {
-  return cmd->add_option("--lora-rank", rank, "LoRA rank")->check(kPositive)->capture_default_str();
-}
-
-CLI::Option* add_optimizer_option(CLI::App* cmd, std::string& optimizer) {
-  return cmd->add_option("--optimizer", optimizer, "sgd, adam, adamw, adafactor or lion")
-      ->check(CLI::IsMember(optimizer_names()))
-      ->capture_default_str();
-}
-
-void add_quantize_options(CLI::App* cmd, int& bits, int& group_size, const std::string& what,
-                          const std::string& group) {
-  CLI::Option* b =
-      cmd->add_option(
-             "--quantize-bits", bits,
-             "QLoRA: quantize the base model's Linear layers and embedding to this many bits "
-             "(2, 3, 4, 5, 6 or 8; MLX affine; 0: off) " +
-                 what)
-          ->check(CLI::IsMember({0, 2, 3, 4, 5, 6, 8}))
-          ->capture_default_str();
-  CLI::Option* g =
-      cmd->add_option("--quantize-group-size", group_size,
-                      "Weights per quantization group with --quantize-bits (32, 64 or 128); layers "
-                      "whose input size it does not divide stay in floats")
-          ->check(CLI::IsMember({32, 64, 128}))
-          ->capture_default_str();
-  if (!group.empty()) {
-    b->group(group);
-    g->group(group);
-  }
-}
-
-void add_base_quantization_options(CLI::App* cmd, BaseQuantization& quantization) {
-  add_quantize_options(cmd, quantization.bits, quantization.group_size,
-                       "before applying --adapter, so that a QLoRA adapter runs on the base it "
-                       "was trained on");
-}
 
 void quantize_base(nn::Module& model, const BaseQuantization& quantization) {
   if (quantization.bits == 0) return;

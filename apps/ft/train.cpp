@@ -34,7 +34,7 @@
 #include "ft/models/registry.h"
 #include "ft/train/causal_lm_task.h"
 #include "ft/train/checkpoint.h"   // defines: train::latest_checkpoint
-#include "ft/train/event_sinks.h"  // defines: train::ConsoleSink
+#include "ft/train/event_sinks.h"  // defines: train::ConsoleSink, train::EventsFileSink
 #include "ft/train/loss_plot.h"    // defines: train::write_loss_plot
 #include "ft/train/memory_fit.h"
 #include "ft/train/optimizer.h"
@@ -150,6 +150,14 @@ Prepared prepare_data(const TrainOptions& o) {
   d.cache_dir = data::default_cache_dir();  // a second run starts at once
   p.loader = std::make_unique<data::DataLoader>(o.model, d);
   p.splits = p.loader->load_all(sources);
+  if (!o.valid_data.empty()) {
+    FT_CHECK(fs::is_regular_file(o.valid_data), "train", o.valid_data,
+             ": no such record file (--valid-data)");
+    FT_CHECK(o.valid_fraction == 0, "train",
+             "--valid-data and --valid-fraction both give a validation split: keep one");
+    std::erase_if(p.splits, [](const data::Split& s) { return s.name == "valid"; });
+    p.splits.push_back(p.loader->load_file(o.valid_data, "valid"));
+  }
   for (const auto& s : p.splits) {
     if (s.name == "train") p.train = &s;
     if (s.name == "valid") p.valid = &s;
@@ -158,7 +166,8 @@ Prepared prepare_data(const TrainOptions& o) {
   FT_CHECK(p.train->data.size() > 0, "train", shown, ": no training records");
   FT_CHECK(o.eval_every == 0 || p.valid, "train", "--eval-every ", o.eval_every,
            " needs a validation split, and ", shown,
-           " has none: give --valid-fraction F, or a data folder with a valid file");
+           " has none: give --valid-data FILE, --valid-fraction F, or a data folder with a valid "
+           "file");
   FT_CHECK(o.patience == 0 || o.eval_every > 0, "train", "--patience ", o.patience,
            " stops after evaluations without improvement: give --eval-every N too");
   p.batch.batch_size = o.batch_size;
@@ -313,9 +322,9 @@ train::CheckpointFiles checkpoint_files(const TrainOptions& o, const Prepared& p
 // into another run), except the ones that may change between sessions of one run.
 void check_run_settings(const TrainOptions& o) {
   static const std::set<std::string> may_change = {
-      "config",           "output_dir",       "overwrite",  "stop_after",
-      "save_every",       "keep_checkpoints", "save_best",  "memory_budget_gib",
-      "memory_limit_gib", "skip_bad_records", "tensorboard"};
+      "config",           "output_dir",       "overwrite",   "stop_after",
+      "save_every",       "keep_checkpoints", "save_best",   "memory_budget_gib",
+      "memory_limit_gib", "skip_bad_records", "tensorboard", "events"};
   const fs::path file = fs::path(o.output_dir) / "run.json";
   std::error_code ec;
   if (!fs::is_regular_file(file, ec) ||
@@ -439,6 +448,7 @@ void run_train(TrainOptions o) {
       std::make_shared<train::ConsoleSink>(train::ConsoleSink::style_for_this_terminal()));
   if (!o.tensorboard.empty())
     trainer.add_sink(std::make_shared<train::TensorBoardSink>(o.tensorboard));
+  if (!o.events.empty()) trainer.add_sink(std::make_shared<train::EventsFileSink>(o.events));
   train::clear_stop_request();
   auto previous = std::signal(SIGINT, on_sigint);
   train::TrainResult result = trainer.run();
@@ -524,7 +534,7 @@ void add_train_command(CLI::App& app) {
   quick->add_option("model", q->model, kModelHelp)->required();
   quick->add_option("data", q->data, "JSONL file or data folder")->required();
   quick->add_option("--output-dir", q->output_dir, "Output folder")->capture_default_str();
-  quick->add_option("--seed", q->seed, "Random seed")->capture_default_str();
+  add_seed_option(quick, q->seed, "the data order, dropout and adapter init");
   quick->callback([q] {
     TrainOptions o = *q;
     resolve_models(o);  // no YAML here

@@ -41,10 +41,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
       ->check(CLI::Range(0.0, 0.999))
       ->capture_default_str();
   cmd->add_flag("--rslora", o.rslora, "Scale alpha / sqrt(rank)");
-  cmd->add_option("--target-modules", o.target_modules,
-                  "Adapted layers by last name component (q_proj v_proj ...; default: the "
-                  "family's attention projections: q/k/v/o_proj, Phi-3's qkv_proj and o_proj, "
-                  "GPT-2's c_attn and c_proj, ...)");
+  add_target_modules_option(cmd, o.target_modules,
+                            "the family's attention projections: q/k/v/o_proj, Phi-3's qkv_proj "
+                            "and o_proj, GPT-2's c_attn and c_proj, ...");
   cmd->add_option("--target-regex", o.target_regex,
                   "Adapt layers whose dotted path matches this regex");
   cmd->add_option("--num-layers", o.num_layers, "Adapt only the last N layers (0: all)")
@@ -97,9 +96,7 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--grad-accumulation", o.grad_accumulation, "Micro-batches per step")
       ->check(kPositive)
       ->capture_default_str();
-  cmd->add_option("--max-seq-length", o.max_seq_length, "Cut samples to this many tokens")
-      ->check(kPositive)
-      ->capture_default_str();
+  add_max_seq_length_option(cmd, o.max_seq_length, "Cut samples to this many tokens");
   add_sample_options(cmd, o.samples, "Train on completions / assistant turns only");
   cmd->add_flag("--pack", o.pack,
                 "Pack several samples per row; a block-diagonal causal mask keeps them apart");
@@ -107,6 +104,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                   "Share of a single JSONL file held out for validation")
       ->check(CLI::Range(0.0, 0.9))
       ->capture_default_str();
+  cmd->add_option("--valid-data", o.valid_data,
+                  "A record file to validate on, instead of a split of the training data");
   cmd->add_option("--eval-every", o.eval_every, "Steps between validations (0: never)")
       ->check(kNonNegative)
       ->capture_default_str();
@@ -120,6 +119,9 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--tensorboard", o.tensorboard,
                   "Write TensorBoard event files (loss, learning rate, tokens/s, memory, "
                   "validation) to this folder");
+  cmd->add_option("--events", o.events,
+                  "Append every trainer event (start, step, evaluation, checkpoint, best, end) "
+                  "to this file, one JSON object a line");
   cmd->add_flag("--overwrite", o.overwrite,
                 "Start again in --output-dir: delete its checkpoints, metrics and outputs "
                 "instead of resuming from them");
@@ -134,10 +136,8 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
   cmd->add_option("--output-dir", o.output_dir,
                   "Checkpoints, metrics.jsonl and the adapter; a run there resumes")
       ->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Seed of the data order, dropout and adapter init")
-      ->capture_default_str();
-  cmd->add_flag("--grad-checkpoint", o.grad_checkpoint,
-                "Recompute each layer's activations in the backward pass");
+  add_seed_option(cmd, o.seed, "the data order, dropout and adapter init");
+  add_grad_checkpoint_option(cmd, o.grad_checkpoint);
   cmd->add_option("--max-grad-norm", o.max_grad_norm, "Clip the global gradient norm (0: off)")
       ->check(kNonNegative)
       ->capture_default_str();

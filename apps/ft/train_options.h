@@ -19,6 +19,7 @@ namespace ft::cli {
 struct TrainOptions {
   std::string model;
   std::vector<std::string> data;  // PATH or PATH:WEIGHT each (data::parse_data_source)
+  std::string valid_data;         // a record file for validation; empty: from `data`
   std::string config;
   std::string method = "lora";
   int lora_rank = 8;
@@ -69,19 +70,20 @@ struct TrainOptions {
   int quantize_group_size = 64;
   std::string profile;      // a preset of the options above (train_profiles())
   std::string tensorboard;  // a folder for TensorBoard event files; empty: none
+  std::string events;       // a file that every trainer event is appended to; empty: none
 };
 
 // A run's options as JSON (run.json in the output folder), each field under its own name;
 // fields a JSON object lacks keep their defaults.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
-    TrainOptions, model, data, config, method, lora_rank, lora_alpha, lora_dropout, rslora,
-    target_modules, target_regex, num_layers, optimizer, learning_rate, weight_decay, schedule,
-    warmup_steps, iterations, epochs, batch_size, memory_budget_gib, memory_limit_gib,
+    TrainOptions, model, data, valid_data, config, method, lora_rank, lora_alpha, lora_dropout,
+    rslora, target_modules, target_regex, num_layers, optimizer, learning_rate, weight_decay,
+    schedule, warmup_steps, iterations, epochs, batch_size, memory_budget_gib, memory_limit_gib,
     grad_accumulation, max_seq_length, samples, pack, valid_fraction, eval_every, patience,
     save_every, keep_checkpoints, save_best, output_dir, overwrite, seed, grad_checkpoint,
     max_grad_norm, stop_after, adapter_format, adapter, dtype, optimizer_state, no_master_weights,
     loss_scale_interval, teacher, router_aux_loss, distill_weight, distill_temperature,
-    quantize_bits, quantize_group_size, profile, tensorboard)
+    quantize_bits, quantize_group_size, profile, tensorboard, events)
 
 // `--profile NAME`: preset values for the kind of data, each an option's long name and
 // value; every value yields to the same option on the command line or in the YAML file.

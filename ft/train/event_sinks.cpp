@@ -66,6 +66,55 @@ void truncate_metrics(const fs::path& path, int64_t step) {
 
 }  // namespace
 
+nlohmann::json event_json(const TrainEvent& e) {
+  nlohmann::json j{{"step", e.step}, {"total_steps", e.total_steps}};
+  switch (e.kind) {
+    case TrainEvent::Kind::started:
+      j["event"] = "started";
+      j["config"] = e.config;
+      break;
+    case TrainEvent::Kind::step:
+      j["event"] = "step";
+      j["loss"] = e.record.loss;
+      j["learning_rate"] = e.record.learning_rate;
+      j["grad_norm"] = e.record.grad_norm;
+      j["tokens_per_second"] = e.record.tokens_per_second;
+      j["elapsed_seconds"] = e.elapsed_seconds;
+      j["eta_seconds"] = e.eta_seconds ? nlohmann::json(*e.eta_seconds) : nlohmann::json();
+      j["peak_memory_gib"] = static_cast<double>(e.peak_memory) / double(1ull << 30);
+      j["epoch"] = e.epoch;
+      break;
+    case TrainEvent::Kind::evaluation:
+    case TrainEvent::Kind::best:
+      j["event"] = e.kind == TrainEvent::Kind::best ? "best" : "evaluation";
+      j["loss"] = e.eval.loss;
+      j["perplexity"] = e.eval.perplexity;
+      j["accuracy"] = e.eval.accuracy;
+      break;
+    case TrainEvent::Kind::checkpoint:
+      j["event"] = "checkpoint";
+      j["folder"] = e.folder.string();
+      break;
+    case TrainEvent::Kind::finished:
+      j["event"] = "finished";
+      j["reason"] = stop_reason_text(e.reason);
+      break;
+    case TrainEvent::Kind::failed:
+      j["event"] = "failed";
+      j["error"] = e.error;
+      break;
+  }
+  return j;
+}
+
+void EventsFileSink::on_event(const TrainEvent& e) {
+  std::ofstream out(file_, std::ios::app);
+  FT_CHECK(out, "trainer", file_.string(), ": cannot open for writing");
+  out << event_json(e).dump() << "\n";
+  out.flush();
+  FT_CHECK(out, "trainer", file_.string(), ": write failed");
+}
+
 void MetricsFileSink::append(const std::string& line) {
   std::ofstream out(file_, std::ios::app);
   FT_CHECK(out, "trainer", file_.string(), ": cannot open for writing");

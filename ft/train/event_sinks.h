@@ -26,6 +26,25 @@ class MetricsFileSink : public EventSink {
   std::filesystem::path file_;
 };
 
+// Every event as one JSON object a line, appended (a resumed run adds to the file):
+// {"event": "started"|"step"|"evaluation"|"checkpoint"|"best"|"finished"|"failed",
+// "step", "total_steps", ...} with, by kind, "config"; "loss", "learning_rate",
+// "grad_norm", "tokens_per_second", "elapsed_seconds", "eta_seconds" (null when unknown),
+// "peak_memory_gib", "epoch"; "loss", "perplexity", "accuracy" (evaluation, best); "folder";
+// "reason"; "error". Each line is flushed as it is written, for readers that follow it
+// (ft serve).
+class EventsFileSink : public EventSink {
+ public:
+  explicit EventsFileSink(std::filesystem::path file) : file_(std::move(file)) {}
+  void on_event(const TrainEvent& event) override;
+
+ private:
+  std::filesystem::path file_;
+};
+
+// An event as EventsFileSink writes it.
+nlohmann::json event_json(const TrainEvent& event);
+
 // The console. Style::bar: one line that redraws itself on stderr (a terminal): a bar,
 // step/total, loss, learning rate, tokens/s, elapsed, ETA and peak memory, with
 // evaluations, checkpoints and the end printed above it. Style::lines: plain lines on

@@ -40,7 +40,7 @@ const char* stop_reason_text(StopReason reason);
 struct TrainEvent {
   enum class Kind {
     started,     // step: the step the run starts from (0, or the resumed one); config
-    step,        // record, elapsed, eta, peak_memory
+    step,        // record, elapsed, eta, peak_memory, epoch
     evaluation,  // eval
     checkpoint,  // folder: a checkpoint was saved
     best,        // eval: a new lowest validation loss (and its weights kept, with save_best)
@@ -56,6 +56,7 @@ struct TrainEvent {
   double elapsed_seconds = 0;                // step: since this session of the run started
   std::optional<double> eta_seconds;         // step: to the last step, at this session's pace
   uint64_t peak_memory = 0;                  // step: MLX's peak memory so far, in bytes
+  double epoch = 0;                          // step: passes over the data done, from 0
   std::filesystem::path folder;              // checkpoint
   StopReason reason = StopReason::finished;  // finished
   std::string error;                         // failed

@@ -394,6 +394,9 @@ TrainResult Trainer::run_steps() {
     if (done_here > 0)
       e.eta_seconds = e.elapsed_seconds / double(done_here) * double(total_steps() - step_);
     e.peak_memory = mx::get_peak_memory();
+    const int64_t per_epoch = batcher_.batches_per_epoch(position_.epoch);
+    e.epoch = static_cast<double>(position_.epoch) +
+              (per_epoch > 0 ? static_cast<double>(position_.index) / double(per_epoch) : 0.0);
     emit(std::move(e));
     if (on_step_) on_step_(r);
 

@@ -79,6 +79,11 @@ TEST(Trainer, EventsComeInOrderToEverySink) {
   EXPECT_GT(last_step.elapsed_seconds, 0.0);
   EXPECT_GT(last_step.peak_memory, 0u);
   EXPECT_EQ(a->events[a->events.size() - 2].folder, dir / "checkpoints" / "step-000004");
+  // 8 samples in batches of 2: each step is a quarter of an epoch.
+  std::vector<double> epochs;
+  for (const auto& e : a->events)
+    if (e.kind == ft::train::TrainEvent::Kind::step) epochs.push_back(e.epoch);
+  EXPECT_EQ(epochs, (std::vector<double>{0.25, 0.5, 0.75, 1.0}));
   // metrics.jsonl is a sink as well: 4 steps and 2 evaluations.
   EXPECT_EQ(read_jsonl(c.metrics_path).size(), 6u);
 }
