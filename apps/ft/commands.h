@@ -75,6 +75,7 @@ void add_bench_command(CLI::App& app);
 void add_download_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_launch_command(CLI::App& app);
 
 // --quantize-bits and --quantize-group-size of ft generate and ft eval: the base model
 // quantized as ft train --quantize-bits quantizes it (models::quantize_model), before the

@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   ft::cli::add_download_command(app);
   ft::cli::add_plot_command(app);
   ft::cli::add_serve_command(app);
+  ft::cli::add_launch_command(app);
   try {
     ft::use_preferred_device();  // FT_DEVICE, else the GPU when MLX has one
     app.parse(argc, argv);

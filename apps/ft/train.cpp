@@ -33,7 +33,8 @@
 #include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/train/causal_lm_task.h"
-#include "ft/train/checkpoint.h"   // defines: train::latest_checkpoint
+#include "ft/train/checkpoint.h"  // defines: train::latest_checkpoint
+#include "ft/train/data_parallel.h"
 #include "ft/train/event_sinks.h"  // defines: train::ConsoleSink, train::EventsFileSink
 #include "ft/train/loss_plot.h"    // defines: train::write_loss_plot
 #include "ft/train/memory_fit.h"
@@ -414,6 +415,13 @@ void run_train(TrainOptions o) {
   t.metrics_path = fs::path(o.output_dir) / "metrics.jsonl";
   t.max_steps_this_run = o.stop_after;
   t.master_weights = !o.no_master_weights;
+  // A rank of ft launch's (Note [Data parallelism] in ft/train/data_parallel.cpp): rank 0
+  // writes the outputs and speaks; the others train beside it.
+  t.parallel = std::make_shared<const train::DataParallel>(train::DataParallel::from_environment());
+  const bool writer = t.parallel->rank() == 0;
+  if (!t.parallel->alone())
+    std::cout << "rank " << t.parallel->rank() << " of " << t.parallel->size() << " ("
+              << t.parallel->backend() << ")\n";
   if (dtype == mx::float16)
     t.loss_scale = LossScaleConfig{.growth_interval = o.loss_scale_interval};
   LossFn loss = train::causal_lm_loss(o.pack);
@@ -425,7 +433,7 @@ void run_train(TrainOptions o) {
               << o.distill_temperature << "\n";
   }
   std::error_code ec;
-  if (o.overwrite) {
+  if (o.overwrite && writer) {
     for (const char* name :
          {"checkpoints", "best", "metrics.jsonl", "adapter", "model", "loss.svg"}) {
       fs::remove_all(fs::path(o.output_dir) / name, ec);
@@ -435,7 +443,8 @@ void run_train(TrainOptions o) {
   }
   fs::create_directories(o.output_dir, ec);
   FT_CHECK(!ec, "train", o.output_dir, ": cannot create the output folder: ", ec.message());
-  record_run(o);
+  if (writer) record_run(o);
+  t.parallel->barrier();  // the output folder is ready for every rank
   train::Trainer trainer(*model, loss, train::causal_lm_eval(o.pack), *optimizer, p.train->data,
                          p.valid ? &p.valid->data : nullptr, p.batch, t);
   try {
@@ -444,6 +453,7 @@ void run_train(TrainOptions o) {
     throw Error(e.place(), e.fact() + " (--overwrite starts again in " + o.output_dir + ")");
   }
   // A bar that owns its line on a terminal, plain lines otherwise; TensorBoard on request.
+  // (The trainer sends events on rank 0 only.)
   trainer.add_sink(
       std::make_shared<train::ConsoleSink>(train::ConsoleSink::style_for_this_terminal()));
   if (!o.tensorboard.empty())
@@ -453,7 +463,7 @@ void run_train(TrainOptions o) {
   auto previous = std::signal(SIGINT, on_sigint);
   train::TrainResult result = trainer.run();
   std::signal(SIGINT, previous);
-  if (!result.steps.empty())
+  if (!result.steps.empty() && writer)
     train::write_loss_plot(fs::path(o.output_dir) / "metrics.jsonl",
                            fs::path(o.output_dir) / "loss.svg");
 
@@ -463,13 +473,15 @@ void run_train(TrainOptions o) {
   std::optional<train::BestCheckpoint> best;
   if (finished) {
     best = trainer.restore_best();  // with --save-best: the output is the best step's
-    if (o.method == "full") {
-      io::save_model_folder(model->parameters(), models::loaded_config(io::read_config(o.model)),
-                            adapter_dir, model_files(o));
-    } else {
-      save_adapter(o, *model, lora, adapter_dir);
+    if (writer) {
+      if (o.method == "full") {
+        io::save_model_folder(model->parameters(), models::loaded_config(io::read_config(o.model)),
+                              adapter_dir, model_files(o));
+      } else {
+        save_adapter(o, *model, lora, adapter_dir);
+      }
+      save_chat_template(o, p, adapter_dir);
     }
-    save_chat_template(o, p, adapter_dir);
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const char* reason = result.reason == train::StopReason::finished         ? "finished"

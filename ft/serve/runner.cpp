@@ -1,8 +1,6 @@
 #include "ft/serve/runner.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +11,8 @@
 #include <random>
 #include <vector>
 
-#include "ft/hub/cache.h"  // defines: hub::parse_repo_id, hub::cached_snapshot
+#include "ft/core/process.h"  // defines: spawn, exit_code
+#include "ft/hub/cache.h"     // defines: hub::parse_repo_id, hub::cached_snapshot
 
 namespace ft::serve {
 
@@ -57,50 +56,6 @@ std::string last_line(const fs::path& file) {
     if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
   if (last.size() > 1000) last = last.substr(0, 1000) + "...";
   return last;
-}
-
-// Starts argv[0] with argv in a process group of its own, its stdout and stderr appended
-// to log, stdin empty, with `env` added to this process's environment. The child gets
-// SIGINT when the thread that started it ends (Note [Jobs as child processes]).
-int spawn(const std::vector<std::string>& args, const fs::path& log,
-          const std::vector<std::string>& env) {
-  // Everything the child needs is made before fork: after it only system calls run.
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
-  env_strings.insert(env_strings.end(), env.begin(), env.end());
-  std::vector<char*> envp;
-  for (const std::string& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  const std::string log_path = log.string();
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  FT_CHECK(pid >= 0, "serve", "cannot start a child process");
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGINT);
-    if (getppid() != parent) _exit(130);  // the server died before prctl
-    const int out = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    const int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (out < 0 || in < 0) _exit(127);
-    dup2(in, 0);
-    dup2(out, 1);
-    dup2(out, 2);
-    execve(argv[0], argv.data(), envp.data());
-    const char message[] = "ft serve: cannot run ft\n";
-    (void)!write(2, message, sizeof message - 1);
-    _exit(127);
-  }
-  setpgid(pid, pid);  // also here, so a signal to the group cannot precede the child's call
-  return pid;
-}
-
-int exit_code(int wait_status) {
-  if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
-  if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
-  return -1;
 }
 
 }  // namespace
@@ -182,9 +137,13 @@ Job JobRunner::submit(const JobRequest& request) {
   if (!to_download) {
     std::lock_guard lock(validate_mutex_);
     const fs::path report = dir / "validate.txt";
+    SpawnOptions o;
+    o.env = {"HF_HUB_OFFLINE=1"};
+    o.stdout_path = report.string();
+    o.stderr_path = "-";
     const int pid = spawn(
         {options_.ft_binary.string(), "train", "validate", "--config", (dir / "job.yml").string()},
-        report, {"HF_HUB_OFFLINE=1"});
+        o);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -341,7 +300,11 @@ void JobRunner::launch(Job job, bool exporting) {
   }
   int pid = 0;
   try {
-    pid = spawn(args, log_file(job.id), {});
+    SpawnOptions o;
+    o.stdout_path = log_file(job.id).string();
+    o.stderr_path = "-";
+    o.death_signal = SIGINT;
+    pid = spawn(args, o);
   } catch (const Error& e) {
     job.status = JobStatus::failed;
     job.error = e.fact();

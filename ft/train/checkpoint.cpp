@@ -80,6 +80,7 @@ std::string state_json(const TrainerState& s) {
   }
   j["config_hash"] = s.config_hash;
   j["settings"] = s.settings;
+  j["ranks"] = s.ranks;
   return j.dump(2) + "\n";
 }
 
@@ -102,6 +103,7 @@ TrainerState parse_state(const fs::path& file) {
     }
     s.config_hash = j.at("config_hash").get<std::string>();
     if (j.contains("settings")) s.settings = j["settings"].get<std::string>();
+    if (j.contains("ranks")) s.ranks = j["ranks"].get<int>();
   } catch (const nlohmann::json::exception& e) {
     throw Error("checkpoint", file.string() + ": " + e.what());
   }

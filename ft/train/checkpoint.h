@@ -40,6 +40,7 @@ struct TrainerState {
   int64_t loss_scale_good_steps = 0;
   std::string config_hash;  // of the settings that shape the run (TrainerConfig)
   std::string settings;     // those settings, "key=value;..." (empty in older checkpoints)
+  int ranks = 1;            // of a data-parallel run (data_parallel.h)
 };
 
 struct Checkpoint {

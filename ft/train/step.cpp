@@ -9,6 +9,7 @@
 #include "ft/nn/checkpoint.h"
 #include "ft/nn/dropout.h"
 #include "ft/train/clip.h"
+#include "ft/train/data_parallel.h"
 #include "ft/train/optimizer.h"
 
 namespace ft {
@@ -106,8 +107,8 @@ void TrainStep::sync_masters() {
     FT_CHECK(value.dtype() == compute_dtypes_[i], "train", "parameter '", name,
              "' changed dtype from ", compute_dtypes_[i], " to ", value.dtype(),
              " after the step was built");
-    masters_.set(name, config_.master_weights ? mx::astype(value, master_dtype(value.dtype()))
-                                              : value);
+    masters_.set(name,
+                 config_.master_weights ? mx::astype(value, master_dtype(value.dtype())) : value);
     working_.set(name, value);
   }
 }
@@ -241,6 +242,18 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
       pending.push_back(tokens);
       mx::eval(pending);
     }
+  }
+  if (config_.parallel && !config_.parallel->alone()) {
+    // Note [Data parallelism]: the global batch's sums, on every rank.
+    std::vector<mx::array> sums = grad_sum->arrays();
+    sums.push_back(loss_sum);
+    sums.push_back(tokens);
+    sums = config_.parallel->sum(sums);
+    tokens = sums.back();
+    sums.pop_back();
+    loss_sum = sums.back();
+    sums.pop_back();
+    grad_sum = ParamMap::zip(grad_sum->names(), sums);
   }
   mx::array denominator = mx::maximum(tokens, mx::array(1.0f));
   mx::array mean_loss = loss_sum / denominator;

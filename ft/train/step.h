@@ -29,6 +29,9 @@ namespace ft {
 namespace mx = mlx::core;
 
 class Optimizer;
+namespace train {
+class DataParallel;
+}
 
 // A micro-batch: arrays the loss function knows how to read (e.g. input ids,
 // targets, mask). The step passes them through unchanged.
@@ -58,6 +61,9 @@ struct StepConfig {
   // f32 masters for parameters held in bfloat16 or float16 (Note [Master weights] in
   // step.cpp); off, the optimizer updates the 16-bit parameters themselves.
   bool master_weights = true;
+  // The ranks of a data-parallel run: the step's sums are added across them before it
+  // divides, clips and updates (Note [Data parallelism] in data_parallel.cpp); null: alone.
+  const train::DataParallel* parallel = nullptr;
 };
 
 struct StepResult {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
+#include "ft/core/log.h"
 #include "ft/train/checkpoint.h"
 #include "ft/train/event_sinks.h"  // defines: MetricsFileSink, ConsoleSink
 #include "ft/train/optimizer.h"
@@ -151,7 +152,8 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
                   StepConfig{.compile = config_.compile,
                              .max_grad_norm = config_.max_grad_norm,
                              .loss_scale = config_.loss_scale,
-                             .master_weights = config_.master_weights}),
+                             .master_weights = config_.master_weights,
+                             .parallel = config_.parallel.get()}),
       rng_(config_.seed) {
   FT_CHECK(config_.iterations >= 0, "trainer", "iterations must be >= 0, got ", config_.iterations);
   FT_CHECK(config_.iterations > 0 || config_.epochs > 0, "trainer",
@@ -166,6 +168,9 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
   FT_CHECK(config_.patience == 0 || config_.eval_every > 0, "trainer",
            "early stopping (patience) needs eval_every > 0");
   FT_CHECK(!valid_ || valid_->size() > 0, "trainer", "the validation set is empty");
+  FT_CHECK(ranks() <= config_.batch_size, "trainer", "a batch of ", config_.batch_size,
+           " rows cannot be shared by ", ranks(), " ranks: give --batch-size ", ranks(),
+           " or more");
   valid_options_ = batch_options;
   valid_options_.batch_size =
       config_.eval_batch_size > 0 ? config_.eval_batch_size : config_.batch_size;
@@ -173,9 +178,10 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
   settings_ =
       settings_text(config_, with_config(batch_options, config_), train, optimizer_, model_);
   config_hash_ = fnv1a_hex(settings_);
-  if (!config_.metrics_path.empty())
+  if (!config_.metrics_path.empty() && writes())
     sinks_.push_back(std::make_shared<MetricsFileSink>(config_.metrics_path));
-  if (config_.progress && ConsoleSink::style_for_this_terminal() == ConsoleSink::Style::bar)
+  if (config_.progress && writes() &&
+      ConsoleSink::style_for_this_terminal() == ConsoleSink::Style::bar)
     sinks_.push_back(std::make_shared<ConsoleSink>(ConsoleSink::Style::bar));
 }
 
@@ -226,6 +232,10 @@ int64_t Trainer::resume() {
   position_ = c.state.position;
   best_val_loss_ = c.state.best_val_loss;
   evals_without_improvement_ = c.state.evals_without_improvement;
+  if (c.state.ranks != ranks() && writes())
+    log::warn("resuming a run of ", c.state.ranks, " rank(s) on ", ranks(),
+              ": the data order is the same, the sums across ranks are added in another order, "
+              "so losses can differ in the last bits");
   return step_;
 }
 
@@ -246,14 +256,19 @@ Checkpoint Trainer::make_checkpoint() {
   c.state.evals_without_improvement = evals_without_improvement_;
   c.state.config_hash = config_hash_;
   c.state.settings = settings_;
+  c.state.ranks = ranks();
   return c;
 }
 
 std::optional<fs::path> Trainer::save() {
   if (config_.output_dir.empty()) return std::nullopt;
-  fs::path folder =
-      write_checkpoint(checkpoint_root(), make_checkpoint(), config_.checkpoint_files);
-  if (config_.keep_checkpoints > 0) prune_checkpoints(checkpoint_root(), config_.keep_checkpoints);
+  fs::path folder = checkpoint_folder(checkpoint_root(), step_);
+  if (writes()) {
+    folder = write_checkpoint(checkpoint_root(), make_checkpoint(), config_.checkpoint_files);
+    if (config_.keep_checkpoints > 0)
+      prune_checkpoints(checkpoint_root(), config_.keep_checkpoints);
+  }
+  if (config_.parallel) config_.parallel->barrier();  // the checkpoint is whole for every rank
   TrainEvent e;
   e.kind = TrainEvent::Kind::checkpoint;
   e.folder = folder;
@@ -268,8 +283,11 @@ void Trainer::save_best() {
   // their size.
   Checkpoint c = make_checkpoint();
   c.optimizer = ParamMap();
-  write_checkpoint(root, c, config_.checkpoint_files);
-  prune_checkpoints(root, 1);
+  if (writes()) {
+    write_checkpoint(root, c, config_.checkpoint_files);
+    prune_checkpoints(root, 1);
+  }
+  if (config_.parallel) config_.parallel->barrier();
 }
 
 std::optional<BestCheckpoint> Trainer::restore_best() {
@@ -290,13 +308,24 @@ EvalRecord Trainer::evaluate() {
   model_.eval();
   data::Batcher batcher(*valid_, valid_options_);
   double loss_sum = 0, tokens = 0, correct = 0;
-  for (int64_t i = 0; i < batcher.batches_per_epoch(0); ++i) {
+  // Note [Data parallelism]: each rank evaluates every ranks()-th batch.
+  for (int64_t i = rank(); i < batcher.batches_per_epoch(0); i += ranks()) {
     data::Batch b = batcher.batch({0, i});
     if (b.trained_tokens == 0) continue;
     EvalOutput out = evaluate_batch(model_, eval_fn_, to_step_batch(b), eval_shards_);
     loss_sum += out.loss_sum.item<float>();
     tokens += mx::astype(out.tokens, mx::float64, mx::Device::cpu).item<double>();
     correct += mx::astype(out.correct, mx::float64, mx::Device::cpu).item<double>();
+  }
+  if (ranks() > 1) {
+    // float32 holds these counts exactly up to 2^24 tokens; the loss sum as its ranks' sum.
+    std::vector<mx::array> sums = config_.parallel->sum({mx::array(static_cast<float>(loss_sum)),
+                                                         mx::array(static_cast<float>(tokens)),
+                                                         mx::array(static_cast<float>(correct))});
+    mx::eval(sums);
+    loss_sum = sums[0].item<float>();
+    tokens = sums[1].item<float>();
+    correct = sums[2].item<float>();
   }
   model_.train(was_training);
   FT_CHECK(tokens > 0, "trainer", "the validation set has no trained tokens");
@@ -317,6 +346,7 @@ EvalRecord Trainer::evaluate() {
 // metrics file and the progress bar of TrainerConfig are sinks added here; callers add
 // theirs with add_sink.
 void Trainer::emit(TrainEvent event) {
+  if (!writes()) return;
   event.step = step_;
   event.total_steps = total_steps();
   for (const auto& sink : sinks_) sink->on_event(event);
@@ -328,6 +358,7 @@ TrainResult Trainer::run() {
   TrainEvent started;
   started.kind = TrainEvent::Kind::started;
   started.config = config_.run_config;
+  if (config_.parallel) config_.parallel->check_same(settings_, "settings or data");
   emit(std::move(started));
   try {
     TrainResult result = run_steps();
@@ -359,7 +390,9 @@ TrainResult Trainer::run_steps() {
       result.reason = StopReason::finished;
       break;
     }
-    if (stop_requested()) {
+    // Every rank stops at the same step, or the others would wait for it forever.
+    const bool stop = config_.parallel ? config_.parallel->any(stop_requested()) : stop_requested();
+    if (stop) {
       clear_stop_request();
       result.reason = StopReason::stop_requested;
       break;
@@ -372,7 +405,8 @@ TrainResult Trainer::run_steps() {
     std::vector<Batch> micro;
     std::vector<mx::array> keys;
     for (int i = 0; i < config_.grad_accumulation; ++i) {
-      micro.push_back(to_step_batch(batcher_.batch(position_)));
+      Batch global = to_step_batch(batcher_.batch(position_));
+      micro.push_back(config_.parallel ? config_.parallel->rows(global) : global);
       position_ = batcher_.next(position_);
       keys.push_back(rng_.next());
     }

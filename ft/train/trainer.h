@@ -23,7 +23,8 @@
 #include "ft/data/tokenized.h"
 #include "ft/nn/module.h"
 #include "ft/train/checkpoint.h"  // defines: Checkpoint, CheckpointFiles
-#include "ft/train/events.h"      // defines: EventSink, TrainEvent, StepRecord, EvalRecord
+#include "ft/train/data_parallel.h"
+#include "ft/train/events.h"  // defines: EventSink, TrainEvent, StepRecord, EvalRecord
 #include "ft/train/step.h"
 
 namespace ft::train {
@@ -57,6 +58,9 @@ struct TrainerConfig {
   CheckpointFiles checkpoint_files;  // added to every checkpoint (checkpoint.h)
   bool progress = true;              // a progress bar on stderr when it is a terminal (ConsoleSink)
   nlohmann::json run_config;         // the caller's settings, sent with the started event
+  // The ranks of a data-parallel run (data_parallel.h); null: one process. Rank 0 alone
+  // writes checkpoints and sends events to the sinks.
+  std::shared_ptr<const DataParallel> parallel;
 };
 
 // Validation of one batch: the summed loss, the count of predicted tokens and how many
@@ -140,6 +144,11 @@ class Trainer {
   std::filesystem::path checkpoint_root() const;
 
  private:
+  // Note [Data parallelism]: this rank, the number of ranks, and whether this rank writes
+  // (rank 0: checkpoints, events).
+  int rank() const { return config_.parallel ? config_.parallel->rank() : 0; }
+  int ranks() const { return config_.parallel ? config_.parallel->size() : 1; }
+  bool writes() const { return rank() == 0; }
   bool done() const;
   Checkpoint make_checkpoint();
   std::optional<std::filesystem::path> save();
