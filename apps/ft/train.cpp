@@ -322,10 +322,19 @@ train::CheckpointFiles checkpoint_files(const TrainOptions& o, const Prepared& p
 // changed rank or learning rate would otherwise fail deep in loading, or resume silently
 // into another run), except the ones that may change between sessions of one run.
 void check_run_settings(const TrainOptions& o) {
-  static const std::set<std::string> may_change = {
-      "config",           "output_dir",       "overwrite",   "stop_after",
-      "save_every",       "keep_checkpoints", "save_best",   "memory_budget_gib",
-      "memory_limit_gib", "skip_bad_records", "tensorboard", "events"};
+  static const std::set<std::string> may_change = {"config",
+                                                   "output_dir",
+                                                   "overwrite",
+                                                   "stop_after",
+                                                   "save_every",
+                                                   "keep_checkpoints",
+                                                   "save_best",
+                                                   "memory_budget_gib",
+                                                   "memory_limit_gib",
+                                                   "skip_bad_records",
+                                                   "tensorboard",
+                                                   "shard_optimizer_state",
+                                                   "events"};
   const fs::path file = fs::path(o.output_dir) / "run.json";
   std::error_code ec;
   if (!fs::is_regular_file(file, ec) ||
@@ -419,6 +428,7 @@ void run_train(TrainOptions o) {
   // writes the outputs and speaks; the others train beside it.
   t.parallel = std::make_shared<const train::DataParallel>(train::DataParallel::from_environment());
   const bool writer = t.parallel->rank() == 0;
+  t.shard_optimizer_state = o.shard_optimizer_state;
   if (!t.parallel->alone())
     std::cout << "rank " << t.parallel->rank() << " of " << t.parallel->size() << " ("
               << t.parallel->backend() << ")\n";

@@ -165,6 +165,10 @@ void add_train_options(CLI::App* cmd, TrainOptions& o) {
                 "With a bfloat16 or float16 --dtype, update the 16-bit weights themselves, with "
                 "no float32 copies: 4 bytes less per trained parameter, and updates below a "
                 "weight's last bit are lost");
+  cmd->add_flag("--shard-optimizer-state", o.shard_optimizer_state,
+                "Under ft launch: each rank keeps and updates the optimizer state of its share "
+                "of the parameters only (full fine-tuning of models whose state does not fit "
+                "one device); the same updates");
   cmd->add_option("--loss-scale-interval", o.loss_scale_interval,
                   "float16: double the loss scale after this many steps without overflow")
       ->check(kPositive)

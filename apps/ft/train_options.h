@@ -61,6 +61,7 @@ struct TrainOptions {
   std::string dtype = "float32";
   std::string optimizer_state = "float32";
   bool no_master_weights = false;
+  bool shard_optimizer_state = false;  // under ft launch: each rank keeps its share
   int64_t loss_scale_interval = 2000;
   std::string teacher;
   float router_aux_loss = -1.0f;  // < 0: config.json's (output_router_logits)
@@ -82,8 +83,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     grad_accumulation, max_seq_length, samples, pack, valid_fraction, eval_every, patience,
     save_every, keep_checkpoints, save_best, output_dir, overwrite, seed, grad_checkpoint,
     max_grad_norm, stop_after, adapter_format, adapter, dtype, optimizer_state, no_master_weights,
-    loss_scale_interval, teacher, router_aux_loss, distill_weight, distill_temperature,
-    quantize_bits, quantize_group_size, profile, tensorboard, events)
+    shard_optimizer_state, loss_scale_interval, teacher, router_aux_loss, distill_weight,
+    distill_temperature, quantize_bits, quantize_group_size, profile, tensorboard, events)
 
 // `--profile NAME`: preset values for the kind of data, each an option's long name and
 // value; every value yields to the same option on the command line or in the YAML file.

@@ -109,6 +109,13 @@ void Optimizer::init(const ParamMap& params) {
   }
 }
 
+ParamMap Optimizer::zero_state(const std::string& param, const mx::Shape& shape) const {
+  ParamMap out;
+  for (const Slot& slot : slots(shape))
+    out.set(param + "." + slot.name, mx::zeros(slot.shape, state_dtype_));
+  return out;
+}
+
 ParamMap Optimizer::state() const {
   ParamMap out = state_;
   out.set(kStepKey, mx::array(static_cast<int64_t>(step_)));

@@ -85,6 +85,9 @@ class Optimizer {
 
   // Creates zero state for these parameters now rather than at their first update.
   void init(const ParamMap& params);
+  // The state entries ("<param>.<slot>") a parameter of this name and shape has, as zeros
+  // of state_dtype(), in the order state() lists them; the optimizer is not changed.
+  ParamMap zero_state(const std::string& param, const mx::Shape& shape) const;
 
   // The rate the next update() will use (call it before update() to log a step).
   // For adafactor this is the step size before its per-parameter RMS scaling.

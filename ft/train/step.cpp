@@ -1,5 +1,8 @@
 #include "ft/train/step.h"
 
+#include <algorithm>
+#include <set>
+
 #include <mlx/compile.h>
 #include <mlx/ops.h>
 #include <mlx/random.h>
@@ -212,6 +215,70 @@ std::pair<LossOutput, ParamMap> TrainStep::traced_loss_and_grads(const Batch& ba
   return {loss, ParamMap::zip(names_, {outputs.begin() + 3, outputs.end()})};
 }
 
+// Note [Sharded optimizer state]
+// Full fine-tuning keeps two f32 moments a parameter: with N ranks each rank keeps the
+// moments of about 1/N of the parameters (whole tensors, assigned largest first to the rank
+// with the fewest elements so far, the same on every rank), updates those with the summed
+// gradients, and contributes zeros for the others; one sum across ranks then gives every
+// rank all the updated parameters, exactly, since x + 0 == x. A checkpoint holds the whole
+// state, each rank adding zeros for the moments it does not keep, so it loads with any
+// number of ranks, sharded or not.
+bool TrainStep::sharded() const {
+  return config_.shard_optimizer_state && config_.parallel && !config_.parallel->alone();
+}
+
+const std::vector<bool>& TrainStep::owned() {
+  if (owned_.size() == names_.size()) return owned_;
+  owned_.assign(names_.size(), true);
+  if (!sharded()) return owned_;
+  std::vector<size_t> order(names_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return masters_.at(names_[a]).size() > masters_.at(names_[b]).size();
+  });
+  std::vector<size_t> load(config_.parallel->size(), 0);
+  for (size_t i : order) {
+    const size_t rank = std::min_element(load.begin(), load.end()) - load.begin();
+    load[rank] += masters_.at(names_[i]).size();
+    owned_[i] = static_cast<int>(rank) == config_.parallel->rank();
+  }
+  return owned_;
+}
+
+ParamMap TrainStep::optimizer_state() {
+  ParamMap state = optimizer_.state();
+  if (!sharded()) return state;
+  sync_masters();
+  ParamMap whole;
+  for (size_t i = 0; i < names_.size(); ++i) {
+    ParamMap zeros = optimizer_.zero_state(names_[i], masters_.at(names_[i]).shape());
+    for (const auto& [key, zero] : zeros) whole.set(key, owned()[i] ? state.at(key) : zero);
+  }
+  std::vector<mx::array> summed = config_.parallel->sum(whole.arrays());
+  const std::vector<std::string> keys = whole.names();
+  ParamMap out;
+  for (size_t i = 0; i < keys.size(); ++i)
+    out.set(keys[i], mx::astype(summed[i], optimizer_.state_dtype()));
+  out.set("step", state.at("step"));
+  mx::eval(out.arrays());
+  return out;
+}
+
+void TrainStep::load_optimizer_state(const ParamMap& state) {
+  if (!sharded()) return optimizer_.load_state(state);
+  sync_masters();
+  std::set<std::string> mine;
+  for (size_t i = 0; i < names_.size(); ++i)
+    if (owned()[i]) mine.insert(names_[i]);
+  ParamMap kept;
+  for (const auto& [key, value] : state) {
+    const size_t dot = key.rfind('.');
+    if (key == "step" || (dot != std::string::npos && mine.count(key.substr(0, dot))))
+      kept.set(key, value);
+  }
+  optimizer_.load_state(kept);
+}
+
 StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
                           const std::vector<mx::array>& keys) {
   FT_CHECK(!micro_batches.empty(), "train", "a step needs at least one micro-batch");
@@ -285,7 +352,24 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
   }
   mx::array norm = global_norm(grads) * factor;
   if (config_.max_grad_norm) factor = factor * clip_coefficient(norm, *config_.max_grad_norm);
-  set_masters(optimizer_.update(masters_, grads, factor));
+  if (!sharded()) {
+    set_masters(optimizer_.update(masters_, grads, factor));
+  } else {
+    // Note [Sharded optimizer state]
+    ParamMap mine;
+    for (size_t i = 0; i < names_.size(); ++i)
+      if (owned()[i]) mine.set(names_[i], grads.at(names_[i]));
+    ParamMap updated = optimizer_.update(masters_, mine, factor);
+    std::vector<mx::array> parts;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      const mx::array& value = updated.at(names_[i]);
+      parts.push_back(owned()[i] ? value : mx::zeros_like(value));
+    }
+    parts = config_.parallel->sum(parts);
+    for (size_t i = 0; i < names_.size(); ++i)
+      updated.set(names_[i], mx::astype(parts[i], masters_.at(names_[i]).dtype()));
+    set_masters(std::move(updated));
+  }
   std::vector<mx::array> outputs = masters_.arrays();
   for (const auto& [name, value] : working_) outputs.push_back(value);
   for (const auto& [name, value] : optimizer_.state()) outputs.push_back(value);

@@ -64,6 +64,10 @@ struct StepConfig {
   // The ranks of a data-parallel run: the step's sums are added across them before it
   // divides, clips and updates (Note [Data parallelism] in data_parallel.cpp); null: alone.
   const train::DataParallel* parallel = nullptr;
+  // With parallel: each rank keeps the optimizer state of its share of the parameters and
+  // updates only those; the updated parameters are then summed across ranks (Note
+  // [Sharded optimizer state] in step.cpp).
+  bool shard_optimizer_state = false;
 };
 
 struct StepResult {
@@ -98,6 +102,10 @@ class TrainStep {
   // master's dtype) and writes them into the model cast to its dtypes. Throws ft::Error
   // naming what does not fit.
   void load_masters(const ParamMap& masters);
+  // The optimizer's whole state (gathered from every rank when it is sharded: every rank
+  // must call it), and a saved whole state loaded (each rank keeping its share).
+  ParamMap optimizer_state();
+  void load_optimizer_state(const ParamMap& state);
   // The loss scaler; null when loss scaling is off.
   LossScaler* loss_scaler() { return scaler_ ? &*scaler_ : nullptr; }
 
@@ -119,7 +127,12 @@ class TrainStep {
   std::pair<LossOutput, ParamMap> sharded_loss_and_grads(const Batch& batch, const mx::array& key,
                                                          int shards);
 
-  std::vector<std::string> names_;         // trainable parameter names, in order
+  // Whether this rank updates names_[i] (all true unless the state is sharded).
+  const std::vector<bool>& owned();
+  bool sharded() const;
+
+  std::vector<std::string> names_;  // trainable parameter names, in order
+  std::vector<bool> owned_;
   std::vector<mx::Dtype> compute_dtypes_;  // each parameter's dtype in the model
   ParamMap masters_;                       // see masters()
   // The arrays last written into the model. Holding them keeps their ids unique, so an

@@ -153,7 +153,8 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, EvalFn eval_fn, Optimizer& o
                              .max_grad_norm = config_.max_grad_norm,
                              .loss_scale = config_.loss_scale,
                              .master_weights = config_.master_weights,
-                             .parallel = config_.parallel.get()}),
+                             .parallel = config_.parallel.get(),
+                             .shard_optimizer_state = config_.shard_optimizer_state}),
       rng_(config_.seed) {
   FT_CHECK(config_.iterations >= 0, "trainer", "iterations must be >= 0, got ", config_.iterations);
   FT_CHECK(config_.iterations > 0 || config_.epochs > 0, "trainer",
@@ -220,7 +221,7 @@ int64_t Trainer::resume() {
   } catch (const Error& e) {
     throw Error("trainer", (*folder / "model.safetensors").string() + ": " + e.fact());
   }
-  optimizer_.load_state(c.optimizer);
+  train_step_.load_optimizer_state(c.optimizer);
   if (LossScaler* scaler = train_step_.loss_scaler()) {
     FT_CHECK(c.state.loss_scale.has_value(), "trainer", (*folder / "trainer.json").string(),
              ": no loss scaler state, but this run scales the loss");
@@ -239,10 +240,11 @@ int64_t Trainer::resume() {
   return step_;
 }
 
-Checkpoint Trainer::make_checkpoint() {
+Checkpoint Trainer::make_checkpoint(bool with_optimizer) {
   Checkpoint c;
   c.weights = train_step_.masters();
-  c.optimizer = optimizer_.state();
+  // Every rank takes part: a sharded state is gathered here.
+  if (with_optimizer) c.optimizer = train_step_.optimizer_state();
   if (const LossScaler* scaler = train_step_.loss_scaler()) {
     c.state.loss_scale = scaler->scale();
     c.state.loss_scale_good_steps = scaler->good_steps();
@@ -263,8 +265,9 @@ Checkpoint Trainer::make_checkpoint() {
 std::optional<fs::path> Trainer::save() {
   if (config_.output_dir.empty()) return std::nullopt;
   fs::path folder = checkpoint_folder(checkpoint_root(), step_);
+  Checkpoint c = make_checkpoint();
   if (writes()) {
-    folder = write_checkpoint(checkpoint_root(), make_checkpoint(), config_.checkpoint_files);
+    folder = write_checkpoint(checkpoint_root(), c, config_.checkpoint_files);
     if (config_.keep_checkpoints > 0)
       prune_checkpoints(checkpoint_root(), config_.keep_checkpoints);
   }
@@ -281,8 +284,7 @@ void Trainer::save_best() {
   const fs::path root = config_.output_dir / "best";
   // Only the weights: the run never resumes from here, and optimizer state can be twice
   // their size.
-  Checkpoint c = make_checkpoint();
-  c.optimizer = ParamMap();
+  Checkpoint c = make_checkpoint(/*with_optimizer=*/false);
   if (writes()) {
     write_checkpoint(root, c, config_.checkpoint_files);
     prune_checkpoints(root, 1);

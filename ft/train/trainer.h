@@ -61,6 +61,7 @@ struct TrainerConfig {
   // The ranks of a data-parallel run (data_parallel.h); null: one process. Rank 0 alone
   // writes checkpoints and sends events to the sinks.
   std::shared_ptr<const DataParallel> parallel;
+  bool shard_optimizer_state = false;  // StepConfig::shard_optimizer_state
 };
 
 // Validation of one batch: the summed loss, the count of predicted tokens and how many
@@ -150,7 +151,9 @@ class Trainer {
   int ranks() const { return config_.parallel ? config_.parallel->size() : 1; }
   bool writes() const { return rank() == 0; }
   bool done() const;
-  Checkpoint make_checkpoint();
+  // The run's state now; with_optimizer false leaves the optimizer's state out (the best
+  // weights need none).
+  Checkpoint make_checkpoint(bool with_optimizer = true);
   std::optional<std::filesystem::path> save();
   void save_best();
   TrainResult run_steps();

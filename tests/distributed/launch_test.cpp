@@ -174,3 +174,45 @@ TEST(Launch, BadLaunchesAreClearErrors) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Sharded optimizer state: each rank keeps and updates its share, and the run's losses,
+// weights and saved optimizer state are those of the unsharded run, bit for bit. Its
+// checkpoint holds the whole state: one process resumes from it (with a warning about the
+// number of ranks) and ends where the two ranks do, up to float rounding.
+TEST(Launch, ShardedOptimizerStateGivesTheSameParameters) {
+  const fs::path plain = temp("dp_plain"), sharded = temp("dp_sharded");
+  const std::string full = " --method full --save-every 2";
+  Result a = ft_cpu("launch -n 2 -- ft " + train_args(plain, 4) + full);
+  ASSERT_EQ(a.status, 0) << a.out;
+  Result b = ft_cpu("launch -n 2 -- ft " + train_args(sharded, 4) + full +
+                    " --shard-optimizer-state --stop-after 2");
+  ASSERT_EQ(b.status, 0) << b.out;
+  const fs::path step2 = fs::path("checkpoints") / "step-000002";
+  EXPECT_EQ(file_bytes(plain / step2 / "model.safetensors"),
+            file_bytes(sharded / step2 / "model.safetensors"));
+  const std::string state = file_bytes(sharded / step2 / "optimizer.safetensors");
+  EXPECT_GT(state.size(), 1000u);
+  EXPECT_EQ(file_bytes(plain / step2 / "optimizer.safetensors"), state);
+
+  Result alone = ft_cpu(train_args(sharded, 4) + full + " --shard-optimizer-state");
+  ASSERT_EQ(alone.status, 0) << alone.out;
+  EXPECT_NE(alone.out.find("resuming a run of 2 rank(s) on 1"), std::string::npos) << alone.out;
+  const std::vector<float> x = metric_losses(plain / "metrics.jsonl");
+  const std::vector<float> y = metric_losses(sharded / "metrics.jsonl");
+  ASSERT_EQ(x.size(), 4u);
+  ASSERT_EQ(y.size(), 4u);
+  EXPECT_EQ(x[0], y[0]);
+  EXPECT_EQ(x[1], y[1]);
+  for (size_t i = 2; i < 4; ++i) EXPECT_NEAR(x[i], y[i], 1e-5 * std::abs(x[i]));
+  fs::remove_all(plain);
+  fs::remove_all(sharded);
+}
+
+}  // namespace
