@@ -42,6 +42,7 @@
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/causal_lm_task.h"
+#include "ft/train/data_parallel.h"
 #include "ft/train/memory_fit.h"
 #include "ft/train/optimizer.h"
 #include "ft/train/precision.h"
@@ -295,6 +296,9 @@ void run_bench(const BenchOptions& o) {
   auto optimizer = make_optimizer(opt);
   StepConfig step_config;
   step_config.master_weights = !o.no_master_weights;
+  // Under ft launch, each rank times its share of every batch (data_parallel.h).
+  const train::DataParallel parallel = train::DataParallel::from_environment();
+  step_config.parallel = &parallel;
   if (o.max_grad_norm > 0) step_config.max_grad_norm = o.max_grad_norm;
   TrainStep step(*model, train::causal_lm_loss(o.pack, o.head_chunk), *optimizer, step_config);
 
@@ -315,17 +319,29 @@ void run_bench(const BenchOptions& o) {
     batches = varied_batches(o, config.vocab_size, o.warmup + o.steps, real_tokens);
   }
   auto batch_of = [&](int i) -> const Batch& { return batches[batches.size() == 1 ? 0 : i]; };
+  auto rows_of = [&](int i) { return parallel.rows(batch_of(i)); };
 
   // The first step traces and compiles; warmup steps keep that out of the timing. Padded
   // batches of new lengths trace again in the timed steps, as they would in ft train.
   StepResult result;
-  for (int i = 0; i < o.warmup; ++i) result = step.run({batch_of(i)}, {rng.next()});
+  for (int i = 0; i < o.warmup; ++i) result = step.run({rows_of(i)}, {rng.next()});
   mx::reset_peak_memory();
   double cpu_start = process_cpu_seconds();
   auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < o.steps; ++i) result = step.run({batch_of(o.warmup + i)}, {rng.next()});
+  for (int i = 0; i < o.steps; ++i) result = step.run({rows_of(o.warmup + i)}, {rng.next()});
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double cpu_step_s = (process_cpu_seconds() - cpu_start) / o.steps;
+  // The all-reduce of a step on its own: the gradients' sum across ranks, timed apart.
+  double allreduce_s = 0;
+  if (!parallel.alone()) {
+    std::vector<mx::array> grads;
+    for (const auto& [name, p] : model->trainable_parameters()) grads.push_back(mx::zeros_like(p));
+    mx::eval(grads);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.steps; ++i) mx::eval(parallel.sum(grads));
+    allreduce_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / o.steps;
+  }
 
   double step_s = seconds / o.steps;
   // Tokens trained per second: every row's with random rows; with --lengths the real
@@ -363,6 +379,8 @@ void run_bench(const BenchOptions& o) {
     out["step_s"] = round_to(step_s, 4);
     out["device"] = on_gpu ? backend_name() : "cpu";
     out["threads"] = threads;
+    out["ranks"] = parallel.size();
+    if (!parallel.alone()) out["allreduce_s"] = round_to(allreduce_s, 5);
     out["peak_mem_gib"] = round_to(peak_gib, 2);
     out["estimated_mem_gib"] = round_to(estimated_gib, 2);
     out["resident_mem_gib"] = round_to(resident_gib, 2);
@@ -401,6 +419,9 @@ void run_bench(const BenchOptions& o) {
                 100 * trained / row_tokens);
   std::printf("%.0f %stokens/s, %.4f s/step (%.4f CPU s), loss %.4f\n", tokens_per_s,
               o.lengths.empty() ? "" : "real ", step_s, cpu_step_s, result.loss);
+  if (!parallel.alone())
+    std::printf("%d ranks (%s): the gradients' all-reduce alone takes %.4f s a step\n",
+                parallel.size(), parallel.backend().c_str(), allreduce_s);
   std::printf("peak memory %.2f GiB", peak_gib);
   if (!on_gpu) std::printf(" (MLX's allocator)");
   std::printf(", estimated %.2f GiB, %.2f GiB kept between steps\n", estimated_gib, resident_gib);
