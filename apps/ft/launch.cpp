@@ -191,7 +191,7 @@ int run_launch(const LaunchArgs& args) {
         remote += " " + quoted(e.rfind("MLX_HOSTFILE=", 0) == 0 ? "MLX_HOSTFILE" : e);
       remote += " MLX_HOSTFILE=\"$f\"";
       for (const std::string& a : command) remote += " " + quoted(a);
-      argv = {"ssh", "-o", "BatchMode=yes", hosts[r].ssh, remote};
+      argv = {"ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", hosts[r].ssh, remote};
       o.env.clear();
     } else {
       o.env = env[r];
@@ -257,7 +257,9 @@ int run_launch(const LaunchArgs& args) {
   }
   // Rank 0's errors belong on this terminal too.
   std::ifstream errors(dir / "rank-0.err");
-  std::cerr << errors.rdbuf();
+  const std::string rank0((std::istreambuf_iterator<char>(errors)),
+                          std::istreambuf_iterator<char>());
+  std::cerr << rank0;  // (streaming an empty rdbuf would set cerr's failbit)
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (!failure.empty()) throw Error("launch", failure + "; the other ranks were stopped");

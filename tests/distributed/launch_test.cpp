@@ -154,6 +154,16 @@ TEST(Launch, BadLaunchesAreClearErrors) {
   Result garbage = ft_cpu("launch --hostfile " + hostfile.string() + " -- ft train x y");
   EXPECT_NE(garbage.out.find("not JSON"), std::string::npos) << garbage.out;
 
+  // A host that cannot be reached: its rank fails (ssh's words) and rank 0 is stopped.
+  std::ofstream(hostfile)
+      << R"([{"ssh": "localhost"}, {"ssh": "nohost.invalid", "ips": ["10.255.255.1"]}])";
+  Result unreachable =
+      ft_cpu("launch --hostfile " + hostfile.string() + " -- ft " + train_args(out, 2));
+  EXPECT_EQ(unreachable.status, 1);
+  EXPECT_NE(unreachable.out.find("[launch] rank 1 exited with status"), std::string::npos)
+      << unreachable.out;
+  EXPECT_NE(unreachable.out.find("the other ranks were stopped"), std::string::npos);
+
   Result mpi = ft_cpu("launch -n 2 --backend mpi -- ft " + train_args(out, 2));
   EXPECT_EQ(mpi.status, 1);
   EXPECT_NE(mpi.out.find("mpirun"), std::string::npos) << mpi.out;
@@ -180,6 +190,28 @@ namespace {
 std::string file_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The methods and options a run may combine with data parallelism: the two ranks' losses are
+// one process's (bfloat16 within its rounding).
+TEST(Launch, MethodsAndOptionsKeepTheLossesOfOneProcess) {
+  const std::vector<std::pair<std::string, double>> cases = {
+      {" --method dora", 1e-6},    {" --quantize-bits 4 --quantize-group-size 32", 1e-6},
+      {" --pack", 1e-6},           {" --grad-checkpoint", 1e-6},
+      {" --dtype bfloat16", 2e-2},
+  };
+  for (const auto& [options, tolerance] : cases) {
+    const fs::path one = temp("dp_v1"), two = temp("dp_v2");
+    Result a = ft_cpu(train_args(one, 3) + options);
+    ASSERT_EQ(a.status, 0) << options << ": " << a.out;
+    Result b = ft_cpu("launch -n 2 -- ft " + train_args(two, 3) + options);
+    ASSERT_EQ(b.status, 0) << options << ": " << b.out;
+    SCOPED_TRACE(options);
+    expect_close(records(one / "metrics.jsonl", "loss"), records(two / "metrics.jsonl", "loss"),
+                 "loss", tolerance);
+    fs::remove_all(one);
+    fs::remove_all(two);
+  }
 }
 
 // Sharded optimizer state: each rank keeps and updates its share, and the run's losses,
