@@ -118,6 +118,37 @@ extern "C" void on_signal(int sig) {
   g_signal = sig;
 }
 
+// Whether `name` is a program on PATH.
+bool on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "";
+  for (size_t start = 0; start <= dirs.size();) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    if (end > start && access((dirs.substr(start, end - start) + "/" + name).c_str(), X_OK) == 0)
+      return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// MPI starts its own ranks: mpirun runs the command N times with the backend named; MLX's
+// MPI backend reads mpirun's environment.
+int run_under_mpi(const LaunchArgs& args, size_t ranks) {
+  FT_CHECK(args.hostfile.empty(), "launch",
+           "--backend mpi takes its hosts from mpirun: give -n N, and MPI's own host settings");
+  FT_CHECK(on_path("mpirun"), "launch",
+           "--backend mpi needs mpirun (Open MPI) on PATH; ring needs nothing: --backend ring");
+  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks), "-x",
+                                   std::string(train::kBackendVariable) + "=mpi"};
+  for (const std::string& a : args.command)
+    argv.push_back(a == "ft" && argv.size() == 5 ? fs::read_symlink("/proc/self/exe").string() : a);
+  std::vector<char*> c;
+  for (std::string& a : argv) c.push_back(a.data());
+  c.push_back(nullptr);
+  execvp("mpirun", c.data());
+  throw Error("launch", "cannot run mpirun");
+}
+
 int run_launch(const LaunchArgs& args) {
   FT_CHECK(!args.command.empty(), "launch", "no command: ft launch -n N -- ft train ...");
   std::vector<Host> hosts;
@@ -132,9 +163,7 @@ int run_launch(const LaunchArgs& args) {
   const int n = static_cast<int>(hosts.size());
   std::string backend = args.backend;
   if (backend == "auto") backend = mx::distributed::is_available("nccl") ? "nccl" : "ring";
-  FT_CHECK(backend == "ring" || backend == "nccl", "launch", "--backend ", backend,
-           ": ft launch starts ring and nccl ranks; under MPI, start `ft train` with mpirun and ",
-           train::kBackendVariable, "=mpi");
+  if (backend == "mpi") return run_under_mpi(args, hosts.size());
 
   std::vector<std::string> command = args.command;
   if (command[0] == "ft") command[0] = fs::read_symlink("/proc/self/exe").string();
@@ -280,8 +309,8 @@ void add_launch_command(CLI::App& app) {
                   "JSON list of hosts, one rank each: [{\"ssh\": \"host\", \"ips\": "
                   "[\"10.0.0.1\"]}, ...] (the format of MLX's launcher)");
   cmd->add_option("--backend", args->backend,
-                  "ring (TCP: CPUs, Macs), nccl (NVIDIA GPUs) or auto (nccl where this MLX has "
-                  "it, else ring)")
+                  "ring (TCP: CPUs, Macs), nccl (NVIDIA GPUs), mpi (through mpirun) or auto (nccl "
+                  "where this MLX has it, else ring)")
       ->check(CLI::IsMember({"ring", "nccl", "mpi", "auto"}))
       ->capture_default_str();
   cmd->add_option("command", args->command, "The command each rank runs, after --")->required();
