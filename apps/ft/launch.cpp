@@ -105,14 +105,6 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
-std::string last_line(const fs::path& file) {
-  std::ifstream in(file);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
-  return last;
-}
-
 std::atomic<int> g_signal{0};
 extern "C" void on_signal(int sig) {
   g_signal = sig;

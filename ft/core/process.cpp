@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include "ft/core/error.h"
 
 namespace ft {
@@ -53,6 +55,15 @@ int spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
   }
   setpgid(pid, pid);  // also here, so a signal to the group cannot precede the child's call
   return pid;
+}
+
+std::string last_line(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::string line, last;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
+  if (last.size() > 1000) last = last.substr(0, 1000) + "...";
+  return last;
 }
 
 int exit_code(int wait_status) {

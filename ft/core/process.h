@@ -3,6 +3,7 @@
 // server or launcher dying with them). Used by ft serve's jobs and ft launch's ranks.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -22,5 +23,9 @@ int spawn(const std::vector<std::string>& args, const SpawnOptions& options = {}
 
 // The exit code of a waitpid status: its exit status, or 128 + the signal that ended it.
 int exit_code(int wait_status);
+
+// The last non-empty line of a file a child wrote (its error, as ft prints it), at most
+// 1000 bytes of it; empty for a missing or blank file.
+std::string last_line(const std::filesystem::path& file);
 
 }  // namespace ft

@@ -47,17 +47,6 @@ bool job_process_alive(int pid, const fs::path& job_dir) {
   return cmdline.find(job_dir.string()) != std::string::npos;
 }
 
-// The last non-empty line of a file (the child's error, as ft prints it), at most 1000
-// bytes of it.
-std::string last_line(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::string line, last;
-  while (std::getline(in, line))
-    if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
-  if (last.size() > 1000) last = last.substr(0, 1000) + "...";
-  return last;
-}
-
 }  // namespace
 
 JobRunner::JobRunner(RunnerOptions options)
