@@ -8,6 +8,7 @@
 #include <mlx/transforms.h>  // defines: eval
 
 #include "ft/core/error.h"
+#include "ft/core/hash.h"  // defines: fnv1a
 
 namespace ft::train {
 
@@ -23,19 +24,6 @@ namespace ft::train {
 // writes checkpoints, metrics and outputs; the others wait for it at a barrier. The data
 // position in a checkpoint is every rank's, since all read the same batches, so a run
 // resumes with another number of ranks on the same data order.
-
-namespace {
-
-uint64_t fnv1a(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-}  // namespace
 
 DataParallel DataParallel::from_environment() {
   DataParallel p;

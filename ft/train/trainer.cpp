@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
+#include "ft/core/hash.h"  // defines: fnv1a
 #include "ft/core/log.h"
 #include "ft/train/checkpoint.h"
 #include "ft/train/event_sinks.h"  // defines: MetricsFileSink, ConsoleSink
@@ -32,15 +33,9 @@ namespace {
 std::atomic<bool> g_stop{false};
 static_assert(std::atomic<bool>::is_always_lock_free, "request_stop must be signal-safe");
 
-// FNV-1a, 64 bits: stable across platforms and runs, unlike std::hash.
 std::string fnv1a_hex(const std::string& text) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
   char out[17];
-  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(fnv1a(text)));
   return out;
 }
 
