@@ -31,6 +31,7 @@
 #include "ft/core/device.h"
 #include "ft/core/dtype.h"
 #include "ft/core/error.h"
+#include "ft/core/evaluate.h"  // defines: rethrow_named
 #include "ft/core/random.h"
 #include "ft/data/batching.h"
 #include "ft/data/tokenize_sample.h"
@@ -323,12 +324,19 @@ void run_bench(const BenchOptions& o) {
 
   // The first step traces and compiles; warmup steps keep that out of the timing. Padded
   // batches of new lengths trace again in the timed steps, as they would in ft train.
+  auto run_step = [&](int i) {
+    try {
+      return step.run({rows_of(i)}, {rng.next()});
+    } catch (const std::runtime_error&) {
+      rethrow_named("bench", "step " + std::to_string(i + 1));
+    }
+  };
   StepResult result;
-  for (int i = 0; i < o.warmup; ++i) result = step.run({rows_of(i)}, {rng.next()});
+  for (int i = 0; i < o.warmup; ++i) result = run_step(i);
   mx::reset_peak_memory();
   double cpu_start = process_cpu_seconds();
   auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < o.steps; ++i) result = step.run({rows_of(o.warmup + i)}, {rng.next()});
+  for (int i = 0; i < o.steps; ++i) result = run_step(o.warmup + i);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   double cpu_step_s = (process_cpu_seconds() - cpu_start) / o.steps;
   // The all-reduce of a step on its own: the gradients' sum across ranks, timed apart.

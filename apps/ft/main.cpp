@@ -11,6 +11,7 @@
 #include "apps/ft/commands.h"
 #include "ft/core/device.h"
 #include "ft/core/error.h"
+#include "ft/core/evaluate.h"  // defines: prepare_failure_location
 
 namespace {
 
@@ -99,6 +100,7 @@ int main(int argc, char** argv) {
   ft::cli::add_serve_command(app);
   ft::cli::add_launch_command(app);
   try {
+    ft::prepare_failure_location();  // FT_LOCATE_GPU_FAILURES, before MLX starts
     ft::use_preferred_device();  // FT_DEVICE, else the GPU when MLX has one
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -6,6 +6,7 @@
 #include <mlx/transforms.h>
 
 #include "ft/core/error.h"
+#include "ft/core/evaluate.h"
 #include "ft/models/cache.h"
 #include "ft/tokenizer/tokenizer.h"
 
@@ -67,7 +68,7 @@ GenerateResult generate(models::CausalLM& model, const std::vector<int>& prompt,
       std::vector<int32_t> chunk(ids.begin() + begin, ids.begin() + end);
       mx::array out = model.forward(mx::array(chunk.data(), {1, end - begin}, mx::int32), cache);
       last = mx::reshape(mx::slice(out, {0, end - begin - 1, 0}, {1, end - begin, vocab}), {vocab});
-      mx::eval(last);
+      evaluate({last});
     }
     return last;
   };
@@ -106,7 +107,7 @@ GenerateResult generate(models::CausalLM& model, const std::vector<int>& prompt,
     }
     int32_t next = token;
     logits = mx::reshape(model.forward(mx::array(&next, {1, 1}, mx::int32), cache), {vocab});
-    mx::eval(logits);
+    evaluate({logits});
   }
   emit_up_to(result.text.size());
   return result;

@@ -9,6 +9,7 @@
 #include <mlx/transforms.h>
 #include <mlx/utils.h>  // operator<< for Dtype in messages
 
+#include "ft/core/evaluate.h"
 #include "ft/nn/checkpoint.h"
 #include "ft/nn/dropout.h"
 #include "ft/train/clip.h"
@@ -176,7 +177,7 @@ std::pair<LossOutput, ParamMap> TrainStep::sharded_loss_and_grads(const Batch& b
   std::vector<mx::array> ready = masters_.arrays();
   for (const auto& [name, value] : model_.parameters()) ready.push_back(value);
   ready.push_back(keys);
-  mx::eval(ready);
+  evaluate(ready);
   const size_t n_grads = names_.size();
   const uint64_t checkpointed_before = nn::checkpointed_calls();
   std::vector<mx::array> sums = row_shards_.sum(
@@ -260,7 +261,7 @@ ParamMap TrainStep::optimizer_state() {
   for (size_t i = 0; i < keys.size(); ++i)
     out.set(keys[i], mx::astype(summed[i], optimizer_.state_dtype()));
   out.set("step", state.at("step"));
-  mx::eval(out.arrays());
+  evaluate(out.arrays());
   return out;
 }
 
@@ -307,7 +308,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
       std::vector<mx::array> pending = grad_sum->arrays();
       pending.push_back(loss_sum);
       pending.push_back(tokens);
-      mx::eval(pending);
+      evaluate(pending);
     }
   }
   if (config_.parallel && !config_.parallel->alone()) {
@@ -332,7 +333,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     outputs.push_back(mean_loss);
     outputs.push_back(tokens);
     outputs.push_back(norm);
-    mx::eval(outputs);
+    evaluate(outputs);
     result.loss = mean_loss.item<float>();
     result.tokens = tokens.item<float>();
     result.grad_norm = norm.item<float>();
@@ -342,7 +343,7 @@ StepResult TrainStep::run(const std::vector<Batch>& micro_batches,
     mx::array finite = all_finite(grads);
     std::vector<mx::array> pending = grads.arrays();
     pending.push_back(finite);
-    mx::eval(pending);
+    evaluate(pending);
     bool ok = finite.item<bool>();
     scaler_->update(ok);
     if (!ok) {

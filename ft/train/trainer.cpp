@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ft/core/error.h"
+#include "ft/core/evaluate.h"  // defines: evaluate, rethrow_named
 #include "ft/core/hash.h"  // defines: fnv1a
 #include "ft/core/log.h"
 #include "ft/train/checkpoint.h"
@@ -112,7 +113,7 @@ EvalOutput evaluate_batch(nn::Module& model, const EvalFn& eval_fn, const Batch&
   int n = batch_row_shards(batch);
   if (n == 1) {
     EvalOutput out = eval_fn(model, batch);
-    mx::eval(out.loss_sum, out.tokens, out.correct);
+    ft::evaluate({out.loss_sum, out.tokens, out.correct});
     return out;
   }
   mx::eval(model.parameters().arrays());  // Note [Row shards on the CPU]
@@ -120,7 +121,7 @@ EvalOutput evaluate_batch(nn::Module& model, const EvalFn& eval_fn, const Batch&
     EvalOutput out = eval_fn(model, rows);
     return std::vector<mx::array>{out.loss_sum, out.tokens, out.correct};
   });
-  mx::eval(sums);
+  ft::evaluate(sums);
   return EvalOutput{sums[0], sums[1], sums[2]};
 }
 
@@ -407,7 +408,12 @@ TrainResult Trainer::run_steps() {
       position_ = batcher_.next(position_);
       keys.push_back(rng_.next());
     }
-    StepResult s = train_step_.run(micro, keys);
+    StepResult s;
+    try {
+      s = train_step_.run(micro, keys);
+    } catch (const std::runtime_error&) {
+      rethrow_named("train", detail::concat("step ", step_ + 1));
+    }
     const auto now = std::chrono::steady_clock::now();
     double seconds = std::chrono::duration<double>(now - start).count();
     ++step_;
@@ -435,7 +441,11 @@ TrainResult Trainer::run_steps() {
     if (config_.eval_every > 0 && step_ % config_.eval_every == 0) {
       TrainEvent ev;
       ev.kind = TrainEvent::Kind::evaluation;
-      ev.eval = evaluate();
+      try {
+        ev.eval = evaluate();
+      } catch (const std::runtime_error&) {
+        rethrow_named("train", detail::concat("evaluation after step ", step_));
+      }
       result.evals.push_back(ev.eval);
       emit(ev);
       if (!best_val_loss_ || ev.eval.loss < *best_val_loss_) {

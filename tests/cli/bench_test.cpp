@@ -151,3 +151,16 @@ TEST(Bench, QloraOverAQuantizedBase) {
 }
 
 }  // namespace
+
+// FT_LOCATE_GPU_FAILURES=1 evaluates each step one operation at a time (Note [Naming a
+// failed kernel]): the same losses, through the compiled step, checkpointing and the
+// fused head alike.
+TEST(Bench, LocatingFailuresEvaluatesTheSameStep) {
+  const std::string run = kSmall + " --method full --grad-checkpoint --json";
+  json plain = run_json(run);
+  auto r = ft::testing::run_ft("FT_LOCATE_GPU_FAILURES=1 " + std::string(FT_BINARY) + " " + run,
+                               "", /*raw=*/true);
+  ASSERT_EQ(r.status, 0) << r.out;
+  json located = json::parse(r.out);
+  EXPECT_EQ(plain["loss"], located["loss"]) << plain << "\n" << located;
+}
