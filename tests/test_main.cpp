@@ -7,6 +7,7 @@
 #include "ft/core/device.h"
 
 int main(int argc, char** argv) {
+  ft::choose_blas_core(argv);  // as the ft command does
   testing::InitGoogleTest(&argc, argv);
   // Tests compare float32 results with references computed in float32 or double;
   // cuBLAS's TF32 tensor-core mode would round matmul inputs to 10 mantissa bits.

@@ -157,7 +157,8 @@ void print_info(bool as_json) {
                              {"architecture", g.architecture},
                              {"total_memory", g.total_memory},
                              {"free_memory", g.free_memory}});
-    out["cpu"] = {{"model", info.cpu_model}, {"cores", info.cpu_cores}};
+    out["cpu"] = {
+        {"model", info.cpu_model}, {"cores", info.cpu_cores}, {"blas_core", info.blas_core}};
     out["system_memory"] = info.system_memory;
     out["mlx_memory_limit"] = info.mlx_memory_limit;
     std::cout << out.dump(2) << "\n";
@@ -173,7 +174,9 @@ void print_info(bool as_json) {
     std::cout << "\n";
   }
   if (info.gpus.empty()) std::cout << "GPU: none\n";
-  std::cout << "CPU: " << info.cpu_model << ", " << info.cpu_cores << " cores\n"
+  std::cout << "CPU: " << info.cpu_model << ", " << info.cpu_cores << " cores";
+  if (!info.blas_core.empty()) std::cout << ", OpenBLAS kernels " << info.blas_core;
+  std::cout << "\n"
             << "System memory: " << format_bytes(info.system_memory) << "\n"
             << "MLX memory limit: " << format_bytes(info.mlx_memory_limit) << "\n";
 }

@@ -76,6 +76,7 @@ std::string unknown_word_message(CLI::App& app) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ft::choose_blas_core(argv);  // Note [OpenBLAS on CPUs it does not know]
   ft::keep_freed_host_memory();
   CLI::App app{"ft: fine-tune language models on MLX"};
   app.set_version_flag("--version", std::string("ft ") + FT_VERSION);

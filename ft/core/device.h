@@ -25,6 +25,7 @@ struct SystemInfo {
   std::vector<GpuInfo> gpus;
   std::string cpu_model;
   int cpu_cores = 0;
+  std::string blas_core;         // OpenBLAS's kernel family, e.g. "SkylakeX"; "" if not OpenBLAS
   size_t system_memory = 0;      // bytes
   size_t mlx_memory_limit = 0;   // bytes, MLX's allocator limit
   size_t mlx_active_memory = 0;  // bytes
@@ -51,5 +52,17 @@ std::string format_bytes(size_t bytes);
 // allocations of a training step] in device.cpp). A no-op without glibc. Call it once at
 // program start; the ft command does.
 void keep_freed_host_memory();
+
+// Note [OpenBLAS on CPUs it does not know] in device.cpp.
+// The OpenBLAS kernel family to ask for on this CPU, given the one OpenBLAS chose (its
+// openblas_get_corename()) and the CPU's features: "SkylakeX" with AVX-512, "Haswell" with
+// AVX2 and FMA, where OpenBLAS fell back to a family that uses neither; "" to keep its choice.
+std::string blas_core_for(const std::string& detected, bool avx512, bool avx2_fma);
+// OpenBLAS's kernel family in use; "" when the BLAS is not OpenBLAS.
+std::string blas_core();
+// Call first thing in main: when blas_core_for names a family and OPENBLAS_CORETYPE is not
+// set, runs this program again (same arguments) with OPENBLAS_CORETYPE set, since OpenBLAS
+// reads it only as it loads. Returns when there is nothing to change or the exec failed.
+void choose_blas_core(char** argv);
 
 }  // namespace ft

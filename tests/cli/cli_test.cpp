@@ -9,6 +9,7 @@
 #include <regex>
 #include <string>
 
+#include "ft/core/device.h"
 #include "ft/template/chat_template.h"
 #include "ft/tokenizer/tokenizer.h"
 #include "tests/test_util.h"
@@ -37,6 +38,26 @@ TEST(Cli, VersionAndInfo) {
   EXPECT_TRUE(json["backend"] == "cpu" || json["backend"] == "cuda" || json["backend"] == "metal");
   EXPECT_GT(json["cpu"]["cores"].get<int>(), 0);
   EXPECT_GT(json["system_memory"].get<double>(), 0);
+}
+
+// Note [OpenBLAS on CPUs it does not know]: a family the user names is kept, and without
+// one ft runs with kernels that use the CPU's AVX2 or AVX-512 where it has them.
+TEST(Cli, InfoNamesTheOpenBlasKernelsInUse) {
+  auto named = run("OPENBLAS_CORETYPE=Haswell " + std::string(FT_BINARY) + " info --json", "",
+                   /*raw=*/true);
+  ASSERT_EQ(named.status, 0) << named.out;
+  const std::string core = nlohmann::json::parse(named.out)["cpu"]["blas_core"];
+  if (core.empty()) GTEST_SKIP() << "the BLAS is not OpenBLAS";
+  EXPECT_EQ(core, "Haswell");
+#if defined(__x86_64__)
+  auto chosen = run("env -u OPENBLAS_CORETYPE " + std::string(FT_BINARY) + " info --json", "",
+                    /*raw=*/true);
+  ASSERT_EQ(chosen.status, 0) << chosen.out;
+  const std::string used = nlohmann::json::parse(chosen.out)["cpu"]["blas_core"];
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_EQ(ft::blas_core_for(used, true, true), "") << used;
+  }
+#endif
 }
 
 TEST(Cli, UsageErrorsExitTwoAndFailuresOne) {
