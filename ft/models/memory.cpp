@@ -35,7 +35,7 @@ namespace ft::models {
 // Measured with `ft bench --json` on an H100 (peak_mem_gib, MLX's peak of allocated device
 // memory), Llama-3.2-1B shape unless said, bfloat16, LoRA r16 on every linear layer:
 //   LoRA 4 x 2048 25.5 GiB; full 4 x 2048 42.4; LoRA 4 x 2048 checkpointed 22.7;
-//   Qwen2.5-0.5B LoRA 8 x 1024 25.2; LoRA 1 x 16384 checkpointed 34.4.
+//   Qwen2.5-0.5B LoRA 8 x 1024 25.2; LoRA 1 x 16384 checkpointed 34.4; 1 x 32768 58.0.
 // Three things differ from the CPU:
 //   - attention runs through cuDNN's flash kernels (bf16 or f16, head dims multiples of 8 up
 //     to 128), which keep one logsumexp per row and query, not the scores;
@@ -58,7 +58,11 @@ namespace ft::models {
 // the chunks' three buffers each), as far as the limit lets them. With these it comes within 10% of
 // every run above (tests/models/memory_test.cpp keeps them so). It is a calibration on runs of two
 // shapes, not a derivation: the deferred release is MLX's, and how far ahead the host gets decides
-// how many chunks and layers it holds.
+// how many chunks and layers it holds. On the Llama-3.1-8B shape it falls short: LoRA
+// 2 x 2048 peaked at 44.8 GiB against 39.2 estimated (12% under), and QLoRA (4 bits,
+// groups of 64) 1 x 2048 at 25.7 against 16.6 (35% under). Those runs had no allocation
+// profile; the deferred buffers of layers this wide (and, for QLoRA, whatever MLX's
+// quantized product allocates for thousands of rows) are the likely difference.
 
 namespace {
 
