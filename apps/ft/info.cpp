@@ -113,6 +113,8 @@ void print_model_info(InfoOptions o) {
                      {"optimizer_state", m.optimizer_state},
                      {"activations", m.activations},
                      {"head", m.head},
+                     {"dequantized", m.dequantized},
+                     {"deferred", m.deferred},
                      {"total", m.total()}};
     std::cout << out.dump(2) << "\n";
     return;
@@ -140,6 +142,8 @@ void print_model_info(InfoOptions o) {
   line("optimizer state", m.optimizer_state);
   line("activations", m.activations);
   line("output head", m.head);
+  if (m.dequantized) line("dequantized", m.dequantized);
+  if (m.deferred) line("released late", m.deferred);
   line("total", m.total());
 }
 

@@ -7,6 +7,7 @@
 #include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/linear_cross_entropy.h"
 #include "ft/nn/lora.h"
+#include "ft/nn/quantized_linear.h"  // defines: QuantizedLinear, kDequantizedRowsOnGpu
 
 namespace ft::models {
 
@@ -58,11 +59,14 @@ namespace ft::models {
 // the chunks' three buffers each), as far as the limit lets them. With these it comes within 10% of
 // every run above (tests/models/memory_test.cpp keeps them so). It is a calibration on runs of two
 // shapes, not a derivation: the deferred release is MLX's, and how far ahead the host gets decides
-// how many chunks and layers it holds. On the Llama-3.1-8B shape it falls short: LoRA
-// 2 x 2048 peaked at 44.8 GiB against 39.2 estimated (12% under), and QLoRA (4 bits,
-// groups of 64) 1 x 2048 at 25.7 against 16.6 (35% under). Those runs had no allocation
-// profile; the deferred buffers of layers this wide (and, for QLoRA, whatever MLX's
-// quantized product allocates for thousands of rows) are the likely difference.
+// how many chunks and layers it holds. A quantized base adds the matrices its layers
+// dequantize for their products (Note [Many rows on a GPU] in ft/nn/quantized_linear.cpp):
+// one layer's in use, the others' deferred like the head's chunks. Llama-3.1-8B QLoRA
+// (4 bits, groups of 64) at 1 x 2048 peaked at 28.8 GiB (30.6 estimated), 28.9
+// checkpointed (30.8), 16.7 under a limit of 16, 16.2 under 12 (16.1 both) and 17.6
+// checkpointed under 9 (16.3). The 8B LoRA in bf16 at 2 x 2048 still falls short: 44.8 GiB
+// against 39.2 (12% under), a run without an allocation profile; the deferred buffers of
+// layers this wide are the likely difference.
 
 namespace {
 
@@ -166,8 +170,20 @@ MemoryEstimate estimate_training_memory(const CausalLM& model, const TrainingPla
     const int64_t alive = std::min((tokens + chunk - 1) / chunk, kCudaChunksAlive);
     const uint64_t buffer = uint64_t(chunk) * c.vocab_size * 4;  // f32 (chunk, vocab)
     m.head = 2 * buffer;
+    // Quantized layers multiply by their dequantized matrices (Note [Many rows on a GPU] in
+    // ft/nn/quantized_linear.cpp): one layer's are in use, the others' buffers deferred.
+    uint64_t dequantized = 0;
+    if (tokens >= nn::kDequantizedRowsOnGpu)
+      for (const auto& [path, module] : model.named_modules()) {
+        auto* q = dynamic_cast<const nn::QuantizedLinear*>(module);
+        if (auto* adapted = dynamic_cast<const nn::LoRALinear*>(module))
+          q = dynamic_cast<const nn::QuantizedLinear*>(adapted->base().get());
+        if (q) dequantized += uint64_t(q->in_features()) * q->out_features() * itemsize;
+      }
+    const uint64_t dequantized_layer = dequantized / uint64_t(std::max<int64_t>(1, layers));
+    m.dequantized = dequantized_layer;
     const uint64_t kept = m.total();
-    m.deferred = 3 * alive * buffer - m.head;
+    m.deferred = 3 * alive * buffer - 2 * buffer + dequantized - dequantized_layer;
     if (plan.memory_limit > 0)
       m.deferred = std::min(m.deferred, plan.memory_limit - std::min(plan.memory_limit, kept));
     return m;

@@ -44,11 +44,15 @@ struct MemoryEstimate {
   uint64_t optimizer_state = 0;  // moments of the trained parameters
   uint64_t activations = 0;      // kept by the decoder layers for the backward pass
   uint64_t head = 0;             // the output head's logits and their gradient, per chunk
+  // On a GPU, one quantized layer's matrices dequantized for its products (Note [Many rows
+  // on a GPU] in ft/nn/quantized_linear.cpp).
+  uint64_t dequantized = 0;
   // On CUDA, buffers kept past their last use while the host encodes ahead of the GPU
   // (Note [Memory on MLX's CUDA backend]), up to the plan's memory limit.
   uint64_t deferred = 0;
   uint64_t total() const {
-    return weights + gradients + master_weights + optimizer_state + activations + head + deferred;
+    return weights + gradients + master_weights + optimizer_state + activations + head +
+           dequantized + deferred;
   }
 };
 

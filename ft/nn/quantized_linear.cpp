@@ -20,6 +20,18 @@ namespace ft::nn {
 // what dx needs), so that no layer's floats outlive its own product: the weights stay
 // stored quantized. The rebuild depends on the cotangent, which keeps a compiled graph from
 // merging it with the forward's and keeping that alive instead.
+// Note [Many rows on a GPU]
+// MLX's CUDA quantized matmul is built for generation's few rows. A training step's
+// products have thousands: Llama-3.1-8B QLoRA at 1 x 2048 on an H100 ran at 4,001 tokens/s
+// through it, where transformers over bitsandbytes, which dequantizes each weight and
+// multiplies with cuBLAS, ran at 7,174. So from kDequantizedRowsOnGpu rows a GPU takes the
+// CPU's path above: the layer's matrix is dequantized for its product and again in the
+// backward, and dies with it. Generation's decode steps keep the quantized kernel. Same
+// run, H100 (`dev/gpu/ab.sh`, STEPS=4): 3,888 tokens/s and 25.7 GiB through the quantized
+// kernel, 10,274 tokens/s and 28.8 GiB dequantized; under `--memory-limit 12`, 7,183
+// tokens/s and 16.2 GiB. The extra memory is the dequantized matrices, whose buffers MLX
+// releases late (Note [Memory on MLX's CUDA backend] in ft/models/memory.cpp).
+
 namespace {
 
 mx::array dequantized_matmul_t(const mx::array& x, const mx::array& weight, const mx::array& scales,
@@ -46,6 +58,8 @@ mx::array dequantized_matmul_t(const mx::array& x, const mx::array& weight, cons
 mx::array quantized_matmul_t(const mx::array& x, const mx::array& weight, const mx::array& scales,
                              const mx::array& biases, int group_size, int bits) {
   if (mx::default_device() == mx::Device::cpu)  // Note [Quantized products on the CPU]
+    return dequantized_matmul_t(x, weight, scales, biases, group_size, bits);
+  if (x.size() / x.shape(-1) >= kDequantizedRowsOnGpu)  // Note [Many rows on a GPU]
     return dequantized_matmul_t(x, weight, scales, biases, group_size, bits);
   int groups_per_row = scales.shape(-1);
   if (groups_per_row < 4 && mx::default_device() == mx::Device::gpu) {

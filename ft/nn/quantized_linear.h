@@ -7,6 +7,7 @@
 // Linear's would.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 
@@ -22,6 +23,10 @@ void check_quantization(const char* place, int features, int group_size, int bit
 // multiplies through this one function (Note [Few groups on CUDA] in quantized_linear.cpp).
 mx::array quantized_matmul_t(const mx::array& x, const mx::array& weight, const mx::array& scales,
                              const mx::array& biases, int group_size, int bits);
+
+// From this many rows of x a GPU multiplies by the dequantized matrix (Note [Many rows on a
+// GPU] in quantized_linear.cpp); fewer, as in generation, go through the quantized kernel.
+constexpr int64_t kDequantizedRowsOnGpu = 256;
 
 class QuantizedLinear : public Layer {
  public:

@@ -13,6 +13,7 @@
 #include "ft/kernels/cpu/head_cross_entropy.h"
 #include "ft/kernels/linear_cross_entropy.h"
 #include "ft/models/memory.h"
+#include "ft/models/quantize.h"
 #include "ft/models/registry.h"
 #include "ft/nn/lora.h"
 #include "ft/train/losses.h"
@@ -134,6 +135,16 @@ Config llama1b_config() {
   return c;
 }
 
+// Llama-3.1-8B, as ft bench's llama8b shape.
+Config llama8b_config() {
+  Config c = llama1b_config();
+  c.hidden_size = 4096;
+  c.intermediate_size = 14336;
+  c.num_hidden_layers = 32;
+  c.tie_word_embeddings = false;
+  return c;
+}
+
 Config qwen05b_config() {
   Config c;
   c.model_type = "qwen2";
@@ -162,19 +173,26 @@ TEST(MemoryEstimate, CudaPlansTrackPeaksMeasuredOnAnH100) {
     double measured_gib;
     double limit_gib = 0;  // --memory-limit
     bool bf16_state = false, masters = true;
+    int bits = 0;  // a quantized base: 4 bits, groups of 64
   };
   const Config l1b = llama1b_config();
+  const Config l8b = llama8b_config();
   for (const Run& r :
        {Run{l1b, true, 4, 2048, false, 25.5}, Run{l1b, false, 4, 2048, false, 42.44},
         Run{l1b, true, 4, 2048, true, 22.71}, Run{qwen05b_config(), true, 8, 1024, false, 25.2},
         Run{l1b, true, 1, 16384, true, 34.36}, Run{l1b, true, 1, 32768, true, 58.0},
-        Run{l1b, true, 4, 2048, false, 14.81, 14},
-        Run{l1b, true, 4, 2048, false, 13.81, 10}, Run{l1b, true, 4, 2048, true, 14.88, 8},
-        Run{l1b, false, 4, 2048, false, 38.95, 0, true},
+        Run{l1b, true, 4, 2048, false, 14.81, 14}, Run{l1b, true, 4, 2048, false, 13.81, 10},
+        Run{l1b, true, 4, 2048, true, 14.88, 8}, Run{l1b, false, 4, 2048, false, 38.95, 0, true},
         Run{l1b, false, 4, 2048, false, 33.23, 0, true, false},
-        Run{l1b, false, 4, 2048, false, 20.73, 20, true, false}}) {
+        Run{l1b, false, 4, 2048, false, 20.73, 20, true, false},
+        Run{l8b, true, 1, 2048, false, 28.78, 0, false, true, 4},
+        Run{l8b, true, 1, 2048, false, 16.66, 16, false, true, 4},
+        Run{l8b, true, 1, 2048, false, 16.23, 12, false, true, 4},
+        Run{l8b, true, 1, 2048, true, 28.91, 0, false, true, 4},
+        Run{l8b, true, 1, 2048, true, 17.64, 9, false, true, 4}}) {
     ft::Rng rng(0);
     auto model = ft::models::build_model(r.config, rng, mx::bfloat16);
+    if (r.bits) ft::models::quantize_model(*model, ft::io::QuantSpec{64, r.bits}, false);
     if (r.lora) {
       ft::nn::LoraConfig l;
       l.rank = 16;
@@ -194,12 +212,11 @@ TEST(MemoryEstimate, CudaPlansTrackPeaksMeasuredOnAnH100) {
     const double measured = r.measured_gib * double(1ull << 30);
     EXPECT_LT(std::abs(estimated - measured) / measured, 0.1)
         << r.config.model_type << " lora " << r.lora << " " << r.batch << " x " << r.length
-        << " checkpoint " << r.checkpoint << " limit " << r.limit_gib << " bf16 state "
-        << r.bf16_state << " masters " << r.masters << ": estimated "
+        << " checkpoint " << r.checkpoint << " bits " << r.bits << " limit " << r.limit_gib
+        << " bf16 state " << r.bf16_state << " masters " << r.masters << ": estimated "
         << estimated / double(1ull << 30) << " GiB, measured " << r.measured_gib;
     // The CPU's plan of the same run differs: attention keeps its bf16 scores there.
     plan.backend = "cpu";
     EXPECT_NE(ft::models::estimate_training_memory(*model, plan).total(), uint64_t(estimated));
   }
 }
-
