@@ -28,6 +28,7 @@
 #include "apps/ft/commands.h"
 #include "ft/core/error.h"
 #include "ft/core/process.h"
+#include "ft/io/hostfile.h"           // defines: io::parse_hostfile, io::Host
 #include "ft/kernels/cpu/parallel.h"  // defines: kernels::cpu::num_threads
 #include "ft/train/data_parallel.h"   // defines: train::kBackendVariable
 
@@ -44,44 +45,12 @@ struct LaunchArgs {
   std::vector<std::string> command;
 };
 
-// One rank's host: where it runs (ssh name; empty: this machine) and the address the
-// other ranks reach it at.
-struct Host {
-  std::string ssh;
-  std::string ip = "127.0.0.1";
-};
-
-bool is_local(const std::string& host) {
-  return host.empty() || host == "localhost" || host == "127.0.0.1" || host == "::1";
-}
-
-// MLX's launcher's hostfile: [{"ssh": "host", "ips": ["10.0.0.1", ...]}, ...], one rank a
-// host.
-std::vector<Host> read_hostfile(const std::string& file) {
-  std::ifstream in(file);
+// The hostfile's text, parsed by io::parse_hostfile.
+std::vector<io::Host> read_hostfile(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
   FT_CHECK(in, "launch", file, ": cannot read the hostfile");
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  FT_CHECK(!j.is_discarded(), "launch", file, ": not JSON");
-  FT_CHECK(j.is_array() && !j.empty(), "launch", file,
-           ": a hostfile is a list of hosts, [{\"ssh\": \"host\", \"ips\": [\"10.0.0.1\"]}, ...]");
-  std::vector<Host> hosts;
-  for (size_t i = 0; i < j.size(); ++i) {
-    const json& h = j[i];
-    FT_CHECK(h.is_object() && h.contains("ssh") && h["ssh"].is_string(), "launch", file, ": host ",
-             i, " needs \"ssh\", the name ssh reaches it by");
-    Host host;
-    host.ssh = h["ssh"];
-    if (h.contains("ips")) {
-      FT_CHECK(h["ips"].is_array() && !h["ips"].empty() && h["ips"][0].is_string(), "launch", file,
-               ": host ", i, ": \"ips\" must be a list of addresses");
-      host.ip = h["ips"][0];
-    } else {
-      FT_CHECK(is_local(host.ssh), "launch", file, ": host ", i, " (", host.ssh,
-               ") needs \"ips\", the address the other hosts reach it at");
-    }
-    hosts.push_back(host);
-  }
-  return hosts;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return io::parse_hostfile(text, file);
 }
 
 // A port of 127.0.0.1 that was free a moment ago.
@@ -143,14 +112,14 @@ int run_under_mpi(const LaunchArgs& args, size_t ranks) {
 
 int run_launch(const LaunchArgs& args) {
   FT_CHECK(!args.command.empty(), "launch", "no command: ft launch -n N -- ft train ...");
-  std::vector<Host> hosts;
+  std::vector<io::Host> hosts;
   if (!args.hostfile.empty()) {
     hosts = read_hostfile(args.hostfile);
     FT_CHECK(args.ranks == 0 || args.ranks == static_cast<int>(hosts.size()), "launch", "-n ",
              args.ranks, " but ", args.hostfile, " lists ", hosts.size(), " hosts (one rank each)");
   } else {
     FT_CHECK(args.ranks >= 1, "launch", "give -n N (ranks on this machine) or --hostfile");
-    hosts.assign(args.ranks, Host{});
+    hosts.assign(args.ranks, io::Host{});
   }
   const int n = static_cast<int>(hosts.size());
   std::string backend = args.backend;
@@ -166,8 +135,8 @@ int run_launch(const LaunchArgs& args) {
   std::vector<std::vector<std::string>> env(n);
   json ring = json::array();
   for (int r = 0; r < n; ++r)
-    ring.push_back(
-        {hosts[r].ip + ":" + std::to_string(is_local(hosts[r].ssh) ? free_port() : 29500 + r)});
+    ring.push_back({hosts[r].ip + ":" +
+                    std::to_string(io::is_local_host(hosts[r].ssh) ? free_port() : 29500 + r)});
   const fs::path ring_file = dir / "ring.json";
   std::ofstream(ring_file) << ring.dump() << "\n";
   const int nccl_port = free_port();
@@ -204,7 +173,7 @@ int run_launch(const LaunchArgs& args) {
     o.stderr_path = (dir / ("rank-" + std::to_string(r) + ".err")).string();
     if (r > 0) o.stdout_path = (dir / ("rank-" + std::to_string(r) + ".out")).string();
     std::vector<std::string> argv = command;
-    if (!is_local(hosts[r].ssh)) {
+    if (!io::is_local_host(hosts[r].ssh)) {
       // The ring's addresses travel in the command; the remote rank writes them to a file.
       std::string remote = "f=$(mktemp) && printf %s " + quoted(ring.dump()) + " > \"$f\" && cd " +
                            quoted(fs::current_path().string()) + " && exec env";
@@ -220,8 +189,8 @@ int run_launch(const LaunchArgs& args) {
     const int pid = spawn(argv, o);
     rank_of[pid] = r;
     std::cerr << "ft launch: rank " << r << " (" << backend << ", "
-              << (is_local(hosts[r].ssh) ? "this machine" : hosts[r].ssh) << "): pid " << pid
-              << "\n";
+              << (io::is_local_host(hosts[r].ssh) ? "this machine" : hosts[r].ssh) << "): pid "
+              << pid << "\n";
   }
 
   // Waits for the ranks; the first that fails (or a signal) stops the others.

@@ -177,7 +177,9 @@ JobRequest parse_job_request(const json& body, const Roots& roots) {
   if (body.contains("name")) r.name = as_string(body["name"], "name");
   if (body.contains("export")) {
     const json& e = body["export"];
-    if (!e.is_object() || e.value("format", "") != "gguf")
+    // Not e.value("format", ""), which throws nlohmann's type_error for a format that is not
+    // a string (fuzz/regressions/job_request/).
+    if (!e.is_object() || !e.contains("format") || e["format"] != "gguf")
       bad_request("\"export\" must be {\"format\": \"gguf\", \"type\": TYPE}");
     r.exported = {{"format", "gguf"},
                   {"type", e.contains("type") ? as_string(e["type"], "export.type") : "q8_0"}};

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 // The targets' sources, built as plain functions ft_fuzz_<name> (no FT_FUZZ_MAIN).
@@ -13,6 +14,7 @@
 #include "fuzz/config_json.cpp"
 #include "fuzz/data_file.cpp"
 #include "fuzz/gguf_file.cpp"
+#include "fuzz/hostfile.cpp"
 #include "fuzz/jsonl_record.cpp"
 #include "fuzz/npz.cpp"
 #include "fuzz/quant_recipe.cpp"
@@ -23,6 +25,9 @@
 #include "fuzz/torch_pickle.cpp"
 #include "fuzz/yaml_config.cpp"
 #include "fuzz/zip.cpp"
+#if FT_HAVE_SERVE  // job_settings.cpp is in ft_lib only where the job service is built
+#include "fuzz/job_request.cpp"
+#endif
 
 namespace {
 
@@ -50,24 +55,44 @@ int replay(const std::string& name, Target target) {
   return count;
 }
 
+// Every target of fuzz/, by name.
+const std::pair<const char*, Target> kTargets[] = {
+    {"adapter_config", ft_fuzz_adapter_config},
+    {"config_json", ft_fuzz_config_json},
+    {"data_file", ft_fuzz_data_file},
+    {"gguf_file", ft_fuzz_gguf_file},
+    {"hostfile", ft_fuzz_hostfile},
+#if FT_HAVE_SERVE
+    {"job_request", ft_fuzz_job_request},
+#endif
+    {"jsonl_record", ft_fuzz_jsonl_record},
+    {"npz", ft_fuzz_npz},
+    {"quant_recipe", ft_fuzz_quant_recipe},
+    {"safetensors", ft_fuzz_safetensors},
+    {"template", ft_fuzz_template},
+    {"tokenizer_encode", ft_fuzz_tokenizer_encode},
+    {"tokenizer_json", ft_fuzz_tokenizer_json},
+    {"torch_pickle", ft_fuzz_torch_pickle},
+    {"yaml_config", ft_fuzz_yaml_config},
+    {"zip", ft_fuzz_zip},
+};
+
 }  // namespace
 
 TEST(FuzzReplay, EveryTargetOnItsSeedsAndRegressions) {
-  const std::pair<const char*, Target> targets[] = {
-      {"adapter_config", ft_fuzz_adapter_config},
-      {"config_json", ft_fuzz_config_json},
-      {"data_file", ft_fuzz_data_file},
-      {"gguf_file", ft_fuzz_gguf_file},
-      {"jsonl_record", ft_fuzz_jsonl_record},
-      {"npz", ft_fuzz_npz},
-      {"quant_recipe", ft_fuzz_quant_recipe},
-      {"safetensors", ft_fuzz_safetensors},
-      {"template", ft_fuzz_template},
-      {"tokenizer_encode", ft_fuzz_tokenizer_encode},
-      {"tokenizer_json", ft_fuzz_tokenizer_json},
-      {"torch_pickle", ft_fuzz_torch_pickle},
-      {"yaml_config", ft_fuzz_yaml_config},
-      {"zip", ft_fuzz_zip},
-  };
-  for (auto [name, target] : targets) EXPECT_GT(replay(name, target), 0) << name;
+  for (auto [name, target] : kTargets) EXPECT_GT(replay(name, target), 0) << name;
+}
+
+// A target added to fuzz/ but not to kTargets (and the #includes above) would never be
+// replayed.
+TEST(FuzzReplay, EveryTargetIsListed) {
+  std::set<std::string> listed;
+  for (auto [name, target] : kTargets) listed.insert(name);
+#if !FT_HAVE_SERVE
+  listed.insert("job_request");
+#endif
+  for (const auto& entry : fs::directory_iterator(fs::path(FT_SOURCE_DIR) / "fuzz")) {
+    if (entry.path().extension() != ".cpp") continue;
+    EXPECT_TRUE(listed.count(entry.path().stem().string())) << entry.path() << " is not replayed";
+  }
 }

@@ -134,5 +134,20 @@ TEST_F(JobSettings, MalformedBodiesAreBadRequests) {
             400);
 }
 
+// Found by reading parse_job_request, kept by fuzz/regressions/job_request/: an export
+// format of another type was nlohmann's type_error, not the server's 400.
+TEST_F(JobSettings, ExportFormatOfAnotherTypeIsABadRequest) {
+  for (const json& format : {json(1), json(nullptr), json::array({"gguf"})}) {
+    try {
+      parse_job_request({{"model", "model"}, {"data", "data"}, {"export", {{"format", format}}}},
+                        *roots_);
+      ADD_FAILURE() << "accepted " << format;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.http_status(), 400);
+      EXPECT_STREQ(e.what(), "[serve] \"export\" must be {\"format\": \"gguf\", \"type\": TYPE}");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ft::serve
