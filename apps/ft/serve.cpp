@@ -89,7 +89,9 @@ std::string load_token(const ServeArgs& args, const fs::path& jobs_dir, std::str
 }
 
 void run_serve(const ServeArgs& args) {
-  const fs::path jobs_dir = args.jobs_dir.empty() ? default_jobs_dir() : fs::path(args.jobs_dir);
+  // Absolute: each job runs in its own folder (Note [Jobs as child processes]).
+  const fs::path jobs_dir =
+      fs::absolute(args.jobs_dir.empty() ? default_jobs_dir() : fs::path(args.jobs_dir));
   std::error_code ec;
   fs::create_directories(jobs_dir, ec);
   FT_CHECK(!ec, "serve", jobs_dir.string(), ": cannot create the jobs folder: ", ec.message());

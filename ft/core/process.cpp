@@ -25,6 +25,7 @@ int spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
   for (const std::string& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   const std::string out_path = options.stdout_path, err_path = options.stderr_path;
+  const std::string working_dir = options.working_dir;
   const int death_signal = options.death_signal;
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -46,6 +47,11 @@ int spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
     } else if (!err_path.empty()) {
       const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (err < 0 || dup2(err, 2) < 0) _exit(127);
+    }
+    if (!working_dir.empty() && chdir(working_dir.c_str()) != 0) {
+      const char message[] = "ft: cannot enter the working folder\n";
+      (void)!write(2, message, sizeof message - 1);
+      _exit(127);
     }
     environ = envp.data();
     execvp(argv[0], argv.data());

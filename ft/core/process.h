@@ -14,6 +14,7 @@ struct SpawnOptions {
   std::string stdout_path;       // appended to; empty: this process's stdout
   std::string stderr_path;       // appended to; empty: this process's stderr; "-": stdout's
   int death_signal = 0;          // sent when the starting thread ends (PR_SET_PDEATHSIG); 0: none
+  std::string working_dir;       // the child's current folder; empty: this process's
 };
 
 // Starts args[0] (a path, or a name looked up in PATH) with args, stdin empty. Returns its

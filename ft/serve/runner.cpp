@@ -29,7 +29,9 @@ using nlohmann::json;
 // runs save their checkpoints. At the next start the store still lists those jobs as
 // running: they become interrupted, and a resume queues them again, the new child
 // continuing from the last checkpoint (ft train resumes in an output folder that holds
-// one). A job whose old child is still saving is not resumed until it has exited.
+// one). A job whose old child is still saving is not resumed until it has exited. A child
+// runs in its job's folder, so a name the settings leave relative (a template file, a
+// model that looks like a Hub id) never reaches a file in the server's current folder.
 
 namespace {
 
@@ -130,6 +132,7 @@ Job JobRunner::submit(const JobRequest& request) {
     o.env = {"HF_HUB_OFFLINE=1"};
     o.stdout_path = report.string();
     o.stderr_path = "-";
+    o.working_dir = dir.string();  // Note [Jobs as child processes]
     const int pid = spawn(
         {options_.ft_binary.string(), "train", "validate", "--config", (dir / "job.yml").string()},
         o);
@@ -293,6 +296,7 @@ void JobRunner::launch(Job job, bool exporting) {
     o.stdout_path = log_file(job.id).string();
     o.stderr_path = "-";
     o.death_signal = SIGINT;
+    o.working_dir = job_dir(job.id).string();
     pid = spawn(args, o);
   } catch (const Error& e) {
     job.status = JobStatus::failed;
