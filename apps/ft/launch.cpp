@@ -94,15 +94,14 @@ bool on_path(const std::string& name) {
 
 // MPI starts its own ranks: mpirun runs the command N times with the backend named; MLX's
 // MPI backend reads mpirun's environment.
-int run_under_mpi(const LaunchArgs& args, size_t ranks) {
+int run_under_mpi(const LaunchArgs& args, const std::vector<std::string>& command, size_t ranks) {
   FT_CHECK(args.hostfile.empty(), "launch",
            "--backend mpi takes its hosts from mpirun: give -n N, and MPI's own host settings");
   FT_CHECK(on_path("mpirun"), "launch",
            "--backend mpi needs mpirun (Open MPI) on PATH; ring needs nothing: --backend ring");
   std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks), "-x",
                                    std::string(train::kBackendVariable) + "=mpi"};
-  for (const std::string& a : args.command)
-    argv.push_back(a == "ft" && argv.size() == 5 ? fs::read_symlink("/proc/self/exe").string() : a);
+  argv.insert(argv.end(), command.begin(), command.end());
   std::vector<char*> c;
   for (std::string& a : argv) c.push_back(a.data());
   c.push_back(nullptr);
@@ -124,10 +123,9 @@ int run_launch(const LaunchArgs& args) {
   const int n = static_cast<int>(hosts.size());
   std::string backend = args.backend;
   if (backend == "auto") backend = mx::distributed::is_available("nccl") ? "nccl" : "ring";
-  if (backend == "mpi") return run_under_mpi(args, hosts.size());
-
   std::vector<std::string> command = args.command;
   if (command[0] == "ft") command[0] = fs::read_symlink("/proc/self/exe").string();
+  if (backend == "mpi") return run_under_mpi(args, command, hosts.size());
   const fs::path dir = fs::temp_directory_path() / ("ft-launch-" + std::to_string(getpid()));
   fs::create_directories(dir);
 
